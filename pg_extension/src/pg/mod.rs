@@ -1,0 +1,18 @@
+//! The SQL surface: thin wrappers that read Postgres state and call plain Rust.
+
+pub mod identity;
+pub mod rls;
+pub mod settings;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+use pgrx::prelude::*;
+
+/// Raises a Postgres ERROR with an explicit SQLSTATE; never returns.
+#[allow(unreachable_code)] // ereport!(ERROR) longjmps, but its type does not say so
+pub(crate) fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    let message: String = message.into();
+    ereport!(ERROR, code, message);
+    unreachable!("ereport(ERROR) does not return")
+}

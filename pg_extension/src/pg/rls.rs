@@ -1,0 +1,167 @@
+//! `wallet.enable_owner_rls(...)` and `wallet.rls_report(...)`.
+
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_qualified_identifier};
+use pgrx::PgRelation;
+
+use super::raise;
+use crate::rls::{owner_index_name, owner_policy_name, owner_policy_statements, PolicyFacts, TableFacts};
+
+fn spi_failed(error: pgrx::spi::Error) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("parker_wallet: {error}"))
+}
+
+/// Protects `target` so each row is visible and writable only to the user named by
+/// its `owner_column`: RLS enabled and forced, one owner policy for `roles`, and an
+/// index on the owner column if none leads with it. Safe to run again.
+#[pg_extern]
+fn enable_owner_rls(
+    target: PgRelation,
+    owner_column: &str,
+    roles: default!(Vec<String>, "'{authenticated}'"),
+) {
+    // Keep only the oid: an open relation would make ALTER TABLE refuse ("in use").
+    let target = {
+        let oid = target.oid();
+        drop(target);
+        oid
+    };
+    let table = Spi::get_three_with_args::<String, String, String>(
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[target.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    let (Some(schema), Some(name), Some(kind)) = table else {
+        raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "enable_owner_rls: no such table")
+    };
+    if kind != "r" && kind != "p" {
+        raise(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("enable_owner_rls: {schema}.{name} is not a table"),
+        );
+    }
+    let column_type = Spi::get_one_with_args::<String>(
+        "SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped)",
+        &[target.into(), owner_column.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    match column_type.as_deref() {
+        Some("uuid") => {}
+        Some(other) => raise(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("enable_owner_rls: owner column {owner_column} of {schema}.{name} is {other}, not uuid"),
+        ),
+        None => raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("enable_owner_rls: {schema}.{name} has no column {owner_column}"),
+        ),
+    }
+
+    let quoted_table = quote_qualified_identifier(&schema, &name);
+    let quoted_roles: Vec<String> = roles.iter().map(quote_identifier).collect();
+    let statements = owner_policy_statements(
+        &quoted_table,
+        &quote_identifier(owner_policy_name(&name)),
+        &quote_identifier(owner_column),
+        &quoted_roles,
+    );
+    for statement in statements {
+        Spi::run(&statement).unwrap_or_else(|e| spi_failed(e));
+    }
+
+    let indexed = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_index i JOIN pg_attribute a
+                          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = $1 AND a.attname = $2)",
+        &[target.into(), owner_column.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    if indexed != Some(true) {
+        let index = quote_identifier(owner_index_name(&name, owner_column));
+        Spi::run(&format!(
+            "CREATE INDEX IF NOT EXISTS {index} ON {quoted_table} ({})",
+            quote_identifier(owner_column)
+        ))
+        .unwrap_or_else(|e| spi_failed(e));
+    }
+}
+
+/// The catalog facts behind the report, one row per table, policies as JSON.
+/// Run with an empty search path so policy expressions deparse fully qualified.
+const TABLE_FACTS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+       coalesce((
+         SELECT jsonb_agg(jsonb_build_object(
+                  'name', p.polname, 'permissive', p.polpermissive,
+                  'using', pg_get_expr(p.polqual, p.polrelid),
+                  'check', pg_get_expr(p.polwithcheck, p.polrelid),
+                  'columns', coalesce((
+                     SELECT jsonb_agg(DISTINCT a.attname)
+                       FROM pg_depend d
+                       JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                      WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid
+                        AND d.refobjsubid > 0), '[]'::jsonb))
+                ORDER BY p.polname)
+           FROM pg_policy p WHERE p.polrelid = c.oid), '[]'::jsonb)::text,
+       coalesce((
+         SELECT array_agg(DISTINCT a.attname::text)
+           FROM pg_index i
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+          WHERE i.indrelid = c.oid), ARRAY[]::text[])
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY($1)
+ ORDER BY 1, 2";
+
+/// For every table in `schemas`: whether RLS is enabled and forced, how many
+/// policies it has, which columns they use and whether those are indexed, and
+/// what is wrong (`code: explanation`, empty when nothing is).
+#[pg_extern(stable)]
+#[search_path(pg_catalog)]
+fn rls_report(
+    schemas: Vec<Option<String>>,
+) -> TableIterator<
+    'static,
+    (
+        name!(schema_name, String),
+        name!(table_name, String),
+        name!(rls_enabled, bool),
+        name!(rls_forced, bool),
+        name!(policy_count, i32),
+        name!(policy_columns, Vec<String>),
+        name!(policy_columns_indexed, bool),
+        name!(findings, Vec<String>),
+    ),
+> {
+    let schemas: Vec<String> = schemas.into_iter().flatten().collect();
+    let rows = Spi::connect(|client| {
+        let mut rows = Vec::new();
+        for row in client.select(TABLE_FACTS_SQL, None, &[schemas.into()])? {
+            let policies_json: String = row.get(5)?.unwrap_or_default();
+            let policies: Vec<PolicyFacts> = serde_json::from_str(&policies_json).unwrap_or_else(|e| {
+                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("rls_report: policy facts: {e}"))
+            });
+            let facts = TableFacts {
+                rls_enabled: row.get(3)?.unwrap_or(false),
+                rls_forced: row.get(4)?.unwrap_or(false),
+                policies,
+                index_leading_columns: row.get::<Vec<String>>(6)?.unwrap_or_default(),
+            };
+            rows.push((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                facts.rls_enabled,
+                facts.rls_forced,
+                i32::try_from(facts.policies.len()).unwrap_or(i32::MAX),
+                facts.policy_columns(),
+                facts.unindexed_policy_columns().is_empty(),
+                facts.findings(),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(rows)
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    TableIterator::new(rows)
+}

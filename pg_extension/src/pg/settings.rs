@@ -1,0 +1,36 @@
+//! The extension's own settings (GUCs) and reading other settings safely.
+
+use std::ffi::CStr;
+
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Superuser-only, so a traveler's session cannot switch the protection off.
+pub static PIN_JWT_SUBJECT: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"parker_wallet.pin_jwt_subject",
+        c"Refuse a change of request.jwt.claims' subject within one transaction.",
+        c"PostgREST and the sidecar set the claims once per transaction; a later change of \
+          subject means one transaction is acting as two users. Turn off only for a role that \
+          legitimately switches claims in one transaction (Supabase Realtime's RLS checks).",
+        &PIN_JWT_SUBJECT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// The text of a setting, or `None` when it was never set (custom settings such as
+/// `request.jwt.claims` need not exist).
+pub fn setting_text(name: &CStr) -> Option<String> {
+    // SAFETY: GetConfigOption returns NULL or a pointer into the GUC's current value,
+    // valid until the setting changes; we copy it out at once.
+    unsafe {
+        let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        if value.is_null() {
+            None
+        } else {
+            Some(CStr::from_ptr(value).to_string_lossy().into_owned())
+        }
+    }
+}

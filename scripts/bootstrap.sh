@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs every prerequisite the demo and the tests need, idempotently.
+# Each step records a stamp only after it succeeds, so an interrupted run is
+# simply repeated by the next one instead of leaving a half-installed state.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+  libclang-dev clang pkg-config libssl-dev sudo ca-certificates)
+STAMPS="$PW_CACHE/stamps"
+mkdir -p "$STAMPS"
+
+step_done() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+mark_done() { printf '%s' "$2" >"$STAMPS/$1"; }
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing Debian packages (${missing[*]}) and not root: run as root or install them"
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed: is the Debian package mirror reachable?"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed (see the output above)"
+}
+
+install_cargo_pgrx() {
+  have cargo || die "cargo not found: install the Rust toolchain (rustup) first"
+  if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
+    say "installing cargo-pgrx $PGRX_VERSION (takes a few minutes, once per machine)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked \
+      || die "cargo install cargo-pgrx failed: is the crate registry reachable?"
+  fi
+  # `init` with an explicit pg_config never downloads anything.
+  if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    say "registering PostgreSQL 15 with pgrx"
+    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+  fi
+}
+
+install_python_emulators() {
+  local want="localstripe==$LOCALSTRIPE_VERSION moto[server]==$MOTO_VERSION"
+  step_done venv "$want" && [ -x "$PW_VENV/bin/python" ] && return 0
+  have python3 || die "python3 not found"
+  say "creating the emulator venv ($want)"
+  # No stamp until pip succeeds: a half-built venv is removed and rebuilt next run.
+  rm -rf "$PW_VENV"
+  python3 -m venv "$PW_VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  # shellcheck disable=SC2086
+  "$PW_VENV/bin/pip" install -q --disable-pip-version-check $want \
+    || { rm -rf "$PW_VENV"; die "pip install $want failed: is the Python package index reachable?"; }
+  mark_done venv "$want"
+}
+
+install_deno() {
+  step_done deno "$DENO_VERSION" && [ -x "$PW_NODE/node_modules/.bin/deno" ] && return 0
+  have npm || die "npm not found: install Node.js and npm first"
+  say "installing deno $DENO_VERSION from npm"
+  mkdir -p "$PW_NODE"
+  (cd "$PW_NODE" && npm install --silent --no-audit --no-fund "deno@$DENO_VERSION" >/dev/null) \
+    || die "npm install deno@$DENO_VERSION failed: is the npm registry reachable?"
+  "$PW_NODE/node_modules/.bin/deno" --version >/dev/null || die "deno was installed but does not run"
+  mark_done deno "$DENO_VERSION"
+}
+
+install_apt_packages
+install_cargo_pgrx
+install_python_emulators
+install_deno
+say "prerequisites ready (cache: $PW_CACHE)"

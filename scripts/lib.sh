@@ -1,0 +1,45 @@
+# Shared settings and helpers for the project's scripts. Sourced, never run.
+# Everything the scripts install or build lives outside the clone, so a fresh
+# clone reuses a warm cache and nothing generated ever lands in git.
+
+PW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PW_CACHE="${PARKER_WALLET_CACHE:-$HOME/.cache/parker-wallet}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PW_CACHE/target}"
+PW_VENV="$PW_CACHE/venv"
+PW_NODE="$PW_CACHE/node"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+PG_CONFIG="$PG_BIN/pg_config"
+[ -x "$PG_CONFIG" ] || PG_CONFIG=/usr/bin/pg_config
+
+# Pinned tool versions: TOOLCHAIN.md explains why pgrx is 0.18.1 here.
+PGRX_VERSION=0.18.1
+LOCALSTRIPE_VERSION=1.15.10
+MOTO_VERSION=5.2.5
+DENO_VERSION=2.9.6
+
+export PATH="$HOME/.cargo/bin:$PW_NODE/node_modules/.bin:$PATH"
+
+say()  { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die()  { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Runs a command as the postgres OS user: initdb and the postmaster refuse root.
+as_postgres() {
+  if [ "$(id -un)" = postgres ]; then "$@"
+  elif have runuser && [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"
+  elif have sudo; then sudo -n -u postgres -- "$@"
+  else die "need root (runuser) or sudo to run '$1' as the postgres user"
+  fi
+}
+
+# A free TCP port on the loopback interface, chosen by the kernel.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Fails with a clear message when a TCP port on loopback is already taken.
+require_free_port() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    die "port $1 on 127.0.0.1 is already in use; pick another (e.g. PW_PGPORT=...)"
+  fi
+}
