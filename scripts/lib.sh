@@ -23,12 +23,17 @@ say()  { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die()  { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# Runs a command as the postgres OS user: initdb and the postmaster refuse root.
-as_postgres() {
-  if [ "$(id -un)" = postgres ]; then "$@"
-  elif have runuser && [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"
-  elif have sudo; then sudo -n -u postgres -- "$@"
-  else die "need root (runuser) or sudo to run '$1' as the postgres user"
+# The OS user that owns throwaway clusters: initdb and the postmaster refuse root,
+# so root hands them to `postgres`; anyone else runs them as themselves.
+cluster_user() {
+  if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
+}
+
+# Runs a command as cluster_user.
+as_cluster_user() {
+  if [ "$(id -u)" != 0 ]; then "$@"
+  elif id postgres >/dev/null 2>&1; then runuser -u postgres -- "$@"
+  else die "running as root needs a 'postgres' OS user (apt-get install postgresql-15 creates it)"
   fi
 }
 

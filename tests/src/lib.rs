@@ -1,1 +1,258 @@
+//! The end-to-end test harness, shared by every test in `tests/tests/`.
+//!
+//! `scripts/test.sh` starts one stack per run (throwaway PostgreSQL cluster,
+//! localstripe, moto) and exports where it is (`PW_*` variables, see
+//! `scripts/stack.sh`). Each test then takes what it needs from here:
+//! - [`TestDb::migrated`]: a fresh database with the extension and all migrations,
+//!   cloned from a template in milliseconds; [`TestDb::empty`]: one with nothing.
+//! - [`Sidecar::start`]: a sidecar of its own on a temporary socket, killed on drop.
+//! - [`Emulators::from_env`]: the localstripe and moto endpoints.
+//!
+//! Databases are left behind for post-mortems; the cluster is deleted with the run.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use sqlx::{Connection, PgConnection};
+
+/// The template every migrated test database is cloned from (prepared by scripts/test.sh).
+pub const TEMPLATE_DB: &str = "pw_template";
+/// A login role that can only become `authenticated`, like PostgREST's authenticator
+/// minus the other roles: what a traveler's request runs as.
+pub const TRAVELER_LOGIN: &str = "pw_test_traveler";
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| {
+        format!("{name} is not set: run the tests through scripts/test.sh, which starts the stack")
+    })
+}
+
+pub fn database_url(db: &str, user: &str) -> Result<String> {
+    Ok(format!("postgres://{user}@{}:{}/{db}", env("PW_PGHOST")?, env("PW_PGPORT")?))
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// A new database with `parker_wallet` installed and every migration applied.
+    pub async fn migrated() -> Result<Self> {
+        Self::create(&format!("TEMPLATE {TEMPLATE_DB}")).await
+    }
+
+    /// A new database with nothing in it: for migration and install tests.
+    pub async fn empty() -> Result<Self> {
+        Self::create("TEMPLATE template0").await
+    }
+
+    async fn create(template_clause: &str) -> Result<Self> {
+        let name = format!("pw_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&database_url("postgres", "postgres")?).await?;
+        sqlx::raw_sql(&format!("CREATE DATABASE {name} {template_clause}"))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("creating test database {name}"))?;
+        admin.close().await?;
+        Ok(Self { name })
+    }
+
+    pub fn url(&self, user: &str) -> Result<String> {
+        database_url(&self.name, user)
+    }
+
+    /// A superuser connection (the migration runner's and the fixtures' view).
+    pub async fn admin(&self) -> Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url("postgres")?).await?)
+    }
+
+    /// A connection as the traveler login role; see [`as_traveler`].
+    pub async fn traveler(&self) -> Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url(TRAVELER_LOGIN)?).await?)
+    }
+}
+
+/// Starts a transaction the way PostgREST serves a request: role `authenticated`
+/// and the verified JWT claims, both local to the transaction.
+pub async fn as_traveler<'c>(
+    conn: &'c mut PgConnection,
+    claims: &str,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
+        .bind(claims)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The Postgres error code of a failed query, if it was a database error.
+pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
+}
+
+/// The migrations shipped in the repository.
+pub fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+}
+
+/// Where localstripe and moto listen for this run.
+pub struct Emulators {
+    pub localstripe_url: String,
+    pub moto_url: String,
+}
+
+impl Emulators {
+    pub fn from_env() -> Result<Self> {
+        Ok(Self { localstripe_url: env("PW_LOCALSTRIPE_URL")?, moto_url: env("PW_MOTO_URL")? })
+    }
+}
+
+/// A sidecar process of the test's own; killed when dropped, even on panic.
+pub struct Sidecar {
+    child: Child,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("sidecar.sock");
+        let child = Command::new(env("PW_SIDECAR_BIN")?)
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawning kms-sidecar")?;
+        let mut sidecar = Self { child, socket, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::UnixStream::connect(&sidecar.socket).await.is_err() {
+            if let Some(status) = sidecar.child.try_wait()? {
+                bail!("kms-sidecar exited during start-up: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("kms-sidecar did not listen on {} within 10 s", sidecar.socket.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(sidecar)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        Ok(self.child.wait()?)
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<Response> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        send(stream, method, path, body).await
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response with its body read and, when JSON, parsed.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub json: serde_json::Value,
+}
+
+/// One HTTP/1.1 request over any byte stream (Unix socket or TCP).
+pub async fn send<S>(stream: S, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(payload)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok(Response { status, content_type, json })
+}
+
+/// A textual description of every schema object the migrations own, sorted, for
+/// comparing two databases (or one database at two moments). OIDs never appear,
+/// so equal schemas give equal snapshots.
+pub async fn schema_snapshot(conn: &mut PgConnection) -> Result<Vec<String>> {
+    const SNAPSHOT_SQL: &str = r#"
+    WITH ours AS (
+      SELECT oid, nspname FROM pg_namespace
+       WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'parker_migrations')
+         AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast_temp%'
+    )
+    SELECT 'schema ' || nspname || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '') FROM ours
+    UNION ALL
+    SELECT format('relation %s.%s kind=%s rls=%s forced=%s acl=%s', n.nspname, c.relname, c.relkind,
+                  c.relrowsecurity, c.relforcerowsecurity, c.relacl::text)
+      FROM pg_class c JOIN ours n ON n.oid = c.relnamespace
+    UNION ALL
+    SELECT format('column %s.%s.%s %s notnull=%s default=%s acl=%s', n.nspname, c.relname, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(d.adbin, d.adrelid), a.attacl::text)
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ours n ON n.oid = c.relnamespace
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT format('constraint %s.%s %s %s', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid))
+      FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN ours n ON n.oid = c.relnamespace
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN ours n ON n.oid = c.relnamespace
+    UNION ALL
+    SELECT format('policy %s.%s %s permissive=%s cmd=%s roles=%s using=%s check=%s', n.nspname, c.relname,
+                  p.polname, p.polpermissive, p.polcmd,
+                  (SELECT string_agg(coalesce(r.rolname, 'public'), ',' ORDER BY r.rolname)
+                     FROM unnest(p.polroles) AS pr(oid) LEFT JOIN pg_roles r ON r.oid = pr.oid),
+                  pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+      FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN ours n ON n.oid = c.relnamespace
+    UNION ALL
+    SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ours n ON n.oid = c.relnamespace
+     WHERE NOT t.tgisinternal
+    UNION ALL
+    SELECT 'function ' || pg_get_functiondef(p.oid) || ' acl=' || coalesce(p.proacl::text, '')
+      FROM pg_proc p JOIN ours n ON n.oid = p.pronamespace
+     WHERE p.prokind IN ('f', 'p')
+    UNION ALL
+    SELECT 'extension ' || extname || ' ' || extversion FROM pg_extension
+    "#;
+    let mut lines: Vec<String> = sqlx::query_scalar::<_, String>(SNAPSHOT_SQL).fetch_all(&mut *conn).await?;
+    lines.sort();
+    Ok(lines)
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The local stack: a throwaway PostgreSQL 15 cluster, localstripe, moto (KMS) and
+# the sidecar, all bound to loopback or to sockets inside one stack directory.
+#
+#   scripts/stack.sh up DIR     start everything; writes DIR/stack.env
+#   scripts/stack.sh down DIR   stop everything started in DIR and remove DIR
+#
+# `up` assumes scripts/build.sh ran (extension installed, sidecar built).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { die "usage: $0 up|down DIR"; }
+[ $# -eq 2 ] || usage
+action=$1 dir=$2
+
+wait_for() { # description, attempts, command...
+  local what=$1 tries=$2; shift 2
+  for _ in $(seq "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  die "$what did not come up (logs in $dir)"
+}
+
+http_ok() { python3 - "$1" <<'PY'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass  # any HTTP answer means the server is up
+PY
+}
+
+stack_up() {
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 server binaries not found in $PG_BIN (run scripts/bootstrap.sh)"
+  [ -x "$PW_VENV/bin/moto_server" ] || die "emulator venv missing (run scripts/bootstrap.sh)"
+  local sidecar_bin="$CARGO_TARGET_DIR/debug/kms-sidecar"
+  [ -x "$sidecar_bin" ] || die "sidecar not built (run scripts/build.sh)"
+  mkdir -p "$dir"
+  local owner; owner=$(cluster_user)
+  local pgdata="$dir/pgdata" pgsock="$dir/pgsocket"
+  mkdir -p "$pgsock"
+  chown "$owner" "$dir" "$pgsock"
+  chmod 0755 "$dir"
+
+  local pgport="${PW_PGPORT:-$(free_port)}"
+  require_free_port "$pgport"
+  say "PostgreSQL 15 on 127.0.0.1:$pgport (data in $pgdata)"
+  as_cluster_user "$PG_BIN/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+    || die "initdb failed: see $dir/initdb.log"
+  as_cluster_user "$PG_BIN/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -w -t 30 start \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -c unix_socket_directories=$pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    >/dev/null || die "PostgreSQL did not start: see $dir/postgres.log"
+
+  local moto_port; moto_port=$(free_port)
+  "$PW_VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$dir/moto.log" 2>&1 &
+  echo $! >"$dir/moto.pid"
+  local stripe_port; stripe_port=$(free_port)
+  "$PW_VENV/bin/python" "$PW_ROOT/tests/support/localstripe_server.py" --port "$stripe_port" >"$dir/localstripe.log" 2>&1 &
+  echo $! >"$dir/localstripe.pid"
+  wait_for "moto (KMS) on port $moto_port" 100 http_ok "http://127.0.0.1:$moto_port/moto-api/"
+  wait_for "localstripe on port $stripe_port" 100 http_ok "http://127.0.0.1:$stripe_port/v1/customers"
+  say "moto (KMS) on 127.0.0.1:$moto_port, localstripe on 127.0.0.1:$stripe_port"
+
+  local socket="$dir/sidecar.sock"
+  PW_LOG_FORMAT=json "$sidecar_bin" serve --socket "$socket" >"$dir/sidecar.log" 2>&1 &
+  echo $! >"$dir/sidecar.pid"
+  wait_for "sidecar on $socket" 100 test -S "$socket"
+  say "sidecar on $socket"
+
+  cat >"$dir/stack.env" <<ENV
+PW_STACK_DIR=$dir
+PW_PGHOST=127.0.0.1
+PW_PGPORT=$pgport
+PW_PGSOCKET=$pgsock
+PW_MOTO_URL=http://127.0.0.1:$moto_port
+PW_LOCALSTRIPE_URL=http://127.0.0.1:$stripe_port
+PW_SIDECAR_SOCKET=$socket
+PW_SIDECAR_BIN=$sidecar_bin
+ENV
+}
+
+stack_down() {
+  [ -d "$dir" ] || return 0
+  for service in sidecar localstripe moto; do
+    if [ -f "$dir/$service.pid" ]; then
+      kill "$(cat "$dir/$service.pid")" 2>/dev/null || true
+      rm -f "$dir/$service.pid"
+    fi
+  done
+  if [ -f "$dir/pgdata/postmaster.pid" ]; then
+    as_cluster_user "$PG_BIN/pg_ctl" -D "$dir/pgdata" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+}
+
+case "$action" in
+  up) stack_up ;;
+  down) stack_down ;;
+  *) usage ;;
+esac

@@ -1,0 +1,48 @@
+//! The sidecar binary on its Unix socket: health, problem+json errors, socket
+//! permissions, graceful shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+
+use harness::Sidecar;
+use hyper::StatusCode;
+
+#[tokio::test]
+async fn healthz_answers_on_the_socket() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start().await?;
+    let response = sidecar.request("GET", "/healthz", None).await?;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.json["status"], "ok");
+    assert_eq!(response.content_type.as_deref(), Some("application/json"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problem_json() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start().await?;
+    let missing = sidecar.request("GET", "/nope", None).await?;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.content_type.as_deref(), Some("application/problem+json"));
+    assert_eq!(missing.json["code"], "not_found");
+    let wrong_method = sidecar.request("DELETE", "/healthz", None).await?;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.json["code"], "method_not_allowed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_socket_is_not_world_accessible() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start().await?;
+    let mode = std::fs::metadata(&sidecar.socket)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_removes_the_socket() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start().await?;
+    let socket = sidecar.socket.clone();
+    let status = sidecar.terminate()?;
+    assert!(status.success(), "exit status {status}");
+    assert!(!socket.exists(), "socket file left behind");
+    Ok(())
+}
