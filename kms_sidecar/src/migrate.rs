@@ -251,6 +251,12 @@ async fn unlock(conn: &mut PgConnection) -> Result<(), MigrateError> {
 }
 
 async fn ensure_bookkeeping(conn: &mut PgConnection) -> Result<(), MigrateError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('parker_migrations.applied') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if exists {
+        return Ok(());
+    }
     sqlx::raw_sql(
         "CREATE SCHEMA IF NOT EXISTS parker_migrations;
          CREATE TABLE IF NOT EXISTS parker_migrations.applied (

@@ -137,24 +137,28 @@ fn truncate_identifier(name: &str) -> String {
 }
 
 /// The statements that give `table` an owner policy; identifiers already quoted.
-/// Idempotent: the policy is dropped and created again, so a re-run updates it.
+/// Idempotent: an existing policy of that name is replaced, so a re-run updates it.
 pub fn owner_policy_statements(
     quoted_table: &str,
     quoted_policy: &str,
     quoted_column: &str,
     quoted_roles: &[String],
+    policy_exists: bool,
 ) -> Vec<String> {
     let roles = if quoted_roles.is_empty() { "public".to_owned() } else { quoted_roles.join(", ") };
-    vec![
+    let mut statements = vec![
         format!("ALTER TABLE {quoted_table} ENABLE ROW LEVEL SECURITY"),
         format!("ALTER TABLE {quoted_table} FORCE ROW LEVEL SECURITY"),
-        format!("DROP POLICY IF EXISTS {quoted_policy} ON {quoted_table}"),
-        format!(
+    ];
+    if policy_exists {
+        statements.push(format!("DROP POLICY {quoted_policy} ON {quoted_table}"));
+    }
+    statements.push(format!(
             "CREATE POLICY {quoted_policy} ON {quoted_table} AS PERMISSIVE FOR ALL TO {roles} \
              USING ({OWNER_EXPRESSION} = {quoted_column}) \
              WITH CHECK ({OWNER_EXPRESSION} = {quoted_column})"
-        ),
-    ]
+    ));
+    statements
 }
 
 #[cfg(test)]
@@ -251,8 +255,10 @@ mod tests {
             "cards_owner",
             "user_id",
             &["authenticated".to_owned()],
+            true,
         );
         assert_eq!(statements.len(), 4);
+        assert_eq!(statements[2], "DROP POLICY cards_owner ON public.cards");
         assert!(statements[1].contains("FORCE ROW LEVEL SECURITY"));
         assert!(statements[3].contains("TO authenticated"));
         assert!(statements[3].contains("USING ((select wallet.uid()) = user_id)"));

@@ -216,7 +216,8 @@ pub async fn schema_snapshot(conn: &mut PgConnection) -> Result<Vec<String>> {
        WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'parker_migrations')
          AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast_temp%'
     )
-    SELECT 'schema ' || nspname || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '') FROM ours
+    SELECT format('schema %s acl=%s comment=%s', n.nspname, n.nspacl::text, obj_description(n.oid, 'pg_namespace'))
+      FROM ours o JOIN pg_namespace n ON n.oid = o.oid
     UNION ALL
     SELECT format('relation %s.%s kind=%s rls=%s forced=%s acl=%s', n.nspname, c.relname, c.relkind,
                   c.relrowsecurity, c.relforcerowsecurity, c.relacl::text)

@@ -1,5 +1,6 @@
 //! The SQL surface: thin wrappers that read Postgres state and call plain Rust.
 
+pub mod completion;
 pub mod identity;
 pub mod rls;
 pub mod settings;
@@ -15,4 +16,9 @@ pub(crate) fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     let message: String = message.into();
     ereport!(ERROR, code, message);
     unreachable!("ereport(ERROR) does not return")
+}
+
+/// An SPI failure is a bug or a broken installation, never the caller's input.
+pub(crate) fn spi_failed(error: pgrx::spi::Error) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("parker_wallet: {error}"))
 }

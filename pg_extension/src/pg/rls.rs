@@ -4,12 +4,8 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_qualified_identifier};
 use pgrx::PgRelation;
 
-use super::raise;
+use super::{raise, spi_failed};
 use crate::rls::{owner_index_name, owner_policy_name, owner_policy_statements, PolicyFacts, TableFacts};
-
-fn spi_failed(error: pgrx::spi::Error) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("parker_wallet: {error}"))
-}
 
 /// Protects `target` so each row is visible and writable only to the user named by
 /// its `owner_column`: RLS enabled and forced, one owner policy for `roles`, and an
@@ -59,13 +55,21 @@ fn enable_owner_rls(
         ),
     }
 
+    let policy = owner_policy_name(&name);
+    let policy_exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_policy WHERE polrelid = $1 AND polname = $2)",
+        &[target.into(), policy.as_str().into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or(false);
     let quoted_table = quote_qualified_identifier(&schema, &name);
     let quoted_roles: Vec<String> = roles.iter().map(quote_identifier).collect();
     let statements = owner_policy_statements(
         &quoted_table,
-        &quote_identifier(owner_policy_name(&name)),
+        &quote_identifier(&policy),
         &quote_identifier(owner_column),
         &quoted_roles,
+        policy_exists,
     );
     for statement in statements {
         Spi::run(&statement).unwrap_or_else(|e| spi_failed(e));
@@ -81,7 +85,7 @@ fn enable_owner_rls(
     if indexed != Some(true) {
         let index = quote_identifier(owner_index_name(&name, owner_column));
         Spi::run(&format!(
-            "CREATE INDEX IF NOT EXISTS {index} ON {quoted_table} ({})",
+            "CREATE INDEX {index} ON {quoted_table} ({})",
             quote_identifier(owner_column)
         ))
         .unwrap_or_else(|e| spi_failed(e));

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Brings up the whole local stack and walks a traveler through it.
+#
+#   scripts/demo.sh          run the walk, then tear the stack down
+#   scripts/demo.sh --keep   leave the stack running and print how to reach it
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+keep=false
+case "${1:-}" in --keep) keep=true ;; "") ;; *) die "usage: $0 [--keep]" ;; esac
+
+"$PW_ROOT/scripts/bootstrap.sh"
+"$PW_ROOT/scripts/build.sh"
+
+stack_dir=$(mktemp -d /tmp/parker-wallet-demo.XXXXXX)
+if $keep; then
+  trap 'echo; say "stack left running in $stack_dir; stop it with: scripts/stack.sh down $stack_dir"' EXIT
+else
+  trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"' EXIT INT TERM
+fi
+"$PW_ROOT/scripts/stack.sh" up "$stack_dir"
+set -a; source "$stack_dir/stack.env"; set +a
+
+db=parker_demo
+export DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_PGPORT/$db"
+psql_db() { psql -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"; }
+step() { printf '\n\033[1;36m## %s\033[0m\n' "$*"; }
+
+# As PostgREST serves a request: role `authenticated`, the traveler's verified
+# claims and request headers, all local to one transaction.
+as_traveler() { # user-id, sql
+  psql_db -d "$db" <<SQL
+BEGIN;
+SELECT set_config('role', 'authenticated', true),
+       set_config('request.jwt.claims', '{"sub":"$1","role":"authenticated"}', true),
+       set_config('request.headers', '{"user-agent":"parker-demo/1.0","x-forwarded-for":"203.0.113.7"}', true) \gset
+$2
+COMMIT;
+SQL
+}
+
+ADA=a11ce000-0000-4000-8000-00000000ada1
+BOB=b0b00000-0000-4000-8000-000000000b0b
+
+step "Install: CREATE EXTENSION parker_wallet, then the migrations"
+psql_db -d postgres -c "CREATE DATABASE $db"
+psql_db -d "$db" -c "CREATE EXTENSION parker_wallet"
+"$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up
+"$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" status
+
+step "Sign-up: Supabase Auth creates two travelers"
+psql_db -d "$db" -c "INSERT INTO auth.users (id, email) VALUES ('$ADA', 'ada@example.com'), ('$BOB', 'bob@example.com')"
+echo "ada = $ADA"
+echo "bob = $BOB"
+
+step "Ada creates her profile through PostgREST (RLS applies)"
+as_traveler "$ADA" "INSERT INTO traveler_profiles (user_id, first_name, last_name, date_of_birth, phone_number)
+                    VALUES ('$ADA', 'Ada', 'Lovelace', '1990-12-10', '+447700900123');"
+as_traveler "$ADA" "SELECT first_name, last_name, phone_number, phone_verified FROM traveler_profiles;"
+
+step "Ada's completion score"
+as_traveler "$ADA" "SELECT score, array_to_string(missing_fields, ', ') AS missing FROM wallet.profile_completeness('$ADA');
+                    SELECT unnest(recommendations) AS next_steps FROM wallet.profile_completeness('$ADA');"
+
+step "Ada chooses her notifications: the score goes up"
+as_traveler "$ADA" "UPDATE traveler_profiles SET notification_preferences = '{\"email\": true, \"sms\": false}';
+                    SELECT score FROM wallet.profile_completeness('$ADA');"
+
+step "RLS check: Bob sees none of Ada's rows and cannot change them"
+as_traveler "$BOB" "SELECT count(*) AS ada_profiles_visible_to_bob FROM traveler_profiles WHERE user_id = '$ADA';
+                    WITH changed AS (UPDATE traveler_profiles SET first_name = 'Mallory' WHERE user_id = '$ADA' RETURNING 1)
+                    SELECT count(*) AS ada_rows_bob_updated FROM changed;"
+psql_db -d "$db" -c "SELECT first_name AS ada_first_name_after_bob FROM traveler_profiles WHERE user_id = '$ADA'"
+
+step "RLS report for the public schema (no findings expected)"
+psql_db -d "$db" -c "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns_indexed,
+                            cardinality(findings) AS findings
+                       FROM wallet.rls_report(ARRAY['public'])"
+
+step "Sidecar health over its Unix socket"
+curl -sS --unix-socket "$PW_SIDECAR_SOCKET" http://sidecar/healthz
+echo
+
+if $keep; then
+  echo
+  echo "psql:     psql -h $PW_PGHOST -p $PW_PGPORT -U postgres $db"
+  echo "sidecar:  curl --unix-socket $PW_SIDECAR_SOCKET http://sidecar/healthz"
+fi
+say "demo finished"
