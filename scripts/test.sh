@@ -14,19 +14,24 @@ case "$only" in all|e2e) ;; *) die "usage: $0 [e2e [FILTER]]" ;; esac
 "$PW_ROOT/scripts/bootstrap.sh"
 cd "$PW_ROOT"
 
+# Every runner's output also goes to a log, so the run can end with one total.
+results=$(mktemp /tmp/parker-wallet-results.XXXXXX)
+trap 'rm -f "$results"' EXIT INT TERM
+run_tests() { "$@" 2>&1 | tee -a "$results"; }
+
 if [ "$only" = all ]; then
   say "extension: unit and #[pg_test] tests"
   pgrx_args=(pg15)
   # As root the test cluster must run as postgres, in a directory it can create.
   [ "$(id -u)" = 0 ] && pgrx_args+=(--runas postgres --pgdata "/tmp/parker-wallet-pgrx-$(id -u)")
-  (cd pg_extension && cargo pgrx test "${pgrx_args[@]}")
+  (cd pg_extension && run_tests cargo pgrx test "${pgrx_args[@]}")
 fi
 
 # After `cargo pgrx test`, which installs a test build: the stack gets the real one.
 "$PW_ROOT/scripts/build.sh"
 
 stack_dir=$(mktemp -d /tmp/parker-wallet-test.XXXXXX)
-trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"' EXIT INT TERM
+trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"; rm -f "$results"' EXIT INT TERM
 "$PW_ROOT/scripts/stack.sh" up "$stack_dir"
 set -a; source "$stack_dir/stack.env"; set +a
 
@@ -39,4 +44,10 @@ DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_PGPORT/pw_template" \
 psql_admin -d postgres -f "$PW_ROOT/tests/support/roles.sql"
 
 say "workspace tests (sidecar unit tests and end-to-end tests)"
-cargo test -p kms-sidecar -p parker-wallet-e2e -- ${filter:+"$filter"}
+run_tests cargo test -p kms-sidecar -p parker-wallet-e2e -- ${filter:+"$filter"}
+
+# One closing line for the whole run (any failure has already stopped the script).
+sed 's/\x1b\[[0-9;]*m//g' "$results" | awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+  END { printf "all tests: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }'
+
