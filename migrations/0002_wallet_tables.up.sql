@@ -18,10 +18,13 @@ $check$;
 -- Helpers private to the schema: not in `public`, so PostgREST never exposes them.
 CREATE SCHEMA wallet_internal;
 
+-- An UPDATE that changes nothing keeps its timestamp (and so is not audited).
 CREATE FUNCTION wallet_internal.touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
-  NEW.updated_at := now();
+  IF NEW IS DISTINCT FROM OLD THEN
+    NEW.updated_at := now();
+  END IF;
   RETURN NEW;
 END
 $$;
@@ -122,9 +125,13 @@ CREATE TABLE public.profile_completion_tracking (
 
 -- No foreign key to auth.users: the audit trail outlives an erased account
 -- (with personal data redacted), which a reference would forbid.
+-- Each traveler's rows form a hash chain (chain_seq 1, 2, ...; prev_hash links to
+-- the row before): written by the extension's audit trigger, checked by
+-- wallet.verify_audit_chain(). user_id 00000000-... is the system actor.
 CREATE TABLE public.traveler_data_audit (
   id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   user_id     uuid NOT NULL,
+  chain_seq   bigint NOT NULL CHECK (chain_seq > 0),
   action      text NOT NULL CHECK (action IN ('INSERT', 'UPDATE', 'DELETE')),
   table_name  text NOT NULL,
   record_id   uuid,
@@ -132,9 +139,12 @@ CREATE TABLE public.traveler_data_audit (
   new_data    jsonb,
   ip_address  inet,
   user_agent  text,
-  created_at  timestamptz NOT NULL DEFAULT now()
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  prev_hash   bytea NOT NULL CHECK (length(prev_hash) = 32),
+  row_hash    bytea NOT NULL CHECK (length(row_hash) = 32)
 );
-CREATE INDEX traveler_data_audit_created ON public.traveler_data_audit (created_at);
+-- Serves the chain (next link, verification) and the owner policy alike.
+CREATE UNIQUE INDEX traveler_data_audit_chain ON public.traveler_data_audit (user_id, chain_seq);
 
 -- A booking campaign; consent_at is the traveler's PSD2 mandate for
 -- merchant-initiated (off-session) charges.

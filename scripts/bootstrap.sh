@@ -55,19 +55,23 @@ install_python_emulators() {
   mark_done venv "$want"
 }
 
-install_deno() {
-  step_done deno "$DENO_VERSION" && [ -x "$PW_NODE/node_modules/.bin/deno" ] && return 0
+# Deno runs the Edge Function examples; murmurhash-js is what Parker Flight's
+# TypeScript buckets users with, for the cross-check of wallet.flag_enabled.
+install_node_packages() {
+  local want="deno@$DENO_VERSION murmurhash-js@$MURMURHASH_JS_VERSION"
+  step_done node "$want" && [ -x "$PW_NODE/node_modules/.bin/deno" ] && return 0
   have npm || die "npm not found: install Node.js and npm first"
-  say "installing deno $DENO_VERSION from npm"
+  say "installing $want from npm"
   mkdir -p "$PW_NODE"
-  (cd "$PW_NODE" && npm install --silent --no-audit --no-fund "deno@$DENO_VERSION" >/dev/null) \
-    || die "npm install deno@$DENO_VERSION failed: is the npm registry reachable?"
+  # shellcheck disable=SC2086
+  (cd "$PW_NODE" && npm install --silent --no-audit --no-fund $want >/dev/null) \
+    || die "npm install $want failed: is the npm registry reachable?"
   "$PW_NODE/node_modules/.bin/deno" --version >/dev/null || die "deno was installed but does not run"
-  mark_done deno "$DENO_VERSION"
+  mark_done node "$want"
 }
 
 install_apt_packages
 install_cargo_pgrx
 install_python_emulators
-install_deno
+install_node_packages
 say "prerequisites ready (cache: $PW_CACHE)"

@@ -74,6 +74,7 @@ PW_MOTO_URL=http://127.0.0.1:$moto_port
 PW_LOCALSTRIPE_URL=http://127.0.0.1:$stripe_port
 PW_SIDECAR_SOCKET=$socket
 PW_SIDECAR_BIN=$sidecar_bin
+PW_NODE_MODULES=$PW_NODE/node_modules
 ENV
 }
 

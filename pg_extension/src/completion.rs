@@ -42,11 +42,26 @@ pub struct ProfileFacts {
     pub notification_preferences_set: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A score and the criteria it misses, as a bit mask over [`CRITERIA`] (bit i set
+/// when criterion i is missing): compact enough to ship a batch to SQL as arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Completion {
     pub score: i32,
-    pub missing_fields: Vec<String>,
-    pub recommendations: Vec<String>,
+    pub missing_mask: i32,
+}
+
+impl Completion {
+    fn missing(&self) -> impl Iterator<Item = &'static Criterion> + '_ {
+        CRITERIA.iter().enumerate().filter(|(i, _)| self.missing_mask & (1 << i) != 0).map(|(_, c)| c)
+    }
+
+    pub fn missing_fields(&self) -> Vec<String> {
+        self.missing().map(|c| c.field.to_owned()).collect()
+    }
+
+    pub fn recommendations(&self) -> Vec<String> {
+        self.missing().map(|c| c.recommendation.to_owned()).collect()
+    }
 }
 
 fn present(text: &Option<String>) -> bool {
@@ -78,13 +93,12 @@ pub fn score(facts: &ProfileFacts, today: Ymd) -> Completion {
         "notification_preferences" => facts.notification_preferences_set,
         _ => false,
     };
-    let mut completion = Completion { score: 0, missing_fields: Vec::new(), recommendations: Vec::new() };
-    for criterion in &CRITERIA {
+    let mut completion = Completion { score: 0, missing_mask: 0 };
+    for (i, criterion) in CRITERIA.iter().enumerate() {
         if satisfied(criterion.field) {
             completion.score += criterion.weight;
         } else {
-            completion.missing_fields.push(criterion.field.to_owned());
-            completion.recommendations.push(criterion.recommendation.to_owned());
+            completion.missing_mask |= 1 << i;
         }
     }
     completion
@@ -109,7 +123,7 @@ mod tests {
     }
 
     fn missing(facts: &ProfileFacts) -> Vec<String> {
-        score(facts, TODAY).missing_fields
+        score(facts, TODAY).missing_fields()
     }
 
     #[test]
@@ -123,15 +137,15 @@ mod tests {
 
     #[test]
     fn a_complete_profile_scores_100() {
-        assert_eq!(score(&complete(), TODAY), Completion { score: 100, missing_fields: vec![], recommendations: vec![] });
+        assert_eq!(score(&complete(), TODAY), Completion { score: 100, missing_mask: 0 });
     }
 
     #[test]
     fn an_empty_profile_scores_0_with_every_recommendation() {
         let result = score(&ProfileFacts::default(), TODAY);
         assert_eq!(result.score, 0);
-        assert_eq!(result.missing_fields.len(), CRITERIA.len());
-        assert_eq!(result.recommendations[4], "Verify your phone number to get booking alerts by SMS.");
+        assert_eq!(result.missing_fields().len(), CRITERIA.len());
+        assert_eq!(result.recommendations()[4], "Verify your phone number to get booking alerts by SMS.");
     }
 
     /// Phone number is the exception: without it, "verified" cannot count either
@@ -152,7 +166,7 @@ mod tests {
             let weight = CRITERIA.iter().find(|c| c.field == field).unwrap().weight;
             let result = score(&facts, TODAY);
             assert_eq!(result.score, 100 - weight, "{field}");
-            assert_eq!(result.missing_fields, [field], "{field}");
+            assert_eq!(result.missing_fields(), [field], "{field}");
         }
     }
 

@@ -1,13 +1,16 @@
 //! `parker_wallet`: Parker Wallet's Postgres extension (schema `wallet`).
 //!
 //! The map: plain Rust that knows nothing of Postgres lives at the top
-//! ([`claims`], [`completion`], [`subject_pin`], [`rls`]) and has its own unit tests; [`pg`] holds
+//! ([`audit`], [`claims`], [`completion`], [`flags`],
+//! [`subject_pin`], [`rls`]) and has its own unit tests; [`pg`] holds
 //! the thin `#[pg_extern]` wrappers that give it to SQL, with `#[pg_test]`s.
 
 use pgrx::prelude::*;
 
+pub mod audit;
 pub mod claims;
 pub mod completion;
+pub mod flags;
 pub mod pg;
 pub mod rls;
 pub mod subject_pin;
@@ -15,11 +18,21 @@ pub mod subject_pin;
 ::pgrx::pg_module_magic!(name, version);
 
 // Every role may call the request-context and scoring functions (RLS policies
-// and PostgREST requests run as the traveler); only owners may change policies.
+// and PostgREST requests run as the traveler). Triggers that write tables the
+// traveler may not write, and the flag lookup, run as the extension's owner with
+// a fixed search path. Only table owners may change policies or auditing.
 extension_sql!(
     r#"
 GRANT USAGE ON SCHEMA wallet TO PUBLIC;
+ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION wallet.completion_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION wallet.flag_enabled(text, uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 REVOKE EXECUTE ON FUNCTION wallet.enable_owner_rls(regclass, text, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION wallet.enable_audit(regclass, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION wallet.disable_audit(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION wallet.refresh_completion_batch(uuid, int) FROM PUBLIC;
+REVOKE EXECUTE ON PROCEDURE wallet.refresh_all_completion(int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION wallet.verify_audit_chain() FROM PUBLIC;
 "#,
     name = "privileges",
     finalize,

@@ -98,9 +98,18 @@ pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
     error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
 }
 
+/// This crate's directory in the checkout being tested. Read at run time (cargo
+/// sets it for tests): a path baked in at compile time could name another
+/// checkout that shares the build cache.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_owned())
+}
+
 /// The migrations shipped in the repository.
 pub fn migrations_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+    crate_dir().join("../migrations")
 }
 
 /// Where localstripe and moto listen for this run.

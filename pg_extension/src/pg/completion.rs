@@ -1,71 +1,214 @@
-//! `wallet.profile_completeness(user_id)`: the completion score of one traveler.
+//! Completion scoring in SQL: `wallet.profile_completeness(user_id)`, the trigger
+//! that keeps `profile_completion_tracking` current, and the batch backfill.
+
+use std::cell::RefCell;
 
 use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 
 use super::{raise, spi_failed};
-use crate::completion::{score, Completion, ProfileFacts};
+use crate::completion::{score, Completion, ProfileFacts, Ymd, CRITERIA};
 
-/// One row whatever exists: a traveler without a profile still has cards, or nothing.
-const PROFILE_FACTS_SQL: &str = "
-SELECT p.first_name, p.last_name,
+/// The facts behind a score, one row per user of `$1` (a uuid[]), as of
+/// `current_date`. A user without a profile still gets a row.
+const FACTS_SQL: &str = "
+SELECT u.user_id, p.first_name, p.last_name,
        extract(year FROM p.date_of_birth)::int, extract(month FROM p.date_of_birth)::int,
        extract(day FROM p.date_of_birth)::int,
        p.phone_number, coalesce(p.phone_verified, false),
        coalesce(jsonb_typeof(p.notification_preferences) = 'object'
                 AND p.notification_preferences <> '{}'::jsonb, false),
        ARRAY(SELECT pm.exp_year::int * 100 + pm.exp_month::int FROM public.payment_methods pm
-              WHERE pm.user_id = u.id AND pm.exp_year IS NOT NULL AND pm.exp_month IS NOT NULL),
+              WHERE pm.user_id = u.user_id AND pm.exp_year IS NOT NULL AND pm.exp_month IS NOT NULL),
        extract(year FROM current_date)::int, extract(month FROM current_date)::int,
        extract(day FROM current_date)::int
-  FROM (SELECT $1::uuid AS id) u
-  LEFT JOIN public.traveler_profiles p ON p.user_id = u.id";
+  FROM unnest($1::uuid[]) AS u(user_id)
+  LEFT JOIN public.traveler_profiles p ON p.user_id = u.user_id";
+
+/// Stores scores for many users at once: $1 users, $2 scores, $3 missing masks,
+/// $4 criterion fields, $5 recommendations (in criterion order). Users deleted
+/// meanwhile (a cascade in progress) are skipped.
+const UPSERT_SQL: &str = "
+INSERT INTO public.profile_completion_tracking
+       (user_id, completeness_score, missing_fields, recommendations, last_calculated)
+SELECT t.user_id, t.score,
+       ARRAY(SELECT f.field FROM unnest($4::text[]) WITH ORDINALITY AS f(field, i)
+              WHERE t.mask & (1 << (f.i::int - 1)) <> 0 ORDER BY f.i),
+       ARRAY(SELECT r.text FROM unnest($5::text[]) WITH ORDINALITY AS r(text, i)
+              WHERE t.mask & (1 << (r.i::int - 1)) <> 0 ORDER BY r.i),
+       now()
+  FROM unnest($1::uuid[], $2::int[], $3::int[]) AS t(user_id, score, mask)
+ WHERE EXISTS (SELECT FROM auth.users WHERE id = t.user_id)
+    ON CONFLICT (user_id) DO UPDATE
+   SET completeness_score = EXCLUDED.completeness_score,
+       missing_fields = EXCLUDED.missing_fields,
+       recommendations = EXCLUDED.recommendations,
+       last_calculated = EXCLUDED.last_calculated";
+
+/// The next users to backfill, in id order after $1.
+const NEXT_USERS_SQL: &str = "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM
+  (SELECT id FROM auth.users WHERE id > $1 ORDER BY id LIMIT $2) AS next";
+
+thread_local! {
+    static PLANS: RefCell<Option<(OwnedPreparedStatement, OwnedPreparedStatement)>> = const { RefCell::new(None) };
+}
 
 fn month_day(value: Option<i32>) -> u32 {
     value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
 }
 
-/// Reads the facts and scores them, as of the database's `current_date`.
-pub(crate) fn completion_of(user_id: pgrx::Uuid) -> Completion {
-    Spi::connect(|client| {
-        let row = client.select(PROFILE_FACTS_SQL, Some(1), &[user_id.into()])?.first();
-        let date_of_birth = match (row.get::<i32>(3)?, row.get::<i32>(4)?, row.get::<i32>(5)?) {
+/// Scores `users` (as of the database's `current_date`).
+fn score_users(client: &mut SpiClient<'_>, facts_plan: &OwnedPreparedStatement, users: &[pgrx::Uuid])
+    -> Result<Vec<(pgrx::Uuid, Completion)>, pgrx::spi::Error>
+{
+    let mut scored = Vec::with_capacity(users.len());
+    for row in client.update(facts_plan, None, &[users.to_vec().into()])? {
+        let Some(user_id) = row.get::<pgrx::Uuid>(1)? else { continue };
+        let date_of_birth = match (row.get::<i32>(4)?, row.get::<i32>(5)?, row.get::<i32>(6)?) {
             (Some(year), month, day) => Some((year, month_day(month), month_day(day))),
             _ => None,
         };
         let card_expiries = row
-            .get::<Vec<i32>>(9)?
+            .get::<Vec<i32>>(10)?
             .unwrap_or_default()
             .into_iter()
             .map(|yyyymm| (yyyymm / 100, month_day(Some(yyyymm % 100))))
             .collect();
         let facts = ProfileFacts {
-            first_name: row.get(1)?,
-            last_name: row.get(2)?,
+            first_name: row.get(2)?,
+            last_name: row.get(3)?,
             date_of_birth,
-            phone_number: row.get(6)?,
-            phone_verified: row.get(7)?.unwrap_or(false),
+            phone_number: row.get(7)?,
+            phone_verified: row.get(8)?.unwrap_or(false),
             card_expiries,
-            notification_preferences_set: row.get(8)?.unwrap_or(false),
+            notification_preferences_set: row.get(9)?.unwrap_or(false),
         };
-        let today = match row.get::<i32>(10)? {
-            Some(year) => (year, month_day(row.get(11)?), month_day(row.get(12)?)),
+        let today: Ymd = match row.get::<i32>(11)? {
+            Some(year) => (year, month_day(row.get(12)?), month_day(row.get(13)?)),
             None => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "current_date is NULL"),
         };
-        Ok::<_, pgrx::spi::Error>(score(&facts, today))
+        scored.push((user_id, score(&facts, today)));
+    }
+    Ok(scored)
+}
+
+/// Runs `work` with the two prepared statements, preparing them on first use.
+fn with_plans<T>(
+    work: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement, &OwnedPreparedStatement) -> Result<T, pgrx::spi::Error>,
+) -> T {
+    let cached = PLANS.with(|plans| plans.borrow_mut().take());
+    let result = Spi::connect_mut(|client| {
+        let (facts, upsert) = match cached {
+            Some(plans) => plans,
+            None => {
+                let uuid_array = PgBuiltInOids::UUIDARRAYOID.oid();
+                let int_array = PgBuiltInOids::INT4ARRAYOID.oid();
+                let text_array = PgBuiltInOids::TEXTARRAYOID.oid();
+                (
+                    client.prepare_mut(FACTS_SQL, &[uuid_array])?.keep(),
+                    client
+                        .prepare_mut(UPSERT_SQL, &[uuid_array, int_array, int_array, text_array, text_array])?
+                        .keep(),
+                )
+            }
+        };
+        let value = work(client, &facts, &upsert)?;
+        Ok::<_, pgrx::spi::Error>((value, (facts, upsert)))
+    });
+    match result {
+        Ok((value, plans)) => {
+            PLANS.with(|cache| cache.borrow_mut().replace(plans));
+            value
+        }
+        Err(error) => spi_failed(error),
+    }
+}
+
+/// Scores `users` and stores the results in `profile_completion_tracking`.
+fn refresh_users(users: &[pgrx::Uuid]) -> usize {
+    with_plans(|client, facts, upsert| {
+        let scored = score_users(client, facts, users)?;
+        let fields: Vec<&str> = CRITERIA.iter().map(|c| c.field).collect();
+        let recommendations: Vec<&str> = CRITERIA.iter().map(|c| c.recommendation).collect();
+        let args = [
+            scored.iter().map(|(u, _)| *u).collect::<Vec<_>>().into(),
+            scored.iter().map(|(_, c)| c.score).collect::<Vec<_>>().into(),
+            scored.iter().map(|(_, c)| c.missing_mask).collect::<Vec<_>>().into(),
+            fields.into(),
+            recommendations.into(),
+        ];
+        client.update(upsert, None, &args)?;
+        Ok(scored.len())
     })
-    .unwrap_or_else(|e| spi_failed(e))
 }
 
 /// Score (0..100), missing fields and one recommendation per missing field.
 /// Runs with the caller's rights: under RLS a traveler can only score themselves.
 #[pg_extern(stable)]
-#[search_path(pg_catalog)]
 fn profile_completeness(
     user_id: pgrx::Uuid,
 ) -> TableIterator<
     'static,
     (name!(score, i32), name!(missing_fields, Vec<String>), name!(recommendations, Vec<String>)),
 > {
-    let completion = completion_of(user_id);
-    TableIterator::once((completion.score, completion.missing_fields, completion.recommendations))
+    let completion = with_plans(|client, facts, _| {
+        let scored = score_users(client, facts, &[user_id])?;
+        Ok(scored.first().map(|(_, c)| *c).unwrap_or(Completion { score: 0, missing_mask: 0 }))
+    });
+    TableIterator::once((completion.score, completion.missing_fields(), completion.recommendations()))
 }
+
+/// Keeps `profile_completion_tracking` current for the traveler(s) whose profile
+/// or card changed (both owners when a row changes hands).
+#[pg_trigger]
+fn completion_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let owner = |tuple: Option<PgHeapTuple<'a, AllocatedByPostgres>>| {
+        tuple.and_then(|t| t.get_by_name::<pgrx::Uuid>("user_id").ok().flatten())
+    };
+    let mut users: Vec<pgrx::Uuid> = owner(trigger.old()).into_iter().chain(owner(trigger.new())).collect();
+    users.dedup();
+    if !users.is_empty() {
+        refresh_users(&users);
+    }
+    Ok(None)
+}
+
+/// One backfill batch: scores up to `batch_size` users with ids after `after`
+/// (in id order) and returns the last id done and how many were done.
+#[pg_extern]
+fn refresh_completion_batch(
+    after: pgrx::Uuid,
+    batch_size: i32,
+) -> TableIterator<'static, (name!(last_user_id, Option<pgrx::Uuid>), name!(refreshed, i32))> {
+    let users = Spi::get_one_with_args::<Vec<pgrx::Uuid>>(NEXT_USERS_SQL, &[after.into(), i64::from(batch_size.max(1)).into()])
+        .unwrap_or_else(|e| spi_failed(e))
+        .unwrap_or_default();
+    let refreshed = if users.is_empty() { 0 } else { refresh_users(&users) };
+    TableIterator::once((users.last().copied(), i32::try_from(refreshed).unwrap_or(i32::MAX)))
+}
+
+// The backfill commits after each batch, so a million travelers never sit in one
+// transaction. CALL it outside a transaction block. (No SET search_path: a
+// procedure with SET clauses may not COMMIT; every name in it is qualified.)
+extension_sql!(
+    r#"
+CREATE PROCEDURE wallet.refresh_all_completion(batch_size int DEFAULT 10000)
+LANGUAGE plpgsql AS $$
+DECLARE
+  after uuid := '00000000-0000-0000-0000-000000000000';
+  batch record;
+BEGIN
+  LOOP
+    SELECT * INTO batch FROM wallet.refresh_completion_batch(after, batch_size);
+    EXIT WHEN batch.refreshed = 0 AND batch.last_user_id IS NULL;
+    after := batch.last_user_id;
+    COMMIT;
+  END LOOP;
+END
+$$;
+"#,
+    name = "refresh_all_completion",
+    requires = [refresh_completion_batch],
+);

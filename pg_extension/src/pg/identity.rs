@@ -24,6 +24,11 @@ fn current_claims() -> Option<String> {
 /// the subject cannot change (see `parker_wallet.pin_jwt_subject`).
 #[pg_extern(stable, parallel_restricted)]
 fn uid() -> Option<pgrx::Uuid> {
+    current_subject().map(|subject| pgrx::Uuid::from_bytes(*subject.as_bytes()))
+}
+
+/// [`uid`] for Rust callers.
+pub(crate) fn current_subject() -> Option<uuid::Uuid> {
     let subject = claims::subject(
         current_claims().as_deref(),
         setting_text(c"request.jwt.claim.sub").as_deref(),
@@ -44,7 +49,7 @@ fn uid() -> Option<pgrx::Uuid> {
             ),
         }
     }
-    subject.map(|subject| pgrx::Uuid::from_bytes(*subject.as_bytes()))
+    subject
 }
 
 /// The verified JWT claims of this request as jsonb; NULL when absent or malformed.
@@ -56,6 +61,6 @@ fn jwt() -> Option<JsonB> {
 /// One header of the HTTP request PostgREST is serving (case-insensitive name);
 /// NULL when absent.
 #[pg_extern(stable, parallel_safe)]
-fn request_header(name: &str) -> Option<String> {
+pub(crate) fn request_header(name: &str) -> Option<String> {
     claims::header(setting_text(c"request.headers").as_deref(), name)
 }

@@ -1,6 +1,8 @@
 //! The SQL surface: thin wrappers that read Postgres state and call plain Rust.
 
+pub mod audit;
 pub mod completion;
+pub mod flags;
 pub mod identity;
 pub mod rls;
 pub mod settings;

@@ -1,0 +1,373 @@
+//! The audit trail in SQL: `wallet.enable_audit`, `wallet.disable_audit`, the
+//! trigger they attach, `wallet.client_ip()`, `wallet.verify_audit_chain()`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier, OwnedPreparedStatement};
+use pgrx::{datum::DatumWithOid, PgOid, PgRelation};
+
+use super::identity::{current_subject, request_header};
+use super::{raise, spi_failed};
+use crate::audit::{
+    bounded_user_agent, check_link, client_ip, redacted_columns, redaction_overlay, AuditRow, ClientIp,
+    GENESIS_HASH, SYSTEM_ACTOR,
+};
+
+/// The trigger's name on every audited table.
+const AUDIT_TRIGGER: &str = "parker_wallet_audit";
+
+/// One SQL expression for a timestamp's microseconds, used both where a row is
+/// hashed and where it is checked, so both see the same number.
+macro_rules! micros {
+    ($column:literal) => {
+        concat!("(extract(epoch FROM ", $column, ") * 1000000)::bigint")
+    };
+}
+
+/// Writes one audit row: links it to the user's previous row and hashes it.
+/// $1/$2 old/new row (the table's row type), $3 action, $4 table name, $5 user id,
+/// $6 record id, $7 redaction overlay, $8 address text, $9 use the connection's
+/// address, $10 user agent. An UPDATE that changed nothing writes nothing.
+const AUDIT_INSERT_SQL: &str = concat!(
+    "INSERT INTO public.traveler_data_audit
+       (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
+        ip_address, user_agent, created_at, prev_hash, row_hash)
+     SELECT v.id, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at,
+            v.prev_hash,
+            wallet.audit_row_hash(v.prev_hash, v.id, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
+                                  v.new_data::text, v.ip::text, $10, ",
+    micros!("v.created_at"),
+    ")
+       FROM (SELECT gen_random_uuid() AS id, now() AS created_at,
+                    to_jsonb($1) AS raw_old, to_jsonb($2) AS raw_new,
+                    to_jsonb($1) || $7 AS old_data, to_jsonb($2) || $7 AS new_data,
+                    CASE WHEN $9 THEN inet_client_addr() ELSE $8::inet END AS ip,
+                    coalesce(last.chain_seq, 0) + 1 AS chain_seq,
+                    coalesce(last.row_hash, decode(repeat('00', 32), 'hex')) AS prev_hash
+               FROM (SELECT 1) AS one
+               LEFT JOIN LATERAL (SELECT a.chain_seq, a.row_hash FROM public.traveler_data_audit a
+                                   WHERE a.user_id = $5 ORDER BY a.chain_seq DESC LIMIT 1) AS last ON true
+            ) AS v
+      WHERE $3 <> 'UPDATE' OR v.raw_old IS DISTINCT FROM v.raw_new"
+);
+
+thread_local! {
+    /// Prepared audit inserts by table: the row parameters are typed per table.
+    static AUDIT_PLANS: RefCell<HashMap<pg_sys::Oid, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+fn as_uuid_bytes(id: pgrx::Uuid) -> [u8; 16] {
+    *id.as_bytes()
+}
+
+/// Serialises writers of one user's chain until their transaction ends, so each
+/// row sees the row committed before it. Other users' chains do not wait.
+fn lock_chain(user_id: &[u8; 16]) {
+    const AUDIT_LOCK_CLASS: i32 = 0x5057_4155; // "PWAU"
+    let folded = user_id
+        .chunks_exact(4)
+        .fold(0u32, |acc, c| acc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    // SAFETY: a builtin taking two int4 arguments, called with two int4 datums.
+    unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::pg_advisory_xact_lock_int4,
+            &[AUDIT_LOCK_CLASS.into_datum(), (folded as i32).into_datum()],
+        );
+    }
+}
+
+/// The AFTER ROW trigger `wallet.enable_audit` attaches. Its arguments are the
+/// columns to redact.
+#[pg_trigger]
+fn audit_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let action = match trigger.op()? {
+        PgTriggerOperation::Insert => "INSERT",
+        PgTriggerOperation::Update => "UPDATE",
+        PgTriggerOperation::Delete => "DELETE",
+        PgTriggerOperation::Truncate => return Ok(None),
+    };
+    let relation = trigger.relation()?;
+    let relid = relation.oid();
+    // SAFETY: the trigger's relation is open and its pg_class row loaded.
+    let row_type = unsafe { (*relation.rd_rel).reltype };
+    let table_name = trigger.table_name()?;
+    let redact = trigger.extra_args()?;
+    let (old, new) = (trigger.old(), trigger.new());
+
+    let uuid_column = |name: &str| {
+        new.as_ref()
+            .and_then(|t| t.get_by_name::<pgrx::Uuid>(name).ok().flatten())
+            .or_else(|| old.as_ref().and_then(|t| t.get_by_name::<pgrx::Uuid>(name).ok().flatten()))
+    };
+    let user_id = uuid_column("user_id")
+        .map(as_uuid_bytes)
+        .or_else(|| current_subject().map(|s| *s.as_bytes()))
+        .unwrap_or(SYSTEM_ACTOR);
+    let record_id = uuid_column("id");
+
+    let (ip_text, from_connection) = request_ip();
+    let user_agent = request_header("user-agent").map(|ua| bounded_user_agent(&ua).to_owned());
+
+    lock_chain(&user_id);
+    let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&relid));
+    let result = Spi::connect_mut(|client| {
+        let plan = match plan {
+            Some(plan) => plan,
+            None => {
+                let row = PgOid::from(row_type);
+                let types = [
+                    row,
+                    row,
+                    PgBuiltInOids::TEXTOID.oid(),
+                    PgBuiltInOids::TEXTOID.oid(),
+                    PgBuiltInOids::UUIDOID.oid(),
+                    PgBuiltInOids::UUIDOID.oid(),
+                    PgBuiltInOids::JSONBOID.oid(),
+                    PgBuiltInOids::TEXTOID.oid(),
+                    PgBuiltInOids::BOOLOID.oid(),
+                    PgBuiltInOids::TEXTOID.oid(),
+                ];
+                client.prepare_mut(AUDIT_INSERT_SQL, &types)?.keep()
+            }
+        };
+        // SAFETY: each row datum is passed with its table's row type.
+        let (old_arg, new_arg) = unsafe {
+            (
+                match old {
+                    Some(tuple) => DatumWithOid::new(tuple, row_type),
+                    None => DatumWithOid::null_oid(row_type),
+                },
+                match new {
+                    Some(tuple) => DatumWithOid::new(tuple, row_type),
+                    None => DatumWithOid::null_oid(row_type),
+                },
+            )
+        };
+        let overlay = pgrx::JsonB(
+            serde_json::from_str(&redaction_overlay(&redact)).unwrap_or(serde_json::Value::Null),
+        );
+        let args = [
+            old_arg,
+            new_arg,
+            action.into(),
+            table_name.as_str().into(),
+            pgrx::Uuid::from_bytes(user_id).into(),
+            record_id.into(),
+            overlay.into(),
+            ip_text.into(),
+            from_connection.into(),
+            user_agent.into(),
+        ];
+        client.update(&plan, None, &args)?;
+        Ok::<_, pgrx::spi::Error>(plan)
+    });
+    match result {
+        Ok(plan) => AUDIT_PLANS.with(|plans| plans.borrow_mut().insert(relid, plan)),
+        Err(error) => spi_failed(error),
+    };
+    Ok(None)
+}
+
+/// The hash of one audit row and its link (see `crate::audit::AuditRow`).
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+fn audit_row_hash(
+    prev_hash: &[u8],
+    id: pgrx::Uuid,
+    user_id: pgrx::Uuid,
+    chain_seq: i64,
+    action: &str,
+    table_name: &str,
+    record_id: Option<pgrx::Uuid>,
+    old_data: Option<&str>,
+    new_data: Option<&str>,
+    ip_address: Option<&str>,
+    user_agent: Option<&str>,
+    created_at_micros: i64,
+) -> Vec<u8> {
+    AuditRow {
+        id: as_uuid_bytes(id),
+        user_id: as_uuid_bytes(user_id),
+        chain_seq,
+        action: action.to_owned(),
+        table_name: table_name.to_owned(),
+        record_id: record_id.map(as_uuid_bytes),
+        old_data: old_data.map(str::to_owned),
+        new_data: new_data.map(str::to_owned),
+        ip_address: ip_address.map(str::to_owned),
+        user_agent: user_agent.map(str::to_owned),
+        created_at_micros,
+        prev_hash: prev_hash.to_vec(),
+        row_hash: Vec::new(),
+    }
+    .compute_hash()
+    .to_vec()
+}
+
+/// The request's client address as the audit trail records it: first hop of
+/// `x-forwarded-for`, else `x-real-ip`, else the connection's peer; NULL when a
+/// header holds something that is not an address.
+#[pg_extern(stable, parallel_safe, name = "client_ip")]
+fn request_client_ip() -> Option<pgrx::Inet> {
+    let (ip_text, from_connection) = request_ip();
+    if from_connection {
+        Spi::get_one::<pgrx::Inet>("SELECT inet_client_addr()").unwrap_or_else(|e| spi_failed(e))
+    } else {
+        ip_text.map(pgrx::Inet)
+    }
+}
+
+/// The address from the proxy headers, and whether to use the connection's instead.
+fn request_ip() -> (Option<String>, bool) {
+    match client_ip(
+        request_header("x-forwarded-for").as_deref(),
+        request_header("x-real-ip").as_deref(),
+    ) {
+        ClientIp::FromHeader(address) => (address.map(|a| a.to_string()), false),
+        ClientIp::FromConnection => (None, true),
+    }
+}
+
+/// Columns of a table, in order.
+fn table_columns(table: pg_sys::Oid) -> Vec<String> {
+    Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}') FROM pg_attribute
+          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+        &[table.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or_default()
+}
+
+fn qualified_name(table: pg_sys::Oid) -> (String, String) {
+    let (schema, name) = Spi::get_two_with_args::<String, String>(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[table.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    match (schema, name) {
+        (Some(schema), Some(name)) => (schema, name),
+        _ => raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "no such table"),
+    }
+}
+
+fn oid_of(table: PgRelation) -> pg_sys::Oid {
+    // Keep only the oid: an open relation would make DDL on it refuse ("in use").
+    let oid = table.oid();
+    drop(table);
+    oid
+}
+
+/// Audits every INSERT, UPDATE and DELETE on `target` into `traveler_data_audit`,
+/// with the `redact` columns (and card ciphertext, always) replaced by a marker.
+/// Running it again replaces the trigger, so the redaction list can change.
+#[pg_extern]
+fn enable_audit(target: PgRelation, redact: default!(Vec<String>, "'{}'")) {
+    let table = oid_of(target);
+    let (schema, name) = qualified_name(table);
+    if (schema.as_str(), name.as_str()) == ("public", "traveler_data_audit") {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "enable_audit: the audit table cannot audit itself");
+    }
+    let columns = table_columns(table);
+    if let Some(unknown) = redact.iter().find(|c| !columns.contains(c)) {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("enable_audit: {schema}.{name} has no column {unknown} to redact"),
+        );
+    }
+    let arguments: Vec<String> = redacted_columns(&redact, &columns).iter().map(quote_literal).collect();
+    Spi::run(&format!(
+        "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} \
+         FOR EACH ROW EXECUTE FUNCTION wallet.audit_trigger({})",
+        quote_identifier(AUDIT_TRIGGER),
+        quote_qualified_identifier(&schema, &name),
+        arguments.join(", ")
+    ))
+    .unwrap_or_else(|e| spi_failed(e));
+}
+
+/// Stops auditing `target`. Idempotent.
+#[pg_extern]
+fn disable_audit(target: PgRelation) {
+    let table = oid_of(target);
+    let (schema, name) = qualified_name(table);
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
+        &[table.into(), AUDIT_TRIGGER.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or(false);
+    if exists {
+        Spi::run(&format!(
+            "DROP TRIGGER {} ON {}",
+            quote_identifier(AUDIT_TRIGGER),
+            quote_qualified_identifier(&schema, &name)
+        ))
+        .unwrap_or_else(|e| spi_failed(e));
+    }
+}
+
+const CHAIN_SQL: &str = concat!(
+    "SELECT id, user_id, chain_seq, action, table_name, record_id, old_data::text, new_data::text,
+            ip_address::text, user_agent, ",
+    micros!("created_at"),
+    ", prev_hash, row_hash
+       FROM public.traveler_data_audit ORDER BY user_id, chain_seq"
+);
+
+/// The first audit row (in chain order, per traveler) that breaks its chain, with
+/// the reason (`content_changed`, `link_broken`, `sequence_gap`); no row when the
+/// whole trail is intact.
+#[pg_extern(stable)]
+#[search_path(pg_catalog)]
+fn verify_audit_chain() -> TableIterator<
+    'static,
+    (
+        name!(id, pgrx::Uuid),
+        name!(user_id, pgrx::Uuid),
+        name!(chain_seq, i64),
+        name!(reason, String),
+    ),
+> {
+    let broken = Spi::connect(|client| {
+        let mut previous: Option<AuditRow> = None;
+        for row in client.select(CHAIN_SQL, None, &[])? {
+            let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
+            let current = AuditRow {
+                id: uuid(1)?.unwrap_or_default(),
+                user_id: uuid(2)?.unwrap_or_default(),
+                chain_seq: row.get(3)?.unwrap_or_default(),
+                action: row.get(4)?.unwrap_or_default(),
+                table_name: row.get(5)?.unwrap_or_default(),
+                record_id: uuid(6)?,
+                old_data: row.get(7)?,
+                new_data: row.get(8)?,
+                ip_address: row.get(9)?,
+                user_agent: row.get(10)?,
+                created_at_micros: row.get(11)?.unwrap_or_default(),
+                prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_else(|| GENESIS_HASH.to_vec()),
+                row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
+            };
+            let same_chain = previous.as_ref().filter(|p| p.user_id == current.user_id);
+            if let Some(reason) = check_link(same_chain, &current) {
+                return Ok(Some((current, reason)));
+            }
+            previous = Some(current);
+        }
+        Ok::<_, pgrx::spi::Error>(None)
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    TableIterator::new(broken.map(|(row, reason)| {
+        (
+            pgrx::Uuid::from_bytes(row.id),
+            pgrx::Uuid::from_bytes(row.user_id),
+            row.chain_seq,
+            reason.as_str().to_owned(),
+        )
+    }))
+}
