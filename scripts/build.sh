@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Builds the sidecar and installs the extension into the PostgreSQL 15 that the
 # local stack runs (its share/ and lib/ directories: needs root or write access).
+#
+#   scripts/build.sh             debug extension (tests, demo)
+#   scripts/build.sh --release   release extension (benchmarks)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+profile_flag=()
+case "${1:-}" in --release) profile_flag=(--release) ;; "") ;; *) die "usage: $0 [--release]" ;; esac
 
 cd "$PW_ROOT"
 say "building kms-sidecar"
 cargo build --quiet -p kms-sidecar
-say "installing the parker_wallet extension into $($PG_CONFIG --sharedir)"
+say "installing the parker_wallet extension${profile_flag[*]:+ (release)} into $($PG_CONFIG --sharedir)"
 [ -w "$($PG_CONFIG --pkglibdir)" ] || die "cannot write to $($PG_CONFIG --pkglibdir): run as root"
-(cd pg_extension && cargo pgrx install --pg-config "$PG_CONFIG" >"$CARGO_TARGET_DIR/pgrx-install.log" 2>&1) \
-  || { tail -30 "$CARGO_TARGET_DIR/pgrx-install.log" >&2; die "cargo pgrx install failed (log above)"; }
+log="$CARGO_TARGET_DIR/pgrx-install.log"
+(cd pg_extension && cargo pgrx install "${profile_flag[@]}" --pg-config "$PG_CONFIG" >"$log" 2>&1) \
+  || { tail -30 "$log" >&2; die "cargo pgrx install failed (log above)"; }

@@ -62,15 +62,32 @@ step "Ada's completion score"
 as_traveler "$ADA" "SELECT score, array_to_string(missing_fields, ', ') AS missing FROM wallet.profile_completeness('$ADA');
                     SELECT unnest(recommendations) AS next_steps FROM wallet.profile_completeness('$ADA');"
 
-step "Ada chooses her notifications: the score goes up"
+step "Ada chooses her notifications: the tracked score follows (trigger)"
 as_traveler "$ADA" "UPDATE traveler_profiles SET notification_preferences = '{\"email\": true, \"sms\": false}';
-                    SELECT score FROM wallet.profile_completeness('$ADA');"
+                    SELECT completeness_score, array_to_string(missing_fields, ', ') AS missing, last_calculated
+                      FROM profile_completion_tracking;"
 
 step "RLS check: Bob sees none of Ada's rows and cannot change them"
 as_traveler "$BOB" "SELECT count(*) AS ada_profiles_visible_to_bob FROM traveler_profiles WHERE user_id = '$ADA';
                     WITH changed AS (UPDATE traveler_profiles SET first_name = 'Mallory' WHERE user_id = '$ADA' RETURNING 1)
                     SELECT count(*) AS ada_rows_bob_updated FROM changed;"
 psql_db -d "$db" -c "SELECT first_name AS ada_first_name_after_bob FROM traveler_profiles WHERE user_id = '$ADA'"
+
+step "Ada's audit trail, as she can read it (one hash chain per traveler)"
+as_traveler "$ADA" "SELECT chain_seq, action, table_name, host(ip_address) AS ip, user_agent,
+                           coalesce(new_data ->> 'first_name', '') AS first_name,
+                           encode(substr(row_hash, 1, 6), 'hex') AS hash_prefix
+                      FROM traveler_data_audit ORDER BY chain_seq;"
+
+step "The audit chain verifies (no broken row), then a tampered row is caught"
+psql_db -d "$db" -c "SELECT count(*) AS broken_rows FROM wallet.verify_audit_chain()"
+psql_db -d "$db" -c "UPDATE traveler_data_audit SET new_data = jsonb_set(new_data, '{first_name}', '\"Eve\"') WHERE user_id = '$ADA' AND chain_seq = 1"
+psql_db -d "$db" -c "SELECT user_id, chain_seq, reason FROM wallet.verify_audit_chain()"
+
+step "Feature flag at 10% rollout: same buckets as Parker Flight's userInBucket()"
+psql_db -d "$db" -c "INSERT INTO feature_flags (name, enabled, rollout_percent) VALUES ('auto_booking', true, 10)"
+psql_db -d "$db" -c "SELECT who, wallet.flag_bucket(id) AS bucket, wallet.flag_enabled('auto_booking', id) AS sees_auto_booking
+                       FROM (VALUES ('ada', '$ADA'::uuid), ('bob', '$BOB'::uuid)) AS t(who, id)"
 
 step "RLS report for the public schema (no findings expected)"
 psql_db -d "$db" -c "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns_indexed,

@@ -21,12 +21,27 @@ pub mod subject_pin;
 // and PostgREST requests run as the traveler). Triggers that write tables the
 // traveler may not write, and the flag lookup, run as the extension's owner with
 // a fixed search path. Only table owners may change policies or auditing.
+// The functions that keep prepared statements use generic plans (Postgres would
+// otherwise re-plan their statements on every call) with sequential scans off:
+// a generic plan made while a table was still empty would otherwise keep
+// scanning it for the life of the connection, however large it grows.
 extension_sql!(
     r#"
 GRANT USAGE ON SCHEMA wallet TO PUBLIC;
-ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION wallet.completion_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION wallet.completion_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION wallet.profile_completeness(uuid)
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION wallet.refresh_completion_batch(uuid, int)
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
 ALTER FUNCTION wallet.flag_enabled(text, uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- Attaching a trigger needs EXECUTE on its function: without these revokes any
+-- role that can create a table could attach the SECURITY DEFINER audit trigger
+-- to it and write audit rows in a traveler's name.
+REVOKE EXECUTE ON FUNCTION wallet.audit_trigger() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION wallet.completion_trigger() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet.enable_owner_rls(regclass, text, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet.enable_audit(regclass, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet.disable_audit(regclass) FROM PUBLIC;

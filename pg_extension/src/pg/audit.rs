@@ -29,26 +29,29 @@ macro_rules! micros {
 /// Writes one audit row: links it to the user's previous row and hashes it.
 /// $1/$2 old/new row (the table's row type), $3 action, $4 table name, $5 user id,
 /// $6 record id, $7 redaction overlay, $8 address text, $9 use the connection's
-/// address, $10 user agent. An UPDATE that changed nothing writes nothing.
+/// address, $10 user agent, $11 the row's id. An UPDATE that changed nothing
+/// writes nothing. (The sub-select is never flattened, so each jsonb is built once.)
 const AUDIT_INSERT_SQL: &str = concat!(
     "INSERT INTO public.traveler_data_audit
        (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
         ip_address, user_agent, created_at, prev_hash, row_hash)
-     SELECT v.id, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at,
+     SELECT $11, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at,
             v.prev_hash,
-            wallet.audit_row_hash(v.prev_hash, v.id, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
+            wallet.audit_row_hash(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
                                   v.new_data::text, v.ip::text, $10, ",
     micros!("v.created_at"),
     ")
-       FROM (SELECT gen_random_uuid() AS id, now() AS created_at,
-                    to_jsonb($1) AS raw_old, to_jsonb($2) AS raw_new,
-                    to_jsonb($1) || $7 AS old_data, to_jsonb($2) || $7 AS new_data,
-                    CASE WHEN $9 THEN inet_client_addr() ELSE $8::inet END AS ip,
-                    coalesce(last.chain_seq, 0) + 1 AS chain_seq,
-                    coalesce(last.row_hash, decode(repeat('00', 32), 'hex')) AS prev_hash
-               FROM (SELECT 1) AS one
-               LEFT JOIN LATERAL (SELECT a.chain_seq, a.row_hash FROM public.traveler_data_audit a
-                                   WHERE a.user_id = $5 ORDER BY a.chain_seq DESC LIMIT 1) AS last ON true
+       FROM (SELECT r.created_at, r.raw_old || $7 AS old_data, r.raw_new || $7 AS new_data,
+                    r.raw_old, r.raw_new, r.ip, r.chain_seq, r.prev_hash
+               FROM (SELECT now() AS created_at, to_jsonb($1) AS raw_old, to_jsonb($2) AS raw_new,
+                            CASE WHEN $9 THEN inet_client_addr() ELSE $8::inet END AS ip,
+                            coalesce(last.chain_seq, 0) + 1 AS chain_seq,
+                            coalesce(last.row_hash, decode(repeat('00', 32), 'hex')) AS prev_hash
+                       FROM (SELECT 1) AS one
+                       LEFT JOIN LATERAL (SELECT a.chain_seq, a.row_hash FROM public.traveler_data_audit a
+                                           WHERE a.user_id = $5 ORDER BY a.chain_seq DESC LIMIT 1) AS last
+                         ON true
+                     OFFSET 0) AS r
             ) AS v
       WHERE $3 <> 'UPDATE' OR v.raw_old IS DISTINCT FROM v.raw_new"
 );
@@ -130,6 +133,7 @@ fn audit_trigger<'a>(
                     PgBuiltInOids::TEXTOID.oid(),
                     PgBuiltInOids::BOOLOID.oid(),
                     PgBuiltInOids::TEXTOID.oid(),
+                    PgBuiltInOids::UUIDOID.oid(),
                 ];
                 client.prepare_mut(AUDIT_INSERT_SQL, &types)?.keep()
             }
@@ -161,6 +165,8 @@ fn audit_trigger<'a>(
             ip_text.into(),
             from_connection.into(),
             user_agent.into(),
+            // Time-ordered ids keep the primary key's inserts at the index's right edge.
+            pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes()).into(),
         ];
         client.update(&plan, None, &args)?;
         Ok::<_, pgrx::spi::Error>(plan)
@@ -334,32 +340,40 @@ fn verify_audit_chain() -> TableIterator<
         name!(reason, String),
     ),
 > {
+    // A cursor, so a trail of millions of rows is read a batch at a time.
+    const FETCH_ROWS: std::ffi::c_long = 10_000;
     let broken = Spi::connect(|client| {
+        let mut cursor = client.try_open_cursor(CHAIN_SQL, &[])?;
         let mut previous: Option<AuditRow> = None;
-        for row in client.select(CHAIN_SQL, None, &[])? {
-            let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
-            let current = AuditRow {
-                id: uuid(1)?.unwrap_or_default(),
-                user_id: uuid(2)?.unwrap_or_default(),
-                chain_seq: row.get(3)?.unwrap_or_default(),
-                action: row.get(4)?.unwrap_or_default(),
-                table_name: row.get(5)?.unwrap_or_default(),
-                record_id: uuid(6)?,
-                old_data: row.get(7)?,
-                new_data: row.get(8)?,
-                ip_address: row.get(9)?,
-                user_agent: row.get(10)?,
-                created_at_micros: row.get(11)?.unwrap_or_default(),
-                prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_else(|| GENESIS_HASH.to_vec()),
-                row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
-            };
-            let same_chain = previous.as_ref().filter(|p| p.user_id == current.user_id);
-            if let Some(reason) = check_link(same_chain, &current) {
-                return Ok(Some((current, reason)));
+        loop {
+            let batch = cursor.fetch(FETCH_ROWS)?;
+            if batch.is_empty() {
+                return Ok(None);
             }
-            previous = Some(current);
+            for row in batch {
+                let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
+                let current = AuditRow {
+                    id: uuid(1)?.unwrap_or_default(),
+                    user_id: uuid(2)?.unwrap_or_default(),
+                    chain_seq: row.get(3)?.unwrap_or_default(),
+                    action: row.get(4)?.unwrap_or_default(),
+                    table_name: row.get(5)?.unwrap_or_default(),
+                    record_id: uuid(6)?,
+                    old_data: row.get(7)?,
+                    new_data: row.get(8)?,
+                    ip_address: row.get(9)?,
+                    user_agent: row.get(10)?,
+                    created_at_micros: row.get(11)?.unwrap_or_default(),
+                    prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_else(|| GENESIS_HASH.to_vec()),
+                    row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
+                };
+                let same_chain = previous.as_ref().filter(|p| p.user_id == current.user_id);
+                if let Some(reason) = check_link(same_chain, &current) {
+                    return Ok::<_, pgrx::spi::Error>(Some((current, reason)));
+                }
+                previous = Some(current);
+            }
         }
-        Ok::<_, pgrx::spi::Error>(None)
     })
     .unwrap_or_else(|e| spi_failed(e));
     TableIterator::new(broken.map(|(row, reason)| {

@@ -277,12 +277,17 @@ mod tests {
         assert_eq!(audit_count("new_data::text LIKE '%abcdef%'"), 0);
     }
 
-    #[pg_test]
-    fn a_tampered_row_is_reported_by_the_chain_check() {
+    /// Alice's campaign created and renamed twice: a chain of three audit rows.
+    fn three_audited_changes() {
         install_schema();
         Spi::run(&format!("INSERT INTO campaigns (user_id, name) VALUES ('{ALICE}', 'a')")).unwrap();
         Spi::run("UPDATE campaigns SET name = 'b'").unwrap();
         Spi::run("UPDATE campaigns SET name = 'c'").unwrap();
+    }
+
+    #[pg_test]
+    fn a_tampered_row_is_reported_by_the_chain_check() {
+        three_audited_changes();
         // The superuser owns the table, so the append-only guard lets it through.
         Spi::run("UPDATE traveler_data_audit SET new_data = '{\"name\":\"forged\"}' WHERE chain_seq = 2").unwrap();
         let (seq, reason) = Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
@@ -291,10 +296,7 @@ mod tests {
 
     #[pg_test]
     fn a_deleted_audit_row_is_reported() {
-        install_schema();
-        Spi::run(&format!("INSERT INTO campaigns (user_id, name) VALUES ('{ALICE}', 'a')")).unwrap();
-        Spi::run("UPDATE campaigns SET name = 'b'").unwrap();
-        Spi::run("UPDATE campaigns SET name = 'c'").unwrap();
+        three_audited_changes();
         Spi::run("DELETE FROM traveler_data_audit WHERE chain_seq = 2").unwrap();
         let (seq, reason) = Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
         assert_eq!((seq, reason.as_deref()), (Some(3), Some("sequence_gap")));
