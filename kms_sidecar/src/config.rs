@@ -1,43 +1,327 @@
-//! Start-up settings of `kms-sidecar serve`, from flags or the environment.
+//! Start-up settings: a TOML file (`--config`, or `PW_CONFIG`) with environment
+//! overrides (`PW__SECTION__KEY`, e.g. `PW__SOCKET__PATH`). Secrets are never in
+//! the file: they come from the environment (see [`crate::secrets`]).
+//! Every problem is reported at start, naming the setting.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::Args;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
 
-/// Where and how the sidecar listens.
-#[derive(Debug, Clone, Args)]
-pub struct ServeConfig {
-    /// Path of the Unix socket to listen on.
-    #[arg(long = "socket", env = "PW_SIDECAR_SOCKET")]
-    pub socket_path: PathBuf,
+use crate::crypto::CachePolicy;
+use crate::domain::CallerClass;
+use crate::secrets;
 
-    /// Permission bits of the socket file, in octal. Only the owner and the
-    /// configured group may connect: the peer's uid decides what it may do.
-    #[arg(long, env = "PW_SIDECAR_SOCKET_MODE", default_value = "660", value_parser = parse_octal_mode)]
-    pub socket_mode: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
 
-    /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
-    #[arg(long, env = "PW_SIDECAR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketSettings {
+    pub path: PathBuf,
+    /// Octal permission bits, e.g. "660"; never world-accessible.
+    #[serde(default = "default_socket_mode")]
+    pub mode: String,
+    /// Group owning the socket (name or gid): its members may connect.
+    pub group: Option<String>,
+}
+
+fn default_socket_mode() -> String {
+    "660".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSettings {
+    /// Loopback only; every request needs `Authorization: Bearer <PW_SERVICE_TOKEN>`.
+    pub listen: SocketAddr,
+    #[serde(default = "default_tcp_class")]
+    pub caller_class: CallerClass,
+}
+
+fn default_tcp_class() -> CallerClass {
+    CallerClass::Edge
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Local,
+    AwsKms,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKmsConfig {
+    pub key_id: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    #[serde(default = "default_kms_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_kms_timeout_ms() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub provider: ProviderKind,
+    /// Part of every data key's KMS encryption context; raise it to retire all
+    /// data keys at once (then run `rotate-keys`).
+    #[serde(default = "default_epoch")]
+    pub epoch: u32,
+    pub local_key_file: Option<PathBuf>,
+    pub aws_kms: Option<AwsKmsConfig>,
+}
+
+fn default_epoch() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+    #[serde(default = "default_max_messages")]
+    pub max_messages: u64,
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+}
+
+fn default_max_age_secs() -> u64 {
+    300
+}
+fn default_max_messages() -> u64 {
+    100_000
+}
+fn default_max_entries() -> usize {
+    1_000
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { max_age_secs: default_max_age_secs(), max_messages: default_max_messages(), max_entries: default_max_entries() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: default_max_body_bytes() }
+    }
+}
+
+/// Which peer uids belong to which caller class.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerMap {
+    #[serde(default)]
+    pub database: Vec<u32>,
+    #[serde(default)]
+    pub edge: Vec<u32>,
+    #[serde(default)]
+    pub admin: Vec<u32>,
+}
+
+impl CallerMap {
+    pub fn class_of(&self, uid: u32) -> Option<CallerClass> {
+        [(CallerClass::Database, &self.database), (CallerClass::Edge, &self.edge), (CallerClass::Admin, &self.admin)]
+            .into_iter()
+            .find(|(_, uids)| uids.contains(&uid))
+            .map(|(class, _)| class)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub environment: Environment,
+    pub socket: SocketSettings,
+    #[serde(default)]
+    pub callers: CallerMap,
+    pub tcp: Option<TcpSettings>,
+    pub keys: KeySettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+}
+
+fn default_grace() -> u64 {
+    10
+}
+
+/// Secrets, kept apart from `Settings` so that printing settings never comes near them.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    pub service_token: Option<SecretString>,
+    pub aws_access_key_id: Option<SecretString>,
+    pub aws_secret_access_key: Option<SecretString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {setting}: {problem}")]
+    Setting { setting: &'static str, problem: String },
+    #[error("configuration: {0}")]
+    Secret(#[from] secrets::SecretError),
+}
+
+fn setting(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Setting { setting, problem: problem.into() }
+}
+
+impl Settings {
+    /// Reads the file (if any), then the `PW__` environment overrides, then the
+    /// command line's (`socket.path` from `--socket`, for instance).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &[])
+    }
+
+    pub fn load_with(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("PW__").split("__").lowercase(true));
+        for (key, value) in overrides {
+            figment = figment.merge(figment::providers::Serialized::default(key, value));
+        }
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_mode()?;
+        if let Some(tcp) = &self.tcp {
+            if !tcp.listen.ip().is_loopback() {
+                return Err(setting("tcp.listen", format!("{} is not a loopback address", tcp.listen)));
+            }
+        }
+        match self.keys.provider {
+            ProviderKind::Local if self.environment == Environment::Production => {
+                return Err(setting(
+                    "keys.provider",
+                    "the local keyring is for development and demos; production needs aws-kms",
+                ))
+            }
+            ProviderKind::Local if self.keys.local_key_file.is_none() => {
+                return Err(setting("keys.local_key_file", "required with keys.provider = local"))
+            }
+            ProviderKind::AwsKms if self.keys.aws_kms.is_none() => {
+                return Err(setting("keys.aws_kms", "required with keys.provider = aws-kms (key_id, region)"))
+            }
+            _ => {}
+        }
+        if self.cache.max_messages == 0 || self.cache.max_age_secs == 0 || self.cache.max_entries == 0 {
+            return Err(setting("cache", "max_age_secs, max_messages and max_entries must be positive"));
+        }
+        // Random 96-bit nonces stay safe far below 2^32 messages per key.
+        if self.cache.max_messages > 1 << 32 {
+            return Err(setting("cache.max_messages", "at most 2^32 records per data key (AES-GCM nonce limit)"));
+        }
+        let mut seen = BTreeMap::new();
+        for (class, uids) in [("database", &self.callers.database), ("edge", &self.callers.edge), ("admin", &self.callers.admin)] {
+            for uid in uids {
+                if let Some(other) = seen.insert(*uid, class) {
+                    return Err(setting("callers", format!("uid {uid} is in both {other} and {class}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn socket_mode(&self) -> Result<u32, ConfigError> {
+        parse_octal_mode(&self.socket.mode).map_err(|problem| setting("socket.mode", problem))
+    }
+
+    pub fn cache_policy(&self) -> CachePolicy {
+        CachePolicy {
+            max_age: Duration::from_secs(self.cache.max_age_secs),
+            max_messages: self.cache.max_messages,
+            max_entries: self.cache.max_entries,
+        }
+    }
+}
+
+impl Secrets {
+    /// Reads the secrets the settings call for, failing on what is missing.
+    pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
+        let secrets = Self {
+            service_token: secrets::from_env("PW_SERVICE_TOKEN")?,
+            aws_access_key_id: secrets::from_env("AWS_ACCESS_KEY_ID")?,
+            aws_secret_access_key: secrets::from_env("AWS_SECRET_ACCESS_KEY")?,
+        };
+        if settings.tcp.is_some() && secrets.service_token.is_none() {
+            return Err(setting("PW_SERVICE_TOKEN", "required when tcp.listen is set"));
+        }
+        if secrets.aws_access_key_id.is_some() != secrets.aws_secret_access_key.is_some() {
+            return Err(setting("AWS_SECRET_ACCESS_KEY", "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither"));
+        }
+        Ok(secrets)
+    }
 }
 
 fn parse_octal_mode(text: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("socket mode must be octal like 660, got {text:?}"))?;
+        .map_err(|_| format!("must be octal like 660, got {text:?}"))?;
     if mode & !0o777 != 0 {
-        return Err(format!("socket mode {text} has bits outside 0777"));
+        return Err(format!("{text} has bits outside 0777"));
     }
     if mode & 0o007 != 0 {
-        return Err(format!(
-            "socket mode {text} lets any local user connect; drop the 'other' bits"
-        ));
+        return Err(format!("{text} lets any local user connect; drop the 'other' bits"));
     }
     Ok(mode)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_octal_mode;
+    use super::*;
+
+    fn minimal() -> String {
+        "[socket]\npath = \"/tmp/s.sock\"\n[keys]\nprovider = \"local\"\nlocal_key_file = \"/tmp/k\"\n".to_owned()
+    }
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(Some(&path))
+    }
 
     #[test]
     fn accepts_owner_and_group_modes() {
@@ -50,5 +334,37 @@ mod tests {
         assert!(parse_octal_mode("666").is_err());
         assert!(parse_octal_mode("1777").is_err());
         assert!(parse_octal_mode("rw-rw----").is_err());
+    }
+
+    #[test]
+    fn a_minimal_file_loads_with_defaults() {
+        let settings = load(&minimal()).unwrap();
+        assert_eq!(settings.environment, Environment::Development);
+        assert_eq!(settings.cache.max_age_secs, 300);
+        assert_eq!(settings.callers.class_of(0), None);
+    }
+
+    #[test]
+    fn misconfigurations_name_the_setting() {
+        let cases = [
+            (minimal().replace("\"local\"", "\"aws-kms\""), "keys.aws_kms"),
+            (format!("environment = \"production\"\n{}", minimal()), "keys.provider"),
+            (format!("{}[tcp]\nlisten = \"0.0.0.0:8080\"\n", minimal()), "tcp.listen"),
+            (format!("{}[callers]\nedge = [1]\nadmin = [1]\n", minimal()), "callers"),
+            (minimal().replace("[keys]", "[socket2]\n[keys]"), "socket2"),
+            (format!("{}[cache]\nmax_messages = 0\n", minimal()), "cache"),
+        ];
+        for (text, named) in cases {
+            let error = load(&text).unwrap_err().to_string();
+            assert!(error.contains(named), "{named}: {error}");
+        }
+    }
+
+    #[test]
+    fn caller_classes_map_by_uid() {
+        let settings = load(&format!("{}[callers]\ndatabase = [105]\nedge = [1000]\nadmin = [0]\n", minimal())).unwrap();
+        assert_eq!(settings.callers.class_of(105), Some(CallerClass::Database));
+        assert_eq!(settings.callers.class_of(0), Some(CallerClass::Admin));
+        assert_eq!(settings.callers.class_of(7), None);
     }
 }

@@ -1,15 +1,26 @@
 //! Parker Wallet's sidecar.
 //!
 //! The map, outside in:
-//! - [`server`]: transport. Binds the Unix socket and speaks HTTP/1.1 (hyper).
-//! - [`routes`]: one function per route; turns requests into domain calls.
-//! - [`problem`]: the one error type of the HTTP boundary (RFC 9457).
-//! - [`migrate`]: the operator's reversible schema migrations.
-//! - [`config`], [`telemetry`]: start-up concerns.
+//! - [`server`]: transport. Binds the Unix socket (and optional loopback TCP),
+//!   learns each caller's class, speaks HTTP/1.1 (hyper).
+//! - [`routes`]: one module per route group; one error type ([`routes::ApiError`])
+//!   mapped once to RFC 9457 problems ([`problem`]).
+//! - [`domain`]: validated values (`EncryptionContext`, `CallerClass`).
+//! - [`crypto`]: envelope encryption — the v2 record format, the data-key cache,
+//!   and the key providers (AWS KMS, local keyring) behind one trait.
+//! - [`migrate`], [`rotate`]: operator commands.
+//! - [`config`], [`secrets`], [`metrics`], [`telemetry`]: start-up and operations.
 
 pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod metrics;
 pub mod migrate;
+pub mod peer;
 pub mod problem;
+pub mod rotate;
 pub mod routes;
+pub mod secrets;
 pub mod server;
+pub mod state;
 pub mod telemetry;

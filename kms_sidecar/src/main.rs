@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sqlx::Connection;
 
-use kms_sidecar::config::ServeConfig;
+use kms_sidecar::config::{Secrets, Settings};
 use kms_sidecar::migrate::Migrator;
-use kms_sidecar::{server, telemetry};
+use kms_sidecar::{rotate, server, telemetry};
 
 #[derive(Parser)]
 #[command(name = "kms-sidecar", version, about = "Parker Wallet's KMS and payments sidecar")]
@@ -17,10 +17,44 @@ struct Cli {
     command: Command,
 }
 
+/// Where the settings come from: a TOML file, `PW__SECTION__KEY` variables, flags.
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// TOML settings file (see docs/sidecar-config.md).
+    #[arg(long, env = "PW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides socket.path.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<(Settings, Secrets)> {
+        let overrides: Vec<(&str, String)> =
+            self.socket.iter().map(|s| ("socket.path", s.display().to_string())).collect();
+        let settings = Settings::load_with(self.config.as_deref(), &overrides)?;
+        let secrets = Secrets::load(&settings)?;
+        Ok((settings, secrets))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API on the Unix socket until SIGTERM.
-    Serve(ServeConfig),
+    Serve(ConfigArgs),
+    /// Re-encrypt a column's records under the current key and epoch, in batches.
+    RotateKeys {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        column: String,
+        #[arg(long, default_value_t = 500)]
+        batch_size: i64,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Apply or revert the schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -54,9 +88,10 @@ enum MigrateAction {
 async fn main() -> ExitCode {
     telemetry::init();
     let result = match Cli::parse().command {
-        Command::Serve(config) => server::serve(&config, server::termination_signal())
-            .await
-            .map_err(anyhow::Error::from),
+        Command::Serve(config) => serve(config).await,
+        Command::RotateKeys { config, table, column, batch_size, database_url } => {
+            rotate_keys(config, &table, &column, batch_size, &database_url).await
+        }
         Command::Migrate { action, dir, database_url } => migrate(action, &dir, database_url).await,
     };
     match result {
@@ -66,6 +101,29 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn serve(config: ConfigArgs) -> anyhow::Result<()> {
+    let (settings, secrets) = config.load()?;
+    // Safe to log whole: secrets print as [REDACTED] (a test holds this).
+    tracing::info!(?settings, ?secrets, "starting kms-sidecar");
+    let state = server::build_state(settings, secrets).await?;
+    server::serve(state, server::termination_signal()).await?;
+    Ok(())
+}
+
+async fn rotate_keys(config: ConfigArgs, table: &str, column: &str, batch_size: i64, database_url: &str) -> anyhow::Result<()> {
+    let (settings, secrets) = config.load()?;
+    let state = server::build_state(settings, secrets).await?;
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let report = rotate::rotate_column(&mut conn, &state.crypto, table, column, batch_size).await?;
+    println!(
+        "rotate-keys {table}.{column}: {} examined, {} rewrapped, {} changed meanwhile (run again)",
+        report.examined, report.rewrapped, report.skipped_changed
+    );
+    Ok(())
 }
 
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {

@@ -1,18 +1,29 @@
-//! Transport: the Unix socket listener and the HTTP/1.1 connection loop.
+//! Transport: the Unix socket (and optional loopback TCP) listeners and the
+//! HTTP/1.1 connection loop. Each connection learns its caller class once: from
+//! the peer's uid on the socket, from the service token on TCP.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::UnixListener;
+use secrecy::ExposeSecret;
+use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::ServeConfig;
+use crate::config::{ConfigError, ProviderKind, Secrets, Settings};
+use crate::crypto::keys::{AwsKms, AwsKmsSettings, KeyProvider, LocalKeyring};
+use crate::crypto::EnvelopeCrypto;
+use crate::metrics::Metrics;
+use crate::peer::{group_id, peer_uid};
+use crate::problem::Problem;
 use crate::routes;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -20,13 +31,21 @@ pub enum ServeError {
     SocketInUse(PathBuf),
     #[error("socket directory {0} does not exist")]
     MissingSocketDir(PathBuf),
+    #[error("socket.group: no group named {0}")]
+    UnknownGroup(String),
     #[error("cannot set up socket {path}: {source}")]
     Socket { path: PathBuf, source: io::Error },
+    #[error("tcp.listen: cannot listen on {address}: {source}")]
+    Tcp { address: String, source: io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("keys.local_key_file: {0}")]
+    Keyring(#[from] crate::crypto::keys::local::KeyringError),
 }
 
 /// Binds the socket: a stale file left by a crashed sidecar is replaced, a live
 /// listener is never stolen.
-pub fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+pub fn bind_socket(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener, ServeError> {
     let socket_error = |source| ServeError::Socket { path: path.to_owned(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
@@ -40,33 +59,119 @@ pub fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
         std::fs::remove_file(path).map_err(socket_error)?;
     }
     let listener = UnixListener::bind(path).map_err(socket_error)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(socket_error)?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(socket_error)?;
     Ok(listener)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish for
-/// up to the configured grace period.
-pub async fn serve(
-    config: &ServeConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ServeError> {
-    let listener = bind_socket(&config.socket_path, config.socket_mode)?;
-    tracing::info!(socket = %config.socket_path.display(), "kms-sidecar listening");
+/// Builds the key provider and crypto service the settings ask for.
+pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<AppState>, ServeError> {
+    let provider: Arc<dyn KeyProvider> = match settings.keys.provider {
+        ProviderKind::Local => {
+            let file = settings.keys.local_key_file.clone().unwrap_or_default();
+            Arc::new(LocalKeyring::load_or_create(&file)?)
+        }
+        ProviderKind::AwsKms => {
+            let aws = settings.keys.aws_kms.clone().ok_or_else(|| {
+                ConfigError::Setting { setting: "keys.aws_kms", problem: "missing".into() }
+            })?;
+            let credentials = secrets.aws_access_key_id.clone().zip(secrets.aws_secret_access_key.clone());
+            Arc::new(
+                AwsKms::connect(&AwsKmsSettings {
+                    key_id: aws.key_id,
+                    region: aws.region,
+                    endpoint_url: aws.endpoint_url,
+                    credentials,
+                    timeout: Duration::from_millis(aws.timeout_ms),
+                })
+                .await,
+            )
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
+    let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.keys.epoch, Arc::clone(&metrics));
+    Ok(Arc::new(AppState {
+        settings,
+        crypto,
+        metrics,
+        service_token: secrets.service_token,
+        readiness: Default::default(),
+    }))
+}
+
+/// Compares without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish for up
+/// to the configured grace period.
+pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+    let settings = &state.settings;
+    let group = match &settings.socket.group {
+        Some(name) => Some(group_id(name).ok_or_else(|| ServeError::UnknownGroup(name.clone()))?),
+        None => None,
+    };
+    let socket_path = settings.socket.path.clone();
+    let listener = bind_socket(&socket_path, settings.socket_mode()?, group)?;
+    let tcp = match &settings.tcp {
+        Some(tcp) => Some(TcpListener::bind(tcp.listen).await.map_err(|source| ServeError::Tcp {
+            address: tcp.listen.to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    tracing::info!(socket = %socket_path.display(), tcp = ?settings.tcp.as_ref().map(|t| t.listen), "kms-sidecar listening");
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let Ok((stream, _)) = accepted else { continue };
+                let class = match peer_uid(&stream) {
+                    Ok(uid) => {
+                        let class = state.settings.callers.class_of(uid);
+                        tracing::debug!(uid, class = ?class, "connection");
+                        class
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        continue;
+                        tracing::warn!(%error, "cannot read peer credentials; refusing");
+                        None
                     }
                 };
-                let connection = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(routes::dispatch));
-                let connection = graceful.watch(connection);
+                let state = Arc::clone(&state);
+                let service = service_fn(move |request| routes::dispatch(Arc::clone(&state), class, request));
+                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            accepted = async { tcp.as_ref().expect("guarded").accept().await }, if tcp.is_some() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let state = Arc::clone(&state);
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let state = Arc::clone(&state);
+                    async move {
+                        let presented = request
+                            .headers()
+                            .get(hyper::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .unwrap_or("");
+                        let expected = state.service_token.as_ref().map(|t| t.expose_secret().as_bytes().to_vec()).unwrap_or_default();
+                        if expected.is_empty() || !constant_time_eq(presented.as_bytes(), &expected) {
+                            return Ok(Problem::new(StatusCode::UNAUTHORIZED, "invalid_service_token", "Service token missing or wrong")
+                                .into_response());
+                        }
+                        let class = state.settings.tcp.as_ref().map(|t| t.caller_class);
+                        routes::dispatch(state, class, request).await
+                    }
+                });
+                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::debug!(%error, "connection ended with an error");
@@ -77,9 +182,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let _ = std::fs::remove_file(&config.socket_path);
+    let _ = std::fs::remove_file(&socket_path);
     tracing::info!("shutting down: draining in-flight requests");
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(?grace, "requests still running after the grace period; closing them");
     }
@@ -107,13 +212,12 @@ mod tests {
     async fn replaces_a_stale_socket_but_not_a_live_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        // A stale file: bound once, listener dropped, file left behind.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let live = bind_socket(&path, 0o660).expect("stale socket is replaced");
+        let live = bind_socket(&path, 0o660, None).expect("stale socket is replaced");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        match bind_socket(&path, 0o660) {
+        match bind_socket(&path, 0o660, None) {
             Err(ServeError::SocketInUse(_)) => {}
             other => panic!("expected SocketInUse, got {other:?}"),
         }
@@ -122,7 +226,14 @@ mod tests {
 
     #[test]
     fn names_a_missing_directory() {
-        let error = bind_socket(Path::new("/nonexistent-dir-for-test/s.sock"), 0o660).unwrap_err();
+        let error = bind_socket(Path::new("/nonexistent-dir-for-test/s.sock"), 0o660, None).unwrap_err();
         assert!(error.to_string().contains("/nonexistent-dir-for-test"));
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

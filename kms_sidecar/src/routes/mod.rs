@@ -1,36 +1,123 @@
-//! The HTTP surface. `dispatch` is the router; each route lives in its own module.
+//! The HTTP surface. `dispatch` is the router: it checks the caller's class,
+//! reads the body within the size limit and hands over to one route module.
 
-mod health;
+mod crypto;
+mod error;
+pub mod health;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response};
+use hyper::{Method, Request, Response, StatusCode};
 
-use crate::problem::Problem;
+pub use error::ApiError;
+
+use crate::domain::CallerClass;
+use crate::metrics::Metrics;
+use crate::state::AppState;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// Routes one request. Never fails at the hyper level: every error is a problem response.
-pub async fn dispatch(request: Request<Incoming>) -> Result<HttpResponse, Infallible> {
-    let response = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/healthz") => health::healthz(),
-        (_, "/healthz") => Problem::method_not_allowed().into_response(),
-        (_, path) => Problem::not_found()
-            .with_detail(format!("no route for {path}"))
-            .into_response(),
+/// The routes and the caller classes allowed on each.
+fn allowed(path: &str, class: CallerClass) -> bool {
+    match path {
+        "/healthz" | "/readyz" => true,
+        p if p.starts_with("/v1/crypto/") => true,
+        "/metrics" => class == CallerClass::Admin,
+        _ => false,
+    }
+}
+
+/// Routes one request. `caller` is the peer's class, `None` when its uid is not
+/// in the caller map: such a peer is refused everything.
+pub async fn dispatch(
+    state: Arc<AppState>,
+    caller: Option<CallerClass>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let response = match route(&state, caller, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            if matches!(error, ApiError::Forbidden) {
+                Metrics::add(&state.metrics.requests_refused);
+            }
+            let problem = error.into_problem();
+            if problem.status >= 500 {
+                tracing::warn!(%method, %path, code = problem.code, "request failed");
+            }
+            problem.into_response()
+        }
     };
     Ok(response)
 }
 
+async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let path = request.uri().path().to_owned();
+    let known = matches!(
+        path.as_str(),
+        "/healthz" | "/readyz" | "/metrics" | "/v1/crypto/encrypt" | "/v1/crypto/decrypt" | "/v1/crypto/rewrap"
+    );
+    if !known {
+        return Err(ApiError::NotFound(path));
+    }
+    let class = caller.ok_or(ApiError::Forbidden)?;
+    if !allowed(&path, class) {
+        return Err(ApiError::Forbidden);
+    }
+    let method = request.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET, "/healthz") => Ok(health::healthz()),
+        (Method::GET, "/readyz") => Ok(health::readyz(state).await),
+        (Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
+        (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
+            let operation = match crypto_path {
+                "/v1/crypto/encrypt" => crypto::Operation::Encrypt,
+                "/v1/crypto/decrypt" => crypto::Operation::Decrypt,
+                _ => crypto::Operation::Rewrap,
+            };
+            let body = read_body(request, state.settings.limits.max_body_bytes).await?;
+            crypto::handle(state, operation, &body).await
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::TooLarge(limit)),
+        Err(error) => Err(ApiError::BadRequest(format!("reading the body: {error}"))),
+    }
+}
+
 /// A JSON response with the given status.
-pub(crate) fn json_response(status: hyper::StatusCode, value: &serde_json::Value) -> HttpResponse {
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn text_response(body: String) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     response
 }

@@ -1,0 +1,279 @@
+//! `EnvelopeCrypto`: encrypt, decrypt and rewrap records with cached data keys.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+
+use super::cache::{CachePolicy, CachedKey, DecryptionCache, EncryptionSlot};
+use super::format::{self, FormatError, NONCE_LEN};
+use super::keys::{GeneratedKey, KeyError, KeyProvider, KmsContext};
+use crate::domain::EncryptionContext;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Wrong context, or the record was altered. Deliberately says no more.
+    #[error("the record does not decrypt under this context")]
+    DecryptFailed,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+pub struct EnvelopeCrypto {
+    provider: Arc<dyn KeyProvider>,
+    policy: CachePolicy,
+    key_epoch: u32,
+    metrics: Arc<Metrics>,
+    /// An async lock: concurrent encryptions wait for one KMS call, not one each.
+    encryption: tokio::sync::Mutex<Option<EncryptionSlot>>,
+    decryption: Mutex<DecryptionCache>,
+}
+
+impl std::fmt::Debug for EnvelopeCrypto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeCrypto")
+            .field("provider", &self.provider.name())
+            .field("policy", &self.policy)
+            .field("key_epoch", &self.key_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnvelopeCrypto {
+    pub fn new(provider: Arc<dyn KeyProvider>, policy: CachePolicy, key_epoch: u32, metrics: Arc<Metrics>) -> Self {
+        Self {
+            provider,
+            policy,
+            key_epoch,
+            metrics,
+            encryption: tokio::sync::Mutex::new(None),
+            decryption: Mutex::new(DecryptionCache::default()),
+        }
+    }
+
+    pub fn provider(&self) -> &dyn KeyProvider {
+        self.provider.as_ref()
+    }
+
+    fn cached_key(&self, generated: GeneratedKey, key_epoch: u32) -> Arc<CachedKey> {
+        // from_slice on a 32-byte array cannot fail.
+        let cipher = Aes256Gcm::new_from_slice(generated.plaintext.as_ref()).expect("AES-256 key is 32 bytes");
+        Arc::new(CachedKey {
+            cipher,
+            key_ref: generated.key_ref,
+            key_epoch,
+            wrapped: generated.wrapped,
+            created: Instant::now(),
+        })
+    }
+
+    fn remember_for_decryption(&self, key: &Arc<CachedKey>) {
+        let evicted = match self.decryption.lock() {
+            Ok(mut cache) => cache.insert(Arc::clone(key), &self.policy, Instant::now()),
+            Err(_) => 0,
+        };
+        self.metrics.data_keys_evicted.fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The data key for the next record, generating a new one when the current
+    /// one is too old or has sealed enough records.
+    async fn encryption_key(&self) -> Result<Arc<CachedKey>, CryptoError> {
+        let mut slot = self.encryption.lock().await;
+        if let Some(key) = slot.as_mut().and_then(|s| s.take(&self.policy, Instant::now())) {
+            Metrics::add(&self.metrics.data_key_cache_hits);
+            return Ok(key);
+        }
+        Metrics::add(&self.metrics.data_key_cache_misses);
+        Metrics::add(&self.metrics.kms_generate_calls);
+        let context = KmsContext { key_epoch: self.key_epoch };
+        let generated = self.provider.generate_data_key(&context).await?;
+        let key = self.cached_key(generated, self.key_epoch);
+        self.remember_for_decryption(&key);
+        if slot.take().is_some() {
+            Metrics::add(&self.metrics.data_keys_evicted);
+        }
+        *slot = Some(EncryptionSlot { key: Arc::clone(&key), messages: 1 });
+        Ok(key)
+    }
+
+    async fn decryption_key(&self, key_ref: &str, key_epoch: u32, wrapped: &[u8]) -> Result<Arc<CachedKey>, CryptoError> {
+        let cached = self
+            .decryption
+            .lock()
+            .ok()
+            .and_then(|mut cache| cache.get(key_ref, key_epoch, wrapped, &self.policy, Instant::now()));
+        if let Some(key) = cached {
+            Metrics::add(&self.metrics.data_key_cache_hits);
+            return Ok(key);
+        }
+        Metrics::add(&self.metrics.data_key_cache_misses);
+        Metrics::add(&self.metrics.kms_decrypt_calls);
+        let plaintext = self.provider.decrypt_data_key(key_ref, wrapped, &KmsContext { key_epoch }).await?;
+        let key = self.cached_key(
+            GeneratedKey { plaintext, wrapped: wrapped.to_vec(), key_ref: key_ref.to_owned() },
+            key_epoch,
+        );
+        self.remember_for_decryption(&key);
+        Ok(key)
+    }
+
+    pub async fn encrypt(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, CryptoError> {
+        let key = self.encryption_key().await?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::getrandom(&mut nonce).map_err(|e| KeyError::Unavailable(format!("no randomness: {e}")))?;
+        let mut record = format::encode_header(&key.key_ref, key.key_epoch, &key.wrapped, &nonce)?;
+        let mut aad = record.clone();
+        aad.extend_from_slice(&context.aad_bytes());
+        let sealed = key
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .map_err(|_| CryptoError::DecryptFailed)?;
+        record.extend_from_slice(&sealed);
+        Metrics::add(&self.metrics.encryptions);
+        Ok(record)
+    }
+
+    pub async fn decrypt(&self, record: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, CryptoError> {
+        let result = self.decrypt_inner(record, context).await;
+        match &result {
+            Ok(_) => Metrics::add(&self.metrics.decryptions),
+            Err(_) => Metrics::add(&self.metrics.crypto_failures),
+        }
+        result
+    }
+
+    async fn decrypt_inner(&self, record: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, CryptoError> {
+        let envelope = format::parse(record)?;
+        let key = self.decryption_key(envelope.key_ref, envelope.key_epoch, envelope.wrapped_key).await?;
+        let mut aad = envelope.header.to_vec();
+        aad.extend_from_slice(&context.aad_bytes());
+        key.cipher
+            .decrypt(Nonce::from_slice(&envelope.nonce), Payload { msg: envelope.sealed, aad: &aad })
+            .map_err(|_| CryptoError::DecryptFailed)
+    }
+
+    /// Re-encrypts a record under the current data key (and so the current
+    /// key-encryption key and epoch).
+    pub async fn rewrap(&self, record: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, CryptoError> {
+        let plaintext = zeroize::Zeroizing::new(self.decrypt(record, context).await?);
+        self.encrypt(&plaintext, context).await
+    }
+
+    /// Whether a record is already under the key-encryption key and epoch that
+    /// new records get (its data key may differ: data keys retire by design).
+    pub async fn is_current(&self, record: &[u8]) -> Result<bool, CryptoError> {
+        let envelope = format::parse(record)?;
+        let current = self.encryption_key_identity().await?;
+        Ok(current == (envelope.key_ref.to_owned(), envelope.key_epoch))
+    }
+
+    /// The key reference and epoch of new records (generating a data key if none yet).
+    async fn encryption_key_identity(&self) -> Result<(String, u32), CryptoError> {
+        {
+            let slot = self.encryption.lock().await;
+            if let Some(slot) = slot.as_ref() {
+                return Ok((slot.key.key_ref.clone(), slot.key.key_epoch));
+            }
+        }
+        let key = self.encryption_key().await?;
+        Ok((key.key_ref.clone(), key.key_epoch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::crypto::keys::LocalKeyring;
+    use crate::domain::context::ContextInput;
+
+    fn context(user: &str, table: &str) -> EncryptionContext {
+        EncryptionContext::try_from(ContextInput { user_id: user.into(), table: table.into(), column: "c".into() }).unwrap()
+    }
+
+    const ALICE: &str = "00000000-0000-4000-8000-00000000000a";
+    const BOB: &str = "00000000-0000-4000-8000-00000000000b";
+
+    fn crypto(dir: &std::path::Path, policy: CachePolicy) -> (EnvelopeCrypto, Arc<Metrics>) {
+        let ring = LocalKeyring::load_or_create(&dir.join("keys")).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        (EnvelopeCrypto::new(Arc::new(ring), policy, 1, Arc::clone(&metrics)), metrics)
+    }
+
+    #[tokio::test]
+    async fn round_trips_and_binds_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, _) = crypto(dir.path(), CachePolicy::default());
+        let record = crypto.encrypt(b"4242 metadata", &context(ALICE, "t")).await.unwrap();
+        assert_eq!(crypto.decrypt(&record, &context(ALICE, "t")).await.unwrap(), b"4242 metadata");
+        for wrong in [context(BOB, "t"), context(ALICE, "u")] {
+            assert!(matches!(crypto.decrypt(&record, &wrong).await, Err(CryptoError::DecryptFailed)));
+        }
+        let mut tampered = record.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(matches!(crypto.decrypt(&tampered, &context(ALICE, "t")).await, Err(CryptoError::DecryptFailed)));
+    }
+
+    #[tokio::test]
+    async fn one_provider_call_serves_many_records_until_the_key_retires() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = CachePolicy { max_age: Duration::from_millis(300), max_messages: 10_000, max_entries: 10 };
+        let (crypto, metrics) = crypto(dir.path(), policy);
+        let ctx = context(ALICE, "t");
+        let mut first = Vec::new();
+        for _ in 0..10_000 {
+            first = crypto.encrypt(b"x", &ctx).await.unwrap();
+        }
+        assert_eq!(metrics.kms_calls(), 1, "10,000 encryptions, one data key");
+        let next = crypto.encrypt(b"x", &ctx).await.unwrap();
+        assert_eq!(metrics.kms_calls(), 2, "message limit reached: a new key");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let later = crypto.encrypt(b"x", &ctx).await.unwrap();
+        assert_eq!(metrics.kms_calls(), 3, "age limit reached: a new key");
+        let wrapped = |r: &[u8]| format::parse(r).unwrap().wrapped_key.to_vec();
+        assert_ne!(wrapped(&next), wrapped(&later));
+        // Records under a retired data key still decrypt (one unwrap, once expired).
+        assert_eq!(crypto.decrypt(&first, &ctx).await.unwrap(), b"x");
+    }
+
+    #[tokio::test]
+    async fn a_new_epoch_makes_old_records_stale_until_rewrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, _) = crypto(dir.path(), CachePolicy::default());
+        let ctx = context(ALICE, "t");
+        let record = old.encrypt(b"card", &ctx).await.unwrap();
+        assert!(old.is_current(&record).await.unwrap());
+        let ring = LocalKeyring::load_or_create(&dir.path().join("keys")).unwrap();
+        let next = EnvelopeCrypto::new(Arc::new(ring), CachePolicy::default(), 2, Arc::new(Metrics::default()));
+        assert!(!next.is_current(&record).await.unwrap());
+        let rewrapped = next.rewrap(&record, &ctx).await.unwrap();
+        assert!(next.is_current(&rewrapped).await.unwrap());
+        assert_eq!(format::parse(&rewrapped).unwrap().key_epoch, 2);
+        assert_eq!(next.decrypt(&rewrapped, &ctx).await.unwrap(), b"card");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_records_round_trip_under_random_contexts(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            user in proptest::prelude::any::<u128>(),
+            table in "[a-z_][a-z0-9_]{0,62}",
+            column in "[a-z_][a-z0-9_]{0,62}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (crypto, _) = crypto(dir.path(), CachePolicy::default());
+            let ctx = EncryptionContext::try_from(ContextInput {
+                user_id: uuid::Uuid::from_u128(user).to_string(), table, column,
+            }).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let record = runtime.block_on(crypto.encrypt(&data, &ctx)).unwrap();
+            proptest::prop_assert_eq!(runtime.block_on(crypto.decrypt(&record, &ctx)).unwrap(), data);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The sidecar's counters, rendered in Prometheus' text format at /metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub kms_generate_calls: AtomicU64,
+    pub kms_decrypt_calls: AtomicU64,
+    pub data_key_cache_hits: AtomicU64,
+    pub data_key_cache_misses: AtomicU64,
+    pub data_keys_evicted: AtomicU64,
+    pub encryptions: AtomicU64,
+    pub decryptions: AtomicU64,
+    pub crypto_failures: AtomicU64,
+    pub requests_refused: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn kms_calls(&self) -> u64 {
+        self.kms_generate_calls.load(Ordering::Relaxed) + self.kms_decrypt_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        counter(
+            "parker_wallet_kms_calls_total",
+            "Calls to the key provider.",
+            &[
+                ("{operation=\"generate_data_key\"}", get(&self.kms_generate_calls)),
+                ("{operation=\"decrypt\"}", get(&self.kms_decrypt_calls)),
+            ],
+        );
+        counter(
+            "parker_wallet_data_key_cache_total",
+            "Data-key cache lookups.",
+            &[("{result=\"hit\"}", get(&self.data_key_cache_hits)), ("{result=\"miss\"}", get(&self.data_key_cache_misses))],
+        );
+        counter("parker_wallet_data_keys_evicted_total", "Data keys evicted and zeroized.", &[("", get(&self.data_keys_evicted))]);
+        counter(
+            "parker_wallet_crypto_operations_total",
+            "Record encryptions and decryptions.",
+            &[
+                ("{operation=\"encrypt\"}", get(&self.encryptions)),
+                ("{operation=\"decrypt\"}", get(&self.decryptions)),
+                ("{operation=\"failed\"}", get(&self.crypto_failures)),
+            ],
+        );
+        counter("parker_wallet_requests_refused_total", "Requests refused for their caller class.", &[("", get(&self.requests_refused))]);
+        out
+    }
+}

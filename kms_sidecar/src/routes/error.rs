@@ -1,0 +1,57 @@
+//! The HTTP boundary's one error type, mapped once to status and stable code.
+
+use hyper::StatusCode;
+
+use crate::crypto::format::FormatError;
+use crate::crypto::keys::KeyError;
+use crate::crypto::CryptoError;
+use crate::domain::InvalidContext;
+use crate::problem::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("this caller may not use this route")]
+    Forbidden,
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Context(#[from] InvalidContext),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl ApiError {
+    pub fn into_problem(self) -> Problem {
+        let detail = self.to_string();
+        let problem = match self {
+            Self::Forbidden => Problem::new(StatusCode::FORBIDDEN, "caller_not_allowed", "Caller not allowed"),
+            Self::NotFound(_) => Problem::not_found(),
+            Self::MethodNotAllowed => Problem::method_not_allowed(),
+            Self::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
+            Self::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
+            Self::Context(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_context", "Invalid encryption context"),
+            Self::Crypto(CryptoError::Format(FormatError::VersionOne | FormatError::UnknownVersion(_))) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_ciphertext_version", "Unsupported ciphertext version")
+            }
+            Self::Crypto(CryptoError::Format(_)) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed_ciphertext", "Malformed ciphertext")
+            }
+            Self::Crypto(CryptoError::DecryptFailed) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "decryption_failed", "Decryption failed")
+            }
+            Self::Crypto(CryptoError::Key(KeyError::Rejected(_))) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "key_rejected", "The key provider refused the data key")
+            }
+            Self::Crypto(CryptoError::Key(KeyError::Unavailable(_))) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "key_provider_unavailable", "Key provider unavailable")
+            }
+        };
+        problem.with_detail(detail)
+    }
+}
