@@ -40,13 +40,14 @@ stack_up() {
   chown "$owner" "$dir" "$pgsock"
   chmod 0755 "$dir"
 
+  local socket="$dir/sidecar.sock"
   local pgport="${PW_PGPORT:-$(free_port)}"
   require_free_port "$pgport"
   say "PostgreSQL 15 on 127.0.0.1:$pgport (data in $pgdata)"
   as_cluster_user "$PG_BIN/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || die "initdb failed: see $dir/initdb.log"
   as_cluster_user "$PG_BIN/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -w -t 30 start \
-    -o "-c listen_addresses=127.0.0.1 -p $pgport -c unix_socket_directories=$pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -c unix_socket_directories=$pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c parker_wallet.sidecar_socket=$socket" \
     >/dev/null || die "PostgreSQL did not start: see $dir/postgres.log"
 
   local moto_port; moto_port=$(free_port)
@@ -59,8 +60,25 @@ stack_up() {
   wait_for "localstripe on port $stripe_port" 100 http_ok "http://127.0.0.1:$stripe_port/v1/customers"
   say "moto (KMS) on 127.0.0.1:$moto_port, localstripe on 127.0.0.1:$stripe_port"
 
-  local socket="$dir/sidecar.sock"
-  PW_LOG_FORMAT=json "$sidecar_bin" serve --socket "$socket" >"$dir/sidecar.log" 2>&1 &
+  # The database's backends (the cluster user) may use the crypto routes; we,
+  # who run the stack, are the operator. One uid cannot be both: alone, we are both.
+  local callers="admin = [$(id -u)]"
+  [ "$(id -u "$owner")" != "$(id -u)" ] && callers="database = [$(id -u "$owner")]
+$callers"
+  cat >"$dir/sidecar.toml" <<TOML
+[socket]
+path = "$socket"
+mode = "660"
+group = "$(id -gn "$owner")"
+
+[callers]
+$callers
+
+[keys]
+provider = "local"
+local_key_file = "$dir/local-keyring"
+TOML
+  PW_LOG_FORMAT=json "$sidecar_bin" serve --config "$dir/sidecar.toml" >"$dir/sidecar.log" 2>&1 &
   echo $! >"$dir/sidecar.pid"
   wait_for "sidecar on $socket" 100 test -S "$socket"
   say "sidecar on $socket"

@@ -2,7 +2,7 @@
 //!
 //! The map: plain Rust that knows nothing of Postgres lives at the top
 //! ([`audit`], [`claims`], [`completion`], [`flags`],
-//! [`subject_pin`], [`rls`]) and has its own unit tests; [`pg`] holds
+//! [`sidecar`], [`subject_pin`], [`rls`]) and has its own unit tests; [`pg`] holds
 //! the thin `#[pg_extern]` wrappers that give it to SQL, with `#[pg_test]`s.
 
 use pgrx::prelude::*;
@@ -11,6 +11,7 @@ pub mod audit;
 pub mod claims;
 pub mod completion;
 pub mod flags;
+pub mod sidecar;
 pub mod pg;
 pub mod rls;
 pub mod subject_pin;
@@ -48,6 +49,10 @@ REVOKE EXECUTE ON FUNCTION wallet.disable_audit(regclass) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet.refresh_completion_batch(uuid, int) FROM PUBLIC;
 REVOKE EXECUTE ON PROCEDURE wallet.refresh_all_completion(int) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet.verify_audit_chain() FROM PUBLIC;
+-- Decryption is for the roles the DBA grants it to (the sidecar's, a job's), not
+-- for every traveler session.
+REVOKE EXECUTE ON FUNCTION wallet.encrypt(bytea, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION wallet.decrypt(bytea, jsonb) FROM PUBLIC;
 "#,
     name = "privileges",
     finalize,

@@ -124,35 +124,106 @@ impl Emulators {
     }
 }
 
+/// The uid of an OS user (`id -u NAME`).
+pub fn uid_of(user: &str) -> Result<u32> {
+    let output = Command::new("id").args(["-u", user]).output()?;
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+}
+
+/// Our own uid.
+pub fn own_uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// What a test's sidecar runs with. `Default`: we are `admin`, the `postgres` OS
+/// user is `database`, keys from a local keyring in the sidecar's directory.
+pub struct SidecarConfig {
+    /// The `[callers]` table's body.
+    pub callers: String,
+    /// The `[keys]` table's body; `{dir}` stands for the sidecar's directory.
+    pub keys: String,
+    /// More TOML (other tables), appended as is; `{dir}` works here too.
+    pub extra: String,
+    /// Environment of the process (secrets, for instance).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        let database = uid_of("postgres").ok().filter(|uid| *uid != own_uid());
+        let callers = match database {
+            Some(uid) => format!("admin = [{}]\ndatabase = [{uid}]", own_uid()),
+            None => format!("admin = [{}]", own_uid()),
+        };
+        Self {
+            callers,
+            keys: "provider = \"local\"\nlocal_key_file = \"{dir}/local-keyring\"".to_owned(),
+            extra: String::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
 /// A sidecar process of the test's own; killed when dropped, even on panic.
 pub struct Sidecar {
     child: Child,
     pub socket: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Sidecar {
     pub async fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::start_with(SidecarConfig::default()).await
+    }
+
+    pub async fn start_with(config: SidecarConfig) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("pw-sidecar-").tempdir()?;
+        // Reachable by other local users (the postgres backends); the socket's
+        // own mode and group still decide who may connect.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let socket = dir.path().join("sidecar.sock");
+        let shown = dir.path().display().to_string();
+        let group = if own_uid() == 0 && uid_of("postgres").is_ok() { "group = \"postgres\"\n" } else { "" };
+        let toml = format!(
+            "[socket]\npath = \"{}\"\nmode = \"660\"\n{group}\n[callers]\n{}\n\n[keys]\n{}\n\n{}\n",
+            socket.display(),
+            config.callers,
+            config.keys.replace("{dir}", &shown),
+            config.extra.replace("{dir}", &shown),
+        );
+        let config_path = dir.path().join("sidecar.toml");
+        std::fs::write(&config_path, toml)?;
+        let log = std::fs::File::create(dir.path().join("sidecar.log"))?;
         let child = Command::new(env("PW_SIDECAR_BIN")?)
-            .args(["serve", "--socket"])
-            .arg(&socket)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("spawning kms-sidecar")?;
-        let mut sidecar = Self { child, socket, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sidecar = Self { child, socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
         while tokio::net::UnixStream::connect(&sidecar.socket).await.is_err() {
             if let Some(status) = sidecar.child.try_wait()? {
-                bail!("kms-sidecar exited during start-up: {status}");
+                bail!("kms-sidecar exited during start-up ({status}): {}", sidecar.log());
             }
             if Instant::now() > deadline {
-                bail!("kms-sidecar did not listen on {} within 10 s", sidecar.socket.display());
+                bail!("kms-sidecar did not listen on {} within 20 s", sidecar.socket.display());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(sidecar)
+    }
+
+    /// Everything the sidecar logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn pid(&self) -> u32 {
@@ -187,23 +258,30 @@ pub struct Response {
     pub status: StatusCode,
     pub content_type: Option<String>,
     pub json: serde_json::Value,
+    pub text: String,
 }
 
-/// One HTTP/1.1 request over any byte stream (Unix socket or TCP).
+/// One HTTP/1.1 request over any byte stream (Unix socket or TCP), JSON body.
 pub async fn send<S>(stream: S, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let payload = body.map(|b| b.to_string()).unwrap_or_default().into_bytes();
+    send_raw(stream, method, path, &[("content-type", "application/json")], payload).await
+}
+
+/// One HTTP/1.1 request with any headers and body bytes.
+pub async fn send_raw<S>(stream: S, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Response>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(payload)))?;
-    let response = sender.send_request(request).await?;
+    let mut request = Request::builder().method(method).uri(path).header("host", "localhost");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
     let status = response.status();
     let content_type = response
         .headers()
@@ -211,8 +289,9 @@ where
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let bytes = response.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Ok(Response { status, content_type, json })
+    Ok(Response { status, content_type, json, text })
 }
 
 /// A textual description of every schema object the migrations own, sorted, for

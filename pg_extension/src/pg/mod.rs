@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod completion;
+pub mod crypto;
 pub mod flags;
 pub mod identity;
 pub mod rls;

@@ -1,13 +1,38 @@
 //! The extension's own settings (GUCs) and reading other settings safely.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// Superuser-only, so a traveler's session cannot switch the protection off.
 pub static PIN_JWT_SUBJECT: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// Where the kms-sidecar listens. Superuser-only: a session must not be able to
+/// send its plaintext to a socket of its choosing.
+pub static SIDECAR_SOCKET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"/run/parker-wallet/sidecar.sock"));
+
+/// How long a backend waits for the sidecar before giving up.
+pub static SIDECAR_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
 pub fn register() {
+    GucRegistry::define_string_guc(
+        c"parker_wallet.sidecar_socket",
+        c"Unix socket of the kms-sidecar that wallet.encrypt/decrypt call.",
+        c"The sidecar holds the KMS credentials; the database only ever sees ciphertext and the plaintext it asked for.",
+        &SIDECAR_SOCKET,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"parker_wallet.sidecar_timeout_ms",
+        c"Milliseconds a backend waits for the kms-sidecar before raising an error.",
+        c"Query cancel is honoured while waiting, whatever this is.",
+        &SIDECAR_TIMEOUT_MS,
+        1,
+        600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_bool_guc(
         c"parker_wallet.pin_jwt_subject",
         c"Refuse a change of request.jwt.claims' subject within one transaction.",
