@@ -122,6 +122,53 @@ impl Emulators {
     pub fn from_env() -> Result<Self> {
         Ok(Self { localstripe_url: env("PW_LOCALSTRIPE_URL")?, moto_url: env("PW_MOTO_URL")? })
     }
+
+    /// Calls moto's KMS JSON API (`TrentService.<operation>`); moto reads the
+    /// service and region from the credential scope and checks no signature.
+    pub async fn kms(&self, operation: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+        let stream = tokio::net::TcpStream::connect(self.moto_url.trim_start_matches("http://")).await?;
+        let target = format!("TrentService.{operation}");
+        let response = send_raw(
+            stream,
+            "POST",
+            "/",
+            &[
+                ("x-amz-target", &target),
+                ("content-type", "application/x-amz-json-1.1"),
+                ("authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0"),
+            ],
+            body.to_string().into_bytes(),
+        )
+        .await?;
+        if !response.status.is_success() {
+            bail!("moto {operation}: {} {}", response.status, response.text);
+        }
+        Ok(response.json)
+    }
+
+    /// A fresh KMS key with an alias of its own; returns (alias, key ARN).
+    pub async fn create_kms_key(&self) -> Result<(String, String)> {
+        let created = self.kms("CreateKey", serde_json::json!({ "Description": "parker-wallet test" })).await?;
+        let arn = created["KeyMetadata"]["Arn"].as_str().context("CreateKey returned no Arn")?.to_owned();
+        let alias = format!("alias/parker-test-{}", uuid::Uuid::new_v4().simple());
+        self.kms("CreateAlias", serde_json::json!({ "AliasName": alias, "TargetKeyId": arn })).await?;
+        Ok((alias, arn))
+    }
+
+    /// A sidecar configuration that uses moto's KMS with `key_id`.
+    pub fn kms_sidecar_config(&self, key_id: &str) -> SidecarConfig {
+        SidecarConfig {
+            keys: format!(
+                "provider = \"aws-kms\"\n[keys.aws_kms]\nkey_id = \"{key_id}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 3000",
+                self.moto_url
+            ),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ],
+            ..Default::default()
+        }
+    }
 }
 
 /// The uid of an OS user (`id -u NAME`).

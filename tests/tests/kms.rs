@@ -1,0 +1,141 @@
+//! The AWS KMS key provider against moto: records survive a sidecar restart,
+//! every tampering fails closed, and data keys are cached and retired.
+
+use base64::Engine;
+use harness::{Emulators, Sidecar, SidecarConfig};
+use hyper::StatusCode;
+use kms_sidecar::crypto::format;
+use serde_json::json;
+
+const B64: base64::engine::general_purpose::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+
+fn context() -> serde_json::Value {
+    json!({ "user_id": ALICE, "table": "payment_methods", "column": "encrypted_card_data" })
+}
+
+async fn crypto(sidecar: &Sidecar, operation: &str, data: &str) -> anyhow::Result<harness::Response> {
+    sidecar.request("POST", &format!("/v1/crypto/{operation}"), Some(json!({ "data": data, "context": context() }))).await
+}
+
+fn generate_calls(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("parker_wallet_kms_calls_total{operation=\"generate_data_key\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// A record re-encoded with one header field changed.
+fn with_header(record: &[u8], key_ref: Option<&str>, epoch: Option<u32>, flip_wrapped: bool) -> String {
+    let envelope = format::parse(record).expect("a v2 record");
+    let mut wrapped = envelope.wrapped_key.to_vec();
+    if flip_wrapped {
+        let middle = wrapped.len() / 2;
+        wrapped[middle] ^= 0x01;
+    }
+    let mut out = format::encode_header(
+        key_ref.unwrap_or(envelope.key_ref),
+        epoch.unwrap_or(envelope.key_epoch),
+        &wrapped,
+        &envelope.nonce,
+    )
+    .expect("valid header");
+    out.extend_from_slice(envelope.sealed);
+    B64.encode(out)
+}
+
+#[tokio::test]
+async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::Result<()> {
+    let emulators = Emulators::from_env()?;
+    let (alias, arn) = emulators.create_kms_key().await?;
+
+    let first = Sidecar::start_with(emulators.kms_sidecar_config(&alias)).await?;
+    let ready = first.request("GET", "/readyz", None).await?;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    let encrypted = crypto(&first, "encrypt", &B64.encode(b"card metadata")).await?;
+    assert_eq!(encrypted.status, StatusCode::OK, "{}", encrypted.text);
+    let record = B64.decode(encrypted.json["data"].as_str().unwrap_or_default())?;
+    assert_eq!(format::parse(&record)?.key_ref, arn, "records name the key's ARN, not the alias");
+    drop(first);
+
+    let second = Sidecar::start_with(emulators.kms_sidecar_config(&alias)).await?;
+    let decrypted = crypto(&second, "decrypt", &B64.encode(&record)).await?;
+    assert_eq!(decrypted.status, StatusCode::OK, "{}", decrypted.text);
+    assert_eq!(B64.decode(decrypted.json["data"].as_str().unwrap_or_default())?, b"card metadata");
+
+    let (_, other_arn) = emulators.create_kms_key().await?;
+    let missing_arn = arn.rsplit_once('/').map(|(a, _)| format!("{a}/00000000-0000-0000-0000-000000000000")).unwrap_or_default();
+    for (tampered, what) in [
+        (with_header(&record, None, None, true), "tampered wrapped key"),
+        (with_header(&record, None, Some(99), false), "wrong KMS encryption context (epoch)"),
+        (with_header(&record, Some(&other_arn), None, false), "another KMS key"),
+        (with_header(&record, Some(&missing_arn), None, false), "a key that does not exist"),
+    ] {
+        let response = crypto(&second, "decrypt", &tampered).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_rejected")), "{what}: {}", response.text);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn ten_thousand_encryptions_take_a_handful_of_kms_calls() -> anyhow::Result<()> {
+    let emulators = Emulators::from_env()?;
+    let (alias, _) = emulators.create_kms_key().await?;
+    let sidecar = std::sync::Arc::new(Sidecar::start_with(emulators.kms_sidecar_config(&alias)).await?);
+    let data = B64.encode([7u8; 256]);
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let sidecar = std::sync::Arc::clone(&sidecar);
+        let data = data.clone();
+        workers.push(tokio::spawn(async move {
+            for _ in 0..625 {
+                let response = crypto(&sidecar, "encrypt", &data).await?;
+                anyhow::ensure!(response.status == StatusCode::OK, "{}", response.text);
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    let metrics = sidecar.request("GET", "/metrics", None).await?.text;
+    let calls = generate_calls(&metrics);
+    assert!(calls <= 3, "10,000 encryptions made {calls} GenerateDataKey calls");
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_the_maximum_age_a_new_data_key_is_used() -> anyhow::Result<()> {
+    let emulators = Emulators::from_env()?;
+    let (alias, _) = emulators.create_kms_key().await?;
+    let sidecar = Sidecar::start_with(SidecarConfig {
+        extra: "[cache]\nmax_age_secs = 1\n".into(),
+        ..emulators.kms_sidecar_config(&alias)
+    })
+    .await?;
+    let wrapped = |response: &harness::Response| -> anyhow::Result<Vec<u8>> {
+        let record = B64.decode(response.json["data"].as_str().unwrap_or_default())?;
+        Ok(format::parse(&record)?.wrapped_key.to_vec())
+    };
+    let a = crypto(&sidecar, "encrypt", "eA==").await?;
+    let b = crypto(&sidecar, "encrypt", "eA==").await?;
+    assert_eq!(wrapped(&a)?, wrapped(&b)?, "one data key within its age");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let c = crypto(&sidecar, "encrypt", "eA==").await?;
+    assert_ne!(wrapped(&a)?, wrapped(&c)?, "a new data key after max_age");
+    assert_eq!(generate_calls(&sidecar.request("GET", "/metrics", None).await?.text), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Result<()> {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let emulators = Emulators { moto_url: format!("http://127.0.0.1:{closed_port}"), localstripe_url: String::new() };
+    let sidecar = Sidecar::start_with(emulators.kms_sidecar_config("alias/none")).await?;
+    let ready = sidecar.request("GET", "/readyz", None).await?;
+    assert_eq!((ready.status, ready.json["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")));
+    let encrypted = crypto(&sidecar, "encrypt", "eA==").await?;
+    assert_eq!((encrypted.status, encrypted.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("key_provider_unavailable")));
+    Ok(())
+}
