@@ -1,0 +1,124 @@
+//! The database's side of the boundary: wallet.encrypt/decrypt call the stack's
+//! sidecar; a dead or hung sidecar gives a clean SQL error, on time, and a cancel
+//! is honoured while waiting.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use harness::{as_traveler, sqlstate, TestDb};
+
+const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data"}"#;
+const OTHER_CONTEXT: &str = r#"{"user_id":"b0b00000-0000-4000-8000-000000000002","table":"payment_methods","column":"encrypted_card_data"}"#;
+
+#[tokio::test]
+async fn sql_round_trips_through_the_sidecar_and_binds_the_context() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let mut conn = db.admin().await?;
+    let record: Vec<u8> = sqlx::query_scalar("SELECT wallet.encrypt('card metadata'::bytea, $1::jsonb)")
+        .bind(CONTEXT)
+        .fetch_one(&mut conn)
+        .await?;
+    assert_eq!(record[0], 2, "format version 2");
+    let plain: Vec<u8> = sqlx::query_scalar("SELECT wallet.decrypt($1, $2::jsonb)")
+        .bind(&record)
+        .bind(CONTEXT)
+        .fetch_one(&mut conn)
+        .await?;
+    assert_eq!(plain, b"card metadata");
+
+    let error = sqlx::query("SELECT wallet.decrypt($1, $2::jsonb)")
+        .bind(&record)
+        .bind(OTHER_CONTEXT)
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("22000"), "{error}");
+    assert!(error.to_string().contains("decryption_failed"), "{error}");
+
+    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, '{\"user_id\":\"nope\"}'::jsonb)").execute(&mut conn).await.unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("22023"), "{error}");
+
+    let health: serde_json::Value = sqlx::query_scalar("SELECT wallet.sidecar_health()").fetch_one(&mut conn).await?;
+    assert_eq!((health["reachable"].as_bool(), health["ready"].as_bool()), (Some(true), Some(true)), "{health}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn travelers_cannot_call_the_crypto_functions() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let mut conn = db.traveler().await?;
+    let mut tx = as_traveler(&mut conn, r#"{"sub":"a11ce000-0000-4000-8000-000000000001"}"#).await?;
+    let error = sqlx::query("SELECT wallet.decrypt('\\x02'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut *tx).await.unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_sidecar_is_a_clean_error_and_health_says_so() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let mut conn = db.admin().await?;
+    sqlx::query("SET parker_wallet.sidecar_socket = '/nonexistent/parker/sidecar.sock'").execute(&mut conn).await?;
+    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("08006"), "{error}");
+    assert!(error.to_string().contains("unreachable"), "{error}");
+    let health: serde_json::Value = sqlx::query_scalar("SELECT wallet.sidecar_health()").fetch_one(&mut conn).await?;
+    assert_eq!(health["reachable"], false, "{health}");
+    Ok(())
+}
+
+/// A socket that accepts connections and never answers: a hung sidecar.
+fn silent_sidecar() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::Builder::new().prefix("pw-silent-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let path = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    Ok((dir, path))
+}
+
+#[tokio::test]
+async fn a_hung_sidecar_times_out_on_time() -> anyhow::Result<()> {
+    let (_dir, socket) = silent_sidecar()?;
+    let db = TestDb::migrated().await?;
+    let mut conn = db.admin().await?;
+    sqlx::query(&format!("SET parker_wallet.sidecar_socket = '{}'", socket.display())).execute(&mut conn).await?;
+    sqlx::query("SET parker_wallet.sidecar_timeout_ms = 300").execute(&mut conn).await?;
+    let started = Instant::now();
+    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(sqlstate(&error).as_deref(), Some("58030"), "{error}");
+    assert!(error.to_string().contains("within 300 ms"), "{error}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancel_interrupts_the_wait() -> anyhow::Result<()> {
+    let (_dir, socket) = silent_sidecar()?;
+    let db = TestDb::migrated().await?;
+    let mut conn = db.admin().await?;
+    sqlx::query(&format!("SET parker_wallet.sidecar_socket = '{}'", socket.display())).execute(&mut conn).await?;
+    sqlx::query("SET parker_wallet.sidecar_timeout_ms = 60000").execute(&mut conn).await?;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await?;
+    let mut other = db.admin().await?;
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&mut other).await
+    });
+    let started = Instant::now();
+    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
+    let took = started.elapsed();
+    canceller.await??;
+    assert_eq!(sqlstate(&error).as_deref(), Some("57014"), "{error}");
+    assert!(took < Duration::from_secs(3), "cancel took {took:?}");
+    // The session is usable afterwards.
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await?;
+    assert_eq!(one, 1);
+    Ok(())
+}
