@@ -31,7 +31,7 @@ PY
 stack_up() {
   [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 server binaries not found in $PG_BIN (run scripts/bootstrap.sh)"
   [ -x "$PW_VENV/bin/moto_server" ] || die "emulator venv missing (run scripts/bootstrap.sh)"
-  local sidecar_bin="$CARGO_TARGET_DIR/debug/kms-sidecar"
+  local sidecar_bin="${PW_SIDECAR_BIN:-$CARGO_TARGET_DIR/debug/kms-sidecar}"
   [ -x "$sidecar_bin" ] || die "sidecar not built (run scripts/build.sh)"
   mkdir -p "$dir"
   local owner; owner=$(cluster_user)

@@ -1,0 +1,176 @@
+//! Throughput and latency of the sidecar's encrypt/decrypt over its socket, with
+//! 1, 8 and 64 concurrent clients (one kept-alive connection each), against a
+//! baseline that calls KMS (moto) for every record. Run by bench/crypto.sh,
+//! which starts the stack; prints a table, asserts nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::primitives::Blob;
+use base64::Engine;
+use harness::{Emulators, Sidecar};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+const B64: base64::engine::general_purpose::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data"}"#;
+
+struct Figures {
+    ops_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    Figures { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
+}
+
+/// `clients` tasks, each running `operation` back to back for `duration`.
+async fn run<F, Fut>(clients: usize, duration: Duration, make: F) -> anyhow::Result<Figures>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send>>>,
+{
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    let deadline = started + duration;
+    for _ in 0..clients {
+        let mut operation = make().await?;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let begun = Instant::now();
+                operation().await?;
+                latencies.push(begun.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(figures(all, started.elapsed()))
+}
+
+/// A client with one kept-alive HTTP/1.1 connection to the sidecar.
+async fn sidecar_client(
+    socket: std::path::PathBuf,
+    path: &'static str,
+    data: String,
+) -> anyhow::Result<Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send>> {
+    let stream = tokio::net::UnixStream::connect(&socket).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let context: serde_json::Value = serde_json::from_str(CONTEXT)?;
+    let body = Bytes::from(json!({ "data": data, "context": context }).to_string());
+    Ok(Box::new(move || {
+        let sender = Arc::clone(&sender);
+        let body = body.clone();
+        Box::pin(async move {
+            let request = hyper::Request::post(path).header("host", "sidecar").body(Full::new(body))?;
+            let response = sender.lock().await.send_request(request).await?;
+            let status = response.status();
+            response.into_body().collect().await?;
+            anyhow::ensure!(status.is_success(), "{path}: {status}");
+            Ok(())
+        })
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let duration = Duration::from_secs(seconds);
+    let record = [7u8; 256];
+    let sidecar = Sidecar::start().await?;
+    let encrypted = sidecar
+        .request("POST", "/v1/crypto/encrypt", Some(json!({ "data": B64.encode(record), "context": serde_json::from_str::<serde_json::Value>(CONTEXT)? })))
+        .await?;
+    let ciphertext = encrypted.json["data"].as_str().unwrap_or_default().to_owned();
+
+    println!("\n{:<52} {:>10} {:>10} {:>10}", format!("256-byte records, {seconds} s per row"), "ops/s", "p50 µs", "p99 µs");
+    let mut socket_best = 0f64;
+    for (label, path, data) in [("encrypt", "/v1/crypto/encrypt", B64.encode(record)), ("decrypt", "/v1/crypto/decrypt", ciphertext.clone())] {
+        for clients in [1, 8, 64] {
+            let socket = sidecar.socket.clone();
+            let data = data.clone();
+            let result = run(clients, duration, || sidecar_client(socket.clone(), path, data.clone())).await?;
+            socket_best = socket_best.max(result.ops_per_sec);
+            println!(
+                "{:<52} {:>10.0} {:>10} {:>10}",
+                format!("sidecar socket, {label}, {clients} clients"),
+                result.ops_per_sec,
+                result.p50.as_micros(),
+                result.p99.as_micros()
+            );
+        }
+    }
+
+    // The baseline: a KMS call (moto) for every record, with the real AWS client.
+    let emulators = Emulators::from_env()?;
+    let (alias, _) = emulators.create_kms_key().await?;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&emulators.moto_url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    let blob = kms.encrypt().key_id(&alias).plaintext(Blob::new(record.to_vec())).send().await?;
+    let kms_ciphertext = blob.ciphertext_blob().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+    let mut baseline_best = 0f64;
+    for (label, decrypting) in [("Encrypt", false), ("Decrypt", true)] {
+        for clients in [1, 8] {
+            let kms = kms.clone();
+            let alias = alias.clone();
+            let kms_ciphertext = kms_ciphertext.clone();
+            let result = run(clients, duration, || {
+                let kms = kms.clone();
+                let alias = alias.clone();
+                let kms_ciphertext = kms_ciphertext.clone();
+                async move {
+                    let operation: Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send> =
+                        Box::new(move || {
+                            let kms = kms.clone();
+                            let alias = alias.clone();
+                            let kms_ciphertext = kms_ciphertext.clone();
+                            Box::pin(async move {
+                                if decrypting {
+                                    kms.decrypt().ciphertext_blob(Blob::new(kms_ciphertext)).send().await?;
+                                } else {
+                                    kms.encrypt().key_id(alias).plaintext(Blob::new(record.to_vec())).send().await?;
+                                }
+                                Ok(())
+                            })
+                        });
+                    Ok(operation)
+                }
+            })
+            .await?;
+            baseline_best = baseline_best.max(result.ops_per_sec);
+            println!(
+                "{:<52} {:>10.0} {:>10} {:>10}",
+                format!("baseline: KMS {label} per record (moto), {clients} clients"),
+                result.ops_per_sec,
+                result.p50.as_micros(),
+                result.p99.as_micros()
+            );
+        }
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "\nbest socket throughput {:.0} ops/s on {cores} cores shared by client and sidecar ({:.0} per core); {:.0}x the best per-call KMS baseline",
+        socket_best,
+        socket_best / cores as f64,
+        socket_best / baseline_best.max(1.0)
+    );
+    println!("CIPHERTEXT={ciphertext}");
+    Ok(())
+}
