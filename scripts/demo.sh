@@ -89,6 +89,27 @@ psql_db -d "$db" -c "INSERT INTO feature_flags (name, enabled, rollout_percent) 
 psql_db -d "$db" -c "SELECT who, wallet.flag_bucket(id) AS bucket, wallet.flag_enabled('auto_booking', id) AS sees_auto_booking
                        FROM (VALUES ('ada', '$ADA'::uuid), ('bob', '$BOB'::uuid)) AS t(who, id)"
 
+step "Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext)"
+psql_db -d "$db" <<SQL
+CREATE TEMP TABLE sealed AS
+  SELECT wallet.encrypt(convert_to('{"brand":"visa","last4":"4242"}', 'UTF8'),
+         '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data"}') AS record;
+SELECT get_byte(record, 0) AS format_version, length(record) AS bytes,
+       encode(substr(record, 1, 16), 'hex') || '...' AS first_bytes FROM sealed;
+SELECT convert_from(wallet.decrypt(record,
+         '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data"}'), 'UTF8') AS decrypted_for_ada
+  FROM sealed;
+DO \$\$
+BEGIN
+  PERFORM wallet.decrypt(record, '{"user_id":"$BOB","table":"payment_methods","column":"encrypted_card_data"}')
+    FROM sealed;
+EXCEPTION WHEN data_exception THEN
+  RAISE NOTICE 'decrypting as bob fails: %', SQLERRM;
+END
+\$\$;
+SELECT wallet.sidecar_health() ->> 'ready' AS sidecar_ready;
+SQL
+
 step "RLS report for the public schema (no findings expected)"
 psql_db -d "$db" -c "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns_indexed,
                             cardinality(findings) AS findings

@@ -139,3 +139,39 @@ async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Resul
     assert_eq!((encrypted.status, encrypted.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("key_provider_unavailable")));
     Ok(())
 }
+
+/// SIGTERM lets a request already in flight finish (here: waiting on a KMS that
+/// never answers, until the KMS timeout) instead of cutting its connection.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() -> anyhow::Result<()> {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let emulators = Emulators { moto_url: format!("http://127.0.0.1:{port}"), localstripe_url: String::new() };
+    let mut config = emulators.kms_sidecar_config("alias/silent");
+    config.keys = config.keys.replace("timeout_ms = 3000", "timeout_ms = 1500");
+    let sidecar = Sidecar::start_with(config).await?;
+    let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
+    let in_flight = tokio::spawn(harness::send(
+        stream,
+        "POST",
+        "/v1/crypto/encrypt",
+        Some(json!({ "data": "eA==", "context": context() })),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = tokio::task::spawn_blocking(move || sidecar.terminate()).await??;
+    let response = in_flight.await??;
+    assert_eq!(
+        (response.status, response.json["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("key_provider_unavailable")),
+        "the in-flight request got its answer: {}",
+        response.text
+    );
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
