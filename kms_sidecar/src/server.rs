@@ -142,13 +142,7 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
                     }
                 };
                 let state = Arc::clone(&state);
-                let service = service_fn(move |request| routes::dispatch(Arc::clone(&state), class, request));
-                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
+                spawn_connection(&graceful, stream, service_fn(move |request| routes::dispatch(Arc::clone(&state), class, request)));
             }
             accepted = async { tcp.as_ref().expect("guarded").accept().await }, if tcp.is_some() => {
                 let Ok((stream, _)) = accepted else { continue };
@@ -171,12 +165,7 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
                         routes::dispatch(state, class, request).await
                     }
                 });
-                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
+                spawn_connection(&graceful, stream, service);
             }
             () = &mut shutdown => break,
         }
@@ -189,6 +178,23 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
         tracing::warn!(?grace, "requests still running after the grace period; closing them");
     }
     Ok(())
+}
+
+/// Serves one connection on its own task, watched for graceful shutdown.
+fn spawn_connection<S, Svc>(graceful: &GracefulShutdown, stream: S, service: Svc)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = routes::HttpResponse, Error = std::convert::Infallible>
+        + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+{
+    let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -82,13 +82,19 @@ fn silent_sidecar() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
     Ok((dir, path))
 }
 
+/// A superuser session whose wallet.encrypt talks to `socket`, waiting `timeout_ms`.
+async fn session_on(db: &TestDb, socket: &std::path::Path, timeout_ms: u32) -> anyhow::Result<sqlx::PgConnection> {
+    let mut conn = db.admin().await?;
+    sqlx::query(&format!("SET parker_wallet.sidecar_socket = '{}'", socket.display())).execute(&mut conn).await?;
+    sqlx::query(&format!("SET parker_wallet.sidecar_timeout_ms = {timeout_ms}")).execute(&mut conn).await?;
+    Ok(conn)
+}
+
 #[tokio::test]
 async fn a_hung_sidecar_times_out_on_time() -> anyhow::Result<()> {
     let (_dir, socket) = silent_sidecar()?;
     let db = TestDb::migrated().await?;
-    let mut conn = db.admin().await?;
-    sqlx::query(&format!("SET parker_wallet.sidecar_socket = '{}'", socket.display())).execute(&mut conn).await?;
-    sqlx::query("SET parker_wallet.sidecar_timeout_ms = 300").execute(&mut conn).await?;
+    let mut conn = session_on(&db, &socket, 300).await?;
     let started = Instant::now();
     let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
     let took = started.elapsed();
@@ -102,9 +108,7 @@ async fn a_hung_sidecar_times_out_on_time() -> anyhow::Result<()> {
 async fn a_cancel_interrupts_the_wait() -> anyhow::Result<()> {
     let (_dir, socket) = silent_sidecar()?;
     let db = TestDb::migrated().await?;
-    let mut conn = db.admin().await?;
-    sqlx::query(&format!("SET parker_wallet.sidecar_socket = '{}'", socket.display())).execute(&mut conn).await?;
-    sqlx::query("SET parker_wallet.sidecar_timeout_ms = 60000").execute(&mut conn).await?;
+    let mut conn = session_on(&db, &socket, 60_000).await?;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await?;
     let mut other = db.admin().await?;
     let canceller = tokio::spawn(async move {

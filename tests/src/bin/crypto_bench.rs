@@ -24,6 +24,10 @@ struct Figures {
     p99: Duration,
 }
 
+fn print_row(label: &str, result: &Figures) {
+    println!("{label:<52} {:>10.0} {:>10} {:>10}", result.ops_per_sec, result.p50.as_micros(), result.p99.as_micros());
+}
+
 fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     latencies.sort_unstable();
     let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
@@ -103,13 +107,7 @@ async fn main() -> anyhow::Result<()> {
             let data = data.clone();
             let result = run(clients, duration, || sidecar_client(socket.clone(), path, data.clone())).await?;
             socket_best = socket_best.max(result.ops_per_sec);
-            println!(
-                "{:<52} {:>10.0} {:>10} {:>10}",
-                format!("sidecar socket, {label}, {clients} clients"),
-                result.ops_per_sec,
-                result.p50.as_micros(),
-                result.p99.as_micros()
-            );
+            print_row(&format!("sidecar socket, {label}, {clients} clients"), &result);
         }
     }
 
@@ -155,13 +153,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             baseline_best = baseline_best.max(result.ops_per_sec);
-            println!(
-                "{:<52} {:>10.0} {:>10} {:>10}",
-                format!("baseline: KMS {label} per record (moto), {clients} clients"),
-                result.ops_per_sec,
-                result.p50.as_micros(),
-                result.p99.as_micros()
-            );
+            print_row(&format!("baseline: KMS {label} per record (moto), {clients} clients"), &result);
         }
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
