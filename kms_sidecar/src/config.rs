@@ -155,6 +155,32 @@ impl CallerMap {
     }
 }
 
+/// The wallet database (its URL is the secret `PW_DATABASE_URL`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    #[serde(default = "default_pool_size")]
+    pub max_connections: u32,
+}
+
+fn default_pool_size() -> u32 {
+    8
+}
+
+/// How travelers' JWTs are verified: the project secret `PW_JWT_SECRET` (HS256)
+/// and/or a JWKS file for Supabase's asymmetric keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    pub jwks_file: Option<PathBuf>,
+}
+
+fn default_audience() -> String {
+    "authenticated".to_owned()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -171,6 +197,9 @@ pub struct Settings {
     pub limits: Limits,
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// Needed by the wallet routes; without it they answer 503.
+    pub database: Option<DatabaseSettings>,
+    pub auth: Option<AuthSettings>,
 }
 
 fn default_grace() -> u64 {
@@ -180,6 +209,8 @@ fn default_grace() -> u64 {
 /// Secrets, kept apart from `Settings` so that printing settings never comes near them.
 #[derive(Debug, Default)]
 pub struct Secrets {
+    pub database_url: Option<SecretString>,
+    pub jwt_secret: Option<SecretString>,
     pub service_token: Option<SecretString>,
     pub aws_access_key_id: Option<SecretString>,
     pub aws_secret_access_key: Option<SecretString>,
@@ -282,12 +313,22 @@ impl Secrets {
     /// Reads the secrets the settings call for, failing on what is missing.
     pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
         let secrets = Self {
+            database_url: secrets::from_env("PW_DATABASE_URL")?,
+            jwt_secret: secrets::from_env("PW_JWT_SECRET")?,
             service_token: secrets::from_env("PW_SERVICE_TOKEN")?,
             aws_access_key_id: secrets::from_env("AWS_ACCESS_KEY_ID")?,
             aws_secret_access_key: secrets::from_env("AWS_SECRET_ACCESS_KEY")?,
         };
         if settings.tcp.is_some() && secrets.service_token.is_none() {
             return Err(setting("PW_SERVICE_TOKEN", "required when tcp.listen is set"));
+        }
+        if settings.database.is_some() && secrets.database_url.is_none() {
+            return Err(setting("PW_DATABASE_URL", "required when [database] is configured"));
+        }
+        if let Some(auth) = &settings.auth {
+            if secrets.jwt_secret.is_none() && auth.jwks_file.is_none() {
+                return Err(setting("PW_JWT_SECRET", "set it or auth.jwks_file to verify travelers' tokens"));
+            }
         }
         if secrets.aws_access_key_id.is_some() != secrets.aws_secret_access_key.is_some() {
             return Err(setting("AWS_SECRET_ACCESS_KEY", "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither"));

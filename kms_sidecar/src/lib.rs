@@ -5,14 +5,18 @@
 //!   learns each caller's class, speaks HTTP/1.1 (hyper).
 //! - [`routes`]: one module per route group; one error type ([`routes::ApiError`])
 //!   mapped once to RFC 9457 problems ([`problem`]).
-//! - [`domain`]: validated values (`EncryptionContext`, `CallerClass`).
+//! - [`domain`]: validated values (`EncryptionContext`, `CallerClass`); [`auth`]:
+//!   the verified traveler behind a request (Supabase JWT).
+//! - [`database`]: the Postgres adapter (RLS-bound, claims set per transaction).
 //! - [`crypto`]: envelope encryption — the v2 record format, the data-key cache,
 //!   and the key providers (AWS KMS, local keyring) behind one trait.
 //! - [`migrate`], [`rotate`]: operator commands.
 //! - [`config`], [`secrets`], [`metrics`], [`telemetry`]: start-up and operations.
 
+pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod database;
 pub mod domain;
 pub mod metrics;
 pub mod migrate;

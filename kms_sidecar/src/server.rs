@@ -92,8 +92,32 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
     };
     let metrics = Arc::new(Metrics::default());
     let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.keys.epoch, Arc::clone(&metrics));
+    let database = match (&settings.database, &secrets.database_url) {
+        (Some(db), Some(url)) => Some(crate::database::Database::connect_lazy(url, db.max_connections).map_err(|e| {
+            ConfigError::Setting { setting: "PW_DATABASE_URL", problem: e.to_string() }
+        })?),
+        _ => None,
+    };
+    let verifier = match &settings.auth {
+        Some(auth) => {
+            let jwks = match &auth.jwks_file {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError::Setting {
+                    setting: "auth.jwks_file",
+                    problem: format!("{}: {e}", path.display()),
+                })?),
+                None => None,
+            };
+            Some(
+                crate::auth::JwtVerifier::new(secrets.jwt_secret.as_ref(), jwks.as_deref(), &auth.audience)
+                    .map_err(|problem| ConfigError::Setting { setting: "auth", problem })?,
+            )
+        }
+        None => None,
+    };
     Ok(Arc::new(AppState {
         settings,
+        database,
+        verifier,
         crypto,
         metrics,
         service_token: secrets.service_token,

@@ -10,6 +10,9 @@ use crate::metrics::Metrics;
 
 pub struct AppState {
     pub settings: Settings,
+    /// The wallet's database and token verifier; `None` in crypto-only deployments.
+    pub database: Option<crate::database::Database>,
+    pub verifier: Option<crate::auth::JwtVerifier>,
     pub crypto: EnvelopeCrypto,
     pub metrics: Arc<Metrics>,
     pub service_token: Option<SecretString>,

@@ -290,6 +290,56 @@ impl Sidecar {
         let stream = tokio::net::UnixStream::connect(&self.socket).await?;
         send(stream, method, path, body).await
     }
+
+    /// A request with headers of the caller's choosing (a traveler's token, say).
+    pub async fn request_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<serde_json::Value>) -> Result<Response> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        send_raw(stream, method, path, &all, body.map(|b| b.to_string()).unwrap_or_default().into_bytes()).await
+    }
+}
+
+/// The JWT secret of the test "Supabase project".
+pub const JWT_SECRET: &str = "parker-wallet-test-jwt-secret-of-sufficient-length";
+
+/// A Supabase-style access token for `user_id`, signed with [`JWT_SECRET`];
+/// `patch` overrides claims (a JSON null removes one).
+pub fn traveler_token(user_id: &str, patch: serde_json::Value) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut claims = serde_json::json!({
+        "sub": user_id, "role": "authenticated", "aud": "authenticated",
+        "iat": now, "exp": now + 3600, "email": "traveler@example.com",
+    });
+    if let (Some(claims), Some(patch)) = (claims.as_object_mut(), patch.as_object()) {
+        for (key, value) in patch {
+            if value.is_null() {
+                claims.remove(key);
+            } else {
+                claims.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+/// A sidecar for Edge Functions (we are the `edge` caller) with the wallet
+/// routes on `db`, as the `pw_test_sidecar` login role.
+pub fn wallet_sidecar_config(db: &TestDb) -> Result<SidecarConfig> {
+    Ok(SidecarConfig {
+        callers: format!("edge = [{}]", own_uid()),
+        extra: "[database]\nmax_connections = 4\n\n[auth]\naudience = \"authenticated\"\n".into(),
+        env: vec![
+            ("PW_DATABASE_URL".into(), db.url("pw_test_sidecar")?),
+            ("PW_JWT_SECRET".into(), JWT_SECRET.into()),
+        ],
+        ..Default::default()
+    })
 }
 
 impl Drop for Sidecar {

@@ -3,3 +3,8 @@
 -- (NOINHERIT) and may become `authenticated`, nothing else.
 CREATE ROLE pw_test_traveler LOGIN NOINHERIT;
 GRANT authenticated TO pw_test_traveler;
+
+-- pw_test_sidecar plays the sidecar's login role: it may become
+-- parker_wallet_sidecar (migration 0004), nothing else.
+CREATE ROLE pw_test_sidecar LOGIN NOINHERIT;
+GRANT parker_wallet_sidecar TO pw_test_sidecar;

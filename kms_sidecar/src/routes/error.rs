@@ -24,11 +24,24 @@ pub enum ApiError {
     Context(#[from] InvalidContext),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Unauthorized(#[from] crate::auth::AuthError),
+    #[error("the wallet routes need [database] and [auth] in the sidecar's configuration")]
+    NotConfigured,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 impl ApiError {
     pub fn into_problem(self) -> Problem {
-        let detail = self.to_string();
+        let detail = match &self {
+            // Database errors can name tables and values: logged, never sent.
+            Self::Database(error) => {
+                tracing::error!(%error, "database error");
+                "the request could not be completed".to_owned()
+            }
+            other => other.to_string(),
+        };
         let problem = match self {
             Self::Forbidden => Problem::new(StatusCode::FORBIDDEN, "caller_not_allowed", "Caller not allowed"),
             Self::NotFound(_) => Problem::not_found(),
@@ -51,6 +64,12 @@ impl ApiError {
             Self::Crypto(CryptoError::Key(KeyError::Unavailable(_))) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "key_provider_unavailable", "Key provider unavailable")
             }
+            Self::Unauthorized(_) => Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid or missing traveler token"),
+            Self::NotConfigured => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "wallet_not_configured", "Wallet not configured"),
+            Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable")
+            }
+            Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
         };
         problem.with_detail(detail)
     }

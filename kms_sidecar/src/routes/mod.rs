@@ -4,6 +4,7 @@
 mod crypto;
 mod error;
 pub mod health;
+mod wallet;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ fn allowed(path: &str, class: CallerClass) -> bool {
     match path {
         "/healthz" | "/readyz" => true,
         p if p.starts_with("/v1/crypto/") => true,
+        p if p.starts_with("/v1/wallet/") => class == CallerClass::Edge,
         "/metrics" => class == CallerClass::Admin,
         _ => false,
     }
@@ -59,7 +61,13 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
     let path = request.uri().path().to_owned();
     let known = matches!(
         path.as_str(),
-        "/healthz" | "/readyz" | "/metrics" | "/v1/crypto/encrypt" | "/v1/crypto/decrypt" | "/v1/crypto/rewrap"
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/v1/crypto/encrypt"
+            | "/v1/crypto/decrypt"
+            | "/v1/crypto/rewrap"
+            | "/v1/wallet/payment-methods"
     );
     if !known {
         return Err(ApiError::NotFound(path));
@@ -73,6 +81,7 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
         (Method::GET, "/healthz") => Ok(health::healthz()),
         (Method::GET, "/readyz") => Ok(health::readyz(state).await),
         (Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
+        (Method::GET, "/v1/wallet/payment-methods") => wallet::list_payment_methods(state, request).await,
         (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
             let operation = match crypto_path {
                 "/v1/crypto/encrypt" => crypto::Operation::Encrypt,

@@ -1,0 +1,222 @@
+//! The traveler behind a request: a Supabase JWT, verified here. HS256 with the
+//! project's JWT secret, or RS256/ES256 against a JWKS (Supabase's asymmetric
+//! keys); expiry (with a little leeway), audience and role are checked. The
+//! sidecar then acts for `sub` only.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The verified traveler and the claims to hand to Postgres as `request.jwt.claims`.
+#[derive(Debug, Clone)]
+pub struct Traveler {
+    pub user_id: uuid::Uuid,
+    pub claims: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no bearer token in the Authorization header")]
+    Missing,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is for another audience")]
+    WrongAudience,
+    #[error("the token's role is not authenticated")]
+    WrongRole,
+    #[error("the token's sub is not a user id")]
+    NoSubject,
+    #[error("the token is signed with an algorithm or key this sidecar does not accept")]
+    UnknownKey,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    role: Option<String>,
+}
+
+pub struct JwtVerifier {
+    secret: Option<DecodingKey>,
+    jwks: HashMap<String, (DecodingKey, Algorithm)>,
+    audience: String,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("hs256", &self.secret.is_some())
+            .field("jwks_kids", &self.jwks.keys().collect::<Vec<_>>())
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// Allowed clock skew between Supabase Auth and us.
+const LEEWAY_SECS: u64 = 30;
+
+impl JwtVerifier {
+    /// `secret`: the project's JWT secret (HS256). `jwks`: a JWKS document
+    /// (RS256/ES256 keys by `kid`). At least one is needed.
+    pub fn new(secret: Option<&SecretString>, jwks: Option<&str>, audience: &str) -> Result<Self, String> {
+        let mut keys = HashMap::new();
+        if let Some(document) = jwks {
+            let set: JwkSet = serde_json::from_str(document).map_err(|e| format!("JWKS is not valid: {e}"))?;
+            for jwk in set.keys {
+                let Some(kid) = jwk.common.key_id.clone() else { continue };
+                let algorithm = match &jwk.algorithm {
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => continue,
+                };
+                let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("JWKS key {kid}: {e}"))?;
+                keys.insert(kid, (key, algorithm));
+            }
+        }
+        let secret = secret.map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()));
+        if secret.is_none() && keys.is_empty() {
+            return Err("neither a JWT secret nor a JWKS key is configured".into());
+        }
+        Ok(Self { secret, jwks: keys, audience: audience.to_owned() })
+    }
+
+    /// The token from an `Authorization` header value.
+    pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+        header
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Traveler, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let (key, algorithm) = match header.alg {
+            Algorithm::HS256 => (self.secret.as_ref().ok_or(AuthError::UnknownKey)?, Algorithm::HS256),
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let (key, algorithm) = header.kid.as_ref().and_then(|kid| self.jwks.get(kid)).ok_or(AuthError::UnknownKey)?;
+                if *algorithm != header.alg {
+                    return Err(AuthError::UnknownKey);
+                }
+                (key, *algorithm)
+            }
+            _ => return Err(AuthError::UnknownKey),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let data = decode::<serde_json::Value>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::WrongAudience,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => AuthError::NoSubject,
+                _ => AuthError::Malformed,
+            }
+        })?;
+        let claims: Claims = serde_json::from_value(data.claims.clone()).map_err(|_| AuthError::Malformed)?;
+        if claims.role.as_deref() != Some("authenticated") {
+            return Err(AuthError::WrongRole);
+        }
+        let user_id = claims
+            .sub
+            .as_deref()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or(AuthError::NoSubject)?;
+        Ok(Traveler { user_id, claims: data.claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+    const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn token(claims: serde_json::Value, secret: &str) -> String {
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn valid() -> serde_json::Value {
+        json!({ "sub": ALICE, "role": "authenticated", "aud": "authenticated", "exp": now() + 3600 })
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(Some(&SecretString::from(SECRET.to_owned())), None, "authenticated").unwrap()
+    }
+
+    #[test]
+    fn a_supabase_token_names_its_traveler() {
+        let traveler = verifier().verify(&token(valid(), SECRET)).unwrap();
+        assert_eq!(traveler.user_id.to_string(), ALICE);
+        assert_eq!(traveler.claims["role"], "authenticated");
+    }
+
+    #[test]
+    fn every_bad_token_is_refused_with_its_reason() {
+        let v = verifier();
+        let with = |patch: serde_json::Value| {
+            let mut claims = valid();
+            for (k, val) in patch.as_object().unwrap() {
+                if val.is_null() {
+                    claims.as_object_mut().unwrap().remove(k);
+                } else {
+                    claims[k] = val.clone();
+                }
+            }
+            token(claims, SECRET)
+        };
+        assert_eq!(v.verify(&token(valid(), "another-secret-of-sufficient-length-000000")).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(v.verify(&with(json!({ "exp": now() - 3600 }))).unwrap_err(), AuthError::Expired);
+        assert_eq!(v.verify(&with(json!({ "aud": "other" }))).unwrap_err(), AuthError::WrongAudience);
+        assert_eq!(v.verify(&with(json!({ "role": "anon" }))).unwrap_err(), AuthError::WrongRole);
+        assert_eq!(v.verify(&with(json!({ "role": "service_role" }))).unwrap_err(), AuthError::WrongRole);
+        assert_eq!(v.verify(&with(json!({ "sub": "not-a-uuid" }))).unwrap_err(), AuthError::NoSubject);
+        assert_eq!(v.verify(&with(json!({ "sub": null }))).unwrap_err(), AuthError::NoSubject);
+        assert_eq!(v.verify("not.a.jwt").unwrap_err(), AuthError::Malformed);
+        assert_eq!(v.verify("").unwrap_err(), AuthError::Malformed);
+    }
+
+    #[test]
+    fn an_unsigned_or_foreign_algorithm_token_is_refused() {
+        // alg "none": header {"alg":"none"}, payload, empty signature.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), b64.encode(valid().to_string()));
+        assert!(verifier().verify(&none).is_err());
+        let hs512 = encode(&Header::new(Algorithm::HS512), &valid(), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        assert_eq!(verifier().verify(&hs512).unwrap_err(), AuthError::UnknownKey);
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(JwtVerifier::bearer(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(JwtVerifier::bearer(Some("Basic abc")), Err(AuthError::Missing));
+        assert_eq!(JwtVerifier::bearer(Some("Bearer ")), Err(AuthError::Missing));
+        assert_eq!(JwtVerifier::bearer(None), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let shown = format!("{:?}", verifier());
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The sidecar's Postgres adapter. Every traveler-scoped transaction runs as
+//! `parker_wallet_sidecar` with the traveler's verified claims and the caller's
+//! request headers set, exactly as PostgREST would: RLS applies to the sidecar
+//! too, and the audit trail records who asked and from where.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::auth::Traveler;
+
+/// The caller's request as the audit trail should see it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub forwarded_for: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+impl Database {
+    /// A lazy pool: the sidecar starts even while the database is down
+    /// (/readyz says so).
+    pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(url.expose_secret())?;
+        Ok(Self { pool })
+    }
+
+    pub async fn check(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    /// A transaction acting for `traveler`, as role `parker_wallet_sidecar`.
+    pub async fn as_traveler(&self, traveler: &Traveler, meta: &RequestMeta) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut headers = serde_json::Map::new();
+        if let Some(forwarded) = &meta.forwarded_for {
+            headers.insert("x-forwarded-for".into(), json!(forwarded));
+        }
+        if let Some(agent) = &meta.user_agent {
+            headers.insert("user-agent".into(), json!(agent));
+        }
+        sqlx::query(
+            "SELECT set_config('role', 'parker_wallet_sidecar', true),
+                    set_config('request.jwt.claims', $1, true),
+                    set_config('request.headers', $2, true)",
+        )
+        .bind(traveler.claims.to_string())
+        .bind(serde_json::Value::Object(headers).to_string())
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx)
+    }
+}

@@ -1,0 +1,116 @@
+//! The wallet routes' foundation: a traveler's JWT decides whose wallet the
+//! sidecar reads, and the sidecar itself is held by RLS.
+
+use harness::{traveler_token, wallet_sidecar_config, Sidecar, SidecarConfig, TestDb};
+use hyper::StatusCode;
+use serde_json::json;
+
+const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
+
+async fn seeded() -> anyhow::Result<TestDb> {
+    let db = TestDb::migrated().await?;
+    let mut admin = db.admin().await?;
+    sqlx::raw_sql(&format!(
+        "INSERT INTO auth.users (id) VALUES ('{ALICE}'), ('{BOB}');
+         INSERT INTO wallet_customers (user_id, stripe_customer_id) VALUES ('{ALICE}', 'cus_a'), ('{BOB}', 'cus_b');
+         INSERT INTO payment_methods (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data,
+                                      brand, last4, exp_month, exp_year, is_default, created_at) VALUES
+           ('{ALICE}', 'cus_a', 'pm_a_old', '\\x02', 'visa', '0005', 1, 2020, false, now() - interval '2 days'),
+           ('{ALICE}', 'cus_a', 'pm_a_new', '\\x02', 'mastercard', '4444', 12, 2099, false, now() - interval '1 day'),
+           ('{ALICE}', 'cus_a', 'pm_a_def', '\\x02', 'visa', '4242', 12, 2098, true, now() - interval '3 days'),
+           ('{BOB}', 'cus_b', 'pm_b', '\\x02', 'amex', '0005', 6, 2097, true, now());"
+    ))
+    .execute(&mut admin)
+    .await?;
+    Ok(db)
+}
+
+async fn list(sidecar: &Sidecar, token: &str) -> anyhow::Result<harness::Response> {
+    let bearer = format!("Bearer {token}");
+    sidecar.request_with("GET", "/v1/wallet/payment-methods", &[("authorization", &bearer), ("user-agent", "edge-fn/1")], None).await
+}
+
+#[tokio::test]
+async fn a_traveler_lists_only_their_cards_default_first_expired_flagged() -> anyhow::Result<()> {
+    let db = seeded().await?;
+    let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
+    let alice = list(&sidecar, &traveler_token(ALICE, json!({}))).await?;
+    assert_eq!(alice.status, StatusCode::OK, "{}", alice.text);
+    let last4: Vec<&str> = alice.json["data"].as_array().unwrap().iter().map(|c| c["last4"].as_str().unwrap()).collect();
+    assert_eq!(last4, ["4242", "4444", "0005"], "default first, then newest");
+    let expired: Vec<bool> = alice.json["data"].as_array().unwrap().iter().map(|c| c["expired"].as_bool().unwrap()).collect();
+    assert_eq!(expired, [false, false, true]);
+    assert!(!alice.text.contains("encrypted"), "no ciphertext in the listing");
+
+    let bob = list(&sidecar, &traveler_token(BOB, json!({}))).await?;
+    assert_eq!(bob.json["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(bob.json["data"][0]["last4"], "0005");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401_with_a_stable_code() -> anyhow::Result<()> {
+    let db = seeded().await?;
+    let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
+    let foreign = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": ALICE, "role": "authenticated", "aud": "authenticated", "exp": 4_000_000_000u64 }),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-project-secret-of-sufficient-length"),
+    )?;
+    for (token, what) in [
+        (traveler_token(ALICE, json!({ "exp": 1_000_000 })), "expired"),
+        (foreign, "signed with another secret"),
+        (traveler_token(ALICE, json!({ "aud": "somewhere-else" })), "another audience"),
+        (traveler_token(ALICE, json!({ "role": "anon" })), "anon role"),
+        (traveler_token("not-a-uuid", json!({})), "sub not a uuid"),
+        ("garbage".to_owned(), "not a JWT"),
+    ] {
+        let response = list(&sidecar, &token).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{what}");
+    }
+    let missing = sidecar.request("GET", "/v1/wallet/payment-methods", None).await?;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_edge_callers_reach_the_wallet_and_it_needs_configuring() -> anyhow::Result<()> {
+    let db = seeded().await?;
+    let as_admin = Sidecar::start_with(SidecarConfig { callers: format!("admin = [{}]", harness::own_uid()), ..wallet_sidecar_config(&db)? }).await?;
+    let refused = list(&as_admin, &traveler_token(ALICE, json!({}))).await?;
+    assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("caller_not_allowed")));
+
+    let unconfigured = Sidecar::start_with(SidecarConfig { callers: format!("edge = [{}]", harness::own_uid()), ..Default::default() }).await?;
+    let response = list(&unconfigured, &traveler_token(ALICE, json!({}))).await?;
+    assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("wallet_not_configured")));
+    Ok(())
+}
+
+/// Defense in depth: the sidecar's own role sees only the traveler it acts for,
+/// even through a query that forgets the WHERE clause.
+#[tokio::test]
+async fn the_sidecars_database_role_is_held_by_rls() -> anyhow::Result<()> {
+    let db = seeded().await?;
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&db.url("pw_test_sidecar")?).await?;
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("SELECT set_config('role', 'parker_wallet_sidecar', true), set_config('request.jwt.claims', $1, true)")
+        .bind(format!(r#"{{"sub":"{ALICE}","role":"authenticated"}}"#))
+        .execute(&mut *tx)
+        .await?;
+    let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT user_id::text FROM payment_methods").fetch_all(&mut *tx).await?;
+    assert_eq!(owners, [ALICE]);
+    let moved = sqlx::query(&format!("UPDATE payment_methods SET is_default = false WHERE user_id = '{BOB}'"))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    assert_eq!(moved, 0, "Bob's cards are invisible to a request acting for Alice");
+    let error = sqlx::query(&format!(
+        "INSERT INTO wallet_customers (user_id, stripe_customer_id) VALUES ('{BOB}', 'cus_forged')"
+    ))
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert_eq!(harness::sqlstate(&error).as_deref(), Some("42501"), "{error}");
+    Ok(())
+}
