@@ -181,6 +181,20 @@ fn default_audience() -> String {
     "authenticated".to_owned()
 }
 
+/// Stripe (its secret key is `PW_STRIPE_SECRET_KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    /// Another API base than Stripe's (an emulator in tests).
+    pub api_base: Option<String>,
+    #[serde(default = "default_stripe_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_stripe_timeout_ms() -> u64 {
+    10_000
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -200,6 +214,7 @@ pub struct Settings {
     /// Needed by the wallet routes; without it they answer 503.
     pub database: Option<DatabaseSettings>,
     pub auth: Option<AuthSettings>,
+    pub stripe: Option<StripeSettings>,
 }
 
 fn default_grace() -> u64 {
@@ -211,6 +226,7 @@ fn default_grace() -> u64 {
 pub struct Secrets {
     pub database_url: Option<SecretString>,
     pub jwt_secret: Option<SecretString>,
+    pub stripe_secret_key: Option<SecretString>,
     pub service_token: Option<SecretString>,
     pub aws_access_key_id: Option<SecretString>,
     pub aws_secret_access_key: Option<SecretString>,
@@ -315,6 +331,7 @@ impl Secrets {
         let secrets = Self {
             database_url: secrets::from_env("PW_DATABASE_URL")?,
             jwt_secret: secrets::from_env("PW_JWT_SECRET")?,
+            stripe_secret_key: secrets::from_env("PW_STRIPE_SECRET_KEY")?,
             service_token: secrets::from_env("PW_SERVICE_TOKEN")?,
             aws_access_key_id: secrets::from_env("AWS_ACCESS_KEY_ID")?,
             aws_secret_access_key: secrets::from_env("AWS_SECRET_ACCESS_KEY")?,
@@ -324,6 +341,9 @@ impl Secrets {
         }
         if settings.database.is_some() && secrets.database_url.is_none() {
             return Err(setting("PW_DATABASE_URL", "required when [database] is configured"));
+        }
+        if settings.stripe.is_some() && secrets.stripe_secret_key.is_none() {
+            return Err(setting("PW_STRIPE_SECRET_KEY", "required when [stripe] is configured"));
         }
         if let Some(auth) = &settings.auth {
             if secrets.jwt_secret.is_none() && auth.jwks_file.is_none() {

@@ -7,7 +7,8 @@
 //!   mapped once to RFC 9457 problems ([`problem`]).
 //! - [`domain`]: validated values (`EncryptionContext`, `CallerClass`); [`auth`]:
 //!   the verified traveler behind a request (Supabase JWT).
-//! - [`database`]: the Postgres adapter (RLS-bound, claims set per transaction).
+//! - [`database`]: the Postgres adapter (RLS-bound, claims set per transaction);
+//!   [`payments`]: the Stripe port and its async-stripe implementation.
 //! - [`crypto`]: envelope encryption — the v2 record format, the data-key cache,
 //!   and the key providers (AWS KMS, local keyring) behind one trait.
 //! - [`migrate`], [`rotate`]: operator commands.
@@ -20,6 +21,7 @@ pub mod database;
 pub mod domain;
 pub mod metrics;
 pub mod migrate;
+pub mod payments;
 pub mod peer;
 pub mod problem;
 pub mod rotate;

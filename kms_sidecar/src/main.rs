@@ -87,6 +87,8 @@ enum MigrateAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
+    // Two TLS stacks are linked (the AWS SDK's and Stripe's): name one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::RotateKeys { config, table, column, batch_size, database_url } => {

@@ -114,10 +114,18 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         }
         None => None,
     };
+    let stripe: Option<Arc<dyn crate::payments::StripePort>> = match (&settings.stripe, &secrets.stripe_secret_key) {
+        (Some(config), Some(key)) => Some(Arc::new(
+            crate::payments::AsyncStripe::new(key, config.api_base.as_deref(), Duration::from_millis(config.timeout_ms))
+                .map_err(|e| ConfigError::Setting { setting: "stripe", problem: e.to_string() })?,
+        )),
+        _ => None,
+    };
     Ok(Arc::new(AppState {
         settings,
         database,
         verifier,
+        stripe,
         crypto,
         metrics,
         service_token: secrets.service_token,

@@ -13,6 +13,7 @@ pub struct AppState {
     /// The wallet's database and token verifier; `None` in crypto-only deployments.
     pub database: Option<crate::database::Database>,
     pub verifier: Option<crate::auth::JwtVerifier>,
+    pub stripe: Option<Arc<dyn crate::payments::StripePort>>,
     pub crypto: EnvelopeCrypto,
     pub metrics: Arc<Metrics>,
     pub service_token: Option<SecretString>,

@@ -328,6 +328,37 @@ pub fn traveler_token(user_id: &str, patch: serde_json::Value) -> String {
     .unwrap_or_default()
 }
 
+/// The test Stripe secret key (localstripe accepts any `sk_test_` key).
+pub const STRIPE_KEY: &str = "sk_test_parker_wallet_e2e";
+
+/// Adds Stripe (at `api_base`) to a wallet sidecar configuration.
+pub fn with_stripe(mut config: SidecarConfig, api_base: &str) -> SidecarConfig {
+    config.extra.push_str(&format!("\n[stripe]\napi_base = \"{api_base}\"\ntimeout_ms = 3000\n"));
+    config.env.push(("PW_STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()));
+    config
+}
+
+/// Every customer localstripe holds whose metadata names `user_id`.
+pub async fn stripe_customers_of(localstripe_url: &str, user_id: &str) -> Result<Vec<serde_json::Value>> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(id) => format!("/v1/customers?limit=100&starting_after={id}"),
+            None => "/v1/customers?limit=100".to_owned(),
+        };
+        let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
+        let bearer = format!("Bearer {STRIPE_KEY}");
+        let page = send_raw(stream, "GET", &path, &[("authorization", &bearer)], Vec::new()).await?;
+        let data = page.json["data"].as_array().cloned().unwrap_or_default();
+        after = data.last().and_then(|c| c["id"].as_str()).map(str::to_owned);
+        found.extend(data.into_iter().filter(|c| c["metadata"]["user_id"] == user_id));
+        if page.json["has_more"] != true || after.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 /// A sidecar for Edge Functions (we are the `edge` caller) with the wallet
 /// routes on `db`, as the `pw_test_sidecar` login role.
 pub fn wallet_sidecar_config(db: &TestDb) -> Result<SidecarConfig> {

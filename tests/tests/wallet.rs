@@ -114,3 +114,78 @@ async fn the_sidecars_database_role_is_held_by_rls() -> anyhow::Result<()> {
     assert_eq!(harness::sqlstate(&error).as_deref(), Some("42501"), "{error}");
     Ok(())
 }
+
+async fn new_traveler(db: &TestDb) -> anyhow::Result<String> {
+    let user = uuid::Uuid::new_v4().to_string();
+    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, $2)")
+        .bind(&user)
+        .bind(format!("{user}@example.com"))
+        .execute(&mut db.admin().await?)
+        .await?;
+    Ok(user)
+}
+
+async fn setup_intent(sidecar: &Sidecar, token: &str) -> anyhow::Result<harness::Response> {
+    let bearer = format!("Bearer {token}");
+    sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/setup-intents",
+            &[("authorization", &bearer), ("user-agent", "edge-fn/1"), ("x-forwarded-for", "198.51.100.23")],
+            None,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
+    let token = traveler_token(&user, json!({ "email": format!("{user}@example.com") }));
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let sidecar = std::sync::Arc::clone(&sidecar);
+            let token = token.clone();
+            tokio::spawn(async move { setup_intent(&sidecar, &token).await })
+        })
+        .collect();
+    let mut customers = std::collections::BTreeSet::new();
+    for call in calls {
+        let response = call.await??;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        let secret = response.json["client_secret"].as_str().unwrap_or_default();
+        assert!(secret.starts_with("seti_") && secret.contains("_secret_"), "{secret}");
+        customers.insert(response.json["customer_id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    let at_stripe = harness::stripe_customers_of(&emulators.localstripe_url, &user).await?;
+    assert_eq!(at_stripe.len(), 1, "Stripe holds exactly one customer for the traveler");
+    assert_eq!(at_stripe[0]["email"], format!("{user}@example.com"));
+
+    let mut admin = db.admin().await?;
+    let (rows, agent, ip): (i64, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM wallet_customers WHERE user_id = $1::uuid),
+                a.user_agent, host(a.ip_address)
+           FROM traveler_data_audit a WHERE a.user_id = $1::uuid AND a.table_name = 'wallet_customers'",
+    )
+    .bind(&user)
+    .fetch_one(&mut admin)
+    .await?;
+    assert_eq!((rows, agent.as_deref(), ip.as_deref()), (1, Some("edge-fn/1"), Some("198.51.100.23")), "audited with the caller's request");
+    Ok(())
+}
+
+#[tokio::test]
+async fn stripe_down_is_a_502_and_nothing_is_written() -> anyhow::Result<()> {
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{closed}/"))).await?;
+    let response = setup_intent(&sidecar, &traveler_token(&user, json!({}))).await?;
+    assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("stripe_unavailable")), "{}", response.text);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers").fetch_one(&mut db.admin().await?).await?;
+    assert_eq!(rows, 0);
+    Ok(())
+}

@@ -30,6 +30,8 @@ pub enum ApiError {
     NotConfigured,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Stripe(#[from] crate::payments::StripeError),
 }
 
 impl ApiError {
@@ -70,6 +72,15 @@ impl ApiError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable")
             }
             Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            Self::Stripe(crate::payments::StripeError::Refused { .. }) => {
+                Problem::new(StatusCode::BAD_GATEWAY, "stripe_refused", "Stripe refused the request")
+            }
+            Self::Stripe(crate::payments::StripeError::Unavailable(_)) => {
+                Problem::new(StatusCode::BAD_GATEWAY, "stripe_unavailable", "Stripe unavailable")
+            }
+            Self::Stripe(crate::payments::StripeError::Timeout) => {
+                Problem::new(StatusCode::GATEWAY_TIMEOUT, "stripe_timeout", "Stripe did not answer in time")
+            }
         };
         problem.with_detail(detail)
     }

@@ -68,6 +68,7 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
             | "/v1/crypto/decrypt"
             | "/v1/crypto/rewrap"
             | "/v1/wallet/payment-methods"
+            | "/v1/wallet/setup-intents"
     );
     if !known {
         return Err(ApiError::NotFound(path));
@@ -82,6 +83,7 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
         (Method::GET, "/readyz") => Ok(health::readyz(state).await),
         (Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
         (Method::GET, "/v1/wallet/payment-methods") => wallet::list_payment_methods(state, request).await,
+        (Method::POST, "/v1/wallet/setup-intents") => wallet::create_setup_intent(state, request).await,
         (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
             let operation = match crypto_path {
                 "/v1/crypto/encrypt" => crypto::Operation::Encrypt,

@@ -54,3 +54,61 @@ pub async fn list_payment_methods(state: &AppState, request: Request<Incoming>) 
     tx.commit().await?;
     Ok(json_response(StatusCode::OK, &json!({ "data": cards })))
 }
+
+/// The traveler's Stripe customer, created on first use. A per-traveler
+/// transaction lock makes concurrent first calls wait for one creation instead of
+/// racing (the unique row would refuse the loser, but only after Stripe had made
+/// a second customer); the Stripe idempotency key derived from the user id makes a
+/// retry after a crash return the same customer.
+async fn ensure_customer(
+    database: &Database,
+    stripe: &dyn crate::payments::StripePort,
+    traveler: &Traveler,
+    meta: &RequestMeta,
+) -> Result<String, ApiError> {
+    let mut tx = database.as_traveler(traveler, meta).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.customer:' || $1::text, 0))")
+        .bind(traveler.user_id)
+        .execute(&mut *tx)
+        .await?;
+    let existing: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
+        .bind(traveler.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(customer) = existing {
+        return Ok(customer);
+    }
+    let email = traveler.claims["email"].as_str();
+    let customer = stripe
+        .create_customer(traveler.user_id, email, &format!("parker-wallet:customer:{}", traveler.user_id))
+        .await?;
+    sqlx::query("INSERT INTO public.wallet_customers (user_id, stripe_customer_id) VALUES ($1, $2)")
+        .bind(traveler.user_id)
+        .bind(&customer)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(customer)
+}
+
+/// `POST /v1/wallet/setup-intents`: a SetupIntent (off-session use) for the
+/// traveler's customer, created lazily; answers the client secret Stripe.js needs.
+pub async fn create_setup_intent(state: &AppState, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let (traveler, database, meta) = authenticate(state, &request)?;
+    let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
+    let idempotency_key = request
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|key| format!("parker-wallet:setup-intent:{}:{key}", traveler.user_id));
+    let customer = ensure_customer(database, stripe, &traveler, &meta).await?;
+    let intent = stripe.create_setup_intent(&customer, idempotency_key.as_deref()).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "setup_intent_id": intent.id,
+            "client_secret": secrecy::ExposeSecret::expose_secret(&intent.client_secret),
+            "customer_id": customer,
+        }),
+    ))
+}

@@ -1,0 +1,114 @@
+//! Stripe, as the wallet needs it: a small port, and its implementation over the
+//! official API client (async-stripe). Tests can put a scripted fake behind the
+//! same trait for what the emulator cannot do (declines, idempotent replays).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_core::customer::CreateCustomer;
+use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// Stripe refused the request (4xx): final for this request.
+    #[error("Stripe refused the request ({status}): {message}")]
+    Refused { status: u16, code: Option<String>, message: String },
+    /// Stripe could not be reached, or failed (5xx): may be retried.
+    #[error("Stripe is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Stripe did not answer in time")]
+    Timeout,
+}
+
+/// A SetupIntent for the browser: its id, and the client secret Stripe.js needs.
+#[derive(Debug)]
+pub struct CreatedSetupIntent {
+    pub id: String,
+    pub client_secret: SecretString,
+}
+
+#[async_trait::async_trait]
+pub trait StripePort: Send + Sync {
+    /// Creates the traveler's Stripe customer; `idempotency_key` makes a retry
+    /// return the same customer.
+    async fn create_customer(&self, user_id: uuid::Uuid, email: Option<&str>, idempotency_key: &str) -> Result<String, StripeError>;
+
+    /// A SetupIntent for saving a card for off-session use.
+    async fn create_setup_intent(&self, customer_id: &str, idempotency_key: Option<&str>) -> Result<CreatedSetupIntent, StripeError>;
+}
+
+pub struct AsyncStripe {
+    client: stripe::Client,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AsyncStripe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncStripe").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl AsyncStripe {
+    /// `api_base`: Stripe's API by default; another base (with a trailing slash)
+    /// for an emulator.
+    pub fn new(secret_key: &SecretString, api_base: Option<&str>, timeout: Duration) -> Result<Self, StripeError> {
+        let mut builder = stripe::ClientBuilder::new(secret_key.expose_secret());
+        if let Some(base) = api_base {
+            let base = if base.ends_with('/') { base.to_owned() } else { format!("{base}/") };
+            builder = builder.url(base);
+        }
+        let client = builder.build().map_err(|e| StripeError::Unavailable(format!("client: {e}")))?;
+        Ok(Self { client, timeout })
+    }
+
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T, stripe::StripeError>>) -> Result<T, StripeError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(StripeError::Timeout),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(stripe::StripeError::Stripe(error, status))) if status < 500 => Err(StripeError::Refused {
+                status,
+                code: error.code.as_ref().map(|c| c.to_string()),
+                message: error.message.clone().unwrap_or_default(),
+            }),
+            Ok(Err(stripe::StripeError::Timeout)) => Err(StripeError::Timeout),
+            Ok(Err(other)) => Err(StripeError::Unavailable(other.to_string())),
+        }
+    }
+}
+
+fn strategy(key: &str) -> Result<RequestStrategy, StripeError> {
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| StripeError::Refused { status: 400, code: None, message: format!("idempotency key: {e}") })
+}
+
+#[async_trait::async_trait]
+impl StripePort for AsyncStripe {
+    async fn create_customer(&self, user_id: uuid::Uuid, email: Option<&str>, idempotency_key: &str) -> Result<String, StripeError> {
+        let mut request = CreateCustomer::new().metadata(HashMap::from([("user_id".to_owned(), user_id.to_string())]));
+        if let Some(email) = email {
+            request = request.email(email);
+        }
+        let customer = self
+            .bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client))
+            .await?;
+        Ok(customer.id.to_string())
+    }
+
+    async fn create_setup_intent(&self, customer_id: &str, idempotency_key: Option<&str>) -> Result<CreatedSetupIntent, StripeError> {
+        let request = CreateSetupIntent::new()
+            .customer(customer_id)
+            .usage(CreateSetupIntentUsage::OffSession);
+        let mut customized = request.customize();
+        if let Some(key) = idempotency_key {
+            customized = customized.request_strategy(strategy(key)?);
+        }
+        let intent = self.bounded(customized.send(&self.client)).await?;
+        let client_secret = intent
+            .client_secret
+            .ok_or_else(|| StripeError::Unavailable("SetupIntent without a client secret".into()))?;
+        Ok(CreatedSetupIntent { id: intent.id.to_string(), client_secret: SecretString::from(client_secret) })
+    }
+}
