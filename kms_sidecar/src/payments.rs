@@ -8,7 +8,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
-use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage};
+use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
+use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod, RetrievePaymentMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StripeError {
@@ -29,6 +30,29 @@ pub struct CreatedSetupIntent {
     pub client_secret: SecretString,
 }
 
+/// What the wallet needs to know of a SetupIntent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupIntentView {
+    pub customer_id: Option<String>,
+    pub succeeded: bool,
+    pub payment_method_id: Option<String>,
+}
+
+/// A card as Stripe describes it (never the number: Stripe keeps that).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardDetails {
+    pub payment_method_id: String,
+    #[serde(skip)]
+    pub customer_id: Option<String>,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i16,
+    pub exp_year: i16,
+    pub fingerprint: Option<String>,
+    pub country: Option<String>,
+    pub funding: String,
+}
+
 #[async_trait::async_trait]
 pub trait StripePort: Send + Sync {
     /// Creates the traveler's Stripe customer; `idempotency_key` makes a retry
@@ -37,6 +61,15 @@ pub trait StripePort: Send + Sync {
 
     /// A SetupIntent for saving a card for off-session use.
     async fn create_setup_intent(&self, customer_id: &str, idempotency_key: Option<&str>) -> Result<CreatedSetupIntent, StripeError>;
+
+    async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntentView, StripeError>;
+
+    /// The card behind a payment method; `Refused` (422-like) when it is not a card.
+    async fn retrieve_card(&self, payment_method_id: &str) -> Result<CardDetails, StripeError>;
+
+    async fn attach_payment_method(&self, payment_method_id: &str, customer_id: &str, idempotency_key: &str) -> Result<(), StripeError>;
+
+    async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError>;
 }
 
 pub struct AsyncStripe {
@@ -110,5 +143,43 @@ impl StripePort for AsyncStripe {
             .client_secret
             .ok_or_else(|| StripeError::Unavailable("SetupIntent without a client secret".into()))?;
         Ok(CreatedSetupIntent { id: intent.id.to_string(), client_secret: SecretString::from(client_secret) })
+    }
+
+    async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntentView, StripeError> {
+        let intent = self.bounded(RetrieveSetupIntent::new(id.to_owned()).send(&self.client)).await?;
+        Ok(SetupIntentView {
+            customer_id: intent.customer.as_ref().map(|c| c.id().to_string()),
+            succeeded: intent.status == stripe_shared::SetupIntentStatus::Succeeded,
+            payment_method_id: intent.payment_method.as_ref().map(|p| p.id().to_string()),
+        })
+    }
+
+    async fn retrieve_card(&self, payment_method_id: &str) -> Result<CardDetails, StripeError> {
+        let method = self.bounded(RetrievePaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await?;
+        let card = method.card.ok_or_else(|| StripeError::Refused {
+            status: 400,
+            code: Some("not_a_card".into()),
+            message: "the payment method is not a card".into(),
+        })?;
+        Ok(CardDetails {
+            payment_method_id: method.id.to_string(),
+            customer_id: method.customer.as_ref().map(|c| c.id().to_string()),
+            brand: card.brand,
+            last4: card.last4,
+            exp_month: i16::try_from(card.exp_month).unwrap_or(0),
+            exp_year: i16::try_from(card.exp_year).unwrap_or(0),
+            fingerprint: card.fingerprint,
+            country: card.country,
+            funding: card.funding,
+        })
+    }
+
+    async fn attach_payment_method(&self, payment_method_id: &str, customer_id: &str, idempotency_key: &str) -> Result<(), StripeError> {
+        let request = AttachPaymentMethod::new(payment_method_id.to_owned()).customer(customer_id);
+        self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await.map(drop)
+    }
+
+    async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError> {
+        self.bounded(DetachPaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await.map(drop)
     }
 }

@@ -338,6 +338,34 @@ pub fn with_stripe(mut config: SidecarConfig, api_base: &str) -> SidecarConfig {
     config
 }
 
+/// A form POST to localstripe, as Stripe.js or a server would send it.
+pub async fn localstripe_post(localstripe_url: &str, path: &str, form: &[(&str, &str)]) -> Result<Response> {
+    let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
+    let bearer = format!("Bearer {STRIPE_KEY}");
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    send_raw(
+        stream,
+        "POST",
+        path,
+        &[("authorization", &bearer), ("content-type", "application/x-www-form-urlencoded")],
+        body.into_bytes(),
+    )
+    .await
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Every customer localstripe holds whose metadata names `user_id`.
 pub async fn stripe_customers_of(localstripe_url: &str, user_id: &str) -> Result<Vec<serde_json::Value>> {
     let mut found = Vec::new();

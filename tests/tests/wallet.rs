@@ -189,3 +189,152 @@ async fn stripe_down_is_a_502_and_nothing_is_written() -> anyhow::Result<()> {
     assert_eq!(rows, 0);
     Ok(())
 }
+
+/// What the browser does with Stripe.js: a card into a PaymentMethod, then the
+/// SetupIntent confirmed with it. Returns the SetupIntent id.
+async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> anyhow::Result<String> {
+    let intent = setup_intent(sidecar, token).await?;
+    anyhow::ensure!(intent.status == StatusCode::OK, "{}", intent.text);
+    let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
+    let secret = intent.json["client_secret"].as_str().unwrap_or_default().to_owned();
+    let method = harness::localstripe_post(
+        localstripe,
+        "/v1/payment_methods",
+        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2031"), ("card[cvc]", "123")],
+    )
+    .await?;
+    let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
+    let confirmed = harness::localstripe_post(
+        localstripe,
+        &format!("/v1/setup_intents/{id}/confirm"),
+        &[("payment_method", &pm), ("client_secret", &secret)],
+    )
+    .await?;
+    anyhow::ensure!(confirmed.json["status"] == "succeeded", "{}", confirmed.text);
+    Ok(id)
+}
+
+async fn call(sidecar: &Sidecar, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> anyhow::Result<harness::Response> {
+    let bearer = format!("Bearer {token}");
+    sidecar.request_with(method, path, &[("authorization", &bearer)], body).await
+}
+
+#[tokio::test]
+async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<()> {
+    use base64::Engine;
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let token = traveler_token(&user, json!({}));
+    let stripe = emulators.localstripe_url.as_str();
+
+    let first_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
+    let first = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": first_intent }))).await?;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!((first.json["data"]["last4"].as_str(), first.json["data"]["is_default"].as_bool()), (Some("4242"), Some(true)));
+    let first_id = first.json["data"]["id"].as_str().unwrap_or_default().to_owned();
+
+    // Adding the same SetupIntent again, or the same card through another one, updates the row.
+    let again = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": first_intent }))).await?;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    let same_card = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
+    let deduped = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": same_card }))).await?;
+    assert_eq!((deduped.status, deduped.json["data"]["id"].as_str()), (StatusCode::OK, Some(first_id.as_str())));
+
+    let second_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4000056655665556").await?;
+    let second = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": second_intent }))).await?;
+    assert_eq!((second.status, second.json["data"]["is_default"].as_bool()), (StatusCode::CREATED, Some(false)));
+    let second_id = second.json["data"]["id"].as_str().unwrap_or_default().to_owned();
+
+    // The stored metadata is ciphertext that only this traveler's context opens.
+    let mut admin = db.admin().await?;
+    let (sealed, pm): (Vec<u8>, String) = sqlx::query_as("SELECT encrypted_card_data, stripe_payment_method_id FROM payment_methods WHERE id = $1::uuid")
+        .bind(&first_id)
+        .fetch_one(&mut admin)
+        .await?;
+    let opened = sidecar
+        .request("POST", "/v1/crypto/decrypt", Some(json!({
+            "data": base64::engine::general_purpose::STANDARD.encode(&sealed),
+            "context": { "user_id": user, "table": "payment_methods", "column": "encrypted_card_data" },
+        })))
+        .await?;
+    let metadata: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(opened.json["data"].as_str().unwrap_or_default())?)?;
+    assert_eq!((metadata["last4"].as_str(), metadata["payment_method_id"].as_str()), (Some("4242"), Some(pm.as_str())));
+    assert!(metadata["fingerprint"].is_string());
+
+    // Switch the default, then delete it: the remaining card is promoted.
+    let switched = call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{second_id}/default"), &token, None).await?;
+    assert_eq!(switched.json["data"]["is_default"], true, "{}", switched.text);
+    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None).await?;
+    assert_eq!(listing.json["data"][0]["id"].as_str(), Some(second_id.as_str()), "default first");
+    let deleted = call(&sidecar, "DELETE", &format!("/v1/wallet/payment-methods/{second_id}"), &token, None).await?;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None).await?;
+    let remaining = listing.json["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(remaining.len(), 1);
+    assert_eq!((remaining[0]["id"].as_str(), remaining[0]["is_default"].as_bool()), (Some(first_id.as_str()), Some(true)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let (alice, bob) = (new_traveler(&db).await?, new_traveler(&db).await?);
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let (alice_token, bob_token) = (traveler_token(&alice, json!({})), traveler_token(&bob, json!({})));
+    let alices_intent = card_saved_through_stripe(&sidecar, &alice_token, &emulators.localstripe_url, "4242424242424242").await?;
+    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &alice_token, Some(json!({ "setup_intent_id": alices_intent }))).await?;
+    let card = added.json["data"]["id"].as_str().unwrap_or_default().to_owned();
+
+    setup_intent(&sidecar, &bob_token).await?; // Bob has a customer of his own.
+    let stolen = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, Some(json!({ "setup_intent_id": alices_intent }))).await?;
+    assert_eq!((stolen.status, stolen.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("setup_intent_not_found")));
+    for (method, path) in [("POST", format!("/v1/wallet/payment-methods/{card}/default")), ("DELETE", format!("/v1/wallet/payment-methods/{card}"))] {
+        let response = call(&sidecar, method, &path, &bob_token, None).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("card_not_found")), "{path}");
+    }
+    for (body, code) in [
+        (json!({ "setup_intent_id": "pi_123" }), "invalid_request"),
+        (json!({ "setup_intent_id": "seti_1' OR 1=1 --" }), "invalid_request"),
+        (json!({ "setup_intent_id": "seti_123", "extra": true }), "invalid_request"),
+    ] {
+        let response = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, Some(body)).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
+    }
+    let bad_id = call(&sidecar, "DELETE", "/v1/wallet/payment-methods/not-a-uuid", &bob_token, None).await?;
+    assert_eq!(bad_id.json["code"], "invalid_id");
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
+    let token = traveler_token(&user, json!({}));
+    let mut cards = Vec::new();
+    for number in ["4242424242424242", "4000056655665556", "5555555555554444"] {
+        let intent = card_saved_through_stripe(&sidecar, &token, &emulators.localstripe_url, number).await?;
+        let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": intent }))).await?;
+        cards.push(added.json["data"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let switches: Vec<_> = (0..30)
+        .map(|n| {
+            let sidecar = std::sync::Arc::clone(&sidecar);
+            let (token, card) = (token.clone(), cards[n % cards.len()].clone());
+            tokio::spawn(async move { call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None).await })
+        })
+        .collect();
+    for switch in switches {
+        assert_eq!(switch.await??.status, StatusCode::OK);
+    }
+    let defaults: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE user_id = $1::uuid AND is_default")
+        .bind(&user)
+        .fetch_one(&mut db.admin().await?)
+        .await?;
+    assert_eq!(defaults, 1);
+    Ok(())
+}

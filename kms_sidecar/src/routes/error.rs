@@ -32,6 +32,14 @@ pub enum ApiError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Stripe(#[from] crate::payments::StripeError),
+    #[error("no such card in this wallet")]
+    CardNotFound,
+    #[error("no such SetupIntent for this traveler")]
+    SetupIntentNotFound,
+    #[error("the SetupIntent has not succeeded (no confirmed card yet)")]
+    SetupIntentNotSucceeded,
+    #[error("{0} is not a valid id")]
+    InvalidId(String),
 }
 
 impl ApiError {
@@ -72,6 +80,12 @@ impl ApiError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable")
             }
             Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            Self::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
+            Self::SetupIntentNotFound => Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent"),
+            Self::SetupIntentNotSucceeded => {
+                Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
+            }
+            Self::InvalidId(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_id", "Invalid id"),
             Self::Stripe(crate::payments::StripeError::Refused { .. }) => {
                 Problem::new(StatusCode::BAD_GATEWAY, "stripe_refused", "Stripe refused the request")
             }

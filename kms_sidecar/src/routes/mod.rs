@@ -57,9 +57,19 @@ pub async fn dispatch(
     Ok(response)
 }
 
+/// `/v1/wallet/payment-methods/{id}` and `/v1/wallet/payment-methods/{id}/default`.
+fn card_path(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix("/v1/wallet/payment-methods/")?;
+    match rest.strip_suffix("/default") {
+        Some(id) => Some((id, true)),
+        None if !rest.contains('/') => Some((rest, false)),
+        None => None,
+    }
+}
+
 async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let path = request.uri().path().to_owned();
-    let known = matches!(
+    let known = card_path(&path).is_some() || matches!(
         path.as_str(),
         "/healthz"
             | "/readyz"
@@ -84,6 +94,16 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
         (Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
         (Method::GET, "/v1/wallet/payment-methods") => wallet::list_payment_methods(state, request).await,
         (Method::POST, "/v1/wallet/setup-intents") => wallet::create_setup_intent(state, request).await,
+        (Method::POST, "/v1/wallet/payment-methods") => wallet::add_payment_method(state, request).await,
+        (method, card) if card_path(card).is_some() => {
+            let (id, default) = card_path(card).unwrap_or_default();
+            let card_id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::InvalidId(id.to_owned()))?;
+            match (method, default) {
+                (Method::POST, true) => wallet::make_default(state, request, card_id).await,
+                (Method::DELETE, false) => wallet::delete_payment_method(state, request, card_id).await,
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
         (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
             let operation = match crypto_path {
                 "/v1/crypto/encrypt" => crypto::Operation::Encrypt,
@@ -97,7 +117,7 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
     }
 }
 
-async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let declared = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)

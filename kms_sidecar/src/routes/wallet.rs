@@ -35,24 +35,224 @@ struct Card {
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A card as the API shows it (never ciphertext), for one traveler ($1).
+const CARD_SELECT: &str = "SELECT id, brand, last4, exp_month, exp_year, is_default, created_at,
+        coalesce((exp_year, exp_month) < (extract(year FROM current_date)::int,
+                                          extract(month FROM current_date)::int), false) AS expired
+   FROM public.payment_methods
+  WHERE user_id = $1";
+
 /// `GET /v1/wallet/payment-methods`: the traveler's cards, default first, then
 /// newest; expired cards flagged.
 pub async fn list_payment_methods(state: &AppState, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let (traveler, database, meta) = authenticate(state, &request)?;
     let mut tx = database.as_traveler(&traveler, &meta).await?;
-    let cards: Vec<Card> = sqlx::query_as(
-        "SELECT id, brand, last4, exp_month, exp_year, is_default, created_at,
-                coalesce((exp_year, exp_month) < (extract(year FROM current_date)::int,
-                                                  extract(month FROM current_date)::int), false) AS expired
-           FROM public.payment_methods
-          WHERE user_id = $1
-          ORDER BY is_default DESC, created_at DESC",
-    )
-    .bind(traveler.user_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let cards: Vec<Card> = sqlx::query_as(&format!("{CARD_SELECT} ORDER BY is_default DESC, created_at DESC"))
+        .bind(traveler.user_id)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(json_response(StatusCode::OK, &json!({ "data": cards })))
+}
+
+/// Serialises wallet changes of one traveler (default switching, adds, deletes).
+async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), ApiError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.wallet:' || $1::text, 0))")
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+async fn card_by_id(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid, card_id: uuid::Uuid) -> Result<Card, ApiError> {
+    sqlx::query_as(&format!("{CARD_SELECT} AND id = $2"))
+        .bind(user_id)
+        .bind(card_id)
+        .fetch_optional(tx)
+        .await?
+        .ok_or(ApiError::CardNotFound)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddCard {
+    setup_intent_id: String,
+}
+
+fn stripe_id(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 250 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+}
+
+/// `POST /v1/wallet/payment-methods {setup_intent_id}`: stores the card a
+/// succeeded SetupIntent of this traveler's customer collected. The same card
+/// (fingerprint) again updates its row; the first card becomes the default.
+pub async fn add_payment_method(state: &AppState, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let (traveler, database, meta) = authenticate(state, &request)?;
+    let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
+    let body = super::read_body(request, state.settings.limits.max_body_bytes).await?;
+    let input: AddCard = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    if !stripe_id(&input.setup_intent_id, "seti_") {
+        return Err(ApiError::BadRequest("setup_intent_id is not a SetupIntent id".into()));
+    }
+
+    let customer: Option<String> = {
+        let mut tx = database.as_traveler(&traveler, &meta).await?;
+        sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
+            .bind(traveler.user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+    };
+    // Another customer's SetupIntent, or none at all, is "not found": no leak.
+    let customer = customer.ok_or(ApiError::SetupIntentNotFound)?;
+    let intent = match stripe.retrieve_setup_intent(&input.setup_intent_id).await {
+        Err(crate::payments::StripeError::Refused { status: 404, .. }) => return Err(ApiError::SetupIntentNotFound),
+        other => other?,
+    };
+    if intent.customer_id.as_deref() != Some(customer.as_str()) {
+        return Err(ApiError::SetupIntentNotFound);
+    }
+    let payment_method = match (intent.succeeded, intent.payment_method_id) {
+        (true, Some(id)) => id,
+        _ => return Err(ApiError::SetupIntentNotSucceeded),
+    };
+    let card = stripe.retrieve_card(&payment_method).await?;
+    match card.customer_id.as_deref() {
+        None => {
+            stripe
+                .attach_payment_method(&payment_method, &customer, &format!("parker-wallet:attach:{payment_method}"))
+                .await?
+        }
+        Some(owner) if owner == customer => {}
+        Some(_) => return Err(ApiError::SetupIntentNotFound),
+    }
+
+    let context = crate::domain::EncryptionContext {
+        user_id: traveler.user_id,
+        table: crate::domain::Identifier::parse("payment_methods", "table")?,
+        column: crate::domain::Identifier::parse("encrypted_card_data", "column")?,
+    };
+    let metadata = serde_json::to_vec(&card).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let sealed = state.crypto.encrypt(&metadata, &context).await?;
+
+    let mut tx = database.as_traveler(&traveler, &meta).await?;
+    lock_wallet(&mut tx, traveler.user_id).await?;
+    let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT id, stripe_payment_method_id FROM public.payment_methods
+          WHERE user_id = $1 AND (stripe_payment_method_id = $2 OR card_fingerprint = $3)
+          ORDER BY stripe_payment_method_id = $2 DESC LIMIT 1",
+    )
+    .bind(traveler.user_id)
+    .bind(&payment_method)
+    .bind(&card.fingerprint)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (card_id, replaced, status) = match existing {
+        Some((id, previous)) => {
+            sqlx::query(
+                "UPDATE public.payment_methods
+                    SET stripe_payment_method_id = $2, encrypted_card_data = $3, brand = $4, last4 = $5,
+                        exp_month = $6, exp_year = $7, card_fingerprint = $8, encryption_version = 2
+                  WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&payment_method)
+            .bind(&sealed)
+            .bind(&card.brand)
+            .bind(&card.last4)
+            .bind(card.exp_month)
+            .bind(card.exp_year)
+            .bind(&card.fingerprint)
+            .execute(&mut *tx)
+            .await?;
+            (id, (previous != payment_method).then_some(previous), StatusCode::OK)
+        }
+        None => {
+            let id: uuid::Uuid = sqlx::query_scalar(
+                "INSERT INTO public.payment_methods
+                   (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data, card_fingerprint,
+                    brand, last4, exp_month, exp_year, is_default, encryption_version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                         NOT EXISTS (SELECT FROM public.payment_methods WHERE user_id = $1 AND is_default), 2)
+                 RETURNING id",
+            )
+            .bind(traveler.user_id)
+            .bind(&customer)
+            .bind(&payment_method)
+            .bind(&sealed)
+            .bind(&card.fingerprint)
+            .bind(&card.brand)
+            .bind(&card.last4)
+            .bind(card.exp_month)
+            .bind(card.exp_year)
+            .fetch_one(&mut *tx)
+            .await?;
+            (id, None, StatusCode::CREATED)
+        }
+    };
+    let stored = card_by_id(&mut tx, traveler.user_id, card_id).await?;
+    tx.commit().await?;
+    if let Some(previous) = replaced {
+        // The same card saved again: the older Stripe copy is no longer ours to keep.
+        if let Err(error) = stripe.detach_payment_method(&previous).await {
+            tracing::warn!(%error, payment_method = %previous, "could not detach a replaced card; the webhook will");
+        }
+    }
+    Ok(json_response(status, &json!({ "data": stored })))
+}
+
+/// `POST /v1/wallet/payment-methods/{id}/default`: makes one card the default.
+/// Under the wallet lock, in one transaction: never zero or two defaults.
+pub async fn make_default(state: &AppState, request: Request<Incoming>, card_id: uuid::Uuid) -> Result<HttpResponse, ApiError> {
+    let (traveler, database, meta) = authenticate(state, &request)?;
+    let mut tx = database.as_traveler(&traveler, &meta).await?;
+    lock_wallet(&mut tx, traveler.user_id).await?;
+    card_by_id(&mut tx, traveler.user_id, card_id).await?;
+    sqlx::query("UPDATE public.payment_methods SET is_default = false WHERE user_id = $1 AND is_default AND id <> $2")
+        .bind(traveler.user_id)
+        .bind(card_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE public.payment_methods SET is_default = true WHERE user_id = $1 AND id = $2 AND NOT is_default")
+        .bind(traveler.user_id)
+        .bind(card_id)
+        .execute(&mut *tx)
+        .await?;
+    let card = card_by_id(&mut tx, traveler.user_id, card_id).await?;
+    tx.commit().await?;
+    Ok(json_response(StatusCode::OK, &json!({ "data": card })))
+}
+
+/// `DELETE /v1/wallet/payment-methods/{id}`: detaches the card at Stripe, deletes
+/// it, and promotes the most recently added remaining card if it was the default.
+pub async fn delete_payment_method(state: &AppState, request: Request<Incoming>, card_id: uuid::Uuid) -> Result<HttpResponse, ApiError> {
+    let (traveler, database, meta) = authenticate(state, &request)?;
+    let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
+    let mut tx = database.as_traveler(&traveler, &meta).await?;
+    lock_wallet(&mut tx, traveler.user_id).await?;
+    card_by_id(&mut tx, traveler.user_id, card_id).await?;
+    let (payment_method, was_default): (String, bool) =
+        sqlx::query_as("SELECT stripe_payment_method_id, is_default FROM public.payment_methods WHERE id = $1")
+            .bind(card_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    match stripe.detach_payment_method(&payment_method).await {
+        // Already detached (or gone) at Stripe: nothing left to undo there.
+        Ok(()) | Err(crate::payments::StripeError::Refused { status: 400 | 404, .. }) => {}
+        Err(other) => return Err(other.into()),
+    }
+    sqlx::query("DELETE FROM public.payment_methods WHERE id = $1").bind(card_id).execute(&mut *tx).await?;
+    if was_default {
+        sqlx::query(
+            "UPDATE public.payment_methods SET is_default = true
+              WHERE id = (SELECT id FROM public.payment_methods WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1)",
+        )
+        .bind(traveler.user_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(json_response(StatusCode::OK, &json!({ "deleted": card_id })))
 }
 
 /// The traveler's Stripe customer, created on first use. A per-traveler
