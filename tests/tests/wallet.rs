@@ -338,3 +338,83 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
     assert_eq!(defaults, 1);
     Ok(())
 }
+
+async fn keyed(sidecar: &Sidecar, method: &str, path: &str, token: &str, key: &str, body: Option<serde_json::Value>) -> anyhow::Result<harness::Response> {
+    let bearer = format!("Bearer {token}");
+    sidecar.request_with(method, path, &[("authorization", &bearer), ("idempotency-key", key)], body).await
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
+    let token = traveler_token(&user, json!({}));
+
+    let first = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
+    let replay = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!((replay.status, &replay.json), (StatusCode::OK, &first.json), "same key, same request: the same answer");
+
+    // A stored refusal replays too; the same key on another request is refused.
+    let missing = json!({ "setup_intent_id": "seti_doesnotexist" });
+    let refused = keyed(&sidecar, "POST", "/v1/wallet/payment-methods", &token, "k-2", Some(missing.clone())).await?;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
+    let refused_again = keyed(&sidecar, "POST", "/v1/wallet/payment-methods", &token, "k-2", Some(missing)).await?;
+    assert_eq!((refused_again.status, refused_again.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("setup_intent_not_found")));
+    let reused = keyed(&sidecar, "POST", "/v1/wallet/payment-methods", &token, "k-2", Some(json!({ "setup_intent_id": "seti_other" }))).await?;
+    assert_eq!((reused.status, reused.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+
+    // Concurrent duplicates: one runs, the others wait their turn (409) or replay it.
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            let sidecar = std::sync::Arc::clone(&sidecar);
+            let token = token.clone();
+            tokio::spawn(async move { keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-race", None).await })
+        })
+        .collect();
+    let mut intents = std::collections::BTreeSet::new();
+    for racer in racers {
+        let response = racer.await??;
+        match response.status {
+            StatusCode::OK => {
+                intents.insert(response.json["setup_intent_id"].as_str().unwrap_or_default().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(response.json["code"], "idempotency_in_progress"),
+            other => panic!("unexpected {other}: {}", response.text),
+        }
+    }
+    assert_eq!(intents.len(), 1, "one SetupIntent for one key: {intents:?}");
+
+    // Keys expire after 24 hours; the purge job removes them and the key is free again.
+    let mut admin = db.admin().await?;
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'k-1'").execute(&mut admin).await?;
+    let purged: i64 = sqlx::query_scalar("SELECT wallet_internal.purge_expired_idempotency_keys()").fetch_one(&mut admin).await?;
+    assert_eq!(purged, 1);
+    let fresh = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
+    assert_ne!(fresh.json["setup_intent_id"], first.json["setup_intent_id"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{port}/"));
+    config.extra = config.extra.replace("timeout_ms = 3000", "timeout_ms = 500");
+    let sidecar = Sidecar::start_with(config).await?;
+    let response = setup_intent(&sidecar, &traveler_token(&user, json!({}))).await?;
+    assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("stripe_timeout")), "{}", response.text);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers").fetch_one(&mut db.admin().await?).await?;
+    assert_eq!(rows, 0, "nothing half-written");
+    Ok(())
+}

@@ -40,16 +40,33 @@ pub enum ApiError {
     SetupIntentNotSucceeded,
     #[error("{0} is not a valid id")]
     InvalidId(String),
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
 }
 
 impl ApiError {
+    /// The problem without consuming the error (for storing an idempotent answer).
+    pub fn as_problem(&self) -> Problem {
+        match self {
+            // Database errors are not cloneable; their problem carries no detail anyway.
+            Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            other => Self::describe(other),
+        }
+    }
+
     pub fn into_problem(self) -> Problem {
-        let detail = match &self {
+        if let Self::Database(error) = &self {
+            tracing::error!(%error, "database error");
+        }
+        Self::describe(&self)
+    }
+
+    fn describe(&self) -> Problem {
+        let detail = match self {
             // Database errors can name tables and values: logged, never sent.
-            Self::Database(error) => {
-                tracing::error!(%error, "database error");
-                "the request could not be completed".to_owned()
-            }
+            Self::Database(_) => "the request could not be completed".to_owned(),
             other => other.to_string(),
         };
         let problem = match self {
@@ -86,6 +103,12 @@ impl ApiError {
                 Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
             }
             Self::InvalidId(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_id", "Invalid id"),
+            Self::IdempotencyKeyReused => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key reused")
+            }
+            Self::IdempotencyInProgress => {
+                Problem::new(StatusCode::CONFLICT, "idempotency_in_progress", "Request with this key in progress")
+            }
             Self::Stripe(crate::payments::StripeError::Refused { .. }) => {
                 Problem::new(StatusCode::BAD_GATEWAY, "stripe_refused", "Stripe refused the request")
             }

@@ -4,6 +4,7 @@
 mod crypto;
 mod error;
 pub mod health;
+mod idempotency;
 mod wallet;
 
 use std::convert::Infallible;
@@ -92,17 +93,44 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
         (Method::GET, "/healthz") => Ok(health::healthz()),
         (Method::GET, "/readyz") => Ok(health::readyz(state).await),
         (Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
-        (Method::GET, "/v1/wallet/payment-methods") => wallet::list_payment_methods(state, request).await,
-        (Method::POST, "/v1/wallet/setup-intents") => wallet::create_setup_intent(state, request).await,
-        (Method::POST, "/v1/wallet/payment-methods") => wallet::add_payment_method(state, request).await,
-        (method, card) if card_path(card).is_some() => {
-            let (id, default) = card_path(card).unwrap_or_default();
-            let card_id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::InvalidId(id.to_owned()))?;
-            match (method, default) {
-                (Method::POST, true) => wallet::make_default(state, request, card_id).await,
-                (Method::DELETE, false) => wallet::delete_payment_method(state, request, card_id).await,
-                _ => Err(ApiError::MethodNotAllowed),
+        (method, wallet_path) if wallet_path.starts_with("/v1/wallet/") => {
+            let call = wallet::authenticate(state, &request)?;
+            let body = read_body(request, state.settings.limits.max_body_bytes).await?;
+            let route = format!("{method} {wallet_path}");
+            let ((status, answer), replayed) = match (&method, wallet_path) {
+                (&Method::GET, "/v1/wallet/payment-methods") => (wallet::list_payment_methods(&call).await?, false),
+                (&Method::POST, "/v1/wallet/setup-intents") => {
+                    idempotency::run(&call, &route, &body, wallet::create_setup_intent(state, &call)).await?
+                }
+                (&Method::POST, "/v1/wallet/payment-methods") => {
+                    idempotency::run(&call, &route, &body, wallet::add_payment_method(state, &call, &body)).await?
+                }
+                (_, card) => {
+                    let (id, default) = card_path(card).ok_or_else(|| ApiError::NotFound(card.to_owned()))?;
+                    let card_id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::InvalidId(id.to_owned()))?;
+                    match (&method, default) {
+                        (&Method::POST, true) => idempotency::run(&call, &route, &body, wallet::make_default(&call, card_id)).await?,
+                        (&Method::DELETE, false) => {
+                            idempotency::run(&call, &route, &body, wallet::delete_payment_method(state, &call, card_id)).await?
+                        }
+                        _ => return Err(ApiError::MethodNotAllowed),
+                    }
+                }
+            };
+            let mut response = if status.as_u16() >= 400 {
+                let mut response = json_response(status, &answer);
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/problem+json"),
+                );
+                response
+            } else {
+                json_response(status, &answer)
+            };
+            if replayed {
+                response.headers_mut().insert("idempotent-replayed", hyper::header::HeaderValue::from_static("true"));
             }
+            Ok(response)
         }
         (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
             let operation = match crypto_path {

@@ -6,21 +6,38 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{json_response, HttpResponse};
+
 use crate::auth::{JwtVerifier, Traveler};
 use crate::database::{Database, RequestMeta};
 use crate::state::AppState;
 
-/// The verified traveler, the database, and the request's audit metadata.
-pub fn authenticate<'s>(state: &'s AppState, request: &Request<Incoming>) -> Result<(Traveler, &'s Database, RequestMeta), ApiError> {
+/// A wallet request: the verified traveler, the database, the request's audit
+/// metadata and its `Idempotency-Key`, if any.
+pub struct WalletCall<'s> {
+    pub traveler: Traveler,
+    pub database: &'s Database,
+    pub meta: RequestMeta,
+    pub idempotency_key: Option<String>,
+}
+
+/// A route's answer before it becomes HTTP: status and JSON body.
+pub type Answer = (StatusCode, serde_json::Value);
+
+pub fn authenticate<'s>(state: &'s AppState, request: &Request<Incoming>) -> Result<WalletCall<'s>, ApiError> {
     let (Some(verifier), Some(database)) = (&state.verifier, &state.database) else {
         return Err(ApiError::NotConfigured);
     };
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let authorization = header("authorization");
     let traveler = verifier.verify(JwtVerifier::bearer(authorization.as_deref())?)?;
+    let idempotency_key = match header("idempotency-key") {
+        Some(key) if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable characters".into()))
+        }
+        other => other,
+    };
     let meta = RequestMeta { forwarded_for: header("x-forwarded-for"), user_agent: header("user-agent") };
-    Ok((traveler, database, meta))
+    Ok(WalletCall { traveler, database, meta, idempotency_key })
 }
 
 #[derive(sqlx::FromRow, serde::Serialize)]
@@ -44,15 +61,15 @@ const CARD_SELECT: &str = "SELECT id, brand, last4, exp_month, exp_year, is_defa
 
 /// `GET /v1/wallet/payment-methods`: the traveler's cards, default first, then
 /// newest; expired cards flagged.
-pub async fn list_payment_methods(state: &AppState, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let (traveler, database, meta) = authenticate(state, &request)?;
-    let mut tx = database.as_traveler(&traveler, &meta).await?;
+pub async fn list_payment_methods(call: &WalletCall<'_>) -> Result<Answer, ApiError> {
+    let (traveler, database, meta) = (&call.traveler, call.database, &call.meta);
+    let mut tx = database.as_traveler(traveler, meta).await?;
     let cards: Vec<Card> = sqlx::query_as(&format!("{CARD_SELECT} ORDER BY is_default DESC, created_at DESC"))
         .bind(traveler.user_id)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(json_response(StatusCode::OK, &json!({ "data": cards })))
+    Ok((StatusCode::OK, json!({ "data": cards })))
 }
 
 /// Serialises wallet changes of one traveler (default switching, adds, deletes).
@@ -87,17 +104,16 @@ fn stripe_id(text: &str, prefix: &str) -> bool {
 /// `POST /v1/wallet/payment-methods {setup_intent_id}`: stores the card a
 /// succeeded SetupIntent of this traveler's customer collected. The same card
 /// (fingerprint) again updates its row; the first card becomes the default.
-pub async fn add_payment_method(state: &AppState, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let (traveler, database, meta) = authenticate(state, &request)?;
+pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+    let (traveler, database, meta) = (&call.traveler, call.database, &call.meta);
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
-    let body = super::read_body(request, state.settings.limits.max_body_bytes).await?;
-    let input: AddCard = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    let input: AddCard = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     if !stripe_id(&input.setup_intent_id, "seti_") {
         return Err(ApiError::BadRequest("setup_intent_id is not a SetupIntent id".into()));
     }
 
     let customer: Option<String> = {
-        let mut tx = database.as_traveler(&traveler, &meta).await?;
+        let mut tx = database.as_traveler(traveler, meta).await?;
         sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
             .bind(traveler.user_id)
             .fetch_optional(&mut *tx)
@@ -135,7 +151,7 @@ pub async fn add_payment_method(state: &AppState, request: Request<Incoming>) ->
     let metadata = serde_json::to_vec(&card).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let sealed = state.crypto.encrypt(&metadata, &context).await?;
 
-    let mut tx = database.as_traveler(&traveler, &meta).await?;
+    let mut tx = database.as_traveler(traveler, meta).await?;
     lock_wallet(&mut tx, traveler.user_id).await?;
     let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
         "SELECT id, stripe_payment_method_id FROM public.payment_methods
@@ -198,14 +214,14 @@ pub async fn add_payment_method(state: &AppState, request: Request<Incoming>) ->
             tracing::warn!(%error, payment_method = %previous, "could not detach a replaced card; the webhook will");
         }
     }
-    Ok(json_response(status, &json!({ "data": stored })))
+    Ok((status, json!({ "data": stored })))
 }
 
 /// `POST /v1/wallet/payment-methods/{id}/default`: makes one card the default.
 /// Under the wallet lock, in one transaction: never zero or two defaults.
-pub async fn make_default(state: &AppState, request: Request<Incoming>, card_id: uuid::Uuid) -> Result<HttpResponse, ApiError> {
-    let (traveler, database, meta) = authenticate(state, &request)?;
-    let mut tx = database.as_traveler(&traveler, &meta).await?;
+pub async fn make_default(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
+    let (traveler, database, meta) = (&call.traveler, call.database, &call.meta);
+    let mut tx = database.as_traveler(traveler, meta).await?;
     lock_wallet(&mut tx, traveler.user_id).await?;
     card_by_id(&mut tx, traveler.user_id, card_id).await?;
     sqlx::query("UPDATE public.payment_methods SET is_default = false WHERE user_id = $1 AND is_default AND id <> $2")
@@ -220,15 +236,15 @@ pub async fn make_default(state: &AppState, request: Request<Incoming>, card_id:
         .await?;
     let card = card_by_id(&mut tx, traveler.user_id, card_id).await?;
     tx.commit().await?;
-    Ok(json_response(StatusCode::OK, &json!({ "data": card })))
+    Ok((StatusCode::OK, json!({ "data": card })))
 }
 
 /// `DELETE /v1/wallet/payment-methods/{id}`: detaches the card at Stripe, deletes
 /// it, and promotes the most recently added remaining card if it was the default.
-pub async fn delete_payment_method(state: &AppState, request: Request<Incoming>, card_id: uuid::Uuid) -> Result<HttpResponse, ApiError> {
-    let (traveler, database, meta) = authenticate(state, &request)?;
+pub async fn delete_payment_method(state: &AppState, call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
+    let (traveler, database, meta) = (&call.traveler, call.database, &call.meta);
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
-    let mut tx = database.as_traveler(&traveler, &meta).await?;
+    let mut tx = database.as_traveler(traveler, meta).await?;
     lock_wallet(&mut tx, traveler.user_id).await?;
     card_by_id(&mut tx, traveler.user_id, card_id).await?;
     let (payment_method, was_default): (String, bool) =
@@ -252,7 +268,7 @@ pub async fn delete_payment_method(state: &AppState, request: Request<Incoming>,
         .await?;
     }
     tx.commit().await?;
-    Ok(json_response(StatusCode::OK, &json!({ "deleted": card_id })))
+    Ok((StatusCode::OK, json!({ "deleted": card_id })))
 }
 
 /// The traveler's Stripe customer, created on first use. A per-traveler
@@ -293,19 +309,18 @@ async fn ensure_customer(
 
 /// `POST /v1/wallet/setup-intents`: a SetupIntent (off-session use) for the
 /// traveler's customer, created lazily; answers the client secret Stripe.js needs.
-pub async fn create_setup_intent(state: &AppState, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let (traveler, database, meta) = authenticate(state, &request)?;
+pub async fn create_setup_intent(state: &AppState, call: &WalletCall<'_>) -> Result<Answer, ApiError> {
+    let traveler = &call.traveler;
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
-    let idempotency_key = request
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
+    let idempotency_key = call
+        .idempotency_key
+        .as_deref()
         .map(|key| format!("parker-wallet:setup-intent:{}:{key}", traveler.user_id));
-    let customer = ensure_customer(database, stripe, &traveler, &meta).await?;
+    let customer = ensure_customer(call.database, stripe, traveler, &call.meta).await?;
     let intent = stripe.create_setup_intent(&customer, idempotency_key.as_deref()).await?;
-    Ok(json_response(
+    Ok((
         StatusCode::OK,
-        &json!({
+        json!({
             "setup_intent_id": intent.id,
             "client_secret": secrecy::ExposeSecret::expose_secret(&intent.client_secret),
             "customer_id": customer,

@@ -1,0 +1,129 @@
+//! `Idempotency-Key` for the wallet's POST and DELETE routes, stored in
+//! `idempotency_keys` with a fingerprint of route, traveler and body:
+//! - first use: the request runs and its answer is stored (4xx included; a 5xx
+//!   frees the key so a retry can run);
+//! - same key, same request: the stored answer is replayed;
+//! - same key, another request: 422 `idempotency_key_reused`;
+//! - same key while the first still runs: 409 `idempotency_in_progress`.
+
+use hyper::StatusCode;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::wallet::{Answer, WalletCall};
+
+fn fingerprint(route: &str, user_id: uuid::Uuid, body: &[u8]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for part in [route.as_bytes(), user_id.as_bytes(), body] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().to_vec()
+}
+
+/// Runs `work` at most once per (traveler, key); returns its answer and whether
+/// it is a replay.
+pub async fn run(
+    call: &WalletCall<'_>,
+    route: &str,
+    body: &[u8],
+    work: impl std::future::Future<Output = Result<Answer, ApiError>>,
+) -> Result<(Answer, bool), ApiError> {
+    let Some(key) = call.idempotency_key.as_deref() else {
+        return Ok((work.await?, false));
+    };
+    let user_id = call.traveler.user_id;
+    let print = fingerprint(route, user_id, body);
+    let mut tx = call.database.as_traveler(&call.traveler, &call.meta).await?;
+    sqlx::query("DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()")
+        .bind(user_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    let claimed = sqlx::query(
+        "INSERT INTO public.idempotency_keys (user_id, key, route, request_fingerprint, state)
+         VALUES ($1, $2, $3, $4, 'in_progress') ON CONFLICT (user_id, key) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(route)
+    .bind(&print)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let (stored_print, state, status, stored_body): (Vec<u8>, String, Option<i16>, Option<serde_json::Value>) =
+            sqlx::query_as(
+                "SELECT request_fingerprint, state, response_status, response_body
+                   FROM public.idempotency_keys WHERE user_id = $1 AND key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if stored_print != print {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        return match (state.as_str(), status, stored_body) {
+            ("completed", Some(status), Some(body)) => {
+                let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+                Ok(((status, body), true))
+            }
+            _ => Err(ApiError::IdempotencyInProgress),
+        };
+    }
+    tx.commit().await?;
+
+    let outcome = work.await;
+    let stored: Option<(StatusCode, serde_json::Value)> = match &outcome {
+        Ok((status, body)) => Some((*status, body.clone())),
+        Err(error) => {
+            let problem = error.as_problem();
+            (problem.status < 500).then(|| {
+                (StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST), serde_json::to_value(&problem).unwrap_or_default())
+            })
+        }
+    };
+    let mut tx = call.database.as_traveler(&call.traveler, &call.meta).await?;
+    match stored {
+        Some((status, body)) => {
+            sqlx::query(
+                "UPDATE public.idempotency_keys SET state = 'completed', response_status = $3, response_body = $4
+                  WHERE user_id = $1 AND key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(status.as_u16() as i16)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2")
+                .bind(user_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    outcome.map(|answer| (answer, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_separate_route_user_and_body() {
+        let user = uuid::Uuid::from_u128(1);
+        let base = fingerprint("POST /a", user, b"{}");
+        assert_eq!(base, fingerprint("POST /a", user, b"{}"));
+        assert_ne!(base, fingerprint("POST /b", user, b"{}"));
+        assert_ne!(base, fingerprint("POST /a", uuid::Uuid::from_u128(2), b"{}"));
+        assert_ne!(base, fingerprint("POST /a", user, b"{ }"));
+        assert_ne!(fingerprint("ab", user, b"c"), fingerprint("a", user, b"bc"));
+    }
+}

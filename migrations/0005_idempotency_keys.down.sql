@@ -1,0 +1,2 @@
+DROP FUNCTION wallet_internal.purge_expired_idempotency_keys();
+DROP TABLE public.idempotency_keys;
