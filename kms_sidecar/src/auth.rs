@@ -17,6 +17,17 @@ pub struct Traveler {
     pub claims: serde_json::Value,
 }
 
+impl Traveler {
+    /// The traveler a verified Stripe event concerns: the sidecar acts for them on
+    /// Stripe's word (the event's signature), with claims that say so.
+    pub fn named_by_stripe(user_id: uuid::Uuid) -> Self {
+        Self {
+            user_id,
+            claims: serde_json::json!({ "sub": user_id, "role": "authenticated", "iss": "parker-wallet/stripe-webhook" }),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("no bearer token in the Authorization header")]

@@ -189,6 +189,13 @@ pub struct StripeSettings {
     pub api_base: Option<String>,
     #[serde(default = "default_stripe_timeout_ms")]
     pub timeout_ms: u64,
+    /// How far a webhook's signed timestamp may be from now.
+    #[serde(default = "default_webhook_tolerance")]
+    pub webhook_tolerance_secs: i64,
+}
+
+fn default_webhook_tolerance() -> i64 {
+    300
 }
 
 fn default_stripe_timeout_ms() -> u64 {
@@ -227,6 +234,9 @@ pub struct Secrets {
     pub database_url: Option<SecretString>,
     pub jwt_secret: Option<SecretString>,
     pub stripe_secret_key: Option<SecretString>,
+    /// Webhook endpoint secrets (`whsec_...`), comma-separated: more than one
+    /// while a secret is being rotated.
+    pub stripe_webhook_secrets: Vec<SecretString>,
     pub service_token: Option<SecretString>,
     pub aws_access_key_id: Option<SecretString>,
     pub aws_secret_access_key: Option<SecretString>,
@@ -332,6 +342,16 @@ impl Secrets {
             database_url: secrets::from_env("PW_DATABASE_URL")?,
             jwt_secret: secrets::from_env("PW_JWT_SECRET")?,
             stripe_secret_key: secrets::from_env("PW_STRIPE_SECRET_KEY")?,
+            stripe_webhook_secrets: secrets::from_env("PW_STRIPE_WEBHOOK_SECRETS")?
+                .map(|list| {
+                    secrecy::ExposeSecret::expose_secret(&list)
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| SecretString::from(s.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             service_token: secrets::from_env("PW_SERVICE_TOKEN")?,
             aws_access_key_id: secrets::from_env("AWS_ACCESS_KEY_ID")?,
             aws_secret_access_key: secrets::from_env("AWS_SECRET_ACCESS_KEY")?,

@@ -39,6 +39,14 @@ impl Database {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
+    /// A transaction as `parker_wallet_sidecar` acting for no traveler: RLS shows it
+    /// nothing; it can only call the functions granted to the role.
+    pub async fn as_system(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('role', 'parker_wallet_sidecar', true)").execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
     /// A transaction acting for `traveler`, as role `parker_wallet_sidecar`.
     pub async fn as_traveler(&self, traveler: &Traveler, meta: &RequestMeta) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;

@@ -30,3 +30,4 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

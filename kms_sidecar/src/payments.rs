@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
-use stripe_core::customer::CreateCustomer;
+use stripe_core::customer::{CreateCustomer, RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
 use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod, RetrievePaymentMethod};
 
@@ -70,6 +70,9 @@ pub trait StripePort: Send + Sync {
     async fn attach_payment_method(&self, payment_method_id: &str, customer_id: &str, idempotency_key: &str) -> Result<(), StripeError>;
 
     async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError>;
+
+    /// Whether Stripe says the customer is deleted (or unknown).
+    async fn customer_deleted(&self, customer_id: &str) -> Result<bool, StripeError>;
 }
 
 pub struct AsyncStripe {
@@ -181,5 +184,13 @@ impl StripePort for AsyncStripe {
 
     async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError> {
         self.bounded(DetachPaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await.map(drop)
+    }
+
+    async fn customer_deleted(&self, customer_id: &str) -> Result<bool, StripeError> {
+        match self.bounded(RetrieveCustomer::new(customer_id.to_owned()).send(&self.client)).await {
+            Ok(RetrieveCustomerReturned::DeletedCustomer(_)) | Err(StripeError::Refused { status: 404, .. }) => Ok(true),
+            Ok(RetrieveCustomerReturned::Customer(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 }

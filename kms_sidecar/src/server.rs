@@ -126,6 +126,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         database,
         verifier,
         stripe,
+        webhook_secrets: secrets.stripe_webhook_secrets,
         crypto,
         metrics,
         service_token: secrets.service_token,

@@ -14,6 +14,7 @@ pub struct AppState {
     pub database: Option<crate::database::Database>,
     pub verifier: Option<crate::auth::JwtVerifier>,
     pub stripe: Option<Arc<dyn crate::payments::StripePort>>,
+    pub webhook_secrets: Vec<SecretString>,
     pub crypto: EnvelopeCrypto,
     pub metrics: Arc<Metrics>,
     pub service_token: Option<SecretString>,

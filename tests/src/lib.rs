@@ -331,10 +331,15 @@ pub fn traveler_token(user_id: &str, patch: serde_json::Value) -> String {
 /// The test Stripe secret key (localstripe accepts any `sk_test_` key).
 pub const STRIPE_KEY: &str = "sk_test_parker_wallet_e2e";
 
+/// The webhook endpoint secret the test sidecars accept (with an older one, as
+/// during a rotation).
+pub const WEBHOOK_SECRET: &str = "whsec_parker_wallet_e2e";
+
 /// Adds Stripe (at `api_base`) to a wallet sidecar configuration.
 pub fn with_stripe(mut config: SidecarConfig, api_base: &str) -> SidecarConfig {
     config.extra.push_str(&format!("\n[stripe]\napi_base = \"{api_base}\"\ntimeout_ms = 3000\n"));
     config.env.push(("PW_STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()));
+    config.env.push(("PW_STRIPE_WEBHOOK_SECRETS".into(), format!("whsec_retired_one,{WEBHOOK_SECRET}")));
     config
 }
 

@@ -247,13 +247,15 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table() ->
     let mut tables: Vec<&str> = report.iter().map(|r| r.0.as_str()).collect();
     tables.sort_unstable();
     let mut expected = USER_TABLES.to_vec();
-    expected.extend(["feature_flags", "idempotency_keys"]);
+    expected.extend(["feature_flags", "idempotency_keys", "stripe_events"]);
     expected.sort_unstable();
     assert_eq!(tables, expected);
     for (table, enabled, forced, policies, columns, indexed, findings) in &report {
         assert!(*enabled && *forced && *indexed, "{table}");
-        // feature_flags is deny-all (USING false): read only through wallet.flag_enabled.
-        let owner_columns: &[&str] = if table == "feature_flags" { &[] } else { &["user_id"] };
+        // Deny-all tables (USING false), reached only through functions:
+        // feature_flags through wallet.flag_enabled, stripe_events through the sidecar's.
+        let deny_all = ["feature_flags", "stripe_events"].contains(&table.as_str());
+        let owner_columns: &[&str] = if deny_all { &[] } else { &["user_id"] };
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
         assert_eq!((*policies, columns.as_slice()), (1, owner_columns), "{table}");
         assert!(findings.is_empty(), "{table}: {findings:?}");

@@ -44,6 +44,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
+    #[error("webhook signature: {0}")]
+    InvalidSignature(crate::webhooks::SignatureError),
 }
 
 impl ApiError {
@@ -103,6 +105,7 @@ impl ApiError {
                 Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
             }
             Self::InvalidId(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_id", "Invalid id"),
+            Self::InvalidSignature(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_signature", "Invalid webhook signature"),
             Self::IdempotencyKeyReused => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key reused")
             }

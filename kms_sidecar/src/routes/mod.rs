@@ -5,6 +5,7 @@ mod crypto;
 mod error;
 pub mod health;
 mod idempotency;
+mod stripe_webhooks;
 mod wallet;
 
 use std::convert::Infallible;
@@ -28,6 +29,7 @@ fn allowed(path: &str, class: CallerClass) -> bool {
         "/healthz" | "/readyz" => true,
         p if p.starts_with("/v1/crypto/") => true,
         p if p.starts_with("/v1/wallet/") => class == CallerClass::Edge,
+        "/v1/webhooks/stripe" => class == CallerClass::Edge,
         "/metrics" => class == CallerClass::Admin,
         _ => false,
     }
@@ -80,6 +82,7 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
             | "/v1/crypto/rewrap"
             | "/v1/wallet/payment-methods"
             | "/v1/wallet/setup-intents"
+            | "/v1/webhooks/stripe"
     );
     if !known {
         return Err(ApiError::NotFound(path));
@@ -131,6 +134,12 @@ async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<I
                 response.headers_mut().insert("idempotent-replayed", hyper::header::HeaderValue::from_static("true"));
             }
             Ok(response)
+        }
+        (Method::POST, "/v1/webhooks/stripe") => {
+            let signature = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = read_body(request, state.settings.limits.max_body_bytes).await?;
+            let (status, answer) = stripe_webhooks::receive(state, signature.as_deref(), &body).await?;
+            Ok(json_response(status, &answer))
         }
         (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
             let operation = match crypto_path {

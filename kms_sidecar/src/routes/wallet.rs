@@ -73,7 +73,7 @@ pub async fn list_payment_methods(call: &WalletCall<'_>) -> Result<Answer, ApiEr
 }
 
 /// Serialises wallet changes of one traveler (default switching, adds, deletes).
-async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), ApiError> {
+pub(crate) async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), ApiError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.wallet:' || $1::text, 0))")
         .bind(user_id)
         .execute(tx)
@@ -121,11 +121,27 @@ pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &
     };
     // Another customer's SetupIntent, or none at all, is "not found": no leak.
     let customer = customer.ok_or(ApiError::SetupIntentNotFound)?;
-    let intent = match stripe.retrieve_setup_intent(&input.setup_intent_id).await {
+    let card = card_of_setup_intent(stripe, &customer, &input.setup_intent_id).await?;
+    let mut tx = database.as_traveler(traveler, meta).await?;
+    let (card_id, replaced, status) = persist_card(state, &mut tx, traveler.user_id, &customer, &card).await?;
+    let stored = card_by_id(&mut tx, traveler.user_id, card_id).await?;
+    tx.commit().await?;
+    detach_replaced(stripe, replaced).await;
+    Ok((status, json!({ "data": stored })))
+}
+
+/// The card a succeeded SetupIntent of `customer` collected, attached to the
+/// customer (Stripe's real API attaches it already; emulators may not).
+pub(crate) async fn card_of_setup_intent(
+    stripe: &dyn crate::payments::StripePort,
+    customer: &str,
+    setup_intent_id: &str,
+) -> Result<crate::payments::CardDetails, ApiError> {
+    let intent = match stripe.retrieve_setup_intent(setup_intent_id).await {
         Err(crate::payments::StripeError::Refused { status: 404, .. }) => return Err(ApiError::SetupIntentNotFound),
         other => other?,
     };
-    if intent.customer_id.as_deref() != Some(customer.as_str()) {
+    if intent.customer_id.as_deref() != Some(customer) {
         return Err(ApiError::SetupIntentNotFound);
     }
     let payment_method = match (intent.succeeded, intent.payment_method_id) {
@@ -136,34 +152,46 @@ pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &
     match card.customer_id.as_deref() {
         None => {
             stripe
-                .attach_payment_method(&payment_method, &customer, &format!("parker-wallet:attach:{payment_method}"))
+                .attach_payment_method(&payment_method, customer, &format!("parker-wallet:attach:{payment_method}"))
                 .await?
         }
         Some(owner) if owner == customer => {}
         Some(_) => return Err(ApiError::SetupIntentNotFound),
     }
+    Ok(card)
+}
 
+/// Stores `card` for the traveler under the wallet lock: the same payment method
+/// or the same card (fingerprint) updates its row, else a new row (default when
+/// the traveler has none). Returns the row, the payment method it replaced (to
+/// detach after commit) and 201 or 200.
+pub(crate) async fn persist_card(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user_id: uuid::Uuid,
+    customer: &str,
+    card: &crate::payments::CardDetails,
+) -> Result<(uuid::Uuid, Option<String>, StatusCode), ApiError> {
     let context = crate::domain::EncryptionContext {
-        user_id: traveler.user_id,
+        user_id,
         table: crate::domain::Identifier::parse("payment_methods", "table")?,
         column: crate::domain::Identifier::parse("encrypted_card_data", "column")?,
     };
-    let metadata = serde_json::to_vec(&card).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let metadata = serde_json::to_vec(card).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let sealed = state.crypto.encrypt(&metadata, &context).await?;
-
-    let mut tx = database.as_traveler(traveler, meta).await?;
-    lock_wallet(&mut tx, traveler.user_id).await?;
+    let payment_method = &card.payment_method_id;
+    lock_wallet(&mut *tx, user_id).await?;
     let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
         "SELECT id, stripe_payment_method_id FROM public.payment_methods
           WHERE user_id = $1 AND (stripe_payment_method_id = $2 OR card_fingerprint = $3)
           ORDER BY stripe_payment_method_id = $2 DESC LIMIT 1",
     )
-    .bind(traveler.user_id)
-    .bind(&payment_method)
+    .bind(user_id)
+    .bind(payment_method)
     .bind(&card.fingerprint)
     .fetch_optional(&mut *tx)
     .await?;
-    let (card_id, replaced, status) = match existing {
+    Ok(match existing {
         Some((id, previous)) => {
             sqlx::query(
                 "UPDATE public.payment_methods
@@ -172,7 +200,7 @@ pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &
                   WHERE id = $1",
             )
             .bind(id)
-            .bind(&payment_method)
+            .bind(payment_method)
             .bind(&sealed)
             .bind(&card.brand)
             .bind(&card.last4)
@@ -181,7 +209,7 @@ pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &
             .bind(&card.fingerprint)
             .execute(&mut *tx)
             .await?;
-            (id, (previous != payment_method).then_some(previous), StatusCode::OK)
+            (id, (previous != *payment_method).then_some(previous), StatusCode::OK)
         }
         None => {
             let id: uuid::Uuid = sqlx::query_scalar(
@@ -192,9 +220,9 @@ pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &
                          NOT EXISTS (SELECT FROM public.payment_methods WHERE user_id = $1 AND is_default), 2)
                  RETURNING id",
             )
-            .bind(traveler.user_id)
-            .bind(&customer)
-            .bind(&payment_method)
+            .bind(user_id)
+            .bind(customer)
+            .bind(payment_method)
             .bind(&sealed)
             .bind(&card.fingerprint)
             .bind(&card.brand)
@@ -205,16 +233,35 @@ pub async fn add_payment_method(state: &AppState, call: &WalletCall<'_>, body: &
             .await?;
             (id, None, StatusCode::CREATED)
         }
-    };
-    let stored = card_by_id(&mut tx, traveler.user_id, card_id).await?;
-    tx.commit().await?;
+    })
+}
+
+/// The same card saved again: the older Stripe copy is no longer ours to keep.
+pub(crate) async fn detach_replaced(stripe: &dyn crate::payments::StripePort, replaced: Option<String>) {
     if let Some(previous) = replaced {
-        // The same card saved again: the older Stripe copy is no longer ours to keep.
         if let Err(error) = stripe.detach_payment_method(&previous).await {
-            tracing::warn!(%error, payment_method = %previous, "could not detach a replaced card; the webhook will");
+            tracing::warn!(%error, payment_method = %previous, "could not detach a replaced card; its webhook will");
         }
     }
-    Ok((status, json!({ "data": stored })))
+}
+
+/// Deletes a card row and, when it was the default, promotes the newest remaining card.
+pub(crate) async fn remove_card(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid, card_id: uuid::Uuid) -> Result<(), ApiError> {
+    let was_default: bool = sqlx::query_scalar("DELETE FROM public.payment_methods WHERE id = $1 RETURNING is_default")
+        .bind(card_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(false);
+    if was_default {
+        sqlx::query(
+            "UPDATE public.payment_methods SET is_default = true
+              WHERE id = (SELECT id FROM public.payment_methods WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1)",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// `POST /v1/wallet/payment-methods/{id}/default`: makes one card the default.
@@ -247,26 +294,16 @@ pub async fn delete_payment_method(state: &AppState, call: &WalletCall<'_>, card
     let mut tx = database.as_traveler(traveler, meta).await?;
     lock_wallet(&mut tx, traveler.user_id).await?;
     card_by_id(&mut tx, traveler.user_id, card_id).await?;
-    let (payment_method, was_default): (String, bool) =
-        sqlx::query_as("SELECT stripe_payment_method_id, is_default FROM public.payment_methods WHERE id = $1")
-            .bind(card_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let payment_method: String = sqlx::query_scalar("SELECT stripe_payment_method_id FROM public.payment_methods WHERE id = $1")
+        .bind(card_id)
+        .fetch_one(&mut *tx)
+        .await?;
     match stripe.detach_payment_method(&payment_method).await {
         // Already detached (or gone) at Stripe: nothing left to undo there.
         Ok(()) | Err(crate::payments::StripeError::Refused { status: 400 | 404, .. }) => {}
         Err(other) => return Err(other.into()),
     }
-    sqlx::query("DELETE FROM public.payment_methods WHERE id = $1").bind(card_id).execute(&mut *tx).await?;
-    if was_default {
-        sqlx::query(
-            "UPDATE public.payment_methods SET is_default = true
-              WHERE id = (SELECT id FROM public.payment_methods WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1)",
-        )
-        .bind(traveler.user_id)
-        .execute(&mut *tx)
-        .await?;
-    }
+    remove_card(&mut tx, traveler.user_id, card_id).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, json!({ "deleted": card_id })))
 }

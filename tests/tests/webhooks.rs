@@ -1,0 +1,155 @@
+//! Stripe webhooks through the sidecar: signatures (ours and localstripe's own),
+//! deduplication, and effects computed from Stripe's current state.
+
+use harness::{traveler_token, wallet_sidecar_config, Emulators, Sidecar, TestDb, WEBHOOK_SECRET};
+use hyper::StatusCode;
+use kms_sidecar::webhooks::sign;
+use serde_json::json;
+
+fn now() -> i64 {
+    chrono_now()
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+async fn deliver(sidecar: &Sidecar, event: &serde_json::Value, secret: &str, at: i64) -> anyhow::Result<harness::Response> {
+    let body = event.to_string().into_bytes();
+    let signature = sign(&body, secret, at);
+    let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
+    harness::send_raw(stream, "POST", "/v1/webhooks/stripe", &[("stripe-signature", &signature), ("content-type", "application/json")], body).await
+}
+
+fn event(id: &str, kind: &str, object: serde_json::Value) -> serde_json::Value {
+    json!({ "id": id, "object": "event", "type": kind, "created": now(), "data": { "object": object } })
+}
+
+fn event_id() -> String {
+    format!("evt_{}", uuid::Uuid::new_v4().simple())
+}
+
+struct World {
+    db: TestDb,
+    sidecar: Sidecar,
+    stripe: String,
+    token: String,
+    user: String,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let emulators = Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = uuid::Uuid::new_v4().to_string();
+    sqlx::query("INSERT INTO auth.users (id) VALUES ($1::uuid)").bind(&user).execute(&mut db.admin().await?).await?;
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let token = traveler_token(&user, json!({}));
+    Ok(World { db, sidecar, stripe: emulators.localstripe_url, token, user })
+}
+
+/// A SetupIntent confirmed with a card at Stripe, not yet stored by the wallet.
+async fn confirmed_intent(w: &World, number: &str) -> anyhow::Result<(String, String, String)> {
+    let bearer = format!("Bearer {}", w.token);
+    let intent = w.sidecar.request_with("POST", "/v1/wallet/setup-intents", &[("authorization", &bearer)], None).await?;
+    let (id, secret, customer) = (
+        intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned(),
+        intent.json["client_secret"].as_str().unwrap_or_default().to_owned(),
+        intent.json["customer_id"].as_str().unwrap_or_default().to_owned(),
+    );
+    let pm = harness::localstripe_post(&w.stripe, "/v1/payment_methods", &[("type", "card"), ("card[number]", number), ("card[exp_month]", "10"), ("card[exp_year]", "2032"), ("card[cvc]", "123")]).await?;
+    let pm = pm.json["id"].as_str().unwrap_or_default().to_owned();
+    harness::localstripe_post(&w.stripe, &format!("/v1/setup_intents/{id}/confirm"), &[("payment_method", &pm), ("client_secret", &secret)]).await?;
+    Ok((id, customer, pm))
+}
+
+async fn cards(w: &World) -> anyhow::Result<Vec<serde_json::Value>> {
+    let bearer = format!("Bearer {}", w.token);
+    let listing = w.sidecar.request_with("GET", "/v1/wallet/payment-methods", &[("authorization", &bearer)], None).await?;
+    Ok(listing.json["data"].as_array().cloned().unwrap_or_default())
+}
+
+async fn events_stored(w: &World) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM stripe_events").fetch_one(&mut w.db.admin().await?).await?)
+}
+
+#[tokio::test]
+async fn setup_intent_succeeded_stores_the_card_once() -> anyhow::Result<()> {
+    let w = world().await?;
+    let (intent, customer, _) = confirmed_intent(&w, "4242424242424242").await?;
+    // The payload is deliberately thin: the sidecar fetches the SetupIntent itself.
+    let succeeded = event(&event_id(), "setup_intent.succeeded", json!({ "id": intent, "object": "setup_intent", "customer": customer }));
+    let first = deliver(&w.sidecar, &succeeded, WEBHOOK_SECRET, now()).await?;
+    assert_eq!((first.status, first.json["applied"].as_bool()), (StatusCode::OK, Some(true)), "{}", first.text);
+    let again = deliver(&w.sidecar, &succeeded, WEBHOOK_SECRET, now()).await?;
+    assert_eq!(again.json["duplicate"], true);
+    let stored = cards(&w).await?;
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0]["last4"].as_str(), stored[0]["is_default"].as_bool()), (Some("4242"), Some(true)));
+
+    // The traveler's own POST of the same SetupIntent agrees with the webhook: still one card.
+    let bearer = format!("Bearer {}", w.token);
+    let posted = w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.text);
+    assert_eq!(cards(&w).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_or_stale_signatures_are_400_and_store_nothing() -> anyhow::Result<()> {
+    let w = world().await?;
+    let unknown = event(&event_id(), "invoice.created", json!({ "id": "in_1", "customer": "cus_x" }));
+    for (secret, at, what) in [("whsec_wrong", now(), "another secret"), (WEBHOOK_SECRET, now() - 400, "too old"), (WEBHOOK_SECRET, now() + 400, "from the future")] {
+        let response = deliver(&w.sidecar, &unknown, secret, at).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signature")), "{what}");
+    }
+    let unsigned = w.sidecar.request("POST", "/v1/webhooks/stripe", Some(unknown.clone())).await?;
+    assert_eq!(unsigned.json["code"], "invalid_signature");
+    assert_eq!(events_stored(&w).await?, 0);
+
+    // The retired secret still verifies during a rotation; unknown events are kept and acknowledged.
+    let accepted = deliver(&w.sidecar, &unknown, "whsec_retired_one", now()).await?;
+    assert_eq!((accepted.status, accepted.json["applied"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(events_stored(&w).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
+    let w = world().await?;
+    let (intent, customer, pm) = confirmed_intent(&w, "4242424242424242").await?;
+    let bearer = format!("Bearer {}", w.token);
+    w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+
+    // A stale "detached" while the card is still attached at Stripe changes nothing.
+    let detached = |id: String| event(&id, "payment_method.detached", json!({ "id": pm, "object": "payment_method", "customer": null }));
+    let early = deliver(&w.sidecar, &detached(event_id()), WEBHOOK_SECRET, now()).await?;
+    assert_eq!(early.json["applied"], false, "{}", early.text);
+    assert_eq!(cards(&w).await?.len(), 1);
+
+    harness::localstripe_post(&w.stripe, &format!("/v1/payment_methods/{pm}/detach"), &[]).await?;
+    let real = deliver(&w.sidecar, &detached(event_id()), WEBHOOK_SECRET, now()).await?;
+    assert_eq!(real.json["applied"], true, "{}", real.text);
+    assert!(cards(&w).await?.is_empty());
+    let _ = customer;
+    Ok(())
+}
+
+#[tokio::test]
+async fn customer_deleted_at_stripe_empties_the_wallet() -> anyhow::Result<()> {
+    let w = world().await?;
+    let (intent, customer, _) = confirmed_intent(&w, "4242424242424242").await?;
+    let bearer = format!("Bearer {}", w.token);
+    w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+    let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
+    let key = format!("Bearer {}", harness::STRIPE_KEY);
+    harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new()).await?;
+    let deleted = deliver(&w.sidecar, &event(&event_id(), "customer.deleted", json!({ "id": customer, "object": "customer" })), WEBHOOK_SECRET, now()).await?;
+    assert_eq!(deleted.json["applied"], true, "{}", deleted.text);
+    assert!(cards(&w).await?.is_empty());
+    let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers WHERE user_id = $1::uuid")
+        .bind(&w.user)
+        .fetch_one(&mut w.db.admin().await?)
+        .await?;
+    assert_eq!(customers, 0);
+    Ok(())
+}
