@@ -153,3 +153,86 @@ async fn customer_deleted_at_stripe_empties_the_wallet() -> anyhow::Result<()> {
     assert_eq!(customers, 0);
     Ok(())
 }
+
+/// localstripe's own webhooks, signed by localstripe, reach the sidecar through
+/// a forwarder playing the public function Stripe calls.
+#[tokio::test]
+async fn webhooks_registered_with_localstripe_are_verified_and_applied() -> anyhow::Result<()> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
+    let w = world().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let socket = w.sidecar.socket.clone();
+    let (answers, mut received) = tokio::sync::mpsc::unbounded_channel::<(serde_json::Value, StatusCode)>();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (socket, answers) = (socket.clone(), answers.clone());
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let (socket, answers) = (socket.clone(), answers.clone());
+                async move {
+                    let signature = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let body = request.into_body().collect().await?.to_bytes().to_vec();
+                    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let forwarded = async {
+                        let stream = tokio::net::UnixStream::connect(&socket).await?;
+                        harness::send_raw(stream, "POST", "/v1/webhooks/stripe", &[("stripe-signature", &signature)], body).await
+                    }
+                    .await;
+                    let status = forwarded.map(|r| r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                    let _ = answers.send((event, status));
+                    Ok::<_, hyper::Error>(hyper::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap_or_default())
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        }
+    });
+    let hook = format!("pw-e2e-{}", uuid::Uuid::new_v4().simple());
+    let registered = harness::localstripe_post(
+        &w.stripe,
+        &format!("/_config/webhooks/{hook}"),
+        &[("url", &format!("http://127.0.0.1:{port}/stripe")), ("secret", WEBHOOK_SECRET), ("events[]", "customer.created"), ("events[]", "customer.deleted")],
+    )
+    .await?;
+    assert!(registered.status.is_success(), "{}", registered.text);
+
+    let (_, customer, _) = confirmed_intent(&w, "4242424242424242").await?;
+    let (created, status) = wait_for("customer.created", &customer, &mut received).await?;
+    assert_eq!(status, StatusCode::OK, "localstripe's signature verified");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events WHERE id = $1")
+        .bind(created["id"].as_str())
+        .fetch_one(&mut w.db.admin().await?)
+        .await?;
+    assert_eq!(stored, 1);
+
+    let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
+    let key = format!("Bearer {}", harness::STRIPE_KEY);
+    harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new()).await?;
+    let (_, status) = wait_for("customer.deleted", &customer, &mut received).await?;
+    assert_eq!(status, StatusCode::OK);
+    let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers WHERE user_id = $1::uuid")
+        .bind(&w.user)
+        .fetch_one(&mut w.db.admin().await?)
+        .await?;
+    assert_eq!(customers, 0, "the wallet follows the deletion at Stripe");
+    Ok(())
+}
+
+/// The next forwarded webhook of `kind` about `customer`, waiting up to 15 s.
+async fn wait_for(
+    kind: &str,
+    customer: &str,
+    received: &mut tokio::sync::mpsc::UnboundedReceiver<(serde_json::Value, StatusCode)>,
+) -> anyhow::Result<(serde_json::Value, StatusCode)> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, received.recv()).await {
+            Ok(Some((event, status))) if event["type"] == kind && event["data"]["object"]["id"] == customer => {
+                return Ok((event, status))
+            }
+            Ok(Some(_)) => continue,
+            _ => anyhow::bail!("no {kind} webhook for {customer} within 15 s"),
+        }
+    }
+}
