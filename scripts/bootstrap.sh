@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15
-  libclang-dev clang pkg-config libssl-dev sudo ca-certificates)
+  libclang-dev clang pkg-config libssl-dev sudo ca-certificates chromium)
 STAMPS="$PW_CACHE/stamps"
 mkdir -p "$STAMPS"
 
@@ -56,9 +56,10 @@ install_python_emulators() {
 }
 
 # Deno runs the Edge Function examples; murmurhash-js is what Parker Flight's
-# TypeScript buckets users with, for the cross-check of wallet.flag_enabled.
+# TypeScript buckets users with, for the cross-check of wallet.flag_enabled;
+# playwright-core drives Debian's Chromium in the card-saving browser test.
 install_node_packages() {
-  local want="deno@$DENO_VERSION murmurhash-js@$MURMURHASH_JS_VERSION"
+  local want="deno@$DENO_VERSION murmurhash-js@$MURMURHASH_JS_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION"
   step_done node "$want" && [ -x "$PW_NODE/node_modules/.bin/deno" ] && return 0
   have npm || die "npm not found: install Node.js and npm first"
   say "installing $want from npm"

@@ -450,3 +450,34 @@ async fn the_edge_function_example_lists_the_travelers_cards() -> anyhow::Result
     assert_eq!((anonymous["status"].as_i64(), anonymous["body"]["code"].as_str()), (Some(401), Some("invalid_token")));
     Ok(())
 }
+
+/// The whole path a traveler takes: Stripe.js in a real browser confirms the
+/// SetupIntent the sidecar created, then the card shows in the wallet.
+#[tokio::test]
+async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let token = traveler_token(&user, json!({}));
+    let intent = setup_intent(&sidecar, &token).await?;
+    let secret = intent.json["client_secret"].as_str().unwrap_or_default();
+
+    let script = harness::crate_dir().join("browser/confirm_card_setup.cjs");
+    let output = tokio::process::Command::new("node")
+        .arg(&script)
+        .args([emulators.localstripe_url.as_str(), secret, "4242424242424242"])
+        .env("NODE_PATH", std::env::var("PW_NODE_MODULES")?)
+        .output()
+        .await?;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "browser run failed: {printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_str(printed.trim().lines().last().unwrap_or_default())?;
+    assert_eq!((result["ok"].as_bool(), result["status"].as_str()), (Some(true), Some("succeeded")), "{printed}");
+
+    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": intent.json["setup_intent_id"] }))).await?;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None).await?;
+    assert_eq!(listing.json["data"][0]["last4"], "4242");
+    Ok(())
+}
