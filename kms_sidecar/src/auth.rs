@@ -230,4 +230,41 @@ mod tests {
         let shown = format!("{:?}", verifier());
         assert!(!shown.contains(SECRET), "{shown}");
     }
+
+    /// A throwaway P-256 key pair made for this test (Supabase's asymmetric JWTs
+    /// are ES256 with the public key published as a JWKS).
+    const TEST_EC_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgliZXvficEptYolDm
+EOJ6EwMRRyWP3rlsmDtDvLa+SfShRANCAATL4JsJs69t7jahEETl0tVGHjNkRDg2
+rGAWoUTDJ18b47T6hql5blgyKklha+PxpahrcARblw7xduyl9Ld2PISP
+-----END PRIVATE KEY-----";
+    const TEST_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"supabase-2026","alg":"ES256","use":"sig",
+        "x":"y-CbCbOvbe42oRBE5dLVRh4zZEQ4NqxgFqFEwydfG-M","y":"tPqGqXluWDIqSWFr4_GlqGtwBFuXDvF27KX0t3Y8hI8"}]}"#;
+
+    fn es256(kid: &str, claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        encode(&header, &claims, &EncodingKey::from_ec_pem(TEST_EC_PRIVATE_KEY.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn asymmetric_tokens_verify_against_the_jwks() {
+        let verifier = JwtVerifier::new(None, Some(TEST_JWKS), "authenticated").unwrap();
+        let traveler = verifier.verify(&es256("supabase-2026", valid())).unwrap();
+        assert_eq!(traveler.user_id.to_string(), ALICE);
+        assert_eq!(verifier.verify(&es256("another-kid", valid())).unwrap_err(), AuthError::UnknownKey);
+        // Without a project secret, an HS256 token cannot be checked: refused.
+        assert_eq!(verifier.verify(&token(valid(), SECRET)).unwrap_err(), AuthError::UnknownKey);
+        let mut tampered = es256("supabase-2026", valid());
+        let flipped = if tampered.ends_with('A') { 'B' } else { 'A' };
+        tampered.pop();
+        tampered.push(flipped);
+        assert!(verifier.verify(&tampered).is_err());
+    }
+
+    #[test]
+    fn a_verifier_needs_a_secret_or_keys() {
+        assert!(JwtVerifier::new(None, None, "authenticated").is_err());
+        assert!(JwtVerifier::new(None, Some("not json"), "authenticated").is_err());
+    }
 }

@@ -481,3 +481,38 @@ async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<(
     assert_eq!(listing.json["data"][0]["last4"], "4242");
     Ok(())
 }
+
+#[tokio::test]
+async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let token = traveler_token(&user, json!({}));
+    let bearer = format!("Bearer {token}");
+
+    let huge = json!({ "setup_intent_id": "seti_".to_owned() + &"a".repeat(200 * 1024) });
+    let too_large = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(huge)).await?;
+    assert_eq!((too_large.status, too_large.json["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+
+    // Hostile header values travel as data: the audit keeps no address for them.
+    let response = sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/setup-intents",
+            &[("authorization", &bearer), ("x-forwarded-for", "'); DROP TABLE payment_methods; --"), ("user-agent", "\\'; SELECT pg_sleep(10); --")],
+            None,
+        )
+        .await?;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let (ip, agent): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT host(ip_address), user_agent FROM traveler_data_audit WHERE user_id = $1::uuid AND table_name = 'wallet_customers'",
+    )
+    .bind(&user)
+    .fetch_one(&mut db.admin().await?)
+    .await?;
+    assert_eq!((ip, agent.as_deref()), (None, Some("\\'; SELECT pg_sleep(10); --")));
+    let intact: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods").fetch_one(&mut db.admin().await?).await?;
+    assert_eq!(intact, 0);
+    Ok(())
+}
