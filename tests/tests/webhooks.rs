@@ -236,3 +236,56 @@ async fn wait_for(
         }
     }
 }
+
+/// `payment_method.automatically_updated` (the network sent a new expiry). The
+/// emulator cannot change a card's expiry, so Stripe is played by a stub that
+/// serves the real payment method as localstripe returned it, with the new expiry.
+#[tokio::test]
+async fn an_automatically_updated_card_gets_its_new_expiry() -> anyhow::Result<()> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+
+    let w = world().await?;
+    let (intent, _, pm) = confirmed_intent(&w, "4242424242424242").await?;
+    let bearer = format!("Bearer {}", w.token);
+    w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+
+    let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
+    let key = format!("Bearer {}", harness::STRIPE_KEY);
+    let mut method = harness::send_raw(stream, "GET", &format!("/v1/payment_methods/{pm}"), &[("authorization", &key)], Vec::new()).await?.json;
+    method["card"]["exp_month"] = json!(3);
+    method["card"]["exp_year"] = json!(2035);
+    let served = method.to_string();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = served.clone();
+            let service = hyper::service::service_fn(move |_request: hyper::Request<hyper::body::Incoming>| {
+                let served = served.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(served)))
+                            .unwrap_or_default(),
+                    )
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        }
+    });
+    let updated_stripe = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&w.db)?, &format!("http://127.0.0.1:{port}/"))).await?;
+    let updated = deliver(
+        &updated_stripe,
+        &event(&event_id(), "payment_method.automatically_updated", json!({ "id": pm, "object": "payment_method", "customer": method["customer"] })),
+        WEBHOOK_SECRET,
+        now(),
+    )
+    .await?;
+    assert_eq!(updated.json["applied"], true, "{}", updated.text);
+    let stored = cards(&w).await?;
+    assert_eq!((stored.len(), stored[0]["exp_month"].as_i64(), stored[0]["exp_year"].as_i64()), (1, Some(3), Some(2035)));
+    Ok(())
+}
