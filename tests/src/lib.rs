@@ -171,6 +171,20 @@ impl Emulators {
     }
 }
 
+/// A loopback TCP port whose server accepts connections and never answers: a
+/// hung upstream (KMS, Stripe). Lives as long as the test process.
+pub fn silent_tcp_port() -> Result<u16> {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    Ok(port)
+}
+
 /// The uid of an OS user (`id -u NAME`).
 pub fn uid_of(user: &str) -> Result<u32> {
     let output = Command::new("id").args(["-u", user]).output()?;

@@ -144,14 +144,7 @@ async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Resul
 /// never answers, until the KMS timeout) instead of cutting its connection.
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() -> anyhow::Result<()> {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = silent.local_addr()?.port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let port = harness::silent_tcp_port()?;
     let emulators = Emulators { moto_url: format!("http://127.0.0.1:{port}"), localstripe_url: String::new() };
     let mut config = emulators.kms_sidecar_config("alias/silent");
     config.keys = config.keys.replace("timeout_ms = 3000", "timeout_ms = 1500");

@@ -399,14 +399,7 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
 
 #[tokio::test]
 async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = silent.local_addr()?.port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let port = harness::silent_tcp_port()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
     let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{port}/"));

@@ -7,10 +7,6 @@ use kms_sidecar::webhooks::sign;
 use serde_json::json;
 
 fn now() -> i64 {
-    chrono_now()
-}
-
-fn chrono_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
@@ -116,7 +112,7 @@ async fn bad_or_stale_signatures_are_400_and_store_nothing() -> anyhow::Result<(
 #[tokio::test]
 async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
     let w = world().await?;
-    let (intent, customer, pm) = confirmed_intent(&w, "4242424242424242").await?;
+    let (intent, _, pm) = confirmed_intent(&w, "4242424242424242").await?;
     let bearer = format!("Bearer {}", w.token);
     w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
 
@@ -130,7 +126,6 @@ async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
     let real = deliver(&w.sidecar, &detached(event_id()), WEBHOOK_SECRET, now()).await?;
     assert_eq!(real.json["applied"], true, "{}", real.text);
     assert!(cards(&w).await?.is_empty());
-    let _ = customer;
     Ok(())
 }
 

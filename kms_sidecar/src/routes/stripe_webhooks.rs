@@ -30,6 +30,16 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
+/// Records the event in the caller's transaction; false when it was seen before.
+async fn record_event(tx: &mut sqlx::PgConnection, id: &str, kind: &str, event: &Value) -> Result<bool, ApiError> {
+    Ok(sqlx::query_scalar("SELECT wallet_internal.record_stripe_event($1, $2, $3)")
+        .bind(id)
+        .bind(kind)
+        .bind(event)
+        .fetch_one(tx)
+        .await?)
+}
+
 pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> Result<Answer, ApiError> {
     let (Some(database), Some(stripe)) = (&state.database, state.stripe.as_deref()) else {
         return Err(ApiError::NotConfigured);
@@ -72,12 +82,7 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     let Some(user_id) = traveler else {
         // Not a traveler's object (another integration's, or deleted): keep and ack.
         let mut tx = database.as_system().await?;
-        let new: bool = sqlx::query_scalar("SELECT wallet_internal.record_stripe_event($1, $2, $3)")
-            .bind(id)
-            .bind(kind)
-            .bind(&event)
-            .fetch_one(&mut *tx)
-            .await?;
+        let new = record_event(&mut tx, id, kind, &event).await?;
         tx.commit().await?;
         return Ok((StatusCode::OK, json!({ "received": true, "duplicate": !new, "applied": false })));
     };
@@ -109,12 +114,7 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     let acting = Traveler::named_by_stripe(user_id);
     let meta = RequestMeta { forwarded_for: None, user_agent: Some(format!("stripe-webhook {kind}")) };
     let mut tx = database.as_traveler(&acting, &meta).await?;
-    let new: bool = sqlx::query_scalar("SELECT wallet_internal.record_stripe_event($1, $2, $3)")
-        .bind(id)
-        .bind(kind)
-        .bind(&event)
-        .fetch_one(&mut *tx)
-        .await?;
+    let new = record_event(&mut tx, id, kind, &event).await?;
     if !new {
         tx.commit().await?;
         return Ok((StatusCode::OK, json!({ "received": true, "duplicate": true, "applied": false })));
