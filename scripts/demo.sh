@@ -89,6 +89,64 @@ psql_db -d "$db" -c "INSERT INTO feature_flags (name, enabled, rollout_percent) 
 psql_db -d "$db" -c "SELECT who, wallet.flag_bucket(id) AS bucket, wallet.flag_enabled('auto_booking', id) AS sees_auto_booking
                        FROM (VALUES ('ada', '$ADA'::uuid), ('bob', '$BOB'::uuid)) AS t(who, id)"
 
+step "Ada saves a card: Edge Function -> sidecar -> Stripe (localstripe), card data never touches us"
+# The sidecar as Edge Functions reach it: wallet routes on, RLS-bound login role.
+psql_db -d "$db" -c "CREATE ROLE pw_demo_sidecar LOGIN NOINHERIT" -c "GRANT parker_wallet_sidecar TO pw_demo_sidecar"
+wallet_socket="$PW_STACK_DIR/wallet.sock"
+jwt_secret="parker-demo-jwt-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+cat >"$PW_STACK_DIR/wallet-sidecar.toml" <<TOML
+[socket]
+path = "$wallet_socket"
+[callers]
+edge = [$(id -u)]
+[keys]
+provider = "local"
+local_key_file = "$PW_STACK_DIR/local-keyring"
+[database]
+[auth]
+[stripe]
+api_base = "$PW_LOCALSTRIPE_URL/"
+TOML
+PW_DATABASE_URL="postgres://pw_demo_sidecar@$PW_PGHOST:$PW_PGPORT/$db" PW_JWT_SECRET="$jwt_secret" \
+  PW_STRIPE_SECRET_KEY=sk_test_parker_demo PW_LOG=warn \
+  "$PW_SIDECAR_BIN" serve --config "$PW_STACK_DIR/wallet-sidecar.toml" 2>"$PW_STACK_DIR/wallet-sidecar.log" &
+echo $! >>"$PW_STACK_DIR/sidecar.pid.extra"
+for _ in $(seq 100); do [ -S "$wallet_socket" ] && break; sleep 0.1; done
+
+# Ada's access token, as Supabase Auth would sign it (HS256, project secret).
+ada_token=$(JWT_SECRET="$jwt_secret" SUB="$ADA" python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time
+b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+claims = b64(json.dumps({"sub": os.environ["SUB"], "role": "authenticated", "aud": "authenticated",
+                         "email": "ada@example.com", "exp": int(time.time()) + 3600}).encode())
+signature = hmac.new(os.environ["JWT_SECRET"].encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+print(f"{header}.{claims}.{b64(signature)}")
+PY
+)
+wallet() { # method path [json]
+  curl -sS --unix-socket "$wallet_socket" -X "$1" "http://sidecar$2" -H "authorization: Bearer $ada_token" \
+       -H "user-agent: parker-flight-app/3.2" -H "x-forwarded-for: 203.0.113.7" \
+       -H "idempotency-key: demo-$RANDOM$RANDOM" ${3:+-H "content-type: application/json" --data "$3"}
+}
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+intent=$(wallet POST /v1/wallet/setup-intents)
+intent_id=$(echo "$intent" | json_field "['setup_intent_id']")
+client_secret=$(echo "$intent" | json_field "['client_secret']")
+echo "SetupIntent $intent_id for customer $(echo "$intent" | json_field "['customer_id']") (client secret goes to Stripe.js only)"
+# What Stripe.js does in Ada's browser: the card goes to Stripe, never to us.
+pm=$(curl -sS -u sk_test_parker_demo: "$PW_LOCALSTRIPE_URL/v1/payment_methods" -d type=card \
+       -d "card[number]=4242424242424242" -d "card[exp_month]=12" -d "card[exp_year]=2031" -d "card[cvc]=123" | json_field "['id']")
+curl -sS -u sk_test_parker_demo: "$PW_LOCALSTRIPE_URL/v1/setup_intents/$intent_id/confirm" \
+     -d "payment_method=$pm" -d "client_secret=$client_secret" | json_field "['status']" | sed 's/^/SetupIntent confirmed in the browser: /'
+wallet POST /v1/wallet/payment-methods "{\"setup_intent_id\":\"$intent_id\"}" >/dev/null
+echo "Ada's wallet:"
+wallet GET /v1/wallet/payment-methods | python3 -m json.tool
+as_traveler "$ADA" "SELECT completeness_score AS score_with_a_card FROM profile_completion_tracking;
+                    SELECT chain_seq, table_name, action, new_data ->> 'encrypted_card_data' AS card_ciphertext_in_audit,
+                           host(ip_address) AS ip, user_agent
+                      FROM traveler_data_audit WHERE table_name IN ('wallet_customers', 'payment_methods') ORDER BY chain_seq;"
+
 step "Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext)"
 psql_db -d "$db" <<SQL
 CREATE TEMP TABLE sealed AS

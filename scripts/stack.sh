@@ -98,6 +98,10 @@ ENV
 
 stack_down() {
   [ -d "$dir" ] || return 0
+  # Processes started on top of the stack (the demo's wallet sidecar).
+  if [ -f "$dir/sidecar.pid.extra" ]; then
+    xargs -r kill <"$dir/sidecar.pid.extra" 2>/dev/null || true
+  fi
   for service in sidecar localstripe moto; do
     if [ -f "$dir/$service.pid" ]; then
       kill "$(cat "$dir/$service.pid")" 2>/dev/null || true
