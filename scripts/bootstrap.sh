@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15
-  libclang-dev clang pkg-config libssl-dev sudo ca-certificates chromium)
+  libclang-dev clang pkg-config libssl-dev sudo ca-certificates curl chromium)
 STAMPS="$PW_CACHE/stamps"
 mkdir -p "$STAMPS"
 
