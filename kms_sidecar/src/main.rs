@@ -87,8 +87,7 @@ enum MigrateAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
-    // Two TLS stacks are linked (the AWS SDK's and Stripe's): name one for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    kms_sidecar::payments::ensure_tls_provider();
     let result = match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::RotateKeys { config, table, column, batch_size, database_url } => {

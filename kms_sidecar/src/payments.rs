@@ -8,6 +8,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::{CreateCustomer, RetrieveCustomer, RetrieveCustomerReturned};
+use stripe_core::payment_intent::{
+    CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
+};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
 use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod, RetrievePaymentMethod};
 
@@ -15,7 +18,7 @@ use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod, R
 pub enum StripeError {
     /// Stripe refused the request (4xx): final for this request.
     #[error("Stripe refused the request ({status}): {message}")]
-    Refused { status: u16, code: Option<String>, message: String },
+    Refused { status: u16, code: Option<String>, decline_code: Option<String>, message: String },
     /// Stripe could not be reached, or failed (5xx): may be retried.
     #[error("Stripe is unavailable: {0}")]
     Unavailable(String),
@@ -53,6 +56,41 @@ pub struct CardDetails {
     pub funding: String,
 }
 
+/// Where a PaymentIntent stands, as the booking saga reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentStatus {
+    RequiresCapture,
+    Succeeded,
+    RequiresAction,
+    RequiresPaymentMethod,
+    Processing,
+    Canceled,
+    Other(String),
+}
+
+#[derive(Debug)]
+pub struct PaymentIntentView {
+    pub id: String,
+    pub status: IntentStatus,
+    pub amount_capturable: i64,
+    pub client_secret: Option<SecretString>,
+    /// Why the last attempt failed (`card_declined`, `authentication_required`...).
+    pub error_code: Option<String>,
+    /// The issuer's reason (`insufficient_funds`, `stolen_card`...).
+    pub decline_code: Option<String>,
+}
+
+/// A merchant-initiated authorization on a saved card, captured later.
+#[derive(Debug)]
+pub struct OffSessionAuthorization<'a> {
+    pub customer_id: &'a str,
+    pub payment_method_id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub metadata: HashMap<String, String>,
+    pub idempotency_key: &'a str,
+}
+
 #[async_trait::async_trait]
 pub trait StripePort: Send + Sync {
     /// Creates the traveler's Stripe customer; `idempotency_key` makes a retry
@@ -73,6 +111,37 @@ pub trait StripePort: Send + Sync {
 
     /// Whether Stripe says the customer is deleted (or unknown).
     async fn customer_deleted(&self, customer_id: &str) -> Result<bool, StripeError>;
+
+    /// PaymentIntent with `confirm`, `off_session` and `capture_method = manual`.
+    async fn authorize_off_session(&self, authorization: &OffSessionAuthorization<'_>) -> Result<PaymentIntentView, StripeError>;
+
+    async fn capture_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError>;
+
+    async fn cancel_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError>;
+
+    async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntentView, StripeError>;
+}
+
+fn intent_view(intent: stripe_shared::PaymentIntent) -> PaymentIntentView {
+    use stripe_shared::PaymentIntentStatus as S;
+    let status = match intent.status {
+        S::RequiresCapture => IntentStatus::RequiresCapture,
+        S::Succeeded => IntentStatus::Succeeded,
+        S::RequiresAction => IntentStatus::RequiresAction,
+        S::RequiresPaymentMethod => IntentStatus::RequiresPaymentMethod,
+        S::Processing => IntentStatus::Processing,
+        S::Canceled => IntentStatus::Canceled,
+        other => IntentStatus::Other(other.to_string()),
+    };
+    let error = intent.last_payment_error.as_deref();
+    PaymentIntentView {
+        id: intent.id.to_string(),
+        status,
+        amount_capturable: intent.amount_capturable,
+        client_secret: intent.client_secret.map(SecretString::from),
+        error_code: error.and_then(|e| e.code.as_ref()).map(|c| c.to_string()),
+        decline_code: error.and_then(|e| e.decline_code.clone()),
+    }
 }
 
 pub struct AsyncStripe {
@@ -90,6 +159,7 @@ impl AsyncStripe {
     /// `api_base`: Stripe's API by default; another base (with a trailing slash)
     /// for an emulator.
     pub fn new(secret_key: &SecretString, api_base: Option<&str>, timeout: Duration) -> Result<Self, StripeError> {
+        ensure_tls_provider();
         let mut builder = stripe::ClientBuilder::new(secret_key.expose_secret());
         if let Some(base) = api_base {
             let base = if base.ends_with('/') { base.to_owned() } else { format!("{base}/") };
@@ -106,6 +176,7 @@ impl AsyncStripe {
             Ok(Err(stripe::StripeError::Stripe(error, status))) if status < 500 => Err(StripeError::Refused {
                 status,
                 code: error.code.as_ref().map(|c| c.to_string()),
+                decline_code: error.decline_code.clone(),
                 message: error.message.clone().unwrap_or_default(),
             }),
             Ok(Err(stripe::StripeError::Timeout)) => Err(StripeError::Timeout),
@@ -114,10 +185,16 @@ impl AsyncStripe {
     }
 }
 
+/// Two TLS stacks are linked (the AWS SDK's and Stripe's), so rustls cannot pick
+/// a crypto provider by itself: name one for the process, once.
+pub fn ensure_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn strategy(key: &str) -> Result<RequestStrategy, StripeError> {
     IdempotencyKey::new(key)
         .map(RequestStrategy::Idempotent)
-        .map_err(|e| StripeError::Refused { status: 400, code: None, message: format!("idempotency key: {e}") })
+        .map_err(|e| StripeError::Refused { status: 400, code: None, decline_code: None, message: format!("idempotency key: {e}") })
 }
 
 #[async_trait::async_trait]
@@ -162,6 +239,7 @@ impl StripePort for AsyncStripe {
         let card = method.card.ok_or_else(|| StripeError::Refused {
             status: 400,
             code: Some("not_a_card".into()),
+            decline_code: None,
             message: "the payment method is not a card".into(),
         })?;
         Ok(CardDetails {
@@ -192,5 +270,40 @@ impl StripePort for AsyncStripe {
             Ok(RetrieveCustomerReturned::Customer(_)) => Ok(false),
             Err(other) => Err(other),
         }
+    }
+
+    async fn authorize_off_session(&self, authorization: &OffSessionAuthorization<'_>) -> Result<PaymentIntentView, StripeError> {
+        let currency: stripe_types::Currency = authorization
+            .currency
+            .parse()
+            .map_err(|_| StripeError::Refused { status: 400, code: Some("invalid_currency".into()), decline_code: None, message: authorization.currency.to_owned() })?;
+        let request = CreatePaymentIntent::new(authorization.amount, currency)
+            .customer(authorization.customer_id)
+            .payment_method(authorization.payment_method_id)
+            .confirm(true)
+            .off_session(CreatePaymentIntentOffSession::Bool(true))
+            .capture_method(stripe_shared::PaymentIntentCaptureMethod::Manual)
+            .metadata(authorization.metadata.clone());
+        let intent = self
+            .bounded(request.customize().request_strategy(strategy(authorization.idempotency_key)?).send(&self.client))
+            .await?;
+        Ok(intent_view(intent))
+    }
+
+    async fn capture_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError> {
+        let request = CapturePaymentIntent::new(id.to_owned());
+        let intent = self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
+        Ok(intent_view(intent))
+    }
+
+    async fn cancel_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError> {
+        let request = CancelPaymentIntent::new(id.to_owned());
+        let intent = self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
+        Ok(intent_view(intent))
+    }
+
+    async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntentView, StripeError> {
+        let intent = self.bounded(RetrievePaymentIntent::new(id.to_owned()).send(&self.client)).await?;
+        Ok(intent_view(intent))
     }
 }

@@ -90,8 +90,7 @@ async fn sidecar_client(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Two TLS stacks are linked (the AWS SDK's and Stripe's): name one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    kms_sidecar::payments::ensure_tls_provider();
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let duration = Duration::from_secs(seconds);
     let record = [7u8; 256];
