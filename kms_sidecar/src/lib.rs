@@ -15,6 +15,7 @@
 //! - [`config`], [`secrets`], [`metrics`], [`telemetry`]: start-up and operations.
 
 pub mod auth;
+pub mod bookings;
 pub mod config;
 pub mod crypto;
 pub mod database;
