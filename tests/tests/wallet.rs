@@ -394,6 +394,17 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     assert_eq!(purged, 1);
     let fresh = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
     assert_ne!(fresh.json["setup_intent_id"], first.json["setup_intent_id"]);
+
+    // A key a crashed sidecar left "in progress" is taken over once abandoned.
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, route, request_fingerprint, state, created_at)
+         VALUES ($1::uuid, 'k-crashed', 'POST /v1/wallet/setup-intents', '\\x00', 'in_progress', now() - interval '10 minutes')",
+    )
+    .bind(&user)
+    .execute(&mut admin)
+    .await?;
+    let recovered = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-crashed", None).await?;
+    assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text);
     Ok(())
 }
 

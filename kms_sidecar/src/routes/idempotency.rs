@@ -4,13 +4,18 @@
 //!   frees the key so a retry can run);
 //! - same key, same request: the stored answer is replayed;
 //! - same key, another request: 422 `idempotency_key_reused`;
-//! - same key while the first still runs: 409 `idempotency_in_progress`.
+//! - same key while the first still runs: 409 `idempotency_in_progress`;
+//! - a key left "in progress" by a crashed sidecar is taken over after
+//!   `ABANDONED_AFTER`, so a retry is never locked out for a day.
 
 use hyper::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::wallet::{Answer, WalletCall};
+
+/// Longer than any request may run (Stripe and KMS time out well before).
+const ABANDONED_AFTER: &str = "2 minutes";
 
 fn fingerprint(route: &str, user_id: uuid::Uuid, body: &[u8]) -> Vec<u8> {
     let mut hasher = Sha256::new();
@@ -35,11 +40,14 @@ pub async fn run(
     let user_id = call.traveler.user_id;
     let print = fingerprint(route, user_id, body);
     let mut tx = call.database.as_traveler(&call.traveler, &call.meta).await?;
-    sqlx::query("DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()")
-        .bind(user_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(&format!(
+        "DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2
+            AND (expires_at < now() OR (state = 'in_progress' AND created_at < now() - interval '{ABANDONED_AFTER}'))"
+    ))
+    .bind(user_id)
+    .bind(key)
+    .execute(&mut *tx)
+    .await?;
     let claimed = sqlx::query(
         "INSERT INTO public.idempotency_keys (user_id, key, route, request_fingerprint, state)
          VALUES ($1, $2, $3, $4, 'in_progress') ON CONFLICT (user_id, key) DO NOTHING",
