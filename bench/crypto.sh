@@ -24,10 +24,8 @@ set -a; source "$stack_dir/stack.env"; set +a
 BENCH_SECONDS=$seconds "$CARGO_TARGET_DIR/release/crypto-bench" | grep -v '^CIPHERTEXT='
 
 db=bench
-psql_db() { psql -X -q -v ON_ERROR_STOP=1 -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"; }
-psql_db -d postgres -c "CREATE DATABASE $db"
-psql_db -d "$db" -c "CREATE EXTENSION parker_wallet"
-psql_db -d "$db" -c "CREATE TABLE bench_record AS SELECT wallet.encrypt(decode(repeat('07', 256), 'hex'),
+stack_database "$db"
+stack_psql -d "$db" -c "CREATE TABLE bench_record AS SELECT wallet.encrypt(decode(repeat('07', 256), 'hex'),
   '{\"user_id\":\"a11ce000-0000-4000-8000-000000000001\",\"table\":\"payment_methods\",\"column\":\"encrypted_card_data\"}'::jsonb) AS record"
 printf '\n%-52s %10s %10s\n' "wallet.decrypt() from SQL (pgbench, ${seconds} s)" "ops/s" "avg µs"
 for clients in 1 8; do

@@ -21,12 +21,9 @@ trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"; "$PW_ROOT/scripts/build.sh"
 set -a; source "$stack_dir/stack.env"; set +a
 
 db=bench
-psql_db() { psql -X -q -v ON_ERROR_STOP=1 -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"; }
-psql_db -d postgres -c "CREATE DATABASE $db"
-psql_db -d "$db" -c "CREATE EXTENSION parker_wallet"
-DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_PGPORT/$db" "$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up >/dev/null
+stack_database "$db" migrated >/dev/null
 say "loading fixtures (2M travelers, 1M of them with a profile)"
-psql_db -d "$db" -f "$bench_dir/sql/setup.sql" >/dev/null
+stack_psql -d "$db" -f "$bench_dir/sql/setup.sql" >/dev/null
 
 # Requests carry PostgREST's headers, so every variant does the full work.
 export PGOPTIONS='-c request.headers={"x-forwarded-for":"203.0.113.7,10.0.0.1","user-agent":"parker-bench/1.0"}'
@@ -41,7 +38,7 @@ tps() { # script -> transactions per second of one pgbench run
 triggers() { # enable|disable trigger...
   local action=$1; shift
   for trigger in "$@"; do
-    psql_db -d "$db" -c "ALTER TABLE traveler_profiles ${action^^} TRIGGER $trigger"
+    stack_psql -d "$db" -c "ALTER TABLE traveler_profiles ${action^^} TRIGGER $trigger"
   done
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -76,15 +73,15 @@ say "completion backfill of 1M profiles: ours vs one set-based SQL statement"
 seconds_of() { # sql -> wall-clock seconds
   local start end
   start=$(date +%s.%N)
-  psql_db -d "$db" -c "$1" >/dev/null
+  stack_psql -d "$db" -c "$1" >/dev/null
   end=$(date +%s.%N)
   awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }'
 }
-psql_db -d "$db" -c "TRUNCATE profile_completion_tracking"
+stack_psql -d "$db" -c "TRUNCATE profile_completion_tracking"
 backfill_ours=$(seconds_of "CALL wallet.refresh_all_completion(10000)")
-psql_db -d "$db" -c "TRUNCATE profile_completion_tracking"
+stack_psql -d "$db" -c "TRUNCATE profile_completion_tracking"
 backfill_sql=$(seconds_of "SELECT bench_sql_refresh_all()")
-tracked=$(psql_db -d "$db" -Atc "SELECT count(*) FROM profile_completion_tracking")
+tracked=$(stack_psql -d "$db" -Atc "SELECT count(*) FROM profile_completion_tracking")
 
 m() { echo "${runs[$1]}" | tr ' ' '\n' | grep . | median; }
 printf '\n%-44s %12s %10s\n' "benchmark (median of $rounds x ${seconds}s, 1 client)" "rows/s" "ratio"

@@ -23,13 +23,12 @@ set -a; source "$stack_dir/stack.env"; set +a
 
 db=parker_demo
 export DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_PGPORT/$db"
-psql_db() { psql -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"; }
 step() { printf '\n\033[1;36m## %s\033[0m\n' "$*"; }
 
 # As PostgREST serves a request: role `authenticated`, the traveler's verified
 # claims and request headers, all local to one transaction.
 as_traveler() { # user-id, sql
-  psql_db -d "$db" <<SQL
+  stack_psql -d "$db" <<SQL
 BEGIN;
 SELECT set_config('role', 'authenticated', true),
        set_config('request.jwt.claims', '{"sub":"$1","role":"authenticated"}', true),
@@ -43,13 +42,11 @@ ADA=a11ce000-0000-4000-8000-00000000ada1
 BOB=b0b00000-0000-4000-8000-000000000b0b
 
 step "Install: CREATE EXTENSION parker_wallet, then the migrations"
-psql_db -d postgres -c "CREATE DATABASE $db"
-psql_db -d "$db" -c "CREATE EXTENSION parker_wallet"
-"$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up
+stack_database "$db" migrated
 "$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" status
 
 step "Sign-up: Supabase Auth creates two travelers"
-psql_db -d "$db" -c "INSERT INTO auth.users (id, email) VALUES ('$ADA', 'ada@example.com'), ('$BOB', 'bob@example.com')"
+stack_psql -d "$db" -c "INSERT INTO auth.users (id, email) VALUES ('$ADA', 'ada@example.com'), ('$BOB', 'bob@example.com')"
 echo "ada = $ADA"
 echo "bob = $BOB"
 
@@ -71,7 +68,7 @@ step "RLS check: Bob sees none of Ada's rows and cannot change them"
 as_traveler "$BOB" "SELECT count(*) AS ada_profiles_visible_to_bob FROM traveler_profiles WHERE user_id = '$ADA';
                     WITH changed AS (UPDATE traveler_profiles SET first_name = 'Mallory' WHERE user_id = '$ADA' RETURNING 1)
                     SELECT count(*) AS ada_rows_bob_updated FROM changed;"
-psql_db -d "$db" -c "SELECT first_name AS ada_first_name_after_bob FROM traveler_profiles WHERE user_id = '$ADA'"
+stack_psql -d "$db" -c "SELECT first_name AS ada_first_name_after_bob FROM traveler_profiles WHERE user_id = '$ADA'"
 
 step "Ada's audit trail, as she can read it (one hash chain per traveler)"
 as_traveler "$ADA" "SELECT chain_seq, action, table_name, host(ip_address) AS ip, user_agent,
@@ -80,18 +77,18 @@ as_traveler "$ADA" "SELECT chain_seq, action, table_name, host(ip_address) AS ip
                       FROM traveler_data_audit ORDER BY chain_seq;"
 
 step "The audit chain verifies (no broken row), then a tampered row is caught"
-psql_db -d "$db" -c "SELECT count(*) AS broken_rows FROM wallet.verify_audit_chain()"
-psql_db -d "$db" -c "UPDATE traveler_data_audit SET new_data = jsonb_set(new_data, '{first_name}', '\"Eve\"') WHERE user_id = '$ADA' AND chain_seq = 1"
-psql_db -d "$db" -c "SELECT user_id, chain_seq, reason FROM wallet.verify_audit_chain()"
+stack_psql -d "$db" -c "SELECT count(*) AS broken_rows FROM wallet.verify_audit_chain()"
+stack_psql -d "$db" -c "UPDATE traveler_data_audit SET new_data = jsonb_set(new_data, '{first_name}', '\"Eve\"') WHERE user_id = '$ADA' AND chain_seq = 1"
+stack_psql -d "$db" -c "SELECT user_id, chain_seq, reason FROM wallet.verify_audit_chain()"
 
 step "Feature flag at 10% rollout: same buckets as Parker Flight's userInBucket()"
-psql_db -d "$db" -c "INSERT INTO feature_flags (name, enabled, rollout_percent) VALUES ('auto_booking', true, 10)"
-psql_db -d "$db" -c "SELECT who, wallet.flag_bucket(id) AS bucket, wallet.flag_enabled('auto_booking', id) AS sees_auto_booking
+stack_psql -d "$db" -c "INSERT INTO feature_flags (name, enabled, rollout_percent) VALUES ('auto_booking', true, 10)"
+stack_psql -d "$db" -c "SELECT who, wallet.flag_bucket(id) AS bucket, wallet.flag_enabled('auto_booking', id) AS sees_auto_booking
                        FROM (VALUES ('ada', '$ADA'::uuid), ('bob', '$BOB'::uuid)) AS t(who, id)"
 
 step "Ada saves a card: Edge Function -> sidecar -> Stripe (localstripe), card data never touches us"
 # The sidecar as Edge Functions reach it: wallet routes on, RLS-bound login role.
-psql_db -d "$db" -c "CREATE ROLE pw_demo_sidecar LOGIN NOINHERIT" -c "GRANT parker_wallet_sidecar TO pw_demo_sidecar"
+stack_psql -d "$db" -c "CREATE ROLE pw_demo_sidecar LOGIN NOINHERIT" -c "GRANT parker_wallet_sidecar TO pw_demo_sidecar"
 wallet_socket="$PW_STACK_DIR/wallet.sock"
 jwt_secret="parker-demo-jwt-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 cat >"$PW_STACK_DIR/wallet-sidecar.toml" <<TOML
@@ -148,7 +145,7 @@ as_traveler "$ADA" "SELECT completeness_score AS score_with_a_card FROM profile_
                       FROM traveler_data_audit WHERE table_name IN ('wallet_customers', 'payment_methods') ORDER BY chain_seq;"
 
 step "Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext)"
-psql_db -d "$db" <<SQL
+stack_psql -d "$db" <<SQL
 CREATE TEMP TABLE sealed AS
   SELECT wallet.encrypt(convert_to('{"brand":"visa","last4":"4242"}', 'UTF8'),
          '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data"}') AS record;
@@ -169,7 +166,7 @@ SELECT wallet.sidecar_health() ->> 'ready' AS sidecar_ready;
 SQL
 
 step "RLS report for the public schema (no findings expected)"
-psql_db -d "$db" -c "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns_indexed,
+stack_psql -d "$db" -c "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns_indexed,
                             cardinality(findings) AS findings
                        FROM wallet.rls_report(ARRAY['public'])"
 

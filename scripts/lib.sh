@@ -39,6 +39,22 @@ as_cluster_user() {
   fi
 }
 
+# psql as the superuser of the stack's cluster (after sourcing its stack.env).
+stack_psql() {
+  psql -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"
+}
+
+# A new database of the stack with parker_wallet installed; with `migrated`,
+# migrations/ are applied too (the runner's report goes to stdout).
+stack_database() { # name [migrated]
+  stack_psql -d postgres -c "CREATE DATABASE $1"
+  stack_psql -d "$1" -c "CREATE EXTENSION parker_wallet"
+  if [ "${2:-}" = migrated ]; then
+    DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_PGPORT/$1" \
+      "$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up
+  fi
+}
+
 # A free TCP port on the loopback interface, chosen by the kernel.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -36,12 +36,8 @@ trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"; rm -f "$results"' EXIT INT 
 set -a; source "$stack_dir/stack.env"; set +a
 
 say "preparing the template database"
-psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"; }
-psql_admin -d postgres -c "CREATE DATABASE pw_template"
-psql_admin -d pw_template -c "CREATE EXTENSION parker_wallet"
-DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_PGPORT/pw_template" \
-  "$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up >/dev/null
-psql_admin -d postgres -f "$PW_ROOT/tests/support/roles.sql"
+stack_database pw_template migrated >/dev/null
+stack_psql -d postgres -f "$PW_ROOT/tests/support/roles.sql"
 
 say "workspace tests (sidecar unit tests and end-to-end tests)"
 run_tests cargo test -p kms-sidecar -p parker-wallet-e2e -- ${filter:+"$filter"}

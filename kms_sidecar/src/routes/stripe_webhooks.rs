@@ -87,8 +87,7 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
         return Ok((StatusCode::OK, json!({ "received": true, "duplicate": !new, "applied": false })));
     };
 
-    let stored_customer: Option<String> = customer.map(str::to_owned);
-    let effect = match (kind, stored_customer.as_deref(), payment_method) {
+    let effect = match (kind, customer, payment_method) {
         ("setup_intent.succeeded", Some(customer), _) => match text(&object, "/id") {
             Some(intent) => match card_of_setup_intent(stripe, customer, intent).await {
                 Ok(card) => Effect::StoreCard(card),

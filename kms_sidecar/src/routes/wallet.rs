@@ -72,13 +72,20 @@ pub async fn list_payment_methods(call: &WalletCall<'_>) -> Result<Answer, ApiEr
     Ok((StatusCode::OK, json!({ "data": cards })))
 }
 
-/// Serialises wallet changes of one traveler (default switching, adds, deletes).
-pub(crate) async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), ApiError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.wallet:' || $1::text, 0))")
+/// A transaction lock on one traveler's `scope`: their requests in that scope
+/// queue, other travelers' do not.
+async fn lock_traveler(tx: &mut sqlx::PgConnection, scope: &str, user_id: uuid::Uuid) -> Result<(), ApiError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.' || $1 || ':' || $2::text, 0))")
+        .bind(scope)
         .bind(user_id)
         .execute(tx)
         .await?;
     Ok(())
+}
+
+/// Serialises wallet changes of one traveler (default switching, adds, deletes).
+pub(crate) async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), ApiError> {
+    lock_traveler(tx, "wallet", user_id).await
 }
 
 async fn card_by_id(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid, card_id: uuid::Uuid) -> Result<Card, ApiError> {
@@ -293,11 +300,13 @@ pub async fn delete_payment_method(state: &AppState, call: &WalletCall<'_>, card
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
     let mut tx = database.as_traveler(traveler, meta).await?;
     lock_wallet(&mut tx, traveler.user_id).await?;
-    card_by_id(&mut tx, traveler.user_id, card_id).await?;
-    let payment_method: String = sqlx::query_scalar("SELECT stripe_payment_method_id FROM public.payment_methods WHERE id = $1")
-        .bind(card_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let payment_method: String =
+        sqlx::query_scalar("SELECT stripe_payment_method_id FROM public.payment_methods WHERE user_id = $1 AND id = $2")
+            .bind(traveler.user_id)
+            .bind(card_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(ApiError::CardNotFound)?;
     match stripe.detach_payment_method(&payment_method).await {
         // Already detached (or gone) at Stripe: nothing left to undo there.
         Ok(()) | Err(crate::payments::StripeError::Refused { status: 400 | 404, .. }) => {}
@@ -320,10 +329,7 @@ async fn ensure_customer(
     meta: &RequestMeta,
 ) -> Result<String, ApiError> {
     let mut tx = database.as_traveler(traveler, meta).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.customer:' || $1::text, 0))")
-        .bind(traveler.user_id)
-        .execute(&mut *tx)
-        .await?;
+    lock_traveler(&mut tx, "customer", traveler.user_id).await?;
     let existing: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
         .bind(traveler.user_id)
         .fetch_optional(&mut *tx)
