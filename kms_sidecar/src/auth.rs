@@ -21,10 +21,14 @@ impl Traveler {
     /// The traveler a verified Stripe event concerns: the sidecar acts for them on
     /// Stripe's word (the event's signature), with claims that say so.
     pub fn named_by_stripe(user_id: uuid::Uuid) -> Self {
-        Self {
-            user_id,
-            claims: serde_json::json!({ "sub": user_id, "role": "authenticated", "iss": "parker-wallet/stripe-webhook" }),
-        }
+        Self::acting_for(user_id, "parker-wallet/stripe-webhook")
+    }
+
+    /// The sidecar acting for `user_id` on another authority than the traveler's
+    /// own token (a signed webhook, the service key, the reconciler); `issuer`
+    /// says which, in the claims RLS and the audit trail see.
+    pub fn acting_for(user_id: uuid::Uuid, issuer: &str) -> Self {
+        Self { user_id, claims: serde_json::json!({ "sub": user_id, "role": "authenticated", "iss": issuer }) }
     }
 }
 
@@ -108,6 +112,32 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Traveler, AuthError> {
+        let claims = self.decode(token, true)?;
+        let parsed: Claims = serde_json::from_value(claims.clone()).map_err(|_| AuthError::Malformed)?;
+        if parsed.role.as_deref() != Some("authenticated") {
+            return Err(AuthError::WrongRole);
+        }
+        let user_id = parsed
+            .sub
+            .as_deref()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or(AuthError::NoSubject)?;
+        Ok(Traveler { user_id, claims })
+    }
+
+    /// Whether `token` is the project's service key (Supabase's `service_role`
+    /// JWT, which has neither audience nor subject): a server-side caller that
+    /// may act for a campaign's owner.
+    pub fn verify_service(&self, token: &str) -> Result<(), AuthError> {
+        let claims = self.decode(token, false)?;
+        match claims["role"].as_str() {
+            Some("service_role") => Ok(()),
+            _ => Err(AuthError::WrongRole),
+        }
+    }
+
+    /// The verified claims; `for_traveler` requires audience and subject.
+    fn decode(&self, token: &str, for_traveler: bool) -> Result<serde_json::Value, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         let (key, algorithm) = match header.alg {
             Algorithm::HS256 => (self.secret.as_ref().ok_or(AuthError::UnknownKey)?, Algorithm::HS256),
@@ -122,8 +152,13 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECS;
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        if for_traveler {
+            validation.set_audience(&[&self.audience]);
+            validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        } else {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp"]);
+        }
         let data = decode::<serde_json::Value>(token, key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
@@ -135,16 +170,7 @@ impl JwtVerifier {
                 _ => AuthError::Malformed,
             }
         })?;
-        let claims: Claims = serde_json::from_value(data.claims.clone()).map_err(|_| AuthError::Malformed)?;
-        if claims.role.as_deref() != Some("authenticated") {
-            return Err(AuthError::WrongRole);
-        }
-        let user_id = claims
-            .sub
-            .as_deref()
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or(AuthError::NoSubject)?;
-        Ok(Traveler { user_id, claims: data.claims })
+        Ok(data.claims)
     }
 }
 
@@ -215,6 +241,17 @@ mod tests {
         assert!(verifier().verify(&none).is_err());
         let hs512 = encode(&Header::new(Algorithm::HS512), &valid(), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
         assert_eq!(verifier().verify(&hs512).unwrap_err(), AuthError::UnknownKey);
+    }
+
+    #[test]
+    fn the_service_key_is_recognised_and_is_no_traveler() {
+        let service = token(json!({"role": "service_role", "iss": "supabase", "exp": now() + 600}), SECRET);
+        assert_eq!(verifier().verify_service(&service), Ok(()));
+        assert_eq!(verifier().verify(&service).unwrap_err(), AuthError::WrongAudience);
+        let traveler = token(valid(), SECRET);
+        assert_eq!(verifier().verify_service(&traveler), Err(AuthError::WrongRole));
+        let forged = token(json!({"role": "service_role", "exp": now() + 600}), "another-secret-of-at-least-32-characters!!");
+        assert_eq!(verifier().verify_service(&forged), Err(AuthError::BadSignature));
     }
 
     #[test]

@@ -202,6 +202,81 @@ fn default_stripe_timeout_ms() -> u64 {
     10_000
 }
 
+/// Duffel (its access token is `PW_DUFFEL_ACCESS_TOKEN`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuffelSettings {
+    #[serde(default = "default_duffel_base")]
+    pub api_base: String,
+    #[serde(default = "default_duffel_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_duffel_base() -> String {
+    "https://api.duffel.com".to_owned()
+}
+
+fn default_duffel_timeout_ms() -> u64 {
+    30_000
+}
+
+/// The booking saga's policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingSettings {
+    /// The page where a traveler completes 3-D Secure; `{booking_id}` is
+    /// replaced. Sent in the outbox email: it carries the booking, never a secret.
+    #[serde(default = "default_authentication_url")]
+    pub authentication_url: String,
+    /// How long an authorization may wait for capture. Visa's limit for
+    /// merchant-initiated transactions is 5 days, the shortest of the networks.
+    #[serde(default = "default_capture_window_hours")]
+    pub capture_window_hours: i64,
+    /// The reconciler alerts on authorizations this close to the deadline.
+    #[serde(default = "default_alert_before_hours")]
+    pub alert_before_hours: i64,
+    /// The reconciler leaves a booking alone until it is this old (a live
+    /// request may still be working on it).
+    #[serde(default = "default_reconcile_after_secs")]
+    pub reconcile_after_secs: i64,
+    /// An order that Duffel does not list this long after an ambiguous create
+    /// is taken as not created, and the authorization is released.
+    #[serde(default = "default_order_settle_secs")]
+    pub order_settle_secs: i64,
+}
+
+impl Default for BookingSettings {
+    fn default() -> Self {
+        Self {
+            authentication_url: default_authentication_url(),
+            capture_window_hours: default_capture_window_hours(),
+            alert_before_hours: default_alert_before_hours(),
+            reconcile_after_secs: default_reconcile_after_secs(),
+            order_settle_secs: default_order_settle_secs(),
+        }
+    }
+}
+
+fn default_authentication_url() -> String {
+    "https://app.parkerflight.com/bookings/{booking_id}/authenticate".to_owned()
+}
+
+fn default_capture_window_hours() -> i64 {
+    120
+}
+
+fn default_alert_before_hours() -> i64 {
+    24
+}
+
+fn default_reconcile_after_secs() -> i64 {
+    120
+}
+
+fn default_order_settle_secs() -> i64 {
+    600
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -222,6 +297,10 @@ pub struct Settings {
     pub database: Option<DatabaseSettings>,
     pub auth: Option<AuthSettings>,
     pub stripe: Option<StripeSettings>,
+    /// Needed by the booking routes, with [stripe].
+    pub duffel: Option<DuffelSettings>,
+    #[serde(default)]
+    pub bookings: BookingSettings,
 }
 
 fn default_grace() -> u64 {
@@ -238,6 +317,7 @@ pub struct Secrets {
     /// while a secret is being rotated.
     pub stripe_webhook_secrets: Vec<SecretString>,
     pub service_token: Option<SecretString>,
+    pub duffel_access_token: Option<SecretString>,
     pub aws_access_key_id: Option<SecretString>,
     pub aws_secret_access_key: Option<SecretString>,
 }
@@ -353,6 +433,7 @@ impl Secrets {
                 })
                 .unwrap_or_default(),
             service_token: secrets::from_env("PW_SERVICE_TOKEN")?,
+            duffel_access_token: secrets::from_env("PW_DUFFEL_ACCESS_TOKEN")?,
             aws_access_key_id: secrets::from_env("AWS_ACCESS_KEY_ID")?,
             aws_secret_access_key: secrets::from_env("AWS_SECRET_ACCESS_KEY")?,
         };
@@ -364,6 +445,9 @@ impl Secrets {
         }
         if settings.stripe.is_some() && secrets.stripe_secret_key.is_none() {
             return Err(setting("PW_STRIPE_SECRET_KEY", "required when [stripe] is configured"));
+        }
+        if settings.duffel.is_some() && secrets.duffel_access_token.is_none() {
+            return Err(setting("PW_DUFFEL_ACCESS_TOKEN", "required when [duffel] is configured"));
         }
         if let Some(auth) = &settings.auth {
             if secrets.jwt_secret.is_none() && auth.jwks_file.is_none() {

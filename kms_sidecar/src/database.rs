@@ -19,6 +19,12 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
+/// An advisory lock held for as long as this value lives.
+#[derive(Debug)]
+pub struct Lease {
+    _tx: Transaction<'static, Postgres>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: PgPool,
@@ -45,6 +51,31 @@ impl Database {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT set_config('role', 'parker_wallet_sidecar', true)").execute(&mut *tx).await?;
         Ok(tx)
+    }
+
+    /// Holds a transaction-scoped advisory lock on `key` in its own transaction:
+    /// the lock ends with the lease, or with the process (a crash frees it at
+    /// once, no timeout to wait out). `wait`: how long to queue for it; `None`
+    /// only tries. `Ok(None)`: someone else holds it.
+    pub async fn lease(&self, key: &str, wait: Option<Duration>) -> Result<Option<Lease>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let held = match wait {
+            None => sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?,
+            Some(wait) => {
+                sqlx::query(&format!("SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)))
+                    .execute(&mut *tx)
+                    .await?;
+                match sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(key).execute(&mut *tx).await {
+                    Ok(_) => true,
+                    Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => false,
+                    Err(other) => return Err(other),
+                }
+            }
+        };
+        Ok(held.then_some(Lease { _tx: tx }))
     }
 
     /// A transaction acting for `traveler`, as role `parker_wallet_sidecar`.

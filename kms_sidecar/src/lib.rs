@@ -20,6 +20,7 @@ pub mod config;
 pub mod crypto;
 pub mod database;
 pub mod domain;
+pub mod duffel;
 pub mod metrics;
 pub mod migrate;
 pub mod payments;

@@ -55,6 +55,17 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// One pass over unsettled bookings: re-query Stripe and Duffel, drive each
+    /// to a final state or report it; flag authorizations near their capture
+    /// deadline. Prints one JSON line per booking; exits 1 when any needs a person.
+    Reconcile {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Leave bookings younger than this to their live requests
+        /// (default: bookings.reconcile_after_secs).
+        #[arg(long)]
+        min_age_secs: Option<i64>,
+    },
     /// Apply or revert the schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -93,6 +104,7 @@ async fn main() -> ExitCode {
         Command::RotateKeys { config, table, column, batch_size, database_url } => {
             rotate_keys(config, &table, &column, batch_size, &database_url).await
         }
+        Command::Reconcile { config, min_age_secs } => reconcile(config, min_age_secs).await,
         Command::Migrate { action, dir, database_url } => migrate(action, &dir, database_url).await,
     };
     match result {
@@ -125,6 +137,28 @@ async fn rotate_keys(config: ConfigArgs, table: &str, column: &str, batch_size: 
         report.examined, report.rewrapped, report.skipped_changed
     );
     Ok(())
+}
+
+async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Result<()> {
+    let (settings, secrets) = config.load()?;
+    let state = server::build_state(settings, secrets).await?;
+    let ports = kms_sidecar::bookings::Ports::of(&state).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let min_age = min_age_secs.unwrap_or(state.settings.bookings.reconcile_after_secs);
+    let report = kms_sidecar::bookings::reconcile::run(ports, min_age).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for line in &report.lines {
+        println!("{}", serde_json::to_string(line)?);
+    }
+    println!(
+        "reconcile: {} examined, {} settled, {} busy, {} alert(s)",
+        report.examined,
+        report.settled,
+        report.busy,
+        report.alerts()
+    );
+    match report.alerts() {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!("{n} booking(s) need attention")),
+    }
 }
 
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {

@@ -9,21 +9,31 @@ use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::customer::{CreateCustomer, RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::{
-    CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
+    CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent,
+    RetrievePaymentIntent,
 };
+use stripe_core::refund::CreateRefund;
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
 use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod, RetrievePaymentMethod};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StripeError {
     /// Stripe refused the request (4xx): final for this request.
+    /// `payment_intent`: the PaymentIntent a refused confirmation left behind.
     #[error("Stripe refused the request ({status}): {message}")]
-    Refused { status: u16, code: Option<String>, decline_code: Option<String>, message: String },
+    Refused { status: u16, code: Option<String>, decline_code: Option<String>, message: String, payment_intent: Option<String> },
     /// Stripe could not be reached, or failed (5xx): may be retried.
     #[error("Stripe is unavailable: {0}")]
     Unavailable(String),
     #[error("Stripe did not answer in time")]
     Timeout,
+}
+
+impl StripeError {
+    /// A refusal of our own making, before any request (bad input).
+    fn invalid(code: &str, message: String) -> Self {
+        Self::Refused { status: 400, code: Some(code.to_owned()), decline_code: None, message, payment_intent: None }
+    }
 }
 
 /// A SetupIntent for the browser: its id, and the client secret Stripe.js needs.
@@ -120,6 +130,14 @@ pub trait StripePort: Send + Sync {
     async fn cancel_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError>;
 
     async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntentView, StripeError>;
+
+    /// The customer's PaymentIntents created at or after `since` (unix seconds)
+    /// whose metadata has `key` = `value`: how a booking finds the
+    /// authorization a crash kept it from recording.
+    async fn find_payment_intents(&self, customer_id: &str, since: i64, key: &str, value: &str) -> Result<Vec<PaymentIntentView>, StripeError>;
+
+    /// Refunds a captured PaymentIntent in full.
+    async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError>;
 }
 
 fn intent_view(intent: stripe_shared::PaymentIntent) -> PaymentIntentView {
@@ -178,6 +196,7 @@ impl AsyncStripe {
                 code: error.code.as_ref().map(|c| c.to_string()),
                 decline_code: error.decline_code.clone(),
                 message: error.message.clone().unwrap_or_default(),
+                payment_intent: error.payment_intent.as_ref().map(|intent| intent.id.to_string()),
             }),
             Ok(Err(stripe::StripeError::Timeout)) => Err(StripeError::Timeout),
             Ok(Err(other)) => Err(StripeError::Unavailable(other.to_string())),
@@ -194,7 +213,7 @@ pub fn ensure_tls_provider() {
 fn strategy(key: &str) -> Result<RequestStrategy, StripeError> {
     IdempotencyKey::new(key)
         .map(RequestStrategy::Idempotent)
-        .map_err(|e| StripeError::Refused { status: 400, code: None, decline_code: None, message: format!("idempotency key: {e}") })
+        .map_err(|e| StripeError::invalid("idempotency_key", format!("idempotency key: {e}")))
 }
 
 #[async_trait::async_trait]
@@ -236,12 +255,7 @@ impl StripePort for AsyncStripe {
 
     async fn retrieve_card(&self, payment_method_id: &str) -> Result<CardDetails, StripeError> {
         let method = self.bounded(RetrievePaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await?;
-        let card = method.card.ok_or_else(|| StripeError::Refused {
-            status: 400,
-            code: Some("not_a_card".into()),
-            decline_code: None,
-            message: "the payment method is not a card".into(),
-        })?;
+        let card = method.card.ok_or_else(|| StripeError::invalid("not_a_card", "the payment method is not a card".into()))?;
         Ok(CardDetails {
             payment_method_id: method.id.to_string(),
             customer_id: method.customer.as_ref().map(|c| c.id().to_string()),
@@ -276,7 +290,7 @@ impl StripePort for AsyncStripe {
         let currency: stripe_types::Currency = authorization
             .currency
             .parse()
-            .map_err(|_| StripeError::Refused { status: 400, code: Some("invalid_currency".into()), decline_code: None, message: authorization.currency.to_owned() })?;
+            .map_err(|_| StripeError::invalid("invalid_currency", authorization.currency.to_owned()))?;
         let request = CreatePaymentIntent::new(authorization.amount, currency)
             .customer(authorization.customer_id)
             .payment_method(authorization.payment_method_id)
@@ -305,5 +319,24 @@ impl StripePort for AsyncStripe {
     async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntentView, StripeError> {
         let intent = self.bounded(RetrievePaymentIntent::new(id.to_owned()).send(&self.client)).await?;
         Ok(intent_view(intent))
+    }
+
+    async fn find_payment_intents(&self, customer_id: &str, since: i64, key: &str, value: &str) -> Result<Vec<PaymentIntentView>, StripeError> {
+        let request = ListPaymentIntent::new()
+            .customer(customer_id)
+            .created(stripe_types::RangeQueryTs::gte(since))
+            .limit(100);
+        let page = self.bounded(request.send(&self.client)).await?;
+        Ok(page
+            .data
+            .into_iter()
+            .filter(|intent| intent.metadata.get(key).map(String::as_str) == Some(value))
+            .map(intent_view)
+            .collect())
+    }
+
+    async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError> {
+        let request = CreateRefund::new().payment_intent(id);
+        self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await.map(drop)
     }
 }

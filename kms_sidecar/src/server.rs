@@ -121,16 +121,25 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         )),
         _ => None,
     };
+    let duffel: Option<Arc<dyn crate::duffel::DuffelPort>> = match (&settings.duffel, &secrets.duffel_access_token) {
+        (Some(config), Some(token)) => Some(Arc::new(
+            crate::duffel::HttpDuffel::new(&config.api_base, token.clone(), Duration::from_millis(config.timeout_ms))
+                .map_err(|e| ConfigError::Setting { setting: "duffel", problem: e.to_string() })?,
+        )),
+        _ => None,
+    };
     Ok(Arc::new(AppState {
         settings,
         database,
         verifier,
         stripe,
+        duffel,
         webhook_secrets: secrets.stripe_webhook_secrets,
         crypto,
         metrics,
         service_token: secrets.service_token,
         readiness: Default::default(),
+        booking_locks: Default::default(),
     }))
 }
 

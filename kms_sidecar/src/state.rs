@@ -14,11 +14,13 @@ pub struct AppState {
     pub database: Option<crate::database::Database>,
     pub verifier: Option<crate::auth::JwtVerifier>,
     pub stripe: Option<Arc<dyn crate::payments::StripePort>>,
+    pub duffel: Option<Arc<dyn crate::duffel::DuffelPort>>,
     pub webhook_secrets: Vec<SecretString>,
     pub crypto: EnvelopeCrypto,
     pub metrics: Arc<Metrics>,
     pub service_token: Option<SecretString>,
     pub readiness: crate::routes::health::ReadinessCache,
+    pub booking_locks: crate::bookings::BookingLocks,
 }
 
 impl std::fmt::Debug for AppState {

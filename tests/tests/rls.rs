@@ -247,7 +247,7 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table() ->
     let mut tables: Vec<&str> = report.iter().map(|r| r.0.as_str()).collect();
     tables.sort_unstable();
     let mut expected = USER_TABLES.to_vec();
-    expected.extend(["feature_flags", "idempotency_keys", "stripe_events"]);
+    expected.extend(["booking_charge_events", "booking_charges", "feature_flags", "idempotency_keys", "notification_outbox", "stripe_events"]);
     expected.sort_unstable();
     assert_eq!(tables, expected);
     for (table, enabled, forced, policies, columns, indexed, findings) in &report {

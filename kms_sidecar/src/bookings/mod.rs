@@ -1,4 +1,12 @@
-//! Booking charges (issue 6, in progress): the saga's rules, pure. The route,
-//! its table and the Duffel client come next; see docs/DESIGN-notes.md.
+//! Booking charges: authorize on a saved card, order at Duffel, capture only
+//! once Duffel confirms; never charge twice. See docs/bookings.md.
+//! - [`saga`]: the rules (states, transitions, decline classes), pure.
+//! - [`store`]: the row, its history and the outbox; every state write.
+//! - [`flow`]: the steps and their external calls; [`reconcile`]: the operator pass.
 
+pub mod flow;
+pub mod reconcile;
 pub mod saga;
+pub mod store;
+
+pub use flow::{Actor, BookingLocks, Driver, Ports};

@@ -31,6 +31,24 @@ impl State {
         matches!(self, Self::Captured | Self::Voided | Self::Refunded | Self::Declined)
     }
 
+    pub const ALL: [State; 11] = [
+        Self::Authorizing,
+        Self::RequiresAuthentication,
+        Self::Ordering,
+        Self::Capturing,
+        Self::Voiding,
+        Self::Refunding,
+        Self::NeedsReconciliation,
+        Self::Captured,
+        Self::Voided,
+        Self::Refunded,
+        Self::Declined,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Authorizing => "authorizing",
@@ -136,6 +154,8 @@ pub fn next(state: State, outcome: &Outcome, backup_available: bool) -> Option<T
         // the traveler holds a ticket.
         (S::Capturing, O::Ambiguous) => go(S::NeedsReconciliation),
         (S::Voiding, O::Released) => go(S::Voided),
+        // Money was taken after all (captured elsewhere): give it back.
+        (S::Voiding, O::Captured) => go(S::Refunding),
         (S::Voiding, O::Ambiguous) => go(S::NeedsReconciliation),
         (S::Refunding, O::Refunded) => go(S::Refunded),
         (S::Refunding, O::Ambiguous) => go(S::NeedsReconciliation),
@@ -192,6 +212,20 @@ mod tests {
         for state in [State::Authorizing, State::Ordering, State::Capturing, State::Voiding, State::Refunding] {
             assert_eq!(next(state, &Outcome::Ambiguous, false).unwrap().to, State::NeedsReconciliation, "{state:?}");
         }
+    }
+
+    #[test]
+    fn a_void_that_finds_money_taken_refunds_it() {
+        assert_eq!(next(State::Voiding, &Outcome::Captured, false).unwrap().to, State::Refunding);
+        assert_eq!(next(State::Refunding, &Outcome::Refunded, false).unwrap().to, State::Refunded);
+    }
+
+    #[test]
+    fn states_read_back_from_their_names() {
+        for state in State::ALL {
+            assert_eq!(State::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(State::parse("paid"), None);
     }
 
     #[test]

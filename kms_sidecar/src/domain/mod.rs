@@ -3,6 +3,8 @@
 
 mod caller;
 pub(crate) mod context;
+mod money;
 
 pub use caller::CallerClass;
 pub use context::{EncryptionContext, Identifier, InvalidContext};
+pub use money::{InvalidMoney, Money, MAX_AMOUNT};

@@ -46,6 +46,26 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("webhook signature: {0}")]
     InvalidSignature(crate::webhooks::SignatureError),
+    #[error(transparent)]
+    InvalidMoney(#[from] crate::domain::InvalidMoney),
+    #[error("{0}")]
+    InvalidBooking(String),
+    #[error("no such campaign for this traveler")]
+    CampaignNotFound,
+    #[error("the campaign has no consent (consent_at) for off-session charges")]
+    ConsentRequired,
+    #[error("the traveler has no usable (saved, unexpired) card")]
+    NoUsableCard,
+    #[error("no such booking for this traveler")]
+    BookingNotFound,
+    #[error("another request is working on this booking; retry with the same Idempotency-Key")]
+    BookingInProgress,
+    #[error("the issuer is still waiting for the traveler to authenticate")]
+    AuthenticationPending,
+    #[error("the booking routes need [stripe] and [duffel] in the sidecar's configuration")]
+    BookingsNotConfigured,
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -53,14 +73,16 @@ impl ApiError {
     pub fn as_problem(&self) -> Problem {
         match self {
             // Database errors are not cloneable; their problem carries no detail anyway.
-            Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            Self::Database(_) | Self::Internal(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
             other => Self::describe(other),
         }
     }
 
     pub fn into_problem(self) -> Problem {
-        if let Self::Database(error) = &self {
-            tracing::error!(%error, "database error");
+        match &self {
+            Self::Database(error) => tracing::error!(%error, "database error"),
+            Self::Internal(error) => tracing::error!(%error, "internal error"),
+            _ => {}
         }
         Self::describe(&self)
     }
@@ -68,7 +90,7 @@ impl ApiError {
     fn describe(&self) -> Problem {
         let detail = match self {
             // Database errors can name tables and values: logged, never sent.
-            Self::Database(_) => "the request could not be completed".to_owned(),
+            Self::Database(_) | Self::Internal(_) => "the request could not be completed".to_owned(),
             other => other.to_string(),
         };
         let problem = match self {
@@ -98,7 +120,29 @@ impl ApiError {
             Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable")
             }
-            Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            Self::Database(_) | Self::Internal(_) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
+            }
+            Self::InvalidMoney(crate::domain::InvalidMoney::Amount) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "Invalid amount")
+            }
+            Self::InvalidMoney(crate::domain::InvalidMoney::Currency) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_currency", "Invalid currency")
+            }
+            Self::InvalidBooking(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_booking", "Invalid booking request"),
+            Self::CampaignNotFound => Problem::new(StatusCode::NOT_FOUND, "campaign_not_found", "No such campaign"),
+            Self::ConsentRequired => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent_required", "No consent for off-session charges")
+            }
+            Self::NoUsableCard => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_card", "No usable card"),
+            Self::BookingNotFound => Problem::new(StatusCode::NOT_FOUND, "booking_not_found", "No such booking"),
+            Self::BookingInProgress => Problem::new(StatusCode::CONFLICT, "booking_in_progress", "Booking in progress"),
+            Self::AuthenticationPending => {
+                Problem::new(StatusCode::CONFLICT, "authentication_pending", "Authentication not completed yet")
+            }
+            Self::BookingsNotConfigured => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "bookings_not_configured", "Bookings not configured")
+            }
             Self::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
             Self::SetupIntentNotFound => Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent"),
             Self::SetupIntentNotSucceeded => {

@@ -17,7 +17,7 @@ use super::wallet::{Answer, WalletCall};
 /// Longer than any request may run (Stripe and KMS time out well before).
 const ABANDONED_AFTER: &str = "2 minutes";
 
-fn fingerprint(route: &str, user_id: uuid::Uuid, body: &[u8]) -> Vec<u8> {
+pub(crate) fn fingerprint(route: &str, user_id: uuid::Uuid, body: &[u8]) -> Vec<u8> {
     let mut hasher = Sha256::new();
     for part in [route.as_bytes(), user_id.as_bytes(), body] {
         hasher.update((part.len() as u64).to_be_bytes());

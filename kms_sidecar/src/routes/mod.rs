@@ -1,6 +1,7 @@
 //! The HTTP surface. `dispatch` is the router: it checks the caller's class,
 //! reads the body within the size limit and hands over to one route module.
 
+mod bookings;
 mod crypto;
 mod error;
 pub mod health;
@@ -23,15 +24,68 @@ use crate::state::AppState;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// The routes and the caller classes allowed on each.
-fn allowed(path: &str, class: CallerClass) -> bool {
-    match path {
-        "/healthz" | "/readyz" => true,
-        p if p.starts_with("/v1/crypto/") => true,
-        p if p.starts_with("/v1/wallet/") => class == CallerClass::Edge,
-        "/v1/webhooks/stripe" => class == CallerClass::Edge,
-        "/metrics" => class == CallerClass::Admin,
-        _ => false,
+/// Every route the sidecar serves: parsed from the path once, and the one place
+/// that says which caller classes may use it.
+#[derive(Debug, Clone, Copy)]
+enum Route<'p> {
+    Healthz,
+    Readyz,
+    Metrics,
+    Crypto(crypto::Operation),
+    WalletCards,
+    WalletSetupIntents,
+    WalletCard(&'p str),
+    WalletCardDefault(&'p str),
+    StripeWebhook,
+    Bookings,
+    Booking(&'p str),
+    BookingResume(&'p str),
+}
+
+impl<'p> Route<'p> {
+    fn parse(path: &'p str) -> Option<Self> {
+        let id = |rest: &'p str| (!rest.is_empty() && !rest.contains('/')).then_some(rest);
+        Some(match path {
+            "/healthz" => Self::Healthz,
+            "/readyz" => Self::Readyz,
+            "/metrics" => Self::Metrics,
+            "/v1/crypto/encrypt" => Self::Crypto(crypto::Operation::Encrypt),
+            "/v1/crypto/decrypt" => Self::Crypto(crypto::Operation::Decrypt),
+            "/v1/crypto/rewrap" => Self::Crypto(crypto::Operation::Rewrap),
+            "/v1/wallet/payment-methods" => Self::WalletCards,
+            "/v1/wallet/setup-intents" => Self::WalletSetupIntents,
+            "/v1/webhooks/stripe" => Self::StripeWebhook,
+            "/v1/bookings" => Self::Bookings,
+            other => {
+                if let Some(rest) = other.strip_prefix("/v1/wallet/payment-methods/") {
+                    match rest.strip_suffix("/default") {
+                        Some(card) => Self::WalletCardDefault(id(card)?),
+                        None => Self::WalletCard(id(rest)?),
+                    }
+                } else {
+                    let rest = other.strip_prefix("/v1/bookings/")?;
+                    match rest.strip_suffix("/resume") {
+                        Some(booking) => Self::BookingResume(id(booking)?),
+                        None => Self::Booking(id(rest)?),
+                    }
+                }
+            }
+        })
+    }
+
+    fn allowed(self, class: CallerClass) -> bool {
+        match self {
+            Self::Healthz | Self::Readyz | Self::Crypto(_) => true,
+            Self::Metrics => class == CallerClass::Admin,
+            Self::WalletCards
+            | Self::WalletSetupIntents
+            | Self::WalletCard(_)
+            | Self::WalletCardDefault(_)
+            | Self::StripeWebhook
+            | Self::Bookings
+            | Self::Booking(_)
+            | Self::BookingResume(_) => class == CallerClass::Edge,
+        }
     }
 }
 
@@ -60,98 +114,81 @@ pub async fn dispatch(
     Ok(response)
 }
 
-/// `/v1/wallet/payment-methods/{id}` and `/v1/wallet/payment-methods/{id}/default`.
-fn card_path(path: &str) -> Option<(&str, bool)> {
-    let rest = path.strip_prefix("/v1/wallet/payment-methods/")?;
-    match rest.strip_suffix("/default") {
-        Some(id) => Some((id, true)),
-        None if !rest.contains('/') => Some((rest, false)),
-        None => None,
-    }
+fn parse_id(text: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(text).map_err(|_| ApiError::InvalidId(text.to_owned()))
 }
 
-async fn route(state: &AppState, caller: Option<CallerClass>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let path = request.uri().path().to_owned();
-    let known = card_path(&path).is_some() || matches!(
-        path.as_str(),
-        "/healthz"
-            | "/readyz"
-            | "/metrics"
-            | "/v1/crypto/encrypt"
-            | "/v1/crypto/decrypt"
-            | "/v1/crypto/rewrap"
-            | "/v1/wallet/payment-methods"
-            | "/v1/wallet/setup-intents"
-            | "/v1/webhooks/stripe"
-    );
-    if !known {
-        return Err(ApiError::NotFound(path));
-    }
+    let route = Route::parse(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
     let class = caller.ok_or(ApiError::Forbidden)?;
-    if !allowed(&path, class) {
+    if !route.allowed(class) {
         return Err(ApiError::Forbidden);
     }
     let method = request.method().clone();
-    match (method, path.as_str()) {
-        (Method::GET, "/healthz") => Ok(health::healthz()),
-        (Method::GET, "/readyz") => Ok(health::readyz(state).await),
-        (Method::GET, "/metrics") => Ok(text_response(state.metrics.render())),
-        (method, wallet_path) if wallet_path.starts_with("/v1/wallet/") => {
-            let call = wallet::authenticate(state, &request)?;
-            let body = read_body(request, state.settings.limits.max_body_bytes).await?;
-            let route = format!("{method} {wallet_path}");
-            let ((status, answer), replayed) = match (&method, wallet_path) {
-                (&Method::GET, "/v1/wallet/payment-methods") => (wallet::list_payment_methods(&call).await?, false),
-                (&Method::POST, "/v1/wallet/setup-intents") => {
-                    idempotency::run(&call, &route, &body, wallet::create_setup_intent(state, &call)).await?
-                }
-                (&Method::POST, "/v1/wallet/payment-methods") => {
-                    idempotency::run(&call, &route, &body, wallet::add_payment_method(state, &call, &body)).await?
-                }
-                (_, card) => {
-                    let (id, default) = card_path(card).ok_or_else(|| ApiError::NotFound(card.to_owned()))?;
-                    let card_id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::InvalidId(id.to_owned()))?;
-                    match (&method, default) {
-                        (&Method::POST, true) => idempotency::run(&call, &route, &body, wallet::make_default(&call, card_id)).await?,
-                        (&Method::DELETE, false) => {
-                            idempotency::run(&call, &route, &body, wallet::delete_payment_method(state, &call, card_id)).await?
-                        }
-                        _ => return Err(ApiError::MethodNotAllowed),
-                    }
-                }
-            };
-            let mut response = if status.as_u16() >= 400 {
-                let mut response = json_response(status, &answer);
-                response.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/problem+json"),
-                );
-                response
-            } else {
-                json_response(status, &answer)
-            };
-            if replayed {
-                response.headers_mut().insert("idempotent-replayed", hyper::header::HeaderValue::from_static("true"));
-            }
-            Ok(response)
+    let limit = state.settings.limits.max_body_bytes;
+    match (method.clone(), route) {
+        (Method::GET, Route::Healthz) => Ok(health::healthz()),
+        (Method::GET, Route::Readyz) => Ok(health::readyz(state).await),
+        (Method::GET, Route::Metrics) => Ok(text_response(state.metrics.render())),
+        (Method::POST, Route::Crypto(operation)) => {
+            let body = read_body(request, limit).await?;
+            crypto::handle(state, operation, &body).await
         }
-        (Method::POST, "/v1/webhooks/stripe") => {
+        (Method::POST, Route::StripeWebhook) => {
             let signature = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let body = read_body(request, state.settings.limits.max_body_bytes).await?;
+            let body = read_body(request, limit).await?;
             let (status, answer) = stripe_webhooks::receive(state, signature.as_deref(), &body).await?;
             Ok(json_response(status, &answer))
         }
-        (Method::POST, crypto_path) if crypto_path.starts_with("/v1/crypto/") => {
-            let operation = match crypto_path {
-                "/v1/crypto/encrypt" => crypto::Operation::Encrypt,
-                "/v1/crypto/decrypt" => crypto::Operation::Decrypt,
-                _ => crypto::Operation::Rewrap,
+        (Method::POST, Route::Bookings) => Ok(answer_response(bookings::create(state, request).await?, false)),
+        (Method::GET, Route::Booking(id)) => Ok(answer_response(bookings::show(state, request, parse_id(id)?).await?, false)),
+        (Method::POST, Route::BookingResume(id)) => {
+            Ok(answer_response(bookings::resume(state, request, parse_id(id)?).await?, false))
+        }
+        (
+            Method::GET | Method::POST | Method::DELETE,
+            route @ (Route::WalletCards | Route::WalletSetupIntents | Route::WalletCard(_) | Route::WalletCardDefault(_)),
+        ) => {
+            let call = wallet::authenticate(state, &request)?;
+            let body = read_body(request, limit).await?;
+            let name = format!("{method} {path}");
+            let (answer, replayed) = match (&method, route) {
+                (&Method::GET, Route::WalletCards) => (wallet::list_payment_methods(&call).await?, false),
+                (&Method::POST, Route::WalletSetupIntents) => {
+                    idempotency::run(&call, &name, &body, wallet::create_setup_intent(state, &call)).await?
+                }
+                (&Method::POST, Route::WalletCards) => {
+                    idempotency::run(&call, &name, &body, wallet::add_payment_method(state, &call, &body)).await?
+                }
+                (&Method::POST, Route::WalletCardDefault(id)) => {
+                    idempotency::run(&call, &name, &body, wallet::make_default(&call, parse_id(id)?)).await?
+                }
+                (&Method::DELETE, Route::WalletCard(id)) => {
+                    idempotency::run(&call, &name, &body, wallet::delete_payment_method(state, &call, parse_id(id)?)).await?
+                }
+                _ => return Err(ApiError::MethodNotAllowed),
             };
-            let body = read_body(request, state.settings.limits.max_body_bytes).await?;
-            crypto::handle(state, operation, &body).await
+            Ok(answer_response(answer, replayed))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// A route's answer as HTTP: problem+json when it is a stored refusal, and the
+/// `idempotent-replayed` header on a replay.
+fn answer_response((status, body): wallet::Answer, replayed: bool) -> HttpResponse {
+    let mut response = json_response(status, &body);
+    if status.as_u16() >= 400 {
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/problem+json"),
+        );
+    }
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", hyper::header::HeaderValue::from_static("true"));
+    }
+    response
 }
 
 pub(crate) async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {

@@ -1,0 +1,255 @@
+//! The booking row and the queries on it. Every write of a state goes through
+//! [`record`], which checks the transition against the saga's rules and writes
+//! the row, its history (by trigger) and any outbox message in one transaction.
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+use super::saga::{self, Outcome, State};
+use crate::routes::ApiError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Booking {
+    pub id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub campaign_id: uuid::Uuid,
+    pub idempotency_key: String,
+    pub request_fingerprint: Vec<u8>,
+    pub offer_id: String,
+    pub route: Option<String>,
+    pub passengers_sealed: Vec<u8>,
+    pub amount: i64,
+    pub currency: String,
+    pub state: String,
+    pub reconcile_from: Option<String>,
+    pub card_attempt: i16,
+    pub payment_method_id: Option<uuid::Uuid>,
+    pub stripe_payment_method_id: Option<String>,
+    pub card_brand: Option<String>,
+    pub card_last4: Option<String>,
+    pub stripe_payment_intent_id: Option<String>,
+    pub duffel_order_id: Option<String>,
+    pub duffel_booking_reference: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_reason: Option<String>,
+    pub authorized_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Booking {
+    pub fn state(&self) -> State {
+        // The table's CHECK allows only the saga's names.
+        State::parse(&self.state).unwrap_or(State::NeedsReconciliation)
+    }
+
+    /// The step whose outcome a reconciler must find out.
+    pub fn pending_step(&self) -> State {
+        match self.state() {
+            State::NeedsReconciliation => self.reconcile_from.as_deref().and_then(State::parse).unwrap_or(State::Authorizing),
+            other => other,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, user_id, campaign_id, idempotency_key, request_fingerprint, offer_id, route, passengers_sealed,
+    amount, currency, state, reconcile_from, card_attempt, payment_method_id, stripe_payment_method_id, card_brand,
+    card_last4, stripe_payment_intent_id, duffel_order_id, duffel_booking_reference, failure_code, failure_reason,
+    authorized_at, created_at, updated_at";
+
+pub async fn load(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Booking, ApiError> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM public.booking_charges WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(tx)
+        .await?
+        .ok_or(ApiError::BookingNotFound)
+}
+
+pub async fn by_key(tx: &mut PgConnection, user_id: uuid::Uuid, key: &str) -> Result<Option<Booking>, ApiError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM public.booking_charges WHERE user_id = $1 AND idempotency_key = $2"))
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(tx)
+        .await?)
+}
+
+/// A card the saga may charge: saved, not expired.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UsableCard {
+    pub id: uuid::Uuid,
+    pub stripe_payment_method_id: String,
+    pub brand: Option<String>,
+    pub last4: Option<String>,
+}
+
+/// The traveler's usable cards, default first, then newest.
+pub async fn usable_cards(tx: &mut PgConnection, user_id: uuid::Uuid) -> Result<Vec<UsableCard>, ApiError> {
+    Ok(sqlx::query_as(
+        "SELECT id, stripe_payment_method_id, brand, last4 FROM public.payment_methods
+          WHERE user_id = $1
+            AND coalesce((exp_year, exp_month) >= (extract(year FROM current_date)::int,
+                                                   extract(month FROM current_date)::int), true)
+          ORDER BY is_default DESC, created_at DESC",
+    )
+    .bind(user_id)
+    .fetch_all(tx)
+    .await?)
+}
+
+/// What a step learned, to be stored with the state it leads to.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub payment_intent_id: Option<String>,
+    pub authorized: bool,
+    pub duffel_order_id: Option<String>,
+    pub booking_reference: Option<String>,
+    pub failure: Option<(String, String)>,
+    /// The card for the next attempt (backup after a hard decline).
+    pub next_card: Option<UsableCard>,
+    /// A message for the traveler, written with the state.
+    pub outbox: Option<Outbox>,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    pub kind: &'static str,
+    pub dedup_key: String,
+    pub payload: serde_json::Value,
+}
+
+/// Moves `booking` from its state by `outcome`, storing `facts`. Refuses an
+/// outcome the saga does not allow there, and a row that moved meanwhile.
+pub async fn record(tx: &mut PgConnection, booking: &Booking, outcome: &Outcome, backup_available: bool, facts: Facts) -> Result<State, ApiError> {
+    let from = booking.state();
+    let transition = saga::next(from, outcome, backup_available)
+        .ok_or_else(|| ApiError::Internal(format!("booking {}: {outcome:?} cannot happen in {}", booking.id, from.as_str())))?;
+    let to = transition.to;
+    let reconcile_from = (to == State::NeedsReconciliation).then(|| from.as_str());
+    let (failure_code, failure_reason) = facts.failure.unzip();
+    let card = transition.try_backup_card.then_some(facts.next_card).flatten();
+    let result = sqlx::query(
+        "UPDATE public.booking_charges
+            SET state = $3, reconcile_from = $4,
+                stripe_payment_intent_id = CASE WHEN $11::uuid IS NULL THEN coalesce($5, stripe_payment_intent_id) ELSE NULL END,
+                authorized_at = CASE WHEN $6 THEN coalesce(authorized_at, now()) ELSE authorized_at END,
+                duffel_order_id = coalesce($7, duffel_order_id),
+                duffel_booking_reference = coalesce($8, duffel_booking_reference),
+                failure_code = $9, failure_reason = $10,
+                card_attempt = CASE WHEN $11::uuid IS NULL THEN card_attempt ELSE card_attempt + 1 END,
+                payment_method_id = CASE WHEN $11::uuid IS NULL THEN payment_method_id ELSE $11 END,
+                stripe_payment_method_id = CASE WHEN $11::uuid IS NULL THEN stripe_payment_method_id ELSE $12 END,
+                card_brand = CASE WHEN $11::uuid IS NULL THEN card_brand ELSE $13 END,
+                card_last4 = CASE WHEN $11::uuid IS NULL THEN card_last4 ELSE $14 END
+          WHERE id = $1 AND state = $2",
+    )
+    .bind(booking.id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(reconcile_from)
+    .bind(facts.payment_intent_id)
+    .bind(facts.authorized)
+    .bind(facts.duffel_order_id)
+    .bind(facts.booking_reference)
+    .bind(failure_code)
+    .bind(failure_reason)
+    .bind(card.as_ref().map(|c| c.id))
+    .bind(card.as_ref().map(|c| c.stripe_payment_method_id.clone()))
+    .bind(card.as_ref().and_then(|c| c.brand.clone()))
+    .bind(card.as_ref().and_then(|c| c.last4.clone()))
+    .execute(&mut *tx)
+    .await?;
+    if result.rows_affected() != 1 {
+        return Err(ApiError::BookingInProgress);
+    }
+    if let Some(message) = facts.outbox.filter(|_| to == State::RequiresAuthentication) {
+        sqlx::query(
+            "INSERT INTO public.notification_outbox (user_id, kind, dedup_key, payload) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (dedup_key) DO NOTHING",
+        )
+        .bind(booking.user_id)
+        .bind(message.kind)
+        .bind(message.dedup_key)
+        .bind(message.payload)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(to)
+}
+
+/// Chooses the first card of a booking (the default), before Stripe is asked.
+pub async fn choose_first_card(tx: &mut PgConnection, booking: &Booking, card: &UsableCard) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE public.booking_charges
+            SET card_attempt = 1, payment_method_id = $2, stripe_payment_method_id = $3, card_brand = $4, card_last4 = $5
+          WHERE id = $1 AND state = 'authorizing' AND card_attempt = 0",
+    )
+    .bind(booking.id)
+    .bind(card.id)
+    .bind(&card.stripe_payment_method_id)
+    .bind(&card.brand)
+    .bind(&card.last4)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Puts a booking the reconciler took back to the step it will redo; with the
+/// order Duffel turned out to have made, when there is one.
+pub async fn reopen(tx: &mut PgConnection, booking: &Booking, step: State, duffel_order: Option<&crate::duffel::DuffelOrder>) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE public.booking_charges
+            SET state = $2, reconcile_from = NULL,
+                duffel_order_id = coalesce($3, duffel_order_id),
+                duffel_booking_reference = coalesce($4, duffel_booking_reference)
+          WHERE id = $1 AND state = 'needs_reconciliation'",
+    )
+    .bind(booking.id)
+    .bind(step.as_str())
+    .bind(duffel_order.map(|o| o.id.clone()))
+    .bind(duffel_order.and_then(|o| o.booking_reference.clone()))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct HistoryEntry {
+    pub state: String,
+    pub failure_code: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn history(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<HistoryEntry>, ApiError> {
+    Ok(sqlx::query_as("SELECT state, failure_code, at FROM public.booking_charge_events WHERE booking_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(tx)
+        .await?)
+}
+
+/// The booking as the API shows it.
+pub fn view(booking: &Booking, history: &[HistoryEntry], capture_window: chrono::Duration) -> serde_json::Value {
+    let card = booking.card_last4.as_ref().map(|last4| {
+        json!({ "brand": booking.card_brand, "last4": last4, "attempt": booking.card_attempt })
+    });
+    let failure = booking.failure_code.as_ref().map(|code| json!({ "code": code, "reason": booking.failure_reason }));
+    json!({
+        "id": booking.id,
+        "state": booking.state,
+        "reconcile_from": booking.reconcile_from,
+        "campaign_id": booking.campaign_id,
+        "offer_id": booking.offer_id,
+        "route": booking.route,
+        "amount": booking.amount,
+        "currency": booking.currency,
+        "card": card,
+        "payment_intent_id": booking.stripe_payment_intent_id,
+        "duffel_order_id": booking.duffel_order_id,
+        "booking_reference": booking.duffel_booking_reference,
+        "failure": failure,
+        "authorized_at": booking.authorized_at,
+        "capture_by": booking.authorized_at.map(|at| at + capture_window),
+        "created_at": booking.created_at,
+        "updated_at": booking.updated_at,
+        "history": history,
+    })
+}

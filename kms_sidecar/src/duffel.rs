@@ -1,0 +1,219 @@
+//! Duffel, as bookings need it: create an order paid from the Duffel balance,
+//! and find the order made for a booking (by the booking id in its metadata)
+//! when a create call's outcome is unknown. A small client over Duffel's
+//! documented HTTP API (`Duffel-Version: v2`, `{"data": ...}` bodies, errors as
+//! `{"meta": {...}, "errors": [{type, code, title, message}]}`).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::domain::Money;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DuffelError {
+    /// Duffel answered that no order was made (4xx, or `order_not_created`).
+    #[error("Duffel refused the order ({status} {code}): {message}")]
+    Refused { status: u16, code: String, message: String },
+    /// 5xx, a broken connection or an unreadable answer: the order may exist.
+    #[error("Duffel is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Duffel did not answer in time")]
+    Timeout,
+}
+
+impl DuffelError {
+    /// Whether Duffel certainly did not create the order.
+    pub fn is_definite(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+}
+
+/// An order to create: one offer, its passengers (as Duffel wants them), paid
+/// from the balance, tagged with our booking id.
+#[derive(Debug)]
+pub struct OrderRequest<'a> {
+    pub booking_id: uuid::Uuid,
+    pub offer_id: &'a str,
+    pub passengers: &'a serde_json::Value,
+    pub total: &'a Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuffelOrder {
+    pub id: String,
+    pub booking_reference: Option<String>,
+}
+
+#[async_trait::async_trait]
+pub trait DuffelPort: Send + Sync {
+    async fn create_order(&self, order: &OrderRequest<'_>) -> Result<DuffelOrder, DuffelError>;
+
+    /// The order whose metadata names `booking_id`, among orders created since
+    /// `since`; `None` when there is none.
+    async fn find_order(&self, booking_id: uuid::Uuid, since: chrono::DateTime<chrono::Utc>) -> Result<Option<DuffelOrder>, DuffelError>;
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+pub struct HttpDuffel {
+    client: HttpsClient,
+    api_base: String,
+    token: SecretString,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpDuffel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpDuffel").field("api_base", &self.api_base).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+/// Pages read when looking for a booking's order (200 orders a page).
+const MAX_PAGES: usize = 25;
+
+impl HttpDuffel {
+    /// `api_base`: `https://api.duffel.com` in production.
+    pub fn new(api_base: &str, token: SecretString, timeout: Duration) -> Result<Self, DuffelError> {
+        crate::payments::ensure_tls_provider();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { client, api_base: api_base.trim_end_matches('/').to_owned(), token, timeout })
+    }
+
+    async fn call(&self, method: hyper::Method, path_and_query: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, DuffelError> {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.api_base))
+            .header("authorization", format!("Bearer {}", self.token.expose_secret()))
+            .header("duffel-version", "v2")
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
+            .map_err(|e| DuffelError::Unavailable(format!("request: {e}")))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| DuffelError::Unavailable(e.to_string()))?;
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.map_err(|e| DuffelError::Unavailable(e.to_string()))?.to_bytes();
+            Ok::<_, DuffelError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, exchange).await.map_err(|_| DuffelError::Timeout)??;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(error_of(status, &body))
+    }
+}
+
+/// Duffel's error envelope to our error: a 4xx, or any answer whose error code
+/// says the order was not created, is definite; the rest may have acted.
+fn error_of(status: u16, body: &serde_json::Value) -> DuffelError {
+    let first = &body["errors"][0];
+    let code = first["code"].as_str().unwrap_or("unknown").to_owned();
+    let message = first["message"].as_str().or(first["title"].as_str()).unwrap_or("").to_owned();
+    // 429 is a 4xx, yet we must not give up on a booking for it: leave it to the reconciler.
+    if ((400..500).contains(&status) && status != 429) || code == "order_not_created" {
+        DuffelError::Refused { status, code, message }
+    } else {
+        DuffelError::Unavailable(format!("{status} {code}: {message}"))
+    }
+}
+
+fn order_of(data: &serde_json::Value) -> Option<DuffelOrder> {
+    Some(DuffelOrder {
+        id: data["id"].as_str()?.to_owned(),
+        booking_reference: data["booking_reference"].as_str().map(str::to_owned),
+    })
+}
+
+#[async_trait::async_trait]
+impl DuffelPort for HttpDuffel {
+    async fn create_order(&self, order: &OrderRequest<'_>) -> Result<DuffelOrder, DuffelError> {
+        let body = json!({
+            "data": {
+                "type": "instant",
+                "selected_offers": [order.offer_id],
+                "passengers": order.passengers,
+                "payments": [{
+                    "type": "balance",
+                    "amount": order.total.decimal(),
+                    "currency": order.total.currency().to_ascii_uppercase(),
+                }],
+                "metadata": { "booking_id": order.booking_id.to_string() },
+            }
+        });
+        let answer = self.call(hyper::Method::POST, "/air/orders", Some(body)).await?;
+        order_of(&answer["data"]).ok_or_else(|| DuffelError::Unavailable("order answer without an id".into()))
+    }
+
+    async fn find_order(&self, booking_id: uuid::Uuid, since: chrono::DateTime<chrono::Utc>) -> Result<Option<DuffelOrder>, DuffelError> {
+        let wanted = booking_id.to_string();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let query = match &after {
+                Some(cursor) => format!("/air/orders?limit=200&after={cursor}"),
+                None => "/air/orders?limit=200".to_owned(),
+            };
+            let page = self.call(hyper::Method::GET, &query, None).await?;
+            let orders = page["data"].as_array().cloned().unwrap_or_default();
+            if let Some(found) = orders.iter().find(|o| o["metadata"]["booking_id"].as_str() == Some(wanted.as_str())) {
+                return Ok(order_of(found));
+            }
+            let all_older = orders.iter().all(|o| {
+                o["created_at"].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()).is_some_and(|t| t < since)
+            });
+            after = page["meta"]["after"].as_str().map(str::to_owned);
+            if after.is_none() || (all_older && !orders.is_empty()) {
+                return Ok(None);
+            }
+        }
+        Err(DuffelError::Unavailable(format!("no answer within {MAX_PAGES} pages of orders")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(code: &str) -> serde_json::Value {
+        json!({"meta": {"status": 422, "request_id": "req_1"},
+               "errors": [{"type": "invalid_state_error", "code": code, "title": "Offer gone", "message": "The offer is no longer available"}]})
+    }
+
+    #[test]
+    fn four_hundreds_and_order_not_created_are_definite() {
+        assert!(error_of(422, &envelope("offer_no_longer_available")).is_definite());
+        assert!(error_of(404, &envelope("not_found")).is_definite());
+        assert!(error_of(502, &envelope("order_not_created")).is_definite());
+        match error_of(422, &envelope("offer_no_longer_available")) {
+            DuffelError::Refused { code, message, .. } => {
+                assert_eq!(code, "offer_no_longer_available");
+                assert_eq!(message, "The offer is no longer available");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_errors_and_rate_limits_are_ambiguous() {
+        assert!(!error_of(500, &envelope("internal_server_error")).is_definite());
+        assert!(!error_of(503, &serde_json::Value::Null).is_definite());
+        assert!(!error_of(429, &envelope("rate_limit_exceeded")).is_definite());
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let client = HttpDuffel::new("http://127.0.0.1:1", SecretString::from("duffel_test_secret"), Duration::from_secs(1)).unwrap();
+        assert!(!format!("{client:?}").contains("duffel_test_secret"));
+    }
+}
