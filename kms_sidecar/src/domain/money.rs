@@ -14,10 +14,10 @@ pub enum InvalidMoney {
 /// A cap well above any fare, so a unit mistake (cents vs. dollars) is refused.
 pub const MAX_AMOUNT: i64 = 10_000_000;
 
-/// Stripe's zero-decimal and three-decimal currencies; all others have two.
+/// Stripe's zero-decimal currencies; the others it charges have two decimals
+/// (its three-decimal ones are not in the client's currency list, so refused).
 const ZERO_DECIMAL: &[&str] =
     &["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
-const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Money {
@@ -50,8 +50,6 @@ impl Money {
     fn exponent(&self) -> u32 {
         if ZERO_DECIMAL.contains(&self.currency.as_str()) {
             0
-        } else if THREE_DECIMAL.contains(&self.currency.as_str()) {
-            3
         } else {
             2
         }
@@ -83,7 +81,7 @@ mod tests {
         assert_eq!(Money::new(12345, "usd").unwrap().decimal(), "123.45");
         assert_eq!(Money::new(5, "EUR").unwrap().decimal(), "0.05");
         assert_eq!(Money::new(12345, "jpy").unwrap().decimal(), "12345");
-        assert_eq!(Money::new(12345, "kwd").unwrap().decimal(), "12.345");
+        assert_eq!(Money::new(12345, "kwd"), Err(InvalidMoney::Currency), "three decimals: not chargeable here");
         assert_eq!(Money::new(100, "GBP").unwrap().to_string(), "1.00 GBP");
     }
 
