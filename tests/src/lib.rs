@@ -10,6 +10,10 @@
 //!
 //! Databases are left behind for post-mortems; the cluster is deleted with the run.
 
+pub mod duffel_fake;
+pub mod fake_http;
+pub mod stripe_proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -199,6 +203,7 @@ pub fn own_uid() -> u32 {
 
 /// What a test's sidecar runs with. `Default`: we are `admin`, the `postgres` OS
 /// user is `database`, keys from a local keyring in the sidecar's directory.
+#[derive(Clone)]
 pub struct SidecarConfig {
     /// The `[callers]` table's body.
     pub callers: String,
@@ -289,6 +294,13 @@ impl Sidecar {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: the process dies mid-step, as in a crash.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
@@ -418,6 +430,71 @@ pub fn wallet_sidecar_config(db: &TestDb) -> Result<SidecarConfig> {
         ],
         ..Default::default()
     })
+}
+
+/// A traveler in `auth.users`; returns the user id.
+pub async fn new_traveler(db: &TestDb) -> Result<String> {
+    let user = uuid::Uuid::new_v4().to_string();
+    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, $2)")
+        .bind(&user)
+        .bind(format!("{user}@example.com"))
+        .execute(&mut db.admin().await?)
+        .await?;
+    Ok(user)
+}
+
+/// A request as the traveler (their token), with optional `Idempotency-Key`.
+pub async fn call(sidecar: &Sidecar, method: &str, path: &str, token: &str, key: Option<&str>, body: Option<serde_json::Value>) -> Result<Response> {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("authorization", bearer.as_str())];
+    if let Some(key) = key {
+        headers.push(("idempotency-key", key));
+    }
+    sidecar.request_with(method, path, &headers, body).await
+}
+
+pub async fn setup_intent(sidecar: &Sidecar, token: &str) -> Result<Response> {
+    let bearer = format!("Bearer {token}");
+    sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/setup-intents",
+            &[("authorization", &bearer), ("user-agent", "edge-fn/1"), ("x-forwarded-for", "198.51.100.23")],
+            None,
+        )
+        .await
+}
+
+/// What the browser does with Stripe.js: a card into a PaymentMethod, then the
+/// SetupIntent confirmed with it. Returns the SetupIntent id.
+pub async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> Result<String> {
+    let intent = setup_intent(sidecar, token).await?;
+    anyhow::ensure!(intent.status == StatusCode::OK, "{}", intent.text);
+    let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
+    let secret = intent.json["client_secret"].as_str().unwrap_or_default().to_owned();
+    let method = localstripe_post(
+        localstripe,
+        "/v1/payment_methods",
+        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2031"), ("card[cvc]", "123")],
+    )
+    .await?;
+    let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
+    let confirmed = localstripe_post(
+        localstripe,
+        &format!("/v1/setup_intents/{id}/confirm"),
+        &[("payment_method", &pm), ("client_secret", &secret)],
+    )
+    .await?;
+    anyhow::ensure!(confirmed.json["status"] == "succeeded", "{}", confirmed.text);
+    Ok(id)
+}
+
+/// A card in the traveler's wallet, saved the way the app does it; returns its row id.
+pub async fn wallet_card(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> Result<String> {
+    let setup_intent = card_saved_through_stripe(sidecar, token, localstripe, number).await?;
+    let added = call(sidecar, "POST", "/v1/wallet/payment-methods", token, None, Some(serde_json::json!({ "setup_intent_id": setup_intent }))).await?;
+    anyhow::ensure!(added.status.is_success(), "{}", added.text);
+    Ok(added.json["data"]["id"].as_str().unwrap_or_default().to_owned())
 }
 
 impl Drop for Sidecar {

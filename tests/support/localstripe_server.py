@@ -33,6 +33,27 @@ def add_fields_stripe_always_sends() -> None:
     charge.refunded = property(lambda self: False)
 
 
+def add_payment_intent_list_filters() -> None:
+    """Stripe lists PaymentIntents by `customer` and `created`, newest first;
+    localstripe refuses both filters. Bookings use them to find an authorization
+    a crash kept the sidecar from recording."""
+    intent = resources.PaymentIntent
+    plain_list = resources.StripeObject._api_list_all.__func__
+
+    def list_all(cls, url, customer=None, created=None, limit=None, starting_after=None, **kwargs):
+        listed = plain_list(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+        kept = [pi for pi in listed._list if customer is None or pi.customer == customer]
+        bounds = created if isinstance(created, dict) else {}
+        checks = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+                  "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+        for op, value in bounds.items():
+            kept = [pi for pi in kept if checks[op](pi.created, int(value))]
+        listed._list = sorted(kept, key=lambda pi: pi.created, reverse=True)
+        return listed
+
+    intent._api_list_all = classmethod(list_all)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -41,6 +62,7 @@ def main() -> None:
 
     resources.Store.dump_to_disk = lambda self: None
     add_fields_stripe_always_sends()
+    add_payment_intent_list_filters()
     logging.basicConfig(level=logging.WARNING)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 

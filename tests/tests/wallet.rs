@@ -1,7 +1,7 @@
 //! The wallet routes' foundation: a traveler's JWT decides whose wallet the
 //! sidecar reads, and the sidecar itself is held by RLS.
 
-use harness::{traveler_token, wallet_sidecar_config, Sidecar, SidecarConfig, TestDb};
+use harness::{call, card_saved_through_stripe, new_traveler, setup_intent, traveler_token, wallet_sidecar_config, Sidecar, SidecarConfig, TestDb};
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -115,28 +115,6 @@ async fn the_sidecars_database_role_is_held_by_rls() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn new_traveler(db: &TestDb) -> anyhow::Result<String> {
-    let user = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO auth.users (id, email) VALUES ($1::uuid, $2)")
-        .bind(&user)
-        .bind(format!("{user}@example.com"))
-        .execute(&mut db.admin().await?)
-        .await?;
-    Ok(user)
-}
-
-async fn setup_intent(sidecar: &Sidecar, token: &str) -> anyhow::Result<harness::Response> {
-    let bearer = format!("Bearer {token}");
-    sidecar
-        .request_with(
-            "POST",
-            "/v1/wallet/setup-intents",
-            &[("authorization", &bearer), ("user-agent", "edge-fn/1"), ("x-forwarded-for", "198.51.100.23")],
-            None,
-        )
-        .await
-}
-
 #[tokio::test]
 async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> anyhow::Result<()> {
     let emulators = harness::Emulators::from_env()?;
@@ -190,35 +168,6 @@ async fn stripe_down_is_a_502_and_nothing_is_written() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the browser does with Stripe.js: a card into a PaymentMethod, then the
-/// SetupIntent confirmed with it. Returns the SetupIntent id.
-async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> anyhow::Result<String> {
-    let intent = setup_intent(sidecar, token).await?;
-    anyhow::ensure!(intent.status == StatusCode::OK, "{}", intent.text);
-    let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
-    let secret = intent.json["client_secret"].as_str().unwrap_or_default().to_owned();
-    let method = harness::localstripe_post(
-        localstripe,
-        "/v1/payment_methods",
-        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2031"), ("card[cvc]", "123")],
-    )
-    .await?;
-    let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
-    let confirmed = harness::localstripe_post(
-        localstripe,
-        &format!("/v1/setup_intents/{id}/confirm"),
-        &[("payment_method", &pm), ("client_secret", &secret)],
-    )
-    .await?;
-    anyhow::ensure!(confirmed.json["status"] == "succeeded", "{}", confirmed.text);
-    Ok(id)
-}
-
-async fn call(sidecar: &Sidecar, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> anyhow::Result<harness::Response> {
-    let bearer = format!("Bearer {token}");
-    sidecar.request_with(method, path, &[("authorization", &bearer)], body).await
-}
-
 #[tokio::test]
 async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<()> {
     use base64::Engine;
@@ -230,20 +179,20 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
     let stripe = emulators.localstripe_url.as_str();
 
     let first_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
-    let first = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": first_intent }))).await?;
+    let first = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": first_intent }))).await?;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
     assert_eq!((first.json["data"]["last4"].as_str(), first.json["data"]["is_default"].as_bool()), (Some("4242"), Some(true)));
     let first_id = first.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
     // Adding the same SetupIntent again, or the same card through another one, updates the row.
-    let again = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": first_intent }))).await?;
+    let again = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": first_intent }))).await?;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     let same_card = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
-    let deduped = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": same_card }))).await?;
+    let deduped = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": same_card }))).await?;
     assert_eq!((deduped.status, deduped.json["data"]["id"].as_str()), (StatusCode::OK, Some(first_id.as_str())));
 
     let second_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4000056655665556").await?;
-    let second = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": second_intent }))).await?;
+    let second = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": second_intent }))).await?;
     assert_eq!((second.status, second.json["data"]["is_default"].as_bool()), (StatusCode::CREATED, Some(false)));
     let second_id = second.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
@@ -264,13 +213,13 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
     assert!(metadata["fingerprint"].is_string());
 
     // Switch the default, then delete it: the remaining card is promoted.
-    let switched = call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{second_id}/default"), &token, None).await?;
+    let switched = call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{second_id}/default"), &token, None, None).await?;
     assert_eq!(switched.json["data"]["is_default"], true, "{}", switched.text);
-    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None).await?;
+    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
     assert_eq!(listing.json["data"][0]["id"].as_str(), Some(second_id.as_str()), "default first");
-    let deleted = call(&sidecar, "DELETE", &format!("/v1/wallet/payment-methods/{second_id}"), &token, None).await?;
+    let deleted = call(&sidecar, "DELETE", &format!("/v1/wallet/payment-methods/{second_id}"), &token, None, None).await?;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
-    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None).await?;
+    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
     let remaining = listing.json["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(remaining.len(), 1);
     assert_eq!((remaining[0]["id"].as_str(), remaining[0]["is_default"].as_bool()), (Some(first_id.as_str()), Some(true)));
@@ -285,14 +234,14 @@ async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result
     let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let (alice_token, bob_token) = (traveler_token(&alice, json!({})), traveler_token(&bob, json!({})));
     let alices_intent = card_saved_through_stripe(&sidecar, &alice_token, &emulators.localstripe_url, "4242424242424242").await?;
-    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &alice_token, Some(json!({ "setup_intent_id": alices_intent }))).await?;
+    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &alice_token, None, Some(json!({ "setup_intent_id": alices_intent }))).await?;
     let card = added.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
     setup_intent(&sidecar, &bob_token).await?; // Bob has a customer of his own.
-    let stolen = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, Some(json!({ "setup_intent_id": alices_intent }))).await?;
+    let stolen = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, None, Some(json!({ "setup_intent_id": alices_intent }))).await?;
     assert_eq!((stolen.status, stolen.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("setup_intent_not_found")));
     for (method, path) in [("POST", format!("/v1/wallet/payment-methods/{card}/default")), ("DELETE", format!("/v1/wallet/payment-methods/{card}"))] {
-        let response = call(&sidecar, method, &path, &bob_token, None).await?;
+        let response = call(&sidecar, method, &path, &bob_token, None, None).await?;
         assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("card_not_found")), "{path}");
     }
     for (body, code) in [
@@ -300,10 +249,10 @@ async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result
         (json!({ "setup_intent_id": "seti_1' OR 1=1 --" }), "invalid_request"),
         (json!({ "setup_intent_id": "seti_123", "extra": true }), "invalid_request"),
     ] {
-        let response = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, Some(body)).await?;
+        let response = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, None, Some(body)).await?;
         assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
     }
-    let bad_id = call(&sidecar, "DELETE", "/v1/wallet/payment-methods/not-a-uuid", &bob_token, None).await?;
+    let bad_id = call(&sidecar, "DELETE", "/v1/wallet/payment-methods/not-a-uuid", &bob_token, None, None).await?;
     assert_eq!(bad_id.json["code"], "invalid_id");
     Ok(())
 }
@@ -318,14 +267,14 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
     let mut cards = Vec::new();
     for number in ["4242424242424242", "4000056655665556", "5555555555554444"] {
         let intent = card_saved_through_stripe(&sidecar, &token, &emulators.localstripe_url, number).await?;
-        let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": intent }))).await?;
+        let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": intent }))).await?;
         cards.push(added.json["data"]["id"].as_str().unwrap_or_default().to_owned());
     }
     let switches: Vec<_> = (0..30)
         .map(|n| {
             let sidecar = std::sync::Arc::clone(&sidecar);
             let (token, card) = (token.clone(), cards[n % cards.len()].clone());
-            tokio::spawn(async move { call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None).await })
+            tokio::spawn(async move { call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None, None).await })
         })
         .collect();
     for switch in switches {
@@ -339,11 +288,6 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
     Ok(())
 }
 
-async fn keyed(sidecar: &Sidecar, method: &str, path: &str, token: &str, key: &str, body: Option<serde_json::Value>) -> anyhow::Result<harness::Response> {
-    let bearer = format!("Bearer {token}");
-    sidecar.request_with(method, path, &[("authorization", &bearer), ("idempotency-key", key)], body).await
-}
-
 #[tokio::test]
 async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyhow::Result<()> {
     let emulators = harness::Emulators::from_env()?;
@@ -352,18 +296,18 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
     let token = traveler_token(&user, json!({}));
 
-    let first = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
-    let replay = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
+    let first = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
+    let replay = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     assert_eq!((replay.status, &replay.json), (StatusCode::OK, &first.json), "same key, same request: the same answer");
 
     // A stored refusal replays too; the same key on another request is refused.
     let missing = json!({ "setup_intent_id": "seti_doesnotexist" });
-    let refused = keyed(&sidecar, "POST", "/v1/wallet/payment-methods", &token, "k-2", Some(missing.clone())).await?;
+    let refused = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing.clone())).await?;
     assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
-    let refused_again = keyed(&sidecar, "POST", "/v1/wallet/payment-methods", &token, "k-2", Some(missing)).await?;
+    let refused_again = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing)).await?;
     assert_eq!((refused_again.status, refused_again.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("setup_intent_not_found")));
-    let reused = keyed(&sidecar, "POST", "/v1/wallet/payment-methods", &token, "k-2", Some(json!({ "setup_intent_id": "seti_other" }))).await?;
+    let reused = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(json!({ "setup_intent_id": "seti_other" }))).await?;
     assert_eq!((reused.status, reused.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
 
     // Concurrent duplicates: one runs, the others wait their turn (409) or replay it.
@@ -371,7 +315,7 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
         .map(|_| {
             let sidecar = std::sync::Arc::clone(&sidecar);
             let token = token.clone();
-            tokio::spawn(async move { keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-race", None).await })
+            tokio::spawn(async move { call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-race"), None).await })
         })
         .collect();
     let mut intents = std::collections::BTreeSet::new();
@@ -392,7 +336,7 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'k-1'").execute(&mut admin).await?;
     let purged: i64 = sqlx::query_scalar("SELECT wallet_internal.purge_expired_idempotency_keys()").fetch_one(&mut admin).await?;
     assert_eq!(purged, 1);
-    let fresh = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-1", None).await?;
+    let fresh = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
     assert_ne!(fresh.json["setup_intent_id"], first.json["setup_intent_id"]);
 
     // A key a crashed sidecar left "in progress" is taken over once abandoned.
@@ -403,7 +347,7 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     .bind(&user)
     .execute(&mut admin)
     .await?;
-    let recovered = keyed(&sidecar, "POST", "/v1/wallet/setup-intents", &token, "k-crashed", None).await?;
+    let recovered = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-crashed"), None).await?;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text);
     Ok(())
 }
@@ -479,9 +423,9 @@ async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<(
     let result: serde_json::Value = serde_json::from_str(printed.trim().lines().last().unwrap_or_default())?;
     assert_eq!((result["ok"].as_bool(), result["status"].as_str()), (Some(true), Some("succeeded")), "{printed}");
 
-    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(json!({ "setup_intent_id": intent.json["setup_intent_id"] }))).await?;
+    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": intent.json["setup_intent_id"] }))).await?;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
-    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None).await?;
+    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
     assert_eq!(listing.json["data"][0]["last4"], "4242");
     Ok(())
 }
@@ -496,7 +440,7 @@ async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::R
     let bearer = format!("Bearer {token}");
 
     let huge = json!({ "setup_intent_id": "seti_".to_owned() + &"a".repeat(200 * 1024) });
-    let too_large = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(huge)).await?;
+    let too_large = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(huge)).await?;
     assert_eq!((too_large.status, too_large.json["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
 
     // Hostile header values travel as data: the audit keeps no address for them.
