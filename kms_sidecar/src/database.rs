@@ -19,10 +19,18 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
-/// An advisory lock held for as long as this value lives.
+/// An advisory lock held for as long as this value lives. Dropping it frees
+/// the lock only when the pool next touches the connection; [`Lease::release`]
+/// frees it now.
 #[derive(Debug)]
 pub struct Lease {
-    _tx: Transaction<'static, Postgres>,
+    tx: Transaction<'static, Postgres>,
+}
+
+impl Lease {
+    pub async fn release(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +83,7 @@ impl Database {
                 }
             }
         };
-        Ok(held.then_some(Lease { _tx: tx }))
+        Ok(held.then_some(Lease { tx }))
     }
 
     /// A transaction acting for `traveler`, as role `parker_wallet_sidecar`.

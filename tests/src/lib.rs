@@ -479,12 +479,12 @@ pub async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstri
     )
     .await?;
     let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
-    let confirmed = localstripe_post(
-        localstripe,
-        &format!("/v1/setup_intents/{id}/confirm"),
-        &[("payment_method", &pm), ("client_secret", &secret)],
-    )
-    .await?;
+    let path = format!("/v1/setup_intents/{id}/confirm");
+    let mut confirmed = localstripe_post(localstripe, &path, &[("payment_method", &pm), ("client_secret", &secret)]).await?;
+    if confirmed.json["status"] == "requires_action" {
+        // A card that always asks for 3-D Secure: the traveler completes it, as Stripe.js would.
+        confirmed = localstripe_post(localstripe, &path, &[("client_secret", &secret)]).await?;
+    }
     anyhow::ensure!(confirmed.json["status"] == "succeeded", "{}", confirmed.text);
     Ok(id)
 }

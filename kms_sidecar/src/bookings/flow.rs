@@ -74,8 +74,10 @@ pub enum Driver {
 
 /// How long a request queues behind another holder of its booking.
 const REQUEST_WAIT: Duration = Duration::from_secs(60);
+/// The reconciler does not queue behind a live request for long: next pass.
+const RECONCILER_WAIT: Duration = Duration::from_secs(2);
 
-fn lease_key(id: uuid::Uuid) -> String {
+pub(crate) fn lease_key(id: uuid::Uuid) -> String {
     format!("parker_wallet.booking:{id}")
 }
 
@@ -89,18 +91,28 @@ pub(crate) fn passengers_context(user_id: uuid::Uuid) -> Result<EncryptionContex
 
 /// Drives `id` until it is final or waits for someone (the traveler, the
 /// reconciler). `Ok(None)`: the reconciler found it busy.
-pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, mut fresh: bool, driver: Driver) -> Result<Option<Booking>, ApiError> {
+pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, fresh: bool, driver: Driver) -> Result<Option<Booking>, ApiError> {
     let _queued = match driver {
         Driver::Request => Some(tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?),
         Driver::Reconciler => None,
     };
-    let wait = (driver == Driver::Request).then_some(REQUEST_WAIT);
-    let Some(_lease) = ports.database.lease(&lease_key(id), wait).await? else {
+    let wait = match driver {
+        Driver::Request => REQUEST_WAIT,
+        Driver::Reconciler => RECONCILER_WAIT,
+    };
+    let Some(lease) = ports.database.lease(&lease_key(id), Some(wait)).await? else {
         return match driver {
             Driver::Request => Err(ApiError::BookingInProgress),
             Driver::Reconciler => Ok(None),
         };
     };
+    let outcome = run_steps(ports, actor, id, fresh).await;
+    lease.release().await?;
+    outcome.map(Some)
+}
+
+/// Runs steps until the booking is final or waits for someone.
+async fn run_steps(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, mut fresh: bool) -> Result<Booking, ApiError> {
     loop {
         let booking = read(ports, actor, id).await?;
         let next = match booking.state() {
@@ -110,7 +122,7 @@ pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, mut fresh: b
             State::Voiding => void(ports, actor, &booking).await?,
             State::Refunding => refund(ports, actor, &booking).await?,
             State::RequiresAuthentication | State::NeedsReconciliation | State::Captured | State::Voided | State::Refunded | State::Declined => {
-                return Ok(Some(booking))
+                return Ok(booking)
             }
         };
         tracing::info!(booking = %id, from = booking.state.as_str(), to = next.as_str(), "booking moved");
@@ -402,33 +414,46 @@ async fn refund(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<St
 /// `resume`: the traveler says they authenticated. Continues when Stripe
 /// agrees, declines when the PaymentIntent failed, else says to wait.
 pub async fn resume(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Booking, ApiError> {
-    let _queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?;
     {
-        let Some(_lease) = ports.database.lease(&lease_key(id), Some(REQUEST_WAIT)).await? else {
+        let _queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?;
+        let Some(lease) = ports.database.lease(&lease_key(id), Some(REQUEST_WAIT)).await? else {
             return Err(ApiError::BookingInProgress);
         };
-        let booking = read(ports, actor, id).await?;
-        if booking.state() != State::RequiresAuthentication {
+        let settled = settle_authentication(ports, actor, id).await;
+        lease.release().await?;
+        if let Some(booking) = settled? {
             return Ok(booking);
         }
-        let view = ports.stripe.retrieve_payment_intent(intent_of(&booking)?).await?;
-        let pending = match &view.status {
-            IntentStatus::RequiresAction => true,
-            IntentStatus::RequiresPaymentMethod => view.error_code.as_deref() == Some("authentication_required") || view.error_code.is_none(),
-            IntentStatus::Other(_) => true,
-            _ => false,
-        };
-        if pending {
-            return Err(ApiError::AuthenticationPending);
-        }
-        let outcome = outcome_of_intent(&view);
-        let failure = match &outcome {
-            Outcome::Declined { code, decline_code } => failure(decline_code.clone().or(code.clone()).unwrap_or_else(|| "authentication_failed".into()), "authentication did not succeed"),
-            _ => None,
-        };
-        let facts = Facts { authorized: matches!(outcome, Outcome::Authorized), failure, ..Facts::default() };
-        record(ports, actor, &booking, outcome, false, facts).await?;
     }
-    drop(_queued);
     drive(ports, actor, id, true, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
+}
+
+/// Records what Stripe says of the traveler's authentication; `Some` when the
+/// booking was not waiting for it (nothing to do).
+async fn settle_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Booking>, ApiError> {
+    let booking = read(ports, actor, id).await?;
+    if booking.state() != State::RequiresAuthentication {
+        return Ok(Some(booking));
+    }
+    let view = ports.stripe.retrieve_payment_intent(intent_of(&booking)?).await?;
+    let pending = match &view.status {
+        IntentStatus::RequiresAction | IntentStatus::Other(_) => true,
+        // Off-session `authentication_required` leaves it here until the traveler confirms.
+        IntentStatus::RequiresPaymentMethod => matches!(view.error_code.as_deref(), None | Some("authentication_required")),
+        _ => false,
+    };
+    if pending {
+        return Err(ApiError::AuthenticationPending);
+    }
+    let outcome = outcome_of_intent(&view);
+    let failure = match &outcome {
+        Outcome::Declined { code, decline_code } => failure(
+            decline_code.clone().or(code.clone()).unwrap_or_else(|| "authentication_failed".into()),
+            "authentication did not succeed",
+        ),
+        _ => None,
+    };
+    let facts = Facts { authorized: matches!(outcome, Outcome::Authorized), failure, ..Facts::default() };
+    record(ports, actor, &booking, outcome, false, facts).await?;
+    Ok(None)
 }

@@ -92,9 +92,15 @@ async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Optio
 /// what Duffel did when the step was the order. `Ok(None)`: too early to tell;
 /// `Ok(Some(false))`: busy.
 async fn reopen(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State) -> Result<Option<bool>, ApiError> {
-    let Some(_lease) = ports.database.lease(&format!("parker_wallet.booking:{}", booking.id), None).await? else {
+    let Some(lease) = ports.database.lease(&flow::lease_key(booking.id), None).await? else {
         return Ok(Some(false));
     };
+    let reopened = reopen_held(ports, actor, booking, step).await;
+    lease.release().await?;
+    reopened
+}
+
+async fn reopen_held(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State) -> Result<Option<bool>, ApiError> {
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     let current = store::load(&mut tx, booking.id).await?;
     if current.state() != State::NeedsReconciliation {
