@@ -17,6 +17,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 
 pub use error::ApiError;
+pub(crate) use idempotency::fingerprint as request_fingerprint;
 
 use crate::domain::CallerClass;
 use crate::metrics::Metrics;
