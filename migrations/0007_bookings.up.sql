@@ -129,9 +129,13 @@ $$;
 
 -- How long the current traveler (from the request's claims) has had an account:
 -- a Radar signal. Only ever about oneself.
+-- PL/pgSQL so that the body is bound at call time: the migration also runs
+-- beside an auth schema it does not own (Supabase's, whose users have created_at).
 CREATE FUNCTION wallet_internal.account_age_days() RETURNS integer
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
-  SELECT (current_date - created_at::date) FROM auth.users WHERE id = wallet.uid()
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+  RETURN (SELECT current_date - u.created_at::date FROM auth.users u WHERE u.id = wallet.uid());
+END
 $$;
 
 REVOKE EXECUTE ON FUNCTION wallet_internal.touch_booking(), wallet_internal.record_booking_event(), wallet_internal.bookings_to_reconcile(interval),
