@@ -243,6 +243,10 @@ pub struct BookingSettings {
     /// is taken as not created, and the authorization is released.
     #[serde(default = "default_order_settle_secs")]
     pub order_settle_secs: i64,
+    /// A booking still waiting for 3-D Secure this long is declined and its
+    /// PaymentIntent canceled by the reconciler (the offer is long gone).
+    #[serde(default = "default_authentication_expiry_hours")]
+    pub authentication_expiry_hours: i64,
 }
 
 impl Default for BookingSettings {
@@ -253,6 +257,7 @@ impl Default for BookingSettings {
             alert_before_hours: default_alert_before_hours(),
             reconcile_after_secs: default_reconcile_after_secs(),
             order_settle_secs: default_order_settle_secs(),
+            authentication_expiry_hours: default_authentication_expiry_hours(),
         }
     }
 }
@@ -275,6 +280,10 @@ fn default_reconcile_after_secs() -> i64 {
 
 fn default_order_settle_secs() -> i64 {
     600
+}
+
+fn default_authentication_expiry_hours() -> i64 {
+    24
 }
 
 #[derive(Debug, Clone, Deserialize)]

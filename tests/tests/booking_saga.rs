@@ -339,6 +339,23 @@ async fn off_session_authentication_required_asks_the_traveler_not_the_backup() 
 }
 
 #[tokio::test]
+async fn an_authentication_never_completed_expires_and_releases_the_card() -> anyhow::Result<()> {
+    let mut saga = Saga::new(vec![Script::Intent(IntentStatus::RequiresAction, None, None)]).await?;
+    let booking = saga.book("k").await?;
+    assert_eq!(booking.state, "requires_authentication");
+    let report = reconcile::run(saga.ports(), 0).await?;
+    assert_eq!((report.settled, report.lines[0].to.as_str()), (0, "requires_authentication"), "waiting is fine for a while");
+    saga.policy.authentication_expiry_hours = 0;
+    let report = reconcile::run(saga.ports(), 0).await?;
+    assert_eq!((report.settled, report.lines[0].to.as_str()), (1, "declined"), "{report:?}");
+    let intent = booking.stripe_payment_intent_id.unwrap_or_default();
+    assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Canceled));
+    let settled = flow::read(saga.ports(), &saga.actor, booking.id).await?;
+    assert_eq!(settled.failure_code.as_deref(), Some("authentication_expired"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_lost_answer_is_replayed_by_the_same_key_never_charged_twice() -> anyhow::Result<()> {
     let saga = Saga::new(vec![Script::LostAnswer]).await?;
     let booking = saga.book("k").await?;

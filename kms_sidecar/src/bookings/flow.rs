@@ -428,6 +428,34 @@ pub async fn resume(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<B
     drive(ports, actor, id, true, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
 }
 
+/// The traveler never authenticated: cancel the PaymentIntent, decline the
+/// booking. `None` when busy or no longer waiting.
+pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Booking>, ApiError> {
+    let Some(lease) = ports.database.lease(&lease_key(id), None).await? else {
+        return Ok(None);
+    };
+    let expired = async {
+        let booking = read(ports, actor, id).await?;
+        if booking.state() != State::RequiresAuthentication {
+            return Ok(None);
+        }
+        if let Some(intent) = &booking.stripe_payment_intent_id {
+            let key = idempotency_key(booking.id, "expire", booking.card_attempt as u8);
+            match ports.stripe.cancel_payment_intent(intent, &key).await {
+                Ok(_) | Err(StripeError::Refused { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let outcome = Outcome::Declined { code: Some("authentication_expired".into()), decline_code: None };
+        let facts = Facts { failure: failure("authentication_expired", "the traveler did not complete 3-D Secure in time"), ..Facts::default() };
+        record(ports, actor, &booking, outcome, false, facts).await?;
+        read(ports, actor, id).await.map(Some)
+    }
+    .await;
+    lease.release().await?;
+    expired
+}
+
 /// Records what Stripe says of the traveler's authentication; `Some` when the
 /// booking was not waiting for it (nothing to do).
 async fn settle_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Booking>, ApiError> {

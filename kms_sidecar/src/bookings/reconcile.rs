@@ -70,8 +70,15 @@ async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Optio
     let from = before.state.clone();
     let step = before.pending_step();
     if step == State::RequiresAuthentication {
-        // The traveler's move; only the capture deadline is ours to watch.
-        return Ok(Some(Line { booking_id: id, from: from.clone(), to: from, alert: None }));
+        // The traveler's move, until it expires.
+        let expiry = chrono::Duration::hours(ports.policy.authentication_expiry_hours);
+        if chrono::Utc::now() - before.updated_at < expiry {
+            return Ok(Some(Line { booking_id: id, from: from.clone(), to: from, alert: None }));
+        }
+        let Some(after) = flow::expire_authentication(ports, actor, id).await? else {
+            return Ok(None);
+        };
+        return Ok(Some(Line { booking_id: id, from, to: after.state, alert: None }));
     }
     if before.state() == State::NeedsReconciliation {
         let Some(ready) = reopen(ports, actor, &before, step).await? else {
