@@ -103,9 +103,12 @@ local_key_file = "$PW_STACK_DIR/local-keyring"
 [auth]
 [stripe]
 api_base = "$PW_LOCALSTRIPE_URL/"
+[duffel]
+api_base = "$PW_DUFFEL_URL"
 TOML
+# The Duffel fake of the local stack accepts this test token.
 PW_DATABASE_URL="postgres://pw_demo_sidecar@$PW_PGHOST:$PW_PGPORT/$db" PW_JWT_SECRET="$jwt_secret" \
-  PW_STRIPE_SECRET_KEY=sk_test_parker_demo PW_LOG=warn \
+  PW_STRIPE_SECRET_KEY=sk_test_parker_demo PW_DUFFEL_ACCESS_TOKEN=duffel_test_parker_wallet_e2e PW_LOG=warn \
   "$PW_SIDECAR_BIN" serve --config "$PW_STACK_DIR/wallet-sidecar.toml" 2>"$PW_STACK_DIR/wallet-sidecar.log" &
 echo $! >>"$PW_STACK_DIR/sidecar.pid.extra"
 for _ in $(seq 100); do [ -S "$wallet_socket" ] && break; sleep 0.1; done
@@ -143,6 +146,64 @@ as_traveler "$ADA" "SELECT completeness_score AS score_with_a_card FROM profile_
                     SELECT chain_seq, table_name, action, new_data ->> 'encrypted_card_data' AS card_ciphertext_in_audit,
                            host(ip_address) AS ip, user_agent
                       FROM traveler_data_audit WHERE table_name IN ('wallet_customers', 'payment_methods') ORDER BY chain_seq;"
+
+step "Ada books a flight: authorize off-session (manual capture) -> Duffel order -> capture"
+campaign=$(stack_psql -d "$db" -tA -c "INSERT INTO campaigns (user_id, name, consent_at) VALUES ('$ADA', 'Lisbon in spring', now()) RETURNING id" | head -1)
+echo "Campaign $campaign, with Ada's consent to merchant-initiated charges (PSD2)"
+book() { # key offer -> the booking as JSON
+  curl -sS --unix-socket "$wallet_socket" -X POST http://sidecar/v1/bookings -H "authorization: Bearer $ada_token" \
+       -H "idempotency-key: $1" -H "content-type: application/json" \
+       --data "{\"campaign_id\":\"$campaign\",\"offer_id\":\"$2\",\"amount\":42000,\"currency\":\"eur\",\"route\":\"LIS-JFK\",
+                \"passengers\":[{\"id\":\"pas_1\",\"given_name\":\"Ada\",\"family_name\":\"Lovelace\",\"born_on\":\"1990-12-10\"}]}"
+}
+summary() { python3 -c "
+import json, sys
+b = json.load(sys.stdin)['data']
+print(f\"booking {b['id']}: {b['state']}, {b['amount']} {b['currency']} on {b['card']['brand']} ..{b['card']['last4']}\"
+      + (f\", Duffel order {b['duffel_order_id']} ({b['booking_reference']})\" if b['duffel_order_id'] else '')
+      + (f\", failure {b['failure']['code']}\" if b['failure'] else ''))
+print('history: ' + ' -> '.join(h['state'] for h in b['history']))"; }
+intent_status() { curl -sS -u sk_test_parker_demo: "$PW_LOCALSTRIPE_URL/v1/payment_intents/$1" | json_field "['status']"; }
+booked=$(book demo-booking-1 off_0000DemoLisbon1)
+echo "$booked" | grep -q "\"data\"" || die "booking failed: $booked"
+echo "$booked" | summary
+echo "PaymentIntent at Stripe: $(intent_status "$(echo "$booked" | json_field "['data']['payment_intent_id']")")"
+echo "The same request again (same Idempotency-Key) is the same booking, charged once:"
+book demo-booking-1 off_0000DemoLisbon1 | summary
+
+step "A booking Duffel cannot fulfil (offer sold out): the authorization is released, nothing charged"
+voided=$(book demo-booking-2 off_0000DemoSoldOut)
+echo "$voided" | summary
+echo "PaymentIntent at Stripe: $(intent_status "$(echo "$voided" | json_field "['data']['payment_intent_id']")")"
+
+step "A card whose issuer wants 3-D Secure: the booking waits for Ada, then resumes"
+three_ds_intent=$(wallet POST /v1/wallet/setup-intents)
+three_ds_id=$(echo "$three_ds_intent" | json_field "['setup_intent_id']")
+three_ds_secret=$(echo "$three_ds_intent" | json_field "['client_secret']")
+pm=$(curl -sS -u sk_test_parker_demo: "$PW_LOCALSTRIPE_URL/v1/payment_methods" -d type=card \
+       -d "card[number]=4000002760003184" -d "card[exp_month]=12" -d "card[exp_year]=2031" -d "card[cvc]=123" | json_field "['id']")
+for _ in 1 2; do # confirm, then complete 3-D Secure at set-up, as Stripe.js would
+  curl -sS -u sk_test_parker_demo: "$PW_LOCALSTRIPE_URL/v1/setup_intents/$three_ds_id/confirm" \
+       -d "client_secret=$three_ds_secret" ${pm:+-d "payment_method=$pm"} >/dev/null
+  pm=
+done
+card=$(wallet POST /v1/wallet/payment-methods "{\"setup_intent_id\":\"$three_ds_id\"}" | json_field "['data']['id']")
+wallet POST "/v1/wallet/payment-methods/$card/default" >/dev/null
+book demo-booking-3 off_0000DemoLisbon3 | summary
+three_ds_booking=$(stack_psql -d "$db" -tA -c "SELECT id FROM booking_charges WHERE idempotency_key = 'demo-booking-3'" | head -1)
+echo "Outbox message for Parker Flight's notifier (a link, no secret):"
+stack_psql -d "$db" -c "SELECT kind, payload FROM notification_outbox WHERE user_id = '$ADA'"
+shown=$(wallet GET "/v1/bookings/$three_ds_booking")
+pi=$(echo "$shown" | json_field "['data']['authentication']['payment_intent_id']")
+pi_secret=$(echo "$shown" | json_field "['data']['authentication']['client_secret']")
+# What Stripe.js does when Ada opens the link and completes the challenge.
+curl -sS -u sk_test_parker_demo: -X POST "$PW_LOCALSTRIPE_URL/v1/payment_intents/$pi/_authenticate?client_secret=$pi_secret&success=true" >/dev/null
+wallet POST "/v1/bookings/$three_ds_booking/resume" | summary
+
+step "kms-sidecar reconcile (cron): nothing left unsettled"
+PW_DATABASE_URL="postgres://pw_demo_sidecar@$PW_PGHOST:$PW_PGPORT/$db" PW_JWT_SECRET="$jwt_secret" \
+  PW_STRIPE_SECRET_KEY=sk_test_parker_demo PW_DUFFEL_ACCESS_TOKEN=duffel_test_parker_wallet_e2e PW_LOG=warn \
+  "$PW_SIDECAR_BIN" reconcile --config "$PW_STACK_DIR/wallet-sidecar.toml" --min-age-secs 0
 
 step "Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext)"
 stack_psql -d "$db" <<SQL

@@ -56,9 +56,16 @@ stack_up() {
   local stripe_port; stripe_port=$(free_port)
   "$PW_VENV/bin/python" "$PW_ROOT/tests/support/localstripe_server.py" --port "$stripe_port" >"$dir/localstripe.log" 2>&1 &
   echo $! >"$dir/localstripe.pid"
+  local duffel_bin="$CARGO_TARGET_DIR/debug/duffel-fake"
+  [ -x "$duffel_bin" ] || die "Duffel fake not built (run scripts/build.sh)"
+  local duffel_port; duffel_port=$(free_port)
+  # One offer the fake refuses as sold out, for the demo's failed booking.
+  "$duffel_bin" --port "$duffel_port" --refuse-offer off_0000DemoSoldOut >"$dir/duffel.log" 2>&1 &
+  echo $! >"$dir/duffel.pid"
   wait_for "moto (KMS) on port $moto_port" 100 http_ok "http://127.0.0.1:$moto_port/moto-api/"
   wait_for "localstripe on port $stripe_port" 100 http_ok "http://127.0.0.1:$stripe_port/v1/customers"
-  say "moto (KMS) on 127.0.0.1:$moto_port, localstripe on 127.0.0.1:$stripe_port"
+  wait_for "Duffel fake on port $duffel_port" 100 http_ok "http://127.0.0.1:$duffel_port/air/orders"
+  say "moto (KMS) on 127.0.0.1:$moto_port, localstripe on 127.0.0.1:$stripe_port, Duffel fake on 127.0.0.1:$duffel_port"
 
   # The database's backends (the cluster user) may use the crypto routes; we,
   # who run the stack, are the operator. One uid cannot be both: alone, we are both.
@@ -90,6 +97,7 @@ PW_PGPORT=$pgport
 PW_PGSOCKET=$pgsock
 PW_MOTO_URL=http://127.0.0.1:$moto_port
 PW_LOCALSTRIPE_URL=http://127.0.0.1:$stripe_port
+PW_DUFFEL_URL=http://127.0.0.1:$duffel_port
 PW_SIDECAR_SOCKET=$socket
 PW_SIDECAR_BIN=$sidecar_bin
 PW_NODE_MODULES=$PW_NODE/node_modules
@@ -102,7 +110,7 @@ stack_down() {
   if [ -f "$dir/sidecar.pid.extra" ]; then
     xargs -r kill <"$dir/sidecar.pid.extra" 2>/dev/null || true
   fi
-  for service in sidecar localstripe moto; do
+  for service in sidecar localstripe moto duffel; do
     if [ -f "$dir/$service.pid" ]; then
       kill "$(cat "$dir/$service.pid")" 2>/dev/null || true
       rm -f "$dir/$service.pid"

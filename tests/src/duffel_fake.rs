@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{json, Value};
 
-use crate::fake_http::{json_reply, serve, Fault, Faults, Reply, Seen};
+use crate::fake_http::{json_reply, serve_on, Fault, Faults, Reply, Seen};
 
 pub const DUFFEL_TOKEN: &str = "duffel_test_parker_wallet_e2e";
 
@@ -48,11 +48,16 @@ fn fault_reply(status: u16) -> Reply {
 
 impl FakeDuffel {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// On a given port (0: any free one), as the local stack runs it.
+    pub async fn start_on(port: u16) -> anyhow::Result<Self> {
         let faults = Arc::new(Faults::default());
         let orders = Arc::new(Mutex::new(Vec::new()));
         let gone_offers = Arc::new(Mutex::new(Vec::new()));
         let (f, o, g) = (Arc::clone(&faults), Arc::clone(&orders), Arc::clone(&gone_offers));
-        let url = serve(move |seen| {
+        let url = serve_on(port, move |seen| {
             let (faults, orders, gone) = (Arc::clone(&f), Arc::clone(&o), Arc::clone(&g));
             async move { handle(&faults, &orders, &gone, seen).await }
         })

@@ -41,7 +41,16 @@ where
     H: Fn(Seen) -> F + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_on(0, handler).await
+}
+
+/// [`serve`] on a given port (0: any free one).
+pub async fn serve_on<H, F>(port: u16, handler: H) -> anyhow::Result<String>
+where
+    H: Fn(Seen) -> F + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let url = format!("http://{}", listener.local_addr()?);
     let handler = Arc::new(handler);
     tokio::spawn(async move {
