@@ -250,15 +250,20 @@ async fn refusals_name_their_reason_and_charge_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
-    let b = booker(&[VISA], true).await?;
+/// The project's service key, as Supabase signs it (no audience, no subject).
+fn service_key() -> anyhow::Result<String> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let service_key = jsonwebtoken::encode(
+    Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &json!({ "role": "service_role", "iss": "supabase", "iat": now, "exp": now + 600 }),
         &jsonwebtoken::EncodingKey::from_secret(harness::JWT_SECRET.as_bytes()),
-    )?;
+    )?)
+}
+
+#[tokio::test]
+async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
+    let b = booker(&[VISA], true).await?;
+    let service_key = service_key()?;
     let booked = call(b.sidecar(), "POST", "/v1/bookings", &service_key, Some("cron-1"), Some(b.body(&offer()))).await?;
     assert_eq!((booked.status, booked.json["data"]["state"].as_str()), (StatusCode::CREATED, Some("captured")), "{}", booked.text);
     let owner: String = sqlx::query_scalar("SELECT user_id::text FROM booking_charges WHERE id = $1::uuid")
@@ -269,6 +274,38 @@ async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
     // The service key reads nothing by itself.
     let shown = call(b.sidecar(), "GET", &format!("/v1/bookings/{}", id_of(&booked)), &service_key, None, None).await?;
     assert_eq!(shown.status, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_scheduled_edge_function_books_once_through_deno() -> anyhow::Result<()> {
+    let b = booker(&[VISA], true).await?;
+    let deno = format!("{}/.bin/deno", std::env::var("PW_NODE_MODULES")?);
+    let script = harness::crate_dir().join("edge/invoke_book_campaign.ts");
+    let socket = b.sidecar().socket.display().to_string();
+    let booking = b.body(&offer()).to_string();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let output = tokio::process::Command::new(&deno)
+            .args(["run", "--quiet", "--no-prompt", "--allow-env=PW_SIDECAR_SOCKET,SUPABASE_SERVICE_ROLE_KEY"])
+            .arg(format!("--allow-net=unix:{socket},sidecar:80"))
+            .arg(format!("--allow-read={socket}"))
+            .arg(format!("--allow-write={socket}"))
+            .arg(&script)
+            .arg(&booking)
+            .env("PW_SIDECAR_SOCKET", &socket)
+            .env("SUPABASE_SERVICE_ROLE_KEY", service_key()?)
+            .env("NO_COLOR", "1")
+            .output()
+            .await?;
+        assert!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
+        answers.push(serde_json::from_slice::<Value>(&output.stdout)?);
+    }
+    assert_eq!((answers[0]["status"].as_i64(), answers[1]["status"].as_i64()), (Some(201), Some(200)), "{answers:?}");
+    assert_eq!(answers[0]["body"]["data"]["state"], "captured", "{answers:?}");
+    let id = answers[0]["body"]["data"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(answers[1]["body"]["data"]["id"], id.as_str(), "the schedule firing twice books once");
+    assert_eq!(b.intents(&id).await?.len(), 1);
     Ok(())
 }
 
