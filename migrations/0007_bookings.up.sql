@@ -52,6 +52,7 @@ CREATE TABLE public.booking_charge_events (
   state          text NOT NULL,
   failure_code   text,
   failure_reason text,
+  stripe_payment_intent_id text,
   at             timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX booking_charge_events_booking ON public.booking_charge_events (booking_id, id);
@@ -66,8 +67,8 @@ $$;
 CREATE FUNCTION wallet_internal.record_booking_event() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
-  INSERT INTO public.booking_charge_events (booking_id, user_id, state, failure_code, failure_reason)
-  VALUES (NEW.id, NEW.user_id, NEW.state, NEW.failure_code, NEW.failure_reason);
+  INSERT INTO public.booking_charge_events (booking_id, user_id, state, failure_code, failure_reason, stripe_payment_intent_id)
+  VALUES (NEW.id, NEW.user_id, NEW.state, NEW.failure_code, NEW.failure_reason, NEW.stripe_payment_intent_id);
   RETURN NULL;
 END
 $$;

@@ -31,22 +31,30 @@ impl Lease {
     pub async fn release(self) -> Result<(), sqlx::Error> {
         self.tx.rollback().await
     }
+
+    /// Whether the lock is still held (its connection still alive): checked
+    /// before a call that must not be made twice.
+    pub async fn is_held(&mut self) -> bool {
+        sqlx::query("SELECT 1").execute(&mut *self.tx).await.is_ok()
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: PgPool,
+    /// Connections that only hold booking leases: a saga holding its lease for
+    /// the length of a Duffel call must not starve the pool its steps write through.
+    leases: PgPool,
 }
 
 impl Database {
     /// A lazy pool: the sidecar starts even while the database is down
     /// (/readyz says so).
     pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<Self, sqlx::Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(url.expose_secret())?;
-        Ok(Self { pool })
+        let options = || PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5));
+        let pool = options().connect_lazy(url.expose_secret())?;
+        let leases = options().connect_lazy(url.expose_secret())?;
+        Ok(Self { pool, leases })
     }
 
     pub async fn check(&self) -> Result<(), sqlx::Error> {
@@ -66,7 +74,9 @@ impl Database {
     /// once, no timeout to wait out). `wait`: how long to queue for it; `None`
     /// only tries. `Ok(None)`: someone else holds it.
     pub async fn lease(&self, key: &str, wait: Option<Duration>) -> Result<Option<Lease>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.leases.begin().await?;
+        // A server-side idle timeout would free the lock behind the holder's back.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await?;
         let held = match wait {
             None => sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(key)

@@ -166,18 +166,22 @@ impl DuffelPort for HttpDuffel {
             };
             let page = self.call(hyper::Method::GET, &query, None).await?;
             let orders = page["data"].as_array().cloned().unwrap_or_default();
-            if let Some(found) = orders.iter().find(|o| o["metadata"]["booking_id"].as_str() == Some(wanted.as_str())) {
+            let ours = |o: &&serde_json::Value| {
+                let created = o["created_at"].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+                o["metadata"]["booking_id"].as_str() == Some(wanted.as_str()) && created.is_none_or(|t| t >= since)
+            };
+            if let Some(found) = orders.iter().find(ours) {
                 return Ok(order_of(found));
             }
-            let all_older = orders.iter().all(|o| {
-                o["created_at"].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()).is_some_and(|t| t < since)
-            });
+            // Duffel documents no order for this list: read every page, never
+            // stop early on the assumption that the newest come first.
             after = page["meta"]["after"].as_str().map(str::to_owned);
-            if after.is_none() || (all_older && !orders.is_empty()) {
+            if after.is_none() {
                 return Ok(None);
             }
         }
-        Err(DuffelError::Unavailable(format!("no answer within {MAX_PAGES} pages of orders")))
+        // Not having looked everywhere must not pass for "no order".
+        Err(DuffelError::Unavailable(format!("more than {MAX_PAGES} pages of orders to search")))
     }
 }
 

@@ -162,6 +162,9 @@ fn intent_view(intent: stripe_shared::PaymentIntent) -> PaymentIntentView {
     }
 }
 
+/// Pages of 100 a PaymentIntent search reads before giving up.
+const MAX_LIST_PAGES: usize = 20;
+
 pub struct AsyncStripe {
     client: stripe::Client,
     timeout: Duration,
@@ -322,17 +325,22 @@ impl StripePort for AsyncStripe {
     }
 
     async fn find_payment_intents(&self, customer_id: &str, since: i64, key: &str, value: &str) -> Result<Vec<PaymentIntentView>, StripeError> {
-        let request = ListPaymentIntent::new()
-            .customer(customer_id)
-            .created(stripe_types::RangeQueryTs::gte(since))
-            .limit(100);
-        let page = self.bounded(request.send(&self.client)).await?;
-        Ok(page
-            .data
-            .into_iter()
-            .filter(|intent| intent.metadata.get(key).map(String::as_str) == Some(value))
-            .map(intent_view)
-            .collect())
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut request = ListPaymentIntent::new().customer(customer_id).created(stripe_types::RangeQueryTs::gte(since)).limit(100);
+            if let Some(last) = &after {
+                request = request.starting_after(last.as_str());
+            }
+            let page = self.bounded(request.send(&self.client)).await?;
+            after = page.data.last().map(|intent| intent.id.to_string());
+            found.extend(page.data.into_iter().filter(|intent| intent.metadata.get(key).map(String::as_str) == Some(value)).map(intent_view));
+            if !page.has_more || after.is_none() {
+                return Ok(found);
+            }
+        }
+        // Not having looked everywhere must not pass for "none".
+        Err(StripeError::Unavailable(format!("more than {MAX_LIST_PAGES} pages of PaymentIntents to search")))
     }
 
     async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError> {

@@ -1,5 +1,13 @@
-// Runs the documented booking Edge Function once, as the scheduler would, and
-// prints {status, body} as JSON. Usage: deno run ... invoke_book_campaign.ts '<booking json>'
-import { bookCampaignOffer } from "../../docs/edge-functions/book-campaign/index.ts";
+// Runs the documented booking Edge Function once, as the scheduler would (one
+// Request in, one Response out), and prints {status, body} as JSON.
+// Usage: deno run ... invoke_book_campaign.ts '<booking json>' '<bearer token>'
+import { handler } from "../../docs/edge-functions/book-campaign/index.ts";
 
-console.log(JSON.stringify(await bookCampaignOffer(JSON.parse(Deno.args[0]))));
+const [booking, bearer] = Deno.args;
+const request = new Request("http://localhost/functions/v1/book-campaign", {
+  method: "POST",
+  headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+  body: booking,
+});
+const response = await handler(request);
+console.log(JSON.stringify({ status: response.status, body: await response.json() }));

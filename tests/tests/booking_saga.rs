@@ -83,6 +83,14 @@ impl ScriptedStripe {
         lock(&self.intents).get(id).map(|m| m.status.clone())
     }
 
+    /// The traveler's on-session attempt failed: the PaymentIntent wants another card.
+    fn fail(&self, id: &str, code: &str) {
+        if let Some(made) = lock(&self.intents).get_mut(id) {
+            made.status = IntentStatus::RequiresPaymentMethod;
+            made.error_code = Some(code.to_owned());
+        }
+    }
+
     fn set(&self, id: &str, status: IntentStatus) -> Result<PaymentIntentView, StripeError> {
         let mut intents = lock(&self.intents);
         let made = intents.get_mut(id).ok_or_else(|| refused(404, "resource_missing", None))?;
@@ -260,11 +268,8 @@ impl Saga {
 
     /// What the route does: open (or find) the booking, then drive it.
     async fn book(&self, key: &str) -> anyhow::Result<kms_sidecar::bookings::store::Booking> {
-        let (id, fresh) = match open::open(self.ports(), &self.actor, key, &self.body()).await? {
-            Opened::New(id) => (id, true),
-            Opened::Existing(id) => (id, false),
-        };
-        flow::drive(self.ports(), &self.actor, id, fresh, Driver::Request).await?.ok_or_else(|| anyhow::anyhow!("busy"))
+        let (Opened::New(id) | Opened::Existing(id)) = open::open(self.ports(), &self.actor, key, &self.body()).await?;
+        flow::drive(self.ports(), &self.actor, id, Driver::Request).await?.ok_or_else(|| anyhow::anyhow!("busy"))
     }
 
     async fn history(&self, id: uuid::Uuid) -> anyhow::Result<Vec<(String, Option<String>)>> {
@@ -292,6 +297,12 @@ async fn a_hard_decline_moves_to_the_backup_card_with_its_own_key() -> anyhow::R
         let history = saga.history(booking.id).await?;
         assert_eq!(states(&history), ["authorizing", "authorizing", "ordering", "capturing", "captured"]);
         assert_eq!(history[1].1.as_deref(), Some(decline), "the retry records the issuer's reason");
+        let declined_intent: Option<String> =
+            sqlx::query_scalar("SELECT stripe_payment_intent_id FROM booking_charge_events WHERE booking_id = $1 ORDER BY id OFFSET 1 LIMIT 1")
+                .bind(booking.id)
+                .fetch_one(&mut saga.db.admin().await?)
+                .await?;
+        assert!(declined_intent.is_some_and(|pi| Some(pi) != booking.stripe_payment_intent_id), "the first card's PaymentIntent stays in the history");
     }
     Ok(())
 }
@@ -335,6 +346,18 @@ async fn off_session_authentication_required_asks_the_traveler_not_the_backup() 
     let resumed = flow::resume(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!(resumed.state, "captured");
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Succeeded));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_authentication_declines_and_cancels_the_payment_intent() -> anyhow::Result<()> {
+    let saga = Saga::new(vec![Script::Intent(IntentStatus::RequiresAction, None, None)]).await?;
+    let booking = saga.book("k").await?;
+    let intent = booking.stripe_payment_intent_id.clone().unwrap_or_default();
+    saga.stripe.fail(&intent, "card_declined");
+    let resumed = flow::resume(saga.ports(), &saga.actor, booking.id).await?;
+    assert_eq!((resumed.state.as_str(), resumed.failure_code.as_deref()), ("declined", Some("card_declined")));
+    assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Canceled), "a late confirmation can hold nothing");
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 // holds every payment secret itself.
 //
 // The Idempotency-Key comes from the campaign and the offer, so a schedule that
-// fires twice, or a retry after a timeout, books once.
+// fires twice, or a retry after a timeout, books once. Deploy it to be invoked
+// by the scheduler only (the handler checks for the service key): whoever can
+// call it chooses what is booked on the owner's card.
 
 const socketPath = Deno.env.get("PW_SIDECAR_SOCKET") ?? "/run/parker-wallet/sidecar.sock";
 const sidecar = Deno.createHttpClient({ proxy: { transport: "unix", path: socketPath } });
@@ -36,7 +38,25 @@ export async function bookCampaignOffer(booking: CampaignBooking): Promise<{ sta
   return { status: response.status, body: await response.json() };
 }
 
+/** Constant-time comparison, so the check does not leak the key by timing. */
+function sameSecret(a: string, b: string): boolean {
+  const [x, y] = [new TextEncoder().encode(a), new TextEncoder().encode(b)];
+  let difference = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) difference |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return difference === 0;
+}
+
+// Only the scheduler may run this function: it must present the service key
+// (pg_cron + pg_net send it). A traveler's or the anon key is refused, since the
+// booking is charged to the campaign owner's card.
 export async function handler(req: Request): Promise<Response> {
+  const serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY") ?? "";
+  if (!serviceKey || !sameSecret(req.headers.get("authorization") ?? "", `Bearer ${serviceKey}`)) {
+    return Response.json(
+      { type: "about:blank", title: "Scheduler only", status: 401, code: "invalid_token" },
+      { status: 401, headers: { "content-type": "application/problem+json" } },
+    );
+  }
   const { status, body } = await bookCampaignOffer(await req.json());
   return Response.json(body, { status });
 }

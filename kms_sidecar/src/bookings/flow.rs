@@ -3,9 +3,11 @@
 //! holder at a time: in this process by [`BookingLocks`], across processes (the
 //! sidecar and `kms-sidecar reconcile`) by a database lease that a crash frees.
 //!
-//! `fresh` tells a step whether this process wrote the state it runs from. When
-//! it did not (a restart, a retry, the reconciler), the previous holder may have
-//! reached Stripe or Duffel already, so the step first looks for what it made.
+//! `fresh` tells a step whether the state it runs from was written under the
+//! lease it holds now. When it was not (a restart, a retry, the reconciler), an
+//! earlier holder may have reached Stripe or Duffel already, so the step first
+//! looks for what that holder made; and a Duffel order of unknown fate is never
+//! made again, it goes to the reconciler.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -18,7 +20,7 @@ use super::store::{self, Booking, Facts, Outbox};
 use crate::auth::Traveler;
 use crate::config::BookingSettings;
 use crate::crypto::EnvelopeCrypto;
-use crate::database::{Database, RequestMeta};
+use crate::database::{Database, Lease, RequestMeta};
 use crate::domain::{EncryptionContext, Identifier, Money};
 use crate::duffel::{DuffelPort, OrderRequest};
 use crate::payments::{IntentStatus, OffSessionAuthorization, PaymentIntentView, StripeError, StripePort};
@@ -91,33 +93,39 @@ pub(crate) fn passengers_context(user_id: uuid::Uuid) -> Result<EncryptionContex
 
 /// Drives `id` until it is final or waits for someone (the traveler, the
 /// reconciler). `Ok(None)`: the reconciler found it busy.
-pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, fresh: bool, driver: Driver) -> Result<Option<Booking>, ApiError> {
+pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, driver: Driver) -> Result<Option<Booking>, ApiError> {
+    // Not this traveler's booking: 404 before any lock is taken.
+    read(ports, actor, id).await?;
     let _queued = match driver {
-        Driver::Request => Some(tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?),
+        Driver::Request => Some(queue(ports, id).await?),
         Driver::Reconciler => None,
     };
     let wait = match driver {
         Driver::Request => REQUEST_WAIT,
         Driver::Reconciler => RECONCILER_WAIT,
     };
-    let Some(lease) = ports.database.lease(&lease_key(id), Some(wait)).await? else {
+    let Some(mut lease) = ports.database.lease(&lease_key(id), Some(wait)).await? else {
         return match driver {
             Driver::Request => Err(ApiError::BookingInProgress),
             Driver::Reconciler => Ok(None),
         };
     };
-    let outcome = run_steps(ports, actor, id, fresh).await;
+    let outcome = run_steps(ports, actor, id, &mut lease, false).await;
     lease.release().await?;
     outcome.map(Some)
 }
 
+async fn queue(ports: Ports<'_>, id: uuid::Uuid) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+    tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)
+}
+
 /// Runs steps until the booking is final or waits for someone.
-async fn run_steps(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, mut fresh: bool) -> Result<Booking, ApiError> {
+async fn run_steps(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, lease: &mut Lease, mut fresh: bool) -> Result<Booking, ApiError> {
     loop {
         let booking = read(ports, actor, id).await?;
         let next = match booking.state() {
             State::Authorizing => authorize(ports, actor, &booking, fresh).await?,
-            State::Ordering => order(ports, actor, &booking, fresh).await?,
+            State::Ordering => order(ports, actor, &booking, fresh, lease).await?,
             State::Capturing => capture(ports, actor, &booking, fresh).await?,
             State::Voiding => void(ports, actor, &booking).await?,
             State::Refunding => refund(ports, actor, &booking).await?,
@@ -181,7 +189,9 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
         let facts = Facts { failure: failure("no_usable_card", "the traveler has no usable card on file"), ..Facts::default() };
         return record(ports, actor, booking, Outcome::Declined { code: Some("no_usable_card".into()), decline_code: None }, false, facts).await;
     };
-    // The card is chosen and stored before Stripe hears of it.
+    // The card is chosen and stored before Stripe hears of it; a card chosen
+    // under an earlier lease may have reached Stripe.
+    let asked_before = !fresh && booking.card_attempt != 0;
     let booking = if booking.card_attempt == 0 {
         let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
         store::choose_first_card(&mut tx, booking, first_card).await?;
@@ -195,7 +205,7 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
     let payment_method = booking.stripe_payment_method_id.clone().unwrap_or_default();
     let attempt_tag = format!("{}:{attempt}", booking.id);
 
-    let earlier_intent = if fresh { None } else { find_intent(ports, &booking, &customer, &attempt_tag).await? };
+    let earlier_intent = if asked_before { find_intent(ports, &booking, &customer, &attempt_tag).await? } else { None };
     let result = match earlier_intent {
         Some(intent) => Ok(intent),
         None => {
@@ -284,7 +294,7 @@ async fn find_intent(ports: Ports<'_>, booking: &Booking, customer: &str, attemp
     Ok(found.pop())
 }
 
-async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool) -> Result<State, ApiError> {
+async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool, lease: &mut Lease) -> Result<State, ApiError> {
     let confirmed = |order: crate::duffel::DuffelOrder| Facts {
         duffel_order_id: Some(order.id),
         booking_reference: order.booking_reference,
@@ -295,15 +305,19 @@ async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool) 
         return record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await;
     }
     if !fresh {
+        // An earlier holder may have sent the order; Duffel cannot dedupe a
+        // create, so it is looked for, never sent again.
         let since = booking.created_at - chrono::Duration::minutes(5);
-        match ports.duffel.find_order(booking.id, since).await {
+        let reason = match ports.duffel.find_order(booking.id, since).await {
             Ok(Some(order)) => return record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await,
-            Ok(None) => {}
-            Err(error) => {
-                let facts = Facts { failure: failure("duffel_unreachable", error.to_string()), ..Facts::default() };
-                return record(ports, actor, booking, Outcome::Ambiguous, false, facts).await;
-            }
-        }
+            Ok(None) => "an earlier attempt may have reached Duffel; its order is not listed (yet)".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        let facts = Facts { failure: failure("duffel_outcome_unknown", reason), ..Facts::default() };
+        return record(ports, actor, booking, Outcome::Ambiguous, false, facts).await;
+    }
+    if !lease.is_held().await {
+        return Err(ApiError::BookingInProgress);
     }
     let sealed = ports.crypto.decrypt(&booking.passengers_sealed, &passengers_context(booking.user_id)?).await?;
     let passengers: serde_json::Value = serde_json::from_slice(&sealed).map_err(|e| ApiError::Internal(format!("sealed passengers: {e}")))?;
@@ -414,18 +428,31 @@ async fn refund(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<St
 /// `resume`: the traveler says they authenticated. Continues when Stripe
 /// agrees, declines when the PaymentIntent failed, else says to wait.
 pub async fn resume(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Booking, ApiError> {
-    {
-        let _queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?;
-        let Some(lease) = ports.database.lease(&lease_key(id), Some(REQUEST_WAIT)).await? else {
-            return Err(ApiError::BookingInProgress);
-        };
-        let settled = settle_authentication(ports, actor, id).await;
-        lease.release().await?;
-        if let Some(booking) = settled? {
-            return Ok(booking);
-        }
-    }
-    drive(ports, actor, id, true, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
+    read(ports, actor, id).await?;
+    let _queued = queue(ports, id).await?;
+    let Some(mut lease) = ports.database.lease(&lease_key(id), Some(REQUEST_WAIT)).await? else {
+        return Err(ApiError::BookingInProgress);
+    };
+    let outcome = match settle_authentication(ports, actor, id).await {
+        Ok(Some(booking)) => Ok(booking),
+        // Recorded under this lease: the next step is fresh.
+        Ok(None) => run_steps(ports, actor, id, &mut lease, true).await,
+        Err(error) => Err(error),
+    };
+    lease.release().await?;
+    outcome
+}
+
+/// Cancels a PaymentIntent that must hold nothing (a declined booking's):
+/// `false` when Stripe says it is authorized or paid after all.
+async fn release_intent(ports: Ports<'_>, booking: &Booking, intent: &str, step: &str) -> Result<bool, ApiError> {
+    let key = idempotency_key(booking.id, step, booking.card_attempt as u8);
+    let status = match ports.stripe.cancel_payment_intent(intent, &key).await {
+        Ok(view) => view.status,
+        Err(StripeError::Refused { .. }) => ports.stripe.retrieve_payment_intent(intent).await?.status,
+        Err(error) => return Err(error.into()),
+    };
+    Ok(!matches!(status, IntentStatus::RequiresCapture | IntentStatus::Succeeded | IntentStatus::Processing))
 }
 
 /// The traveler never authenticated: cancel the PaymentIntent, decline the
@@ -440,10 +467,9 @@ pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uu
             return Ok(None);
         }
         if let Some(intent) = &booking.stripe_payment_intent_id {
-            let key = idempotency_key(booking.id, "expire", booking.card_attempt as u8);
-            match ports.stripe.cancel_payment_intent(intent, &key).await {
-                Ok(_) | Err(StripeError::Refused { .. }) => {}
-                Err(error) => return Err(error.into()),
+            if !release_intent(ports, &booking, intent, "expire").await? {
+                // Authenticated at the last moment: the next pass drives it on.
+                return Ok(None);
             }
         }
         let outcome = Outcome::Declined { code: Some("authentication_expired".into()), decline_code: None };
@@ -475,10 +501,14 @@ async fn settle_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) 
     }
     let outcome = outcome_of_intent(&view);
     let failure = match &outcome {
-        Outcome::Declined { code, decline_code } => failure(
-            decline_code.clone().or(code.clone()).unwrap_or_else(|| "authentication_failed".into()),
-            "authentication did not succeed",
-        ),
+        Outcome::Declined { code, decline_code } => {
+            // The app still holds the client secret: a declined booking's
+            // PaymentIntent is canceled, so a late confirmation holds nothing.
+            if !release_intent(ports, &booking, &view.id, "decline").await? {
+                return Err(ApiError::AuthenticationPending);
+            }
+            failure(decline_code.clone().or(code.clone()).unwrap_or_else(|| "authentication_failed".into()), "authentication did not succeed")
+        }
         _ => None,
     };
     let facts = Facts { authorized: matches!(outcome, Outcome::Authorized), failure, ..Facts::default() };

@@ -88,7 +88,7 @@ async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Optio
             return Ok(None);
         }
     }
-    let Some(after) = flow::drive(ports, actor, id, false, Driver::Reconciler).await? else {
+    let Some(after) = flow::drive(ports, actor, id, Driver::Reconciler).await? else {
         return Ok(None);
     };
     let alert = alert_for(ports, &after);

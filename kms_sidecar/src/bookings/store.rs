@@ -130,16 +130,11 @@ pub async fn record(tx: &mut PgConnection, booking: &Booking, outcome: &Outcome,
     let result = sqlx::query(
         "UPDATE public.booking_charges
             SET state = $3, reconcile_from = $4,
-                stripe_payment_intent_id = CASE WHEN $11::uuid IS NULL THEN coalesce($5, stripe_payment_intent_id) ELSE NULL END,
+                stripe_payment_intent_id = coalesce($5, stripe_payment_intent_id),
                 authorized_at = CASE WHEN $6 THEN coalesce(authorized_at, now()) ELSE authorized_at END,
                 duffel_order_id = coalesce($7, duffel_order_id),
                 duffel_booking_reference = coalesce($8, duffel_booking_reference),
-                failure_code = $9, failure_reason = $10,
-                card_attempt = CASE WHEN $11::uuid IS NULL THEN card_attempt ELSE card_attempt + 1 END,
-                payment_method_id = CASE WHEN $11::uuid IS NULL THEN payment_method_id ELSE $11 END,
-                stripe_payment_method_id = CASE WHEN $11::uuid IS NULL THEN stripe_payment_method_id ELSE $12 END,
-                card_brand = CASE WHEN $11::uuid IS NULL THEN card_brand ELSE $13 END,
-                card_last4 = CASE WHEN $11::uuid IS NULL THEN card_last4 ELSE $14 END
+                failure_code = $9, failure_reason = $10
           WHERE id = $1 AND state = $2",
     )
     .bind(booking.id)
@@ -152,14 +147,27 @@ pub async fn record(tx: &mut PgConnection, booking: &Booking, outcome: &Outcome,
     .bind(facts.booking_reference)
     .bind(failure_code)
     .bind(failure_reason)
-    .bind(card.as_ref().map(|c| c.id))
-    .bind(card.as_ref().map(|c| c.stripe_payment_method_id.clone()))
-    .bind(card.as_ref().and_then(|c| c.brand.clone()))
-    .bind(card.as_ref().and_then(|c| c.last4.clone()))
     .execute(&mut *tx)
     .await?;
     if result.rows_affected() != 1 {
         return Err(ApiError::BookingInProgress);
+    }
+    // The decline above is in the history with its PaymentIntent; the next
+    // card gets a PaymentIntent of its own.
+    if let Some(card) = card {
+        sqlx::query(
+            "UPDATE public.booking_charges
+                SET card_attempt = card_attempt + 1, payment_method_id = $2, stripe_payment_method_id = $3,
+                    card_brand = $4, card_last4 = $5, stripe_payment_intent_id = NULL
+              WHERE id = $1",
+        )
+        .bind(booking.id)
+        .bind(card.id)
+        .bind(&card.stripe_payment_method_id)
+        .bind(&card.brand)
+        .bind(&card.last4)
+        .execute(&mut *tx)
+        .await?;
     }
     if let Some(message) = facts.outbox.filter(|_| to == State::RequiresAuthentication) {
         sqlx::query(
@@ -216,11 +224,13 @@ pub async fn reopen(tx: &mut PgConnection, booking: &Booking, step: State, duffe
 pub struct HistoryEntry {
     pub state: String,
     pub failure_code: Option<String>,
+    pub payment_intent_id: Option<String>,
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
 pub async fn history(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<HistoryEntry>, ApiError> {
-    Ok(sqlx::query_as("SELECT state, failure_code, at FROM public.booking_charge_events WHERE booking_id = $1 ORDER BY id")
+    Ok(sqlx::query_as("SELECT state, failure_code, stripe_payment_intent_id AS payment_intent_id, at
+           FROM public.booking_charge_events WHERE booking_id = $1 ORDER BY id")
         .bind(id)
         .fetch_all(tx)
         .await?)

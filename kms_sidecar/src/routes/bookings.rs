@@ -71,11 +71,11 @@ fn headers(state: &AppState, request: &Request<Incoming>, service_allowed: bool)
 
 /// Drives the saga in its own task: a client that hangs up does not cut a
 /// booking off between a Stripe call and the write of its result.
-async fn drive_detached(state: &Arc<AppState>, actor: Actor, id: uuid::Uuid, fresh: bool) -> Result<Booking, ApiError> {
+async fn drive_detached(state: &Arc<AppState>, actor: Actor, id: uuid::Uuid) -> Result<Booking, ApiError> {
     let state = Arc::clone(state);
     tokio::spawn(async move {
         let ports = Ports::of(&state)?;
-        flow::drive(ports, &actor, id, fresh, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
+        flow::drive(ports, &actor, id, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("booking task: {e}")))?
@@ -110,16 +110,12 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
         }
     };
     let actor = Actor { traveler, meta };
-    match open::open(ports, &actor, &key, &body).await? {
-        Opened::New(id) => {
-            let booking = drive_detached(state, actor.clone(), id, true).await?;
-            answer(state, &actor, &booking, StatusCode::CREATED).await
-        }
-        Opened::Existing(id) => {
-            let booking = drive_detached(state, actor.clone(), id, false).await?;
-            answer(state, &actor, &booking, StatusCode::OK).await
-        }
-    }
+    let (id, status) = match open::open(ports, &actor, &key, &body).await? {
+        Opened::New(id) => (id, StatusCode::CREATED),
+        Opened::Existing(id) => (id, StatusCode::OK),
+    };
+    let booking = drive_detached(state, actor.clone(), id).await?;
+    answer(state, &actor, &booking, status).await
 }
 
 fn traveler_only(caller: Caller) -> Result<Traveler, ApiError> {
