@@ -5,4 +5,3 @@ DROP TABLE public.notification_outbox;
 DROP TABLE public.booking_charge_events;
 DROP TABLE public.booking_charges;
 DROP FUNCTION wallet_internal.record_booking_event();
-DROP FUNCTION wallet_internal.touch_booking();

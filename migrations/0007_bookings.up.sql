@@ -57,13 +57,6 @@ CREATE TABLE public.booking_charge_events (
 );
 CREATE INDEX booking_charge_events_booking ON public.booking_charge_events (booking_id, id);
 
-CREATE FUNCTION wallet_internal.touch_booking() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN
-  NEW.updated_at := now();
-  RETURN NEW;
-END
-$$;
 CREATE FUNCTION wallet_internal.record_booking_event() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
@@ -73,7 +66,7 @@ BEGIN
 END
 $$;
 CREATE TRIGGER booking_charges_touch BEFORE UPDATE ON public.booking_charges
-  FOR EACH ROW EXECUTE FUNCTION wallet_internal.touch_booking();
+  FOR EACH ROW EXECUTE FUNCTION wallet_internal.touch_updated_at();
 CREATE TRIGGER booking_charges_history AFTER INSERT OR UPDATE OF state ON public.booking_charges
   FOR EACH ROW EXECUTE FUNCTION wallet_internal.record_booking_event();
 
@@ -139,7 +132,7 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION wallet_internal.touch_booking(), wallet_internal.record_booking_event(), wallet_internal.bookings_to_reconcile(interval),
+REVOKE EXECUTE ON FUNCTION wallet_internal.record_booking_event(), wallet_internal.bookings_to_reconcile(interval),
   wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wallet_internal.bookings_to_reconcile(interval),
   wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days() TO parker_wallet_sidecar;

@@ -143,6 +143,12 @@ fn id_of(response: &Response) -> String {
     response.json["data"]["id"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A booking answer's state and, when it waits for the reconciler, the step.
+fn standing(response: &Response) -> (Option<&str>, Option<&str>) {
+    let data = &response.json["data"];
+    (data["state"].as_str(), data["reconcile_from"].as_str())
+}
+
 fn states(response: &Response) -> Vec<String> {
     response.json["data"]["history"]
         .as_array()
@@ -335,7 +341,7 @@ async fn an_ambiguous_duffel_outcome_is_left_to_the_reconciler() -> anyhow::Resu
     // Duffel fails with a 500 and made nothing: the reconciler finds no order and releases.
     b.duffel.faults.inject("POST", "/air/orders", Fault::Fail(500));
     let lost = b.book("k-500", &b.body(&offer())).await?;
-    assert_eq!((lost.json["data"]["state"].as_str(), lost.json["data"]["reconcile_from"].as_str()), (Some("needs_reconciliation"), Some("ordering")), "{}", lost.text);
+    assert_eq!(standing(&lost), (Some("needs_reconciliation"), Some("ordering")), "{}", lost.text);
     let lost_id = id_of(&lost);
     assert_eq!(b.intents(&lost_id).await?[0]["status"], "requires_capture", "never a blind void");
 
@@ -364,8 +370,7 @@ async fn a_failed_capture_is_retried_never_voided() -> anyhow::Result<()> {
         b.stripe.faults.inject("POST", "/capture", Fault::Fail(500));
     }
     let booked = b.book("k-capture", &b.body(&offer())).await?;
-    let data = &booked.json["data"];
-    assert_eq!((data["state"].as_str(), data["reconcile_from"].as_str()), (Some("needs_reconciliation"), Some("capturing")), "{}", booked.text);
+    assert_eq!(standing(&booked), (Some("needs_reconciliation"), Some("capturing")), "{}", booked.text);
     let id = id_of(&booked);
     assert_eq!(b.intents(&id).await?[0]["status"], "requires_capture");
     let (clean, report) = b.reconcile().await?;
@@ -381,7 +386,7 @@ async fn stripe_faults_at_authorization_never_make_a_second_charge() -> anyhow::
     // Stripe authorized, and the answer was lost: the reconciler finds the PaymentIntent.
     b.stripe.faults.inject("POST", "/v1/payment_intents", Fault::ActThenFail(500));
     let lost = b.book("k-lost", &b.body(&offer())).await?;
-    assert_eq!((lost.json["data"]["state"].as_str(), lost.json["data"]["reconcile_from"].as_str()), (Some("needs_reconciliation"), Some("authorizing")), "{}", lost.text);
+    assert_eq!(standing(&lost), (Some("needs_reconciliation"), Some("authorizing")), "{}", lost.text);
     // Stripe is down: nothing happened there; the reconciler authorizes once.
     b.stripe.faults.inject("POST", "/v1/payment_intents", Fault::Fail(503));
     let down = b.book("k-down", &b.body(&offer())).await?;
