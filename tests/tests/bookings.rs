@@ -404,6 +404,29 @@ async fn stripe_faults_at_authorization_never_make_a_second_charge() -> anyhow::
 }
 
 #[tokio::test]
+async fn timeouts_are_unknown_outcomes_not_failures() -> anyhow::Result<()> {
+    let b = booker(&[VISA], true).await?;
+    // Stripe never answers the authorization (the sidecar gives up after its 3 s timeout).
+    b.stripe.faults.inject("POST", "/v1/payment_intents", Fault::Hang);
+    let stripe_slow = b.book("k-stripe-slow", &b.body(&offer())).await?;
+    assert_eq!(standing(&stripe_slow), (Some("needs_reconciliation"), Some("authorizing")), "{}", stripe_slow.text);
+    assert_eq!(stripe_slow.json["data"]["failure"]["code"], "stripe_unreachable");
+    // Duffel never answers the order: the card stays authorized, not released.
+    b.duffel.faults.inject("POST", "/air/orders", Fault::Hang);
+    let duffel_slow = b.book("k-duffel-slow", &b.body(&offer())).await?;
+    assert_eq!(standing(&duffel_slow), (Some("needs_reconciliation"), Some("ordering")), "{}", duffel_slow.text);
+    assert_eq!(b.intents(&id_of(&duffel_slow)).await?[0]["status"], "requires_capture");
+
+    let (clean, report) = b.reconcile().await?;
+    assert!(clean, "{report}");
+    assert_eq!(b.state_of(&id_of(&stripe_slow)).await?.0, "captured", "{report}");
+    assert_eq!(b.intents(&id_of(&stripe_slow)).await?.len(), 1);
+    assert_eq!(b.state_of(&id_of(&duffel_slow)).await?.0, "voided", "no order listed: the card is released. {report}");
+    assert_eq!(b.intents(&id_of(&duffel_slow)).await?[0]["status"], "canceled");
+    Ok(())
+}
+
+#[tokio::test]
 async fn three_d_secure_waits_for_the_traveler_then_resumes() -> anyhow::Result<()> {
     let b = booker(&[NEEDS_3DS], true).await?;
     let booked = b.book("k-3ds", &b.body(&offer())).await?;
