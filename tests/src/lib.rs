@@ -10,6 +10,7 @@
 //!
 //! Databases are left behind for post-mortems; the cluster is deleted with the run.
 
+pub mod bench;
 pub mod duffel_fake;
 pub mod fake_http;
 pub mod stripe_proxy;

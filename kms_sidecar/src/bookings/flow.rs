@@ -170,7 +170,7 @@ fn outcome_of_intent(intent: &PaymentIntentView) -> Outcome {
 
 async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool) -> Result<State, ApiError> {
     let user_id = booking.user_id;
-    let (customer, cards, account_age_days, earlier_bookings) = {
+    let (customer, cards, account_age_days, first_booking) = {
         let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
         let customer: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
             .bind(user_id)
@@ -178,12 +178,13 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
             .await?;
         let cards = store::usable_cards(&mut tx, user_id).await?;
         let age: Option<i32> = sqlx::query_scalar("SELECT wallet_internal.account_age_days()").fetch_one(&mut *tx).await?;
-        let earlier: i64 = sqlx::query_scalar("SELECT count(*) FROM public.booking_charges WHERE user_id = $1 AND state = 'captured'")
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let first: bool =
+            sqlx::query_scalar("SELECT NOT EXISTS (SELECT FROM public.booking_charges WHERE user_id = $1 AND state = 'captured')")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        (customer, cards, age, earlier)
+        (customer, cards, age, first)
     };
     let (Some(customer), Some(first_card)) = (customer, cards.first()) else {
         let facts = Facts { failure: failure("no_usable_card", "the traveler has no usable card on file"), ..Facts::default() };
@@ -216,7 +217,7 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
                 ("offer_id".to_owned(), booking.offer_id.clone()),
                 ("route".to_owned(), booking.route.clone().unwrap_or_default()),
                 ("traveler_account_age_days".to_owned(), account_age_days.unwrap_or(0).to_string()),
-                ("first_booking".to_owned(), (earlier_bookings == 0).to_string()),
+                ("first_booking".to_owned(), first_booking.to_string()),
                 ("card_attempt".to_owned(), attempt.to_string()),
                 ("merchant_initiated".to_owned(), "true".to_owned()),
             ]);

@@ -4,11 +4,12 @@
 //! which starts the stack; prints a table, asserts nothing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
+use harness::bench::{print_row, run, Operation};
 use harness::{Emulators, Sidecar};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -18,56 +19,12 @@ use serde_json::json;
 const B64: base64::engine::general_purpose::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data"}"#;
 
-struct Figures {
-    ops_per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn print_row(label: &str, result: &Figures) {
-    println!("{label:<52} {:>10.0} {:>10} {:>10}", result.ops_per_sec, result.p50.as_micros(), result.p99.as_micros());
-}
-
-fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
-    latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-    Figures { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
-}
-
-/// `clients` tasks, each running `operation` back to back for `duration`.
-async fn run<F, Fut>(clients: usize, duration: Duration, make: F) -> anyhow::Result<Figures>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send>>>,
-{
-    let mut tasks = Vec::new();
-    let started = Instant::now();
-    let deadline = started + duration;
-    for _ in 0..clients {
-        let mut operation = make().await?;
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let begun = Instant::now();
-                operation().await?;
-                latencies.push(begun.elapsed());
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok(figures(all, started.elapsed()))
-}
-
 /// A client with one kept-alive HTTP/1.1 connection to the sidecar.
 async fn sidecar_client(
     socket: std::path::PathBuf,
     path: &'static str,
     data: String,
-) -> anyhow::Result<Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send>> {
+) -> anyhow::Result<Operation> {
     let stream = tokio::net::UnixStream::connect(&socket).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
@@ -135,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 let alias = alias.clone();
                 let kms_ciphertext = kms_ciphertext.clone();
                 async move {
-                    let operation: Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send> =
+                    let operation: Operation =
                         Box::new(move || {
                             let kms = kms.clone();
                             let alias = alias.clone();
