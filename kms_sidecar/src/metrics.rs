@@ -13,11 +13,19 @@ pub struct Metrics {
     pub decryptions: AtomicU64,
     pub crypto_failures: AtomicU64,
     pub requests_refused: AtomicU64,
+    /// Booking states entered, by state (in `saga::State::ALL` order).
+    pub bookings_entered: [AtomicU64; crate::bookings::saga::State::ALL.len()],
 }
 
 impl Metrics {
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn booking_entered(&self, state: crate::bookings::saga::State) {
+        if let Some(index) = crate::bookings::saga::State::ALL.iter().position(|s| *s == state) {
+            Self::add(&self.bookings_entered[index]);
+        }
     }
 
     pub fn kms_calls(&self) -> u64 {
@@ -57,6 +65,17 @@ impl Metrics {
             ],
         );
         counter("parker_wallet_requests_refused_total", "Requests refused for their caller class.", &[("", get(&self.requests_refused))]);
+        let states: Vec<(String, u64)> = crate::bookings::saga::State::ALL
+            .iter()
+            .zip(&self.bookings_entered)
+            .map(|(state, count)| (format!("{{state=\"{}\"}}", state.as_str()), get(count)))
+            .collect();
+        let samples: Vec<(&str, u64)> = states.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
+        counter(
+            "parker_wallet_booking_states_total",
+            "Booking states entered (needs_reconciliation and a capture backlog deserve alerts).",
+            &samples,
+        );
         out
     }
 }

@@ -211,6 +211,7 @@ struct Saga {
     crypto: EnvelopeCrypto,
     policy: BookingSettings,
     locks: BookingLocks,
+    metrics: Metrics,
     stripe: ScriptedStripe,
     duffel: ConfirmingDuffel,
     actor: Actor,
@@ -243,6 +244,7 @@ impl Saga {
             database: Database::connect_lazy(&SecretString::from(db.url("pw_test_sidecar")?), 4)?,
             db,
             crypto: EnvelopeCrypto::new(Arc::new(keyring), CachePolicy::default(), 1, Arc::new(Metrics::default())),
+            metrics: Metrics::default(),
             policy: BookingSettings { order_settle_secs: 0, ..BookingSettings::default() },
             locks: BookingLocks::default(),
             stripe: ScriptedStripe::new(script),
@@ -254,7 +256,15 @@ impl Saga {
     }
 
     fn ports(&self) -> Ports<'_> {
-        Ports { database: &self.database, stripe: &self.stripe, duffel: &self.duffel, crypto: &self.crypto, policy: &self.policy, locks: &self.locks }
+        Ports {
+            database: &self.database,
+            stripe: &self.stripe,
+            duffel: &self.duffel,
+            crypto: &self.crypto,
+            policy: &self.policy,
+            locks: &self.locks,
+            metrics: &self.metrics,
+        }
     }
 
     fn body(&self) -> Vec<u8> {
@@ -290,6 +300,9 @@ async fn a_hard_decline_moves_to_the_backup_card_with_its_own_key() -> anyhow::R
         let saga = Saga::new(vec![Script::Declined("card_declined", Some(decline))]).await?;
         let booking = saga.book("k").await?;
         assert_eq!((booking.state.as_str(), booking.card_attempt, booking.card_last4.as_deref()), ("captured", 2, Some("4444")), "{decline}");
+        let metrics = saga.metrics.render();
+        assert!(metrics.contains("parker_wallet_booking_states_total{state=\"captured\"} 1"), "{metrics}");
+        assert!(metrics.contains("parker_wallet_booking_states_total{state=\"authorizing\"} 1"), "the card switch: {metrics}");
         let calls = saga.stripe.calls();
         assert_eq!(calls.len(), 2, "{decline}: one try per card");
         assert_eq!((calls[0].1.as_str(), calls[1].1.as_str()), ("pm_default", "pm_backup"));

@@ -23,6 +23,7 @@ use crate::crypto::EnvelopeCrypto;
 use crate::database::{Database, Lease, RequestMeta};
 use crate::domain::{EncryptionContext, Identifier, Money};
 use crate::duffel::{DuffelPort, OrderRequest};
+use crate::metrics::Metrics;
 use crate::payments::{IntentStatus, OffSessionAuthorization, PaymentIntentView, StripeError, StripePort};
 use crate::routes::ApiError;
 
@@ -58,6 +59,7 @@ pub struct Ports<'a> {
     pub crypto: &'a EnvelopeCrypto,
     pub policy: &'a BookingSettings,
     pub locks: &'a BookingLocks,
+    pub metrics: &'a Metrics,
 }
 
 /// Who a booking is run for, and how they asked.
@@ -149,6 +151,7 @@ async fn record(ports: Ports<'_>, actor: &Actor, booking: &Booking, outcome: Out
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     let to = store::record(&mut tx, booking, &outcome, backup_available, facts).await?;
     tx.commit().await?;
+    ports.metrics.booking_entered(to);
     Ok(to)
 }
 

@@ -31,6 +31,7 @@ impl<'a> Ports<'a> {
                 crypto: &state.crypto,
                 policy: &state.settings.bookings,
                 locks: &state.booking_locks,
+                metrics: &state.metrics,
             }),
             _ => Err(ApiError::BookingsNotConfigured),
         }
