@@ -446,6 +446,7 @@ async fn three_d_secure_waits_for_the_traveler_then_resumes() -> anyhow::Result<
     let shown = b.show(&id).await?;
     let secret = shown.json["data"]["authentication"]["client_secret"].as_str().unwrap_or_default().to_owned();
     assert!(secret.contains("_secret_"), "{}", shown.text);
+    assert!(shown.json["data"]["authentication"]["payment_method"].as_str().is_some_and(|pm| pm.starts_with("pm_")), "{}", shown.text);
     let resume_path = format!("/v1/bookings/{id}/resume");
     let early = call(b.sidecar(), "POST", &resume_path, &b.token, None, None).await?;
     assert_eq!((early.status, early.json["code"].as_str()), (StatusCode::CONFLICT, Some("authentication_pending")));

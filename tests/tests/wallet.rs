@@ -84,6 +84,15 @@ async fn only_edge_callers_reach_the_wallet_and_it_needs_configuring() -> anyhow
     let unconfigured = Sidecar::start_with(SidecarConfig { callers: format!("edge = [{}]", harness::own_uid()), ..Default::default() }).await?;
     let response = list(&unconfigured, &traveler_token(ALICE, json!({}))).await?;
     assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("wallet_not_configured")));
+
+    // Bookings: the same caller rule; a wallet without [stripe] and [duffel] cannot book.
+    let token = traveler_token(ALICE, json!({}));
+    let refused = call(&as_admin, "POST", "/v1/bookings", &token, Some("k"), Some(json!({}))).await?;
+    assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("caller_not_allowed")));
+    let wallet_only = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
+    let body = json!({ "campaign_id": uuid::Uuid::nil(), "offer_id": "off_1", "passengers": [], "amount": 1, "currency": "eur" });
+    let unbookable = call(&wallet_only, "POST", "/v1/bookings", &token, Some("k"), Some(body)).await?;
+    assert_eq!((unbookable.status, unbookable.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("bookings_not_configured")));
     Ok(())
 }
 

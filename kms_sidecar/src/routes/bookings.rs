@@ -137,9 +137,12 @@ pub async fn show(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::U
     if booking.state() == crate::bookings::saga::State::RequiresAuthentication {
         if let Some(intent) = &booking.stripe_payment_intent_id {
             let view = ports.stripe.retrieve_payment_intent(intent).await?;
+            // Off-session `authentication_required` leaves the PaymentIntent wanting
+            // a payment method again: Stripe.js confirms it with this card.
             body["data"]["authentication"] = json!({
                 "payment_intent_id": intent,
                 "client_secret": view.client_secret.as_ref().map(secrecy::ExposeSecret::expose_secret),
+                "payment_method": booking.stripe_payment_method_id,
             });
         }
     }
