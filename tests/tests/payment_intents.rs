@@ -1,4 +1,4 @@
-//! The Stripe port's booking calls against localstripe: manual-capture, off-session
+//! The Stripe port's booking calls: manual-capture, off-session
 //! PaymentIntents through the official client against localstripe (patched by
 //! the test launcher with the fields Stripe always sends).
 
