@@ -10,17 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 seconds=${BENCH_SECONDS:-3}
-"$PW_ROOT/scripts/bootstrap.sh"
-cd "$PW_ROOT"
-say "building release binaries"
-cargo build --quiet --release -p kms-sidecar -p parker-wallet-e2e --bin kms-sidecar --bin booking-bench
-"$PW_ROOT/scripts/build.sh"
-export PW_SIDECAR_BIN="$CARGO_TARGET_DIR/release/kms-sidecar"
-
-stack_dir=$(mktemp -d /tmp/parker-wallet-bench.XXXXXX)
-trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"' EXIT INT TERM
-"$PW_ROOT/scripts/stack.sh" up "$stack_dir" 2>/dev/null
-set -a; source "$stack_dir/stack.env"; set +a
+bench_stack_up booking-bench
 stack_database pw_template migrated >/dev/null
 stack_psql -d postgres -f "$PW_ROOT/tests/support/roles.sql" >/dev/null
 

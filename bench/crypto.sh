@@ -9,17 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 seconds=${BENCH_SECONDS:-3}
-"$PW_ROOT/scripts/bootstrap.sh"
-cd "$PW_ROOT"
-say "building release binaries"
-cargo build --quiet --release -p kms-sidecar -p parker-wallet-e2e --bin kms-sidecar --bin crypto-bench
-"$PW_ROOT/scripts/build.sh" --release
-export PW_SIDECAR_BIN="$CARGO_TARGET_DIR/release/kms-sidecar"
-
-stack_dir=$(mktemp -d /tmp/parker-wallet-bench.XXXXXX)
-trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"; "$PW_ROOT/scripts/build.sh" >/dev/null 2>&1 || true' EXIT INT TERM
-"$PW_ROOT/scripts/stack.sh" up "$stack_dir" 2>/dev/null
-set -a; source "$stack_dir/stack.env"; set +a
+bench_stack_up --release-extension crypto-bench
 
 BENCH_SECONDS=$seconds "$CARGO_TARGET_DIR/release/crypto-bench" | grep -v '^CIPHERTEXT='
 

@@ -11,14 +11,7 @@ seconds=${BENCH_SECONDS:-10}
 rounds=${BENCH_ROUNDS:-2}
 bench_dir="$PW_ROOT/bench"
 
-"$PW_ROOT/scripts/bootstrap.sh"
-cd "$PW_ROOT"
-"$PW_ROOT/scripts/build.sh" --release
-stack_dir=$(mktemp -d /tmp/parker-wallet-bench.XXXXXX)
-# Tests and the demo expect the debug extension: put it back afterwards.
-trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"; "$PW_ROOT/scripts/build.sh" >/dev/null 2>&1 || true' EXIT INT TERM
-"$PW_ROOT/scripts/stack.sh" up "$stack_dir" >/dev/null
-set -a; source "$stack_dir/stack.env"; set +a
+bench_stack_up --release-extension
 
 db=bench
 stack_database "$db" migrated >/dev/null

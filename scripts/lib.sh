@@ -66,3 +66,30 @@ require_free_port() {
     die "port $1 on 127.0.0.1 is already in use; pick another (e.g. PW_PGPORT=...)"
   fi
 }
+
+# For benchmarks: release builds of the sidecar and of the named benchmark
+# binaries (the stack then runs that sidecar), and a throwaway stack for this
+# run (its stack.env sourced), torn down on exit. With --release-extension the
+# release build of the extension is installed for the run and the debug one,
+# which tests and the demo expect, put back afterwards.
+bench_stack_up() { # [--release-extension] [BENCH_BIN...]
+  local restore="" extension_build=()
+  if [ "${1:-}" = --release-extension ]; then
+    extension_build=(--release)
+    restore='; "$PW_ROOT/scripts/build.sh" >/dev/null 2>&1 || true'
+    shift
+  fi
+  "$PW_ROOT/scripts/bootstrap.sh"
+  cd "$PW_ROOT"
+  if [ $# -gt 0 ]; then
+    say "building release binaries"
+    cargo build --quiet --release -p kms-sidecar -p parker-wallet-e2e --bin kms-sidecar ${*/#/--bin }
+    export PW_SIDECAR_BIN="$CARGO_TARGET_DIR/release/kms-sidecar"
+  fi
+  "$PW_ROOT/scripts/build.sh" "${extension_build[@]}"
+  bench_stack_dir=$(mktemp -d /tmp/parker-wallet-bench.XXXXXX)
+  # shellcheck disable=SC2064 # expanded now, on purpose: the directory is fixed
+  trap "\"\$PW_ROOT/scripts/stack.sh\" down \"$bench_stack_dir\"$restore" EXIT INT TERM
+  "$PW_ROOT/scripts/stack.sh" up "$bench_stack_dir" >/dev/null
+  set -a; source "$bench_stack_dir/stack.env"; set +a
+}
