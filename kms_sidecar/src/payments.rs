@@ -194,7 +194,7 @@ impl AsyncStripe {
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(StripeError::Timeout),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(stripe::StripeError::Stripe(error, status))) if status < 500 => Err(StripeError::Refused {
+            Ok(Err(stripe::StripeError::Stripe(error, status))) if refusal_is_final(status) => Err(StripeError::Refused {
                 status,
                 code: error.code.as_ref().map(|c| c.to_string()),
                 decline_code: error.decline_code.clone(),
@@ -205,6 +205,13 @@ impl AsyncStripe {
             Ok(Err(other)) => Err(StripeError::Unavailable(other.to_string())),
         }
     }
+}
+
+/// Whether a 4xx from Stripe is its final word on the request. A rate limit
+/// (429) and an idempotency key still in use by a concurrent request (409) are
+/// not: the request may be made again, and must never read as a card decline.
+fn refusal_is_final(status: u16) -> bool {
+    status < 500 && status != 429 && status != 409
 }
 
 /// Two TLS stacks are linked (the AWS SDK's and Stripe's), so rustls cannot pick
@@ -346,5 +353,20 @@ impl StripePort for AsyncStripe {
     async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError> {
         let request = CreateRefund::new().payment_intent(id);
         self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_and_key_conflicts_are_not_refusals() {
+        for status in [400, 402, 404] {
+            assert!(refusal_is_final(status), "{status}");
+        }
+        for status in [409, 429, 500, 503] {
+            assert!(!refusal_is_final(status), "{status}");
+        }
     }
 }
