@@ -1,4 +1,4 @@
-DROP FUNCTION wallet_internal.account_age_days();
+DROP FUNCTION wallet_internal.account_age_days(date);
 DROP FUNCTION wallet_internal.campaign_owner(uuid);
 DROP FUNCTION wallet_internal.bookings_to_reconcile(interval);
 DROP TABLE public.notification_outbox;

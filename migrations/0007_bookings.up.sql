@@ -121,18 +121,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
   SELECT user_id FROM public.campaigns WHERE id = campaign
 $$;
 
--- How long the current traveler (from the request's claims) has had an account:
--- a Radar signal. Only ever about oneself.
+-- How long the current traveler (from the request's claims) had had an account
+-- on a given day (the booking's): a Radar signal. Only ever about oneself.
 -- PL/pgSQL so that the body is bound at call time: the migration also runs
 -- beside an auth schema it does not own (Supabase's, whose users have created_at).
-CREATE FUNCTION wallet_internal.account_age_days() RETURNS integer
+CREATE FUNCTION wallet_internal.account_age_days(on_day date) RETURNS integer
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
-  RETURN (SELECT current_date - u.created_at::date FROM auth.users u WHERE u.id = wallet.uid());
+  RETURN (SELECT on_day - u.created_at::date FROM auth.users u WHERE u.id = wallet.uid());
 END
 $$;
 
 REVOKE EXECUTE ON FUNCTION wallet_internal.record_booking_event(), wallet_internal.bookings_to_reconcile(interval),
-  wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days() FROM PUBLIC;
+  wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days(date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wallet_internal.bookings_to_reconcile(interval),
-  wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days() TO parker_wallet_sidecar;
+  wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days(date) TO parker_wallet_sidecar;

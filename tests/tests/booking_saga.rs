@@ -392,6 +392,24 @@ async fn an_authentication_never_completed_expires_and_releases_the_card() -> an
 }
 
 #[tokio::test]
+async fn an_authentication_completed_but_never_resumed_is_carried_on_not_canceled() -> anyhow::Result<()> {
+    let mut saga = Saga::new(vec![Script::Intent(IntentStatus::RequiresAction, None, None)]).await?;
+    let booking = saga.book("k").await?;
+    let intent = booking.stripe_payment_intent_id.clone().unwrap_or_default();
+    // Still processing at the issuer: resume says to wait (not an internal error).
+    saga.stripe.set(&intent, IntentStatus::Processing)?;
+    let processing = flow::resume(saga.ports(), &saga.actor, booking.id).await;
+    assert!(matches!(processing, Err(kms_sidecar::routes::ApiError::AuthenticationPending)), "{processing:?}");
+    // The traveler authenticated; the app never called resume. Expiry must not cancel a good authorization.
+    saga.stripe.set(&intent, IntentStatus::RequiresCapture)?;
+    saga.policy.authentication_expiry_hours = 0;
+    let report = reconcile::run(saga.ports(), 0).await?;
+    assert_eq!((report.lines[0].to.as_str(), report.alerts()), ("captured", 0), "{report:?}");
+    assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Succeeded));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_lost_answer_is_replayed_by_the_same_key_never_charged_twice() -> anyhow::Result<()> {
     let saga = Saga::new(vec![Script::LostAnswer]).await?;
     let booking = saga.book("k").await?;

@@ -148,11 +148,27 @@ pub async fn read(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Boo
 }
 
 async fn record(ports: Ports<'_>, actor: &Actor, booking: &Booking, outcome: Outcome, backup_available: bool, facts: Facts) -> Result<State, ApiError> {
+    let made_order = facts.duffel_order_id.clone().map(|id| (id, facts.booking_reference.clone()));
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
-    let to = store::record(&mut tx, booking, &outcome, backup_available, facts).await?;
-    tx.commit().await?;
-    ports.metrics.booking_entered(to);
-    Ok(to)
+    match store::record(&mut tx, booking, &outcome, backup_available, facts).await {
+        Ok(to) => {
+            tx.commit().await?;
+            ports.metrics.booking_entered(to);
+            Ok(to)
+        }
+        // The row moved under us (a lost lock): an order Duffel made is kept
+        // all the same, so the reconciler finds it without searching.
+        Err(ApiError::BookingInProgress) if made_order.is_some() => {
+            tx.rollback().await?;
+            if let Some((order, reference)) = made_order {
+                let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
+                store::keep_order(&mut tx, booking.id, &order, reference.as_deref()).await?;
+                tx.commit().await?;
+            }
+            Err(ApiError::BookingInProgress)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 fn failure(code: impl Into<String>, reason: impl Into<String>) -> Option<(String, String)> {
@@ -180,12 +196,19 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
             .fetch_optional(&mut *tx)
             .await?;
         let cards = store::usable_cards(&mut tx, user_id).await?;
-        let age: Option<i32> = sqlx::query_scalar("SELECT wallet_internal.account_age_days()").fetch_one(&mut *tx).await?;
-        let first: bool =
-            sqlx::query_scalar("SELECT NOT EXISTS (SELECT FROM public.booking_charges WHERE user_id = $1 AND state = 'captured')")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        // Both as of the booking's creation, so a retry sends Stripe the same
+        // request (another body under the same idempotency key is refused).
+        let age: Option<i32> = sqlx::query_scalar("SELECT wallet_internal.account_age_days($1::date)")
+            .bind(booking.created_at)
+            .fetch_one(&mut *tx)
+            .await?;
+        let first: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT FROM public.booking_charges WHERE user_id = $1 AND state = 'captured' AND created_at < $2)",
+        )
+        .bind(user_id)
+        .bind(booking.created_at)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         (customer, cards, age, first)
     };
@@ -251,6 +274,10 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
             };
             let authorized = matches!(outcome, Outcome::Authorized);
             (outcome, Facts { authorized, payment_intent_id: Some(intent.id), failure, ..Facts::default() })
+        }
+        // Our own retry under the key with another body: not the card's fault.
+        Err(StripeError::Refused { code: Some(code), message, .. }) if code == "idempotency_error" => {
+            (Outcome::Ambiguous, Facts { failure: failure("stripe_idempotency_error", message), ..Facts::default() })
         }
         Err(StripeError::Refused { code, decline_code, message, payment_intent, .. }) => {
             let reason = decline_code.clone().or(code.clone()).unwrap_or_else(|| "stripe_refused".into());
@@ -465,15 +492,31 @@ pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uu
     let Some(lease) = ports.database.lease(&lease_key(id), None).await? else {
         return Ok(None);
     };
+    let mut lease = lease;
     let expired = async {
         let booking = read(ports, actor, id).await?;
         if booking.state() != State::RequiresAuthentication {
-            return Ok(None);
+            return Ok(Some(booking));
         }
         if let Some(intent) = &booking.stripe_payment_intent_id {
-            if !release_intent(ports, &booking, intent, "expire").await? {
-                // Authenticated at the last moment: the next pass drives it on.
-                return Ok(None);
+            let view = ports.stripe.retrieve_payment_intent(intent).await?;
+            match view.status {
+                // Authenticated, but the app never said so: go on with the booking.
+                IntentStatus::RequiresCapture => {
+                    let facts = Facts { authorized: true, ..Facts::default() };
+                    record(ports, actor, &booking, Outcome::Authorized, false, facts).await?;
+                    return run_steps(ports, actor, id, &mut lease, true).await.map(Some);
+                }
+                IntentStatus::Succeeded | IntentStatus::Processing => {
+                    return Err(ApiError::Internal(format!(
+                        "booking {id}: PaymentIntent {intent} is {:?} while the booking waits for 3-D Secure; a person must look",
+                        view.status
+                    )))
+                }
+                _ if !release_intent(ports, &booking, intent, "expire").await? => {
+                    return Err(ApiError::Internal(format!("booking {id}: PaymentIntent {intent} could not be canceled; a person must look")))
+                }
+                _ => {}
             }
         }
         let outcome = Outcome::Declined { code: Some("authentication_expired".into()), decline_code: None };
@@ -495,7 +538,7 @@ async fn settle_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) 
     }
     let view = ports.stripe.retrieve_payment_intent(intent_of(&booking)?).await?;
     let pending = match &view.status {
-        IntentStatus::RequiresAction | IntentStatus::Other(_) => true,
+        IntentStatus::RequiresAction | IntentStatus::Processing | IntentStatus::Other(_) => true,
         // Off-session `authentication_required` leaves it here until the traveler confirms.
         IntentStatus::RequiresPaymentMethod => matches!(view.error_code.as_deref(), None | Some("authentication_required")),
         _ => false,

@@ -113,7 +113,9 @@ async fn reopen_held(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: S
     if current.state() != State::NeedsReconciliation {
         return Ok(Some(true));
     }
-    if step == State::Ordering {
+    if step == State::Ordering && current.duffel_order_id.is_some() {
+        store::reopen(&mut tx, &current, State::Ordering, None).await?;
+    } else if step == State::Ordering {
         let since = booking.created_at - chrono::Duration::minutes(5);
         let found = ports.duffel.find_order(booking.id, since).await.map_err(|e| ApiError::Internal(format!("Duffel: {e}")))?;
         match found {

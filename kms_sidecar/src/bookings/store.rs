@@ -201,6 +201,22 @@ pub async fn choose_first_card(tx: &mut PgConnection, booking: &Booking, card: &
     Ok(())
 }
 
+/// Keeps the order Duffel made for a booking whose row moved meanwhile.
+pub async fn keep_order(tx: &mut PgConnection, id: uuid::Uuid, order: &str, reference: Option<&str>) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE public.booking_charges
+            SET duffel_order_id = coalesce(duffel_order_id, $2),
+                duffel_booking_reference = coalesce(duffel_booking_reference, $3)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(order)
+    .bind(reference)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// Puts a booking the reconciler took back to the step it will redo; with the
 /// order Duffel turned out to have made, when there is one.
 pub async fn reopen(tx: &mut PgConnection, booking: &Booking, step: State, duffel_order: Option<&crate::duffel::DuffelOrder>) -> Result<(), ApiError> {
