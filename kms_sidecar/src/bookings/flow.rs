@@ -81,7 +81,7 @@ const REQUEST_WAIT: Duration = Duration::from_secs(60);
 /// The reconciler does not queue behind a live request for long: next pass.
 const RECONCILER_WAIT: Duration = Duration::from_secs(2);
 
-pub(crate) fn lease_key(id: uuid::Uuid) -> String {
+fn lease_key(id: uuid::Uuid) -> String {
     format!("parker_wallet.booking:{id}")
 }
 
@@ -93,32 +93,47 @@ pub(crate) fn passengers_context(user_id: uuid::Uuid) -> Result<EncryptionContex
     })
 }
 
+/// The right to drive one booking: its place in this process's queue (for
+/// requests) and its database lease. Released explicitly, lease first.
+pub(crate) struct Hold {
+    lease: Lease,
+    _queued: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Hold {
+    /// A request waits its turn (404 first, before any lock, when the booking
+    /// is not the caller's); the reconciler waits briefly. `Ok(None)`: the
+    /// reconciler found the booking busy.
+    pub(crate) async fn take(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, driver: Driver) -> Result<Option<Self>, ApiError> {
+        let (queued, wait) = match driver {
+            Driver::Request => {
+                read(ports, actor, id).await?;
+                let queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?;
+                (Some(queued), REQUEST_WAIT)
+            }
+            Driver::Reconciler => (None, RECONCILER_WAIT),
+        };
+        match ports.database.lease(&lease_key(id), Some(wait)).await? {
+            Some(lease) => Ok(Some(Self { lease, _queued: queued })),
+            None if driver == Driver::Request => Err(ApiError::BookingInProgress),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn release(self) -> Result<(), ApiError> {
+        Ok(self.lease.release().await?)
+    }
+}
+
 /// Drives `id` until it is final or waits for someone (the traveler, the
 /// reconciler). `Ok(None)`: the reconciler found it busy.
 pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, driver: Driver) -> Result<Option<Booking>, ApiError> {
-    // Not this traveler's booking: 404 before any lock is taken.
-    read(ports, actor, id).await?;
-    let _queued = match driver {
-        Driver::Request => Some(queue(ports, id).await?),
-        Driver::Reconciler => None,
+    let Some(mut hold) = Hold::take(ports, actor, id, driver).await? else {
+        return Ok(None);
     };
-    let wait = match driver {
-        Driver::Request => REQUEST_WAIT,
-        Driver::Reconciler => RECONCILER_WAIT,
-    };
-    let Some(mut lease) = ports.database.lease(&lease_key(id), Some(wait)).await? else {
-        return match driver {
-            Driver::Request => Err(ApiError::BookingInProgress),
-            Driver::Reconciler => Ok(None),
-        };
-    };
-    let outcome = run_steps(ports, actor, id, &mut lease, false).await;
-    lease.release().await?;
+    let outcome = run_steps(ports, actor, id, &mut hold.lease, false).await;
+    hold.release().await?;
     outcome.map(Some)
-}
-
-async fn queue(ports: Ports<'_>, id: uuid::Uuid) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
-    tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)
 }
 
 /// Runs steps until the booking is final or waits for someone.
@@ -169,6 +184,11 @@ async fn record(ports: Ports<'_>, actor: &Actor, booking: &Booking, outcome: Out
         }
         Err(other) => Err(other),
     }
+}
+
+/// The code a decline is recorded under: the issuer's reason, else Stripe's code.
+fn decline_reason(code: &Option<String>, decline_code: &Option<String>, fallback: &str) -> String {
+    decline_code.clone().or_else(|| code.clone()).unwrap_or_else(|| fallback.to_owned())
 }
 
 fn failure(code: impl Into<String>, reason: impl Into<String>) -> Option<(String, String)> {
@@ -265,10 +285,9 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
         Ok(intent) => {
             let outcome = outcome_of_intent(&intent);
             let failure = match &outcome {
-                Outcome::Declined { code, decline_code } => failure(
-                    decline_code.clone().or(code.clone()).unwrap_or_else(|| "card_declined".into()),
-                    "the card was declined",
-                ),
+                Outcome::Declined { code, decline_code } => {
+                    failure(decline_reason(code, decline_code, "card_declined"), "the card was declined")
+                }
                 Outcome::Ambiguous => failure("stripe_pending", "the PaymentIntent is still processing"),
                 _ => None,
             };
@@ -280,7 +299,7 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
             (Outcome::Ambiguous, Facts { failure: failure("stripe_idempotency_error", message), ..Facts::default() })
         }
         Err(StripeError::Refused { code, decline_code, message, payment_intent, .. }) => {
-            let reason = decline_code.clone().or(code.clone()).unwrap_or_else(|| "stripe_refused".into());
+            let reason = decline_reason(&code, &decline_code, "stripe_refused");
             (Outcome::Declined { code, decline_code }, Facts { payment_intent_id: payment_intent, failure: failure(reason, message), ..Facts::default() })
         }
         Err(error @ (StripeError::Unavailable(_) | StripeError::Timeout)) => {
@@ -320,7 +339,7 @@ async fn find_intent(ports: Ports<'_>, booking: &Booking, customer: &str, attemp
     if let Some(id) = &booking.stripe_payment_intent_id {
         return Ok(Some(ports.stripe.retrieve_payment_intent(id).await?));
     }
-    let since = booking.created_at.timestamp() - 300;
+    let since = booking.search_from().timestamp();
     let mut found = ports.stripe.find_payment_intents(customer, since, "booking_attempt", attempt_tag).await?;
     Ok(found.pop())
 }
@@ -338,8 +357,7 @@ async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool, 
     if !fresh {
         // An earlier holder may have sent the order; Duffel cannot dedupe a
         // create, so it is looked for, never sent again.
-        let since = booking.created_at - chrono::Duration::minutes(5);
-        let reason = match ports.duffel.find_order(booking.id, since).await {
+        let reason = match ports.duffel.find_order(booking.id, booking.search_from()).await {
             Ok(Some(order)) => return record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await,
             Ok(None) => "an earlier attempt may have reached Duffel; its order is not listed (yet)".to_owned(),
             Err(error) => error.to_string(),
@@ -415,17 +433,11 @@ async fn capture(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool
 
 /// Releases the authorization; a PaymentIntent found captured is refunded instead.
 async fn void(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<State, ApiError> {
-    let keep = || Facts { failure: booking.failure_code.clone().zip(booking.failure_reason.clone()), ..Facts::default() };
+    let keep = || Facts { failure: booking.failure(), ..Facts::default() };
     let Some(intent) = booking.stripe_payment_intent_id.as_deref() else {
         return record(ports, actor, booking, Outcome::Released, false, keep()).await;
     };
-    let key = idempotency_key(booking.id, "void", booking.card_attempt as u8);
-    let status = match ports.stripe.cancel_payment_intent(intent, &key).await {
-        Ok(view) => Ok(view.status),
-        Err(StripeError::Refused { .. }) => ports.stripe.retrieve_payment_intent(intent).await.map(|view| view.status),
-        Err(error) => Err(error),
-    };
-    match status {
+    match cancel_intent(ports, booking, intent, "void").await {
         Ok(IntentStatus::Canceled) => record(ports, actor, booking, Outcome::Released, false, keep()).await,
         Ok(IntentStatus::Succeeded) => record(ports, actor, booking, Outcome::Captured, false, keep()).await,
         Ok(other) => {
@@ -440,7 +452,7 @@ async fn void(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<Stat
 }
 
 async fn refund(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<State, ApiError> {
-    let keep = Facts { failure: booking.failure_code.clone().zip(booking.failure_reason.clone()), ..Facts::default() };
+    let keep = Facts { failure: booking.failure(), ..Facts::default() };
     let intent = intent_of(booking)?;
     let key = idempotency_key(booking.id, "refund", booking.card_attempt as u8);
     match ports.stripe.refund_payment_intent(intent, &key).await {
@@ -459,40 +471,42 @@ async fn refund(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<St
 /// `resume`: the traveler says they authenticated. Continues when Stripe
 /// agrees, declines when the PaymentIntent failed, else says to wait.
 pub async fn resume(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Booking, ApiError> {
-    read(ports, actor, id).await?;
-    let _queued = queue(ports, id).await?;
-    let Some(mut lease) = ports.database.lease(&lease_key(id), Some(REQUEST_WAIT)).await? else {
-        return Err(ApiError::BookingInProgress);
-    };
+    let mut hold = Hold::take(ports, actor, id, Driver::Request).await?.ok_or(ApiError::BookingInProgress)?;
     let outcome = match settle_authentication(ports, actor, id).await {
         Ok(Some(booking)) => Ok(booking),
         // Recorded under this lease: the next step is fresh.
-        Ok(None) => run_steps(ports, actor, id, &mut lease, true).await,
+        Ok(None) => run_steps(ports, actor, id, &mut hold.lease, true).await,
         Err(error) => Err(error),
     };
-    lease.release().await?;
+    hold.release().await?;
     outcome
+}
+
+/// Cancels a PaymentIntent under the step's idempotency key; when Stripe
+/// refuses (already canceled, or captured meanwhile), what it is now.
+async fn cancel_intent(ports: Ports<'_>, booking: &Booking, intent: &str, step: &str) -> Result<IntentStatus, StripeError> {
+    let key = idempotency_key(booking.id, step, booking.card_attempt as u8);
+    match ports.stripe.cancel_payment_intent(intent, &key).await {
+        Ok(view) => Ok(view.status),
+        Err(StripeError::Refused { .. }) => ports.stripe.retrieve_payment_intent(intent).await.map(|view| view.status),
+        Err(error) => Err(error),
+    }
 }
 
 /// Cancels a PaymentIntent that must hold nothing (a declined booking's):
 /// `false` when Stripe says it is authorized or paid after all.
 async fn release_intent(ports: Ports<'_>, booking: &Booking, intent: &str, step: &str) -> Result<bool, ApiError> {
-    let key = idempotency_key(booking.id, step, booking.card_attempt as u8);
-    let status = match ports.stripe.cancel_payment_intent(intent, &key).await {
-        Ok(view) => view.status,
-        Err(StripeError::Refused { .. }) => ports.stripe.retrieve_payment_intent(intent).await?.status,
-        Err(error) => return Err(error.into()),
-    };
+    let status = cancel_intent(ports, booking, intent, step).await?;
     Ok(!matches!(status, IntentStatus::RequiresCapture | IntentStatus::Succeeded | IntentStatus::Processing))
 }
 
 /// The traveler never authenticated: cancel the PaymentIntent, decline the
 /// booking. `None` when busy or no longer waiting.
 pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Booking>, ApiError> {
-    let Some(lease) = ports.database.lease(&lease_key(id), None).await? else {
+    let Some(mut hold) = Hold::take(ports, actor, id, Driver::Reconciler).await? else {
         return Ok(None);
     };
-    let mut lease = lease;
+    let lease = &mut hold.lease;
     let expired = async {
         let booking = read(ports, actor, id).await?;
         if booking.state() != State::RequiresAuthentication {
@@ -505,7 +519,7 @@ pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uu
                 IntentStatus::RequiresCapture => {
                     let facts = Facts { authorized: true, ..Facts::default() };
                     record(ports, actor, &booking, Outcome::Authorized, false, facts).await?;
-                    return run_steps(ports, actor, id, &mut lease, true).await.map(Some);
+                    return run_steps(ports, actor, id, lease, true).await.map(Some);
                 }
                 IntentStatus::Succeeded | IntentStatus::Processing => {
                     return Err(ApiError::Internal(format!(
@@ -525,7 +539,7 @@ pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uu
         read(ports, actor, id).await.map(Some)
     }
     .await;
-    lease.release().await?;
+    hold.release().await?;
     expired
 }
 
@@ -554,7 +568,7 @@ async fn settle_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) 
             if !release_intent(ports, &booking, &view.id, "decline").await? {
                 return Err(ApiError::AuthenticationPending);
             }
-            failure(decline_code.clone().or(code.clone()).unwrap_or_else(|| "authentication_failed".into()), "authentication did not succeed")
+            failure(decline_reason(code, decline_code, "authentication_failed"), "authentication did not succeed")
         }
         _ => None,
     };

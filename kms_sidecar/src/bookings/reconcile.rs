@@ -99,11 +99,11 @@ async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Optio
 /// what Duffel did when the step was the order. `Ok(None)`: too early to tell;
 /// `Ok(Some(false))`: busy.
 async fn reopen(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State) -> Result<Option<bool>, ApiError> {
-    let Some(lease) = ports.database.lease(&flow::lease_key(booking.id), None).await? else {
+    let Some(hold) = flow::Hold::take(ports, actor, booking.id, Driver::Reconciler).await? else {
         return Ok(Some(false));
     };
     let reopened = reopen_held(ports, actor, booking, step).await;
-    lease.release().await?;
+    hold.release().await?;
     reopened
 }
 
@@ -116,8 +116,7 @@ async fn reopen_held(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: S
     if step == State::Ordering && current.duffel_order_id.is_some() {
         store::reopen(&mut tx, &current, State::Ordering, None).await?;
     } else if step == State::Ordering {
-        let since = booking.created_at - chrono::Duration::minutes(5);
-        let found = ports.duffel.find_order(booking.id, since).await.map_err(|e| ApiError::Internal(format!("Duffel: {e}")))?;
+        let found = ports.duffel.find_order(booking.id, booking.search_from()).await.map_err(|e| ApiError::Internal(format!("Duffel: {e}")))?;
         match found {
             Some(order) => store::reopen(&mut tx, &current, State::Ordering, Some(&order)).await?,
             None => {

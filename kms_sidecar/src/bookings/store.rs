@@ -43,6 +43,17 @@ impl Booking {
         State::parse(&self.state).unwrap_or(State::NeedsReconciliation)
     }
 
+    /// Where searches for what an earlier attempt made start (PaymentIntents,
+    /// Duffel orders): a little before the booking, for clock skew.
+    pub fn search_from(&self) -> chrono::DateTime<chrono::Utc> {
+        self.created_at - chrono::Duration::minutes(5)
+    }
+
+    /// The booking's failure as it stands, to carry into its next state.
+    pub fn failure(&self) -> Option<(String, String)> {
+        self.failure_code.clone().zip(self.failure_reason.clone())
+    }
+
     /// The step whose outcome a reconciler must find out.
     pub fn pending_step(&self) -> State {
         match self.state() {

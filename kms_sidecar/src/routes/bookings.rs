@@ -13,7 +13,7 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::wallet::Answer;
+use super::wallet::{caller_headers, Answer, CallerHeaders};
 use crate::auth::{AuthError, JwtVerifier, Traveler};
 use crate::bookings::store::{self, Booking};
 use crate::bookings::open::{self, Opened};
@@ -53,8 +53,7 @@ struct Headers {
 
 fn headers(state: &AppState, request: &Request<Incoming>, service_allowed: bool) -> Result<Headers, ApiError> {
     let verifier = state.verifier.as_ref().ok_or(ApiError::NotConfigured)?;
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let authorization = header("authorization");
+    let CallerHeaders { authorization, meta, idempotency_key } = caller_headers(request)?;
     let token = JwtVerifier::bearer(authorization.as_deref())?;
     let caller = match verifier.verify(token) {
         Ok(traveler) => Caller::Traveler(traveler),
@@ -65,21 +64,17 @@ fn headers(state: &AppState, request: &Request<Incoming>, service_allowed: bool)
         },
         Err(error) => return Err(error.into()),
     };
-    let idempotency_key = super::wallet::idempotency_key_of(header("idempotency-key"))?;
-    let meta = RequestMeta { forwarded_for: header("x-forwarded-for"), user_agent: header("user-agent") };
     Ok(Headers { caller, meta, idempotency_key })
 }
 
-/// Drives the saga in its own task: a client that hangs up does not cut a
+/// Runs saga work in its own task: a client that hangs up does not cut a
 /// booking off between a Stripe call and the write of its result.
-async fn drive_detached(state: &Arc<AppState>, actor: Actor, id: uuid::Uuid) -> Result<Booking, ApiError> {
-    let state = Arc::clone(state);
-    tokio::spawn(async move {
-        let ports = Ports::of(&state)?;
-        flow::drive(ports, &actor, id, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("booking task: {e}")))?
+async fn detached<F, Fut>(state: &Arc<AppState>, work: F) -> Result<Booking, ApiError>
+where
+    F: FnOnce(Arc<AppState>) -> Fut,
+    Fut: std::future::Future<Output = Result<Booking, ApiError>> + Send + 'static,
+{
+    tokio::spawn(work(Arc::clone(state))).await.map_err(|e| ApiError::Internal(format!("booking task: {e}")))?
 }
 
 async fn answer(state: &AppState, actor: &Actor, booking: &Booking, status: StatusCode) -> Result<Answer, ApiError> {
@@ -96,14 +91,13 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
     let Headers { caller, meta, idempotency_key } = headers(state, &request, true)?;
     let key = idempotency_key.ok_or_else(|| ApiError::BadRequest("POST /v1/bookings needs an Idempotency-Key header".into()))?;
     let body = super::read_body(request, state.settings.limits.max_body_bytes).await?;
-    let campaign_id = open::campaign_of(&body)?;
     let ports = Ports::of(state)?;
     let traveler = match caller {
         Caller::Traveler(traveler) => traveler,
         Caller::Service => {
             let mut tx = ports.database.as_system().await?;
             let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT wallet_internal.campaign_owner($1)")
-                .bind(campaign_id)
+                .bind(open::campaign_of(&body)?)
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -115,7 +109,11 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
         Opened::New(id) => (id, StatusCode::CREATED),
         Opened::Existing(id) => (id, StatusCode::OK),
     };
-    let booking = drive_detached(state, actor.clone(), id).await?;
+    let task_actor = actor.clone();
+    let booking = detached(state, move |state| async move {
+        flow::drive(Ports::of(&state)?, &task_actor, id, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
+    })
+    .await?;
     answer(state, &actor, &booking, status).await
 }
 
@@ -153,13 +151,7 @@ pub async fn show(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::U
 pub async fn resume(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::Uuid) -> Result<Answer, ApiError> {
     let Headers { caller, meta, .. } = headers(state, &request, false)?;
     let actor = Actor { traveler: traveler_only(caller)?, meta };
-    let task_state = Arc::clone(state);
     let task_actor = actor.clone();
-    let booking = tokio::spawn(async move {
-        let ports = Ports::of(&task_state)?;
-        flow::resume(ports, &task_actor, id).await
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("booking task: {e}")))??;
+    let booking = detached(state, move |state| async move { flow::resume(Ports::of(&state)?, &task_actor, id).await }).await?;
     answer(state, &actor, &booking, StatusCode::OK).await
 }

@@ -27,22 +27,32 @@ pub fn authenticate<'s>(state: &'s AppState, request: &Request<Incoming>) -> Res
     let (Some(verifier), Some(database)) = (&state.verifier, &state.database) else {
         return Err(ApiError::NotConfigured);
     };
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let authorization = header("authorization");
+    let CallerHeaders { authorization, meta, idempotency_key } = caller_headers(request)?;
     let traveler = verifier.verify(JwtVerifier::bearer(authorization.as_deref())?)?;
-    let idempotency_key = idempotency_key_of(header("idempotency-key"))?;
-    let meta = RequestMeta { forwarded_for: header("x-forwarded-for"), user_agent: header("user-agent") };
     Ok(WalletCall { traveler, database, meta, idempotency_key })
 }
 
-/// An `Idempotency-Key` header, if any, checked: 1 to 255 printable characters.
-pub(crate) fn idempotency_key_of(header: Option<String>) -> Result<Option<String>, ApiError> {
-    match header {
+/// What a caller's request says besides its body: the bearer token, the audit
+/// metadata, and the `Idempotency-Key` (checked: 1 to 255 printable characters).
+pub(crate) struct CallerHeaders {
+    pub authorization: Option<String>,
+    pub meta: RequestMeta,
+    pub idempotency_key: Option<String>,
+}
+
+pub(crate) fn caller_headers(request: &Request<Incoming>) -> Result<CallerHeaders, ApiError> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let idempotency_key = match header("idempotency-key") {
         Some(key) if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) => {
-            Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable characters".into()))
+            return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable characters".into()))
         }
-        other => Ok(other),
-    }
+        other => other,
+    };
+    Ok(CallerHeaders {
+        authorization: header("authorization"),
+        meta: RequestMeta { forwarded_for: header("x-forwarded-for"), user_agent: header("user-agent") },
+        idempotency_key,
+    })
 }
 
 #[derive(sqlx::FromRow, serde::Serialize)]
