@@ -19,3 +19,6 @@ say "installing the parker_wallet extension${profile_flag[*]:+ (release)} into $
 log="$CARGO_TARGET_DIR/pgrx-install.log"
 (cd pg_extension && cargo pgrx install "${profile_flag[@]}" --pg-config "$PG_CONFIG" >"$log" 2>&1) \
   || { tail -30 "$log" >&2; die "cargo pgrx install failed (log above)"; }
+# pgrx writes the current version's install script; earlier versions' scripts
+# and the upgrade scripts between them are kept in sql/.
+install -m 0644 sql/parker_wallet--*.sql "$($PG_CONFIG --sharedir)/extension/"

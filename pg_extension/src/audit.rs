@@ -179,6 +179,34 @@ pub fn check_link(previous: Option<&AuditRow>, row: &AuditRow) -> Option<ChainBr
     }
 }
 
+/// Walks the whole trail in chain order (by traveler, then sequence) and names
+/// the first broken row of every broken chain: one break must not hide another
+/// traveler's (an erasure's redaction, say, would otherwise mask all tampering
+/// after it). Rows after a chain's first break are not judged.
+#[derive(Debug, Default)]
+pub struct ChainScan {
+    previous: Option<AuditRow>,
+    current_chain_broken: bool,
+}
+
+impl ChainScan {
+    /// The next row in chain order; `Some` when it is its chain's first break.
+    pub fn push(&mut self, row: AuditRow) -> Option<(AuditRow, ChainBreak)> {
+        let same_chain = self.previous.as_ref().filter(|p| p.user_id == row.user_id);
+        if same_chain.is_none() {
+            self.current_chain_broken = false;
+        }
+        let finding = if self.current_chain_broken {
+            None
+        } else {
+            check_link(same_chain, &row).map(|reason| (row.clone(), reason))
+        };
+        self.current_chain_broken |= finding.is_some();
+        self.previous = Some(row);
+        finding
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +266,36 @@ mod tests {
         rows[2].user_agent = Some("forged".into());
         rows[2].row_hash = rows[2].compute_hash().to_vec();
         assert_eq!(first_break(&rows), Some((4, ChainBreak::LinkBroken)));
+    }
+
+    #[test]
+    fn every_broken_chain_is_reported_once_and_intact_ones_not_at_all() {
+        let chain_of = |user: u8, n: usize| {
+            chain(n).into_iter().map(move |mut r| {
+                r.user_id = [user; 16];
+                r
+            })
+        };
+        let mut rows: Vec<AuditRow> = chain_of(1, 4).collect();
+        let mut second: Vec<AuditRow> = chain_of(2, 4).collect();
+        let mut third: Vec<AuditRow> = chain_of(3, 3).collect();
+        // Chain 1 is intact but its own hashes use user 7: recompute them.
+        for rows in [&mut rows, &mut second, &mut third] {
+            let mut previous = GENESIS_HASH.to_vec();
+            for row in rows.iter_mut() {
+                row.prev_hash = previous.clone();
+                row.row_hash = row.compute_hash().to_vec();
+                previous = row.row_hash.clone();
+            }
+        }
+        second[1].new_data = Some("{}".into()); // edited: breaks at 2, and 3 no longer links
+        third.remove(0); // truncated head: breaks at its new first row
+        rows.extend(second);
+        rows.extend(third);
+        let mut scan = ChainScan::default();
+        let found: Vec<(u8, i64, ChainBreak)> =
+            rows.into_iter().filter_map(|r| scan.push(r)).map(|(r, b)| (r.user_id[0], r.chain_seq, b)).collect();
+        assert_eq!(found, [(2, 2, ChainBreak::ContentChanged), (3, 2, ChainBreak::SequenceGap)]);
     }
 
     #[test]

@@ -65,6 +65,17 @@ pub fn flag_enabled(flag: &Flag, user_id: Option<&uuid::Uuid>) -> bool {
     flag.enabled && (flag.allow_list.contains(user_id) || in_rollout(user_id, flag.rollout_percent))
 }
 
+/// Whether asking about `asked` reveals nothing about anyone but the requester
+/// (the request's subject): true about oneself, and about no one (the answer is
+/// then always "out"). Anything else is for roles that may read the flags table,
+/// allow lists and all, anyway.
+pub fn asks_only_about_oneself(asked: Option<&uuid::Uuid>, requester: Option<&uuid::Uuid>) -> bool {
+    match asked.filter(|u| !u.is_nil()) {
+        None => true,
+        Some(asked) => requester == Some(asked),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +136,15 @@ mod tests {
         assert!(!flag_enabled(&listed, None));
         assert!(!flag_enabled(&Flag { enabled: true, rollout_percent: 100, allow_list: vec![] }, Some(&uuid::Uuid::nil())));
         assert!(flag_enabled(&Flag { enabled: true, rollout_percent: 100, allow_list: vec![] }, Some(&user)));
+    }
+
+    #[test]
+    fn asking_about_anyone_else_is_not_about_oneself() {
+        let (me, other) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        assert!(asks_only_about_oneself(Some(&me), Some(&me)));
+        assert!(!asks_only_about_oneself(Some(&other), Some(&me)));
+        assert!(!asks_only_about_oneself(Some(&other), None), "anon names no one");
+        assert!(asks_only_about_oneself(None, None));
+        assert!(asks_only_about_oneself(Some(&uuid::Uuid::nil()), None));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The map: plain Rust that knows nothing of Postgres lives at the top
 //! ([`audit`], [`claims`], [`completion`], [`flags`],
-//! [`sidecar`], [`subject_pin`], [`rls`]) and has its own unit tests; [`pg`] holds
+//! [`sidecar`], [`subject_pin`], [`rls`], [`security`]) and has its own unit tests; [`pg`] holds
 //! the thin `#[pg_extern]` wrappers that give it to SQL, with `#[pg_test]`s.
 
 use pgrx::prelude::*;
@@ -14,45 +14,62 @@ pub mod flags;
 pub mod sidecar;
 pub mod pg;
 pub mod rls;
+pub mod security;
 pub mod subject_pin;
 
 ::pgrx::pg_module_magic!(name, version);
 
-// Every role may call the request-context and scoring functions (RLS policies
-// and PostgREST requests run as the traveler). Triggers that write tables the
-// traveler may not write, and the flag lookup, run as the extension's owner with
-// a fixed search path. Only table owners may change policies or auditing.
+// Privileges, stated in full rather than left to defaults (see docs/roles.md).
+// Every role may call the request-context, scoring and flag functions (RLS
+// policies and PostgREST requests run as the traveler); nothing else is PUBLIC.
+// No code of the extension runs as a superuser: each SECURITY DEFINER function
+// belongs to a NOLOGIN role of its own that the migrations grant exactly what it
+// writes, so a trigger someone attaches to those tables runs with that little.
 // The functions that keep prepared statements use generic plans (Postgres would
 // otherwise re-plan their statements on every call) with sequential scans off:
 // a generic plan made while a table was still empty would otherwise keep
 // scanning it for the life of the connection, however large it grows.
 extension_sql!(
     r#"
+DO $roles$
+DECLARE
+  role_name text;
+BEGIN
+  FOREACH role_name IN ARRAY ARRAY['parker_wallet_auditor', 'parker_wallet_scorer', 'parker_wallet_flag_reader',
+                                   'parker_wallet_lookup', 'parker_wallet_event_recorder'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
+      EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT', role_name);
+    END IF;
+    -- Whoever created a role of that name first, it ends up with no powers of its own.
+    EXECUTE format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT',
+                   role_name);
+  END LOOP;
+END
+$roles$;
+
 GRANT USAGE ON SCHEMA wallet TO PUBLIC;
+-- Attaching a trigger needs EXECUTE on its function, so nobody else can attach the
+-- audit trigger to a table of their own and write rows in a traveler's name;
+-- decryption is for the roles a DBA grants it to, not for every session.
+REVOKE ALL ON ALL ROUTINES IN SCHEMA wallet FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wallet.uid(), wallet.jwt(), wallet.request_header(text), wallet.client_ip(),
+  wallet.profile_completeness(uuid), wallet.flag_enabled(text, uuid), wallet.flag_bucket(uuid),
+  wallet.rls_report(text[]), wallet.security_report(text[]) TO PUBLIC;
+
+ALTER FUNCTION wallet.audit_trigger() OWNER TO parker_wallet_auditor;
 ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+GRANT EXECUTE ON FUNCTION wallet.audit_row_hash(bytea, uuid, uuid, bigint, text, text, uuid, text, text, text, text, bigint)
+  TO parker_wallet_auditor;
+ALTER FUNCTION wallet.completion_trigger() OWNER TO parker_wallet_scorer;
 ALTER FUNCTION wallet.completion_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+ALTER FUNCTION wallet.flag_enabled(text, uuid) OWNER TO parker_wallet_flag_reader;
+ALTER FUNCTION wallet.flag_enabled(text, uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION wallet.profile_completeness(uuid)
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
 ALTER FUNCTION wallet.refresh_completion_batch(uuid, int)
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
-ALTER FUNCTION wallet.flag_enabled(text, uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
--- Attaching a trigger needs EXECUTE on its function: without these revokes any
--- role that can create a table could attach the SECURITY DEFINER audit trigger
--- to it and write audit rows in a traveler's name.
-REVOKE EXECUTE ON FUNCTION wallet.audit_trigger() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.completion_trigger() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.enable_owner_rls(regclass, text, text[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.enable_audit(regclass, text[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.disable_audit(regclass) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.refresh_completion_batch(uuid, int) FROM PUBLIC;
-REVOKE EXECUTE ON PROCEDURE wallet.refresh_all_completion(int) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.verify_audit_chain() FROM PUBLIC;
--- Decryption is for the roles the DBA grants it to (the sidecar's, a job's), not
--- for every traveler session.
-REVOKE EXECUTE ON FUNCTION wallet.encrypt(bytea, jsonb) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION wallet.decrypt(bytea, jsonb) FROM PUBLIC;
 "#,
     name = "privileges",
     finalize,

@@ -23,12 +23,22 @@ const PER_ROW_CALLS: &[&str] = &[
 pub struct PolicyFacts {
     pub name: String,
     pub permissive: bool,
+    /// Roles the policy applies to; `public` for every role.
+    #[serde(default)]
+    pub roles: Vec<String>,
     #[serde(rename = "using")]
     pub using_expr: Option<String>,
     #[serde(rename = "check")]
     pub check_expr: Option<String>,
     /// Columns of the table the policy's expressions reference.
     pub columns: Vec<String>,
+}
+
+impl PolicyFacts {
+    /// Whether the policy covers `anon`, `authenticated` or every role.
+    pub fn applies_to_travelers(&self) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|r| ["public", "anon", "authenticated"].contains(&r.as_str()))
+    }
 }
 
 /// One table as the catalog describes it.
@@ -77,7 +87,10 @@ impl TableFacts {
             let always_true = expressions
                 .iter()
                 .any(|e| e.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("true")));
-            if policy.permissive && always_true {
+            // As splinter: a policy that lets every row through matters when
+            // travelers (or everyone) hold it; the wallet's own NOLOGIN writer
+            // roles get such policies on purpose.
+            if policy.permissive && always_true && policy.applies_to_travelers() {
                 findings.push(format!("always_true_policy: policy {} lets every row through", policy.name));
             }
             let mut unwrapped: Vec<&str> = expressions
@@ -169,6 +182,7 @@ mod tests {
         PolicyFacts {
             name: "p".into(),
             permissive: true,
+            roles: vec!["authenticated".into()],
             using_expr: Some(using.into()),
             check_expr: None,
             columns: columns.iter().map(|c| c.to_string()).collect(),
@@ -238,6 +252,9 @@ mod tests {
         let mut table = protected_table();
         table.policies.push(policy("true", &[]));
         assert!(table.findings().iter().any(|f| f.starts_with("always_true_policy:")));
+        // The same policy for one of the wallet's own writer roles is how they write.
+        table.policies.last_mut().unwrap().roles = vec!["parker_wallet_auditor".into()];
+        assert!(table.findings().is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use pgrx::{datum::DatumWithOid, PgOid, PgRelation};
 use super::identity::{current_subject, request_header};
 use super::{raise, spi_failed};
 use crate::audit::{
-    bounded_user_agent, check_link, client_ip, redacted_columns, redaction_overlay, AuditRow, ClientIp,
+    bounded_user_agent, client_ip, redacted_columns, redaction_overlay, AuditRow, ChainScan, ClientIp,
     GENESIS_HASH, SYSTEM_ACTOR,
 };
 
@@ -326,11 +326,11 @@ const CHAIN_SQL: &str = concat!(
        FROM public.traveler_data_audit ORDER BY user_id, chain_seq"
 );
 
-/// The first audit row (in chain order, per traveler) that breaks its chain, with
-/// the reason (`content_changed`, `link_broken`, `sequence_gap`); no row when the
-/// whole trail is intact.
+/// Every broken chain: for each traveler whose chain breaks, its first broken
+/// row with the reason (`content_changed`, `link_broken`, `sequence_gap`); no
+/// row when the whole trail is intact.
 #[pg_extern(stable)]
-#[search_path(pg_catalog)]
+#[search_path(pg_catalog, pg_temp)]
 fn verify_audit_chain() -> TableIterator<
     'static,
     (
@@ -344,11 +344,12 @@ fn verify_audit_chain() -> TableIterator<
     const FETCH_ROWS: std::ffi::c_long = 10_000;
     let broken = Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(CHAIN_SQL, &[])?;
-        let mut previous: Option<AuditRow> = None;
+        let mut scan = ChainScan::default();
+        let mut broken = Vec::new();
         loop {
             let batch = cursor.fetch(FETCH_ROWS)?;
             if batch.is_empty() {
-                return Ok(None);
+                return Ok::<_, pgrx::spi::Error>(broken);
             }
             for row in batch {
                 let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
@@ -367,16 +368,12 @@ fn verify_audit_chain() -> TableIterator<
                     prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_else(|| GENESIS_HASH.to_vec()),
                     row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
                 };
-                let same_chain = previous.as_ref().filter(|p| p.user_id == current.user_id);
-                if let Some(reason) = check_link(same_chain, &current) {
-                    return Ok::<_, pgrx::spi::Error>(Some((current, reason)));
-                }
-                previous = Some(current);
+                broken.extend(scan.push(current));
             }
         }
     })
     .unwrap_or_else(|e| spi_failed(e));
-    TableIterator::new(broken.map(|(row, reason)| {
+    TableIterator::new(broken.into_iter().map(|(row, reason)| {
         (
             pgrx::Uuid::from_bytes(row.id),
             pgrx::Uuid::from_bytes(row.user_id),

@@ -2,14 +2,37 @@
 
 use pgrx::prelude::*;
 
-use super::spi_failed;
-use crate::flags::{bucket, flag_enabled as decide, Flag};
+use super::identity::current_subject;
+use super::{raise, spi_failed};
+use crate::flags::{bucket, flag_enabled as decide, asks_only_about_oneself, Flag};
+
+/// Whether the role that is really asking can read `feature_flags` itself. Inside
+/// this SECURITY DEFINER function `current_user` is the flag reader; the outer
+/// user is the role the session runs as (PostgREST's `SET ROLE authenticated`).
+fn caller_can_read_flags() -> bool {
+    // SAFETY: reads a backend global; no preconditions.
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    Spi::get_one_with_args::<bool>(
+        "SELECT has_table_privilege($1, to_regclass('public.feature_flags'), 'SELECT')",
+        &[caller.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or(false)
+}
 
 /// Whether `user_id` sees feature flag `name`; an unknown flag is off. Reads the
-/// flag with the extension owner's rights (see the SECURITY DEFINER below), so a
-/// traveler learns only their own answer, never the allow list.
+/// flag as `parker_wallet_flag_reader` (SECURITY DEFINER), and answers a caller
+/// only about themselves (`wallet.uid()`) unless the caller may read the flags
+/// table anyway: nobody learns who is on another traveler's allow list.
 #[pg_extern(stable, parallel_safe)]
 fn flag_enabled(name: &str, user_id: Option<pgrx::Uuid>) -> bool {
+    let user = user_id.map(|u| uuid::Uuid::from_bytes(*u.as_bytes()));
+    if !asks_only_about_oneself(user.as_ref(), current_subject().as_ref()) && !caller_can_read_flags() {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "wallet.flag_enabled answers only about the requesting traveler (wallet.uid())",
+        );
+    }
     let row = Spi::connect(|client| {
         let rows = client.select(
             "SELECT enabled, rollout_percent, allow_list FROM public.feature_flags WHERE name = $1",
@@ -32,7 +55,6 @@ fn flag_enabled(name: &str, user_id: Option<pgrx::Uuid>) -> bool {
         }))
     })
     .unwrap_or_else(|e| spi_failed(e));
-    let user = user_id.map(|u| uuid::Uuid::from_bytes(*u.as_bytes()));
     row.is_some_and(|flag| decide(&flag, user.as_ref()))
 }
 

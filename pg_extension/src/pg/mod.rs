@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod flags;
 pub mod identity;
 pub mod rls;
+pub mod security;
 pub mod settings;
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -92,13 +92,16 @@ fn enable_owner_rls(
     }
 }
 
-/// The catalog facts behind the report, one row per table, policies as JSON.
+/// The catalog facts behind the reports, one row per table, policies as JSON,
+/// and which of `$2` (roles) hold which of `$3` (privileges) on the table.
 /// Run with an empty search path so policy expressions deparse fully qualified.
 const TABLE_FACTS_SQL: &str = "
 SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
        coalesce((
          SELECT jsonb_agg(jsonb_build_object(
                   'name', p.polname, 'permissive', p.polpermissive,
+                  'roles', (SELECT coalesce(jsonb_agg(CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END), '[]')
+                              FROM unnest(p.polroles) AS r),
                   'using', pg_get_expr(p.polqual, p.polrelid),
                   'check', pg_get_expr(p.polwithcheck, p.polrelid),
                   'columns', coalesce((
@@ -114,16 +117,59 @@ SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity
          SELECT array_agg(DISTINCT a.attname::text)
            FROM pg_index i
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-          WHERE i.indrelid = c.oid), ARRAY[]::text[])
+          WHERE i.indrelid = c.oid), ARRAY[]::text[]),
+       ARRAY(SELECT r.rolname || ':' || privilege
+               FROM pg_roles r, unnest($3::text[]) AS privilege
+              WHERE r.rolname = ANY($2)
+                AND CASE privilege WHEN 'REFERENCES' THEN has_any_column_privilege(r.oid, c.oid, privilege)
+                                   ELSE has_table_privilege(r.oid, c.oid, privilege) END
+              ORDER BY 1)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY($1)
  ORDER BY 1, 2";
+
+/// One table of the catalog: schema, name, its RLS facts, and `role:PRIVILEGE`
+/// for each of `privileges` one of `roles` holds on it.
+pub(crate) struct CatalogTable {
+    pub schema: String,
+    pub name: String,
+    pub rls: TableFacts,
+    pub grants: Vec<String>,
+}
+
+/// The tables of `schemas`, with the grants of `roles` among `privileges`.
+pub(crate) fn catalog_tables(schemas: Vec<String>, roles: &[&str], privileges: &[&str]) -> Vec<CatalogTable> {
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    let privileges: Vec<String> = privileges.iter().map(|p| (*p).to_owned()).collect();
+    Spi::connect(|client| {
+        let mut tables = Vec::new();
+        for row in client.select(TABLE_FACTS_SQL, None, &[schemas.into(), roles.into(), privileges.into()])? {
+            let policies_json: String = row.get(5)?.unwrap_or_default();
+            let policies: Vec<PolicyFacts> = serde_json::from_str(&policies_json).unwrap_or_else(|e| {
+                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("parker_wallet: policy facts: {e}"))
+            });
+            tables.push(CatalogTable {
+                schema: row.get::<String>(1)?.unwrap_or_default(),
+                name: row.get::<String>(2)?.unwrap_or_default(),
+                rls: TableFacts {
+                    rls_enabled: row.get(3)?.unwrap_or(false),
+                    rls_forced: row.get(4)?.unwrap_or(false),
+                    policies,
+                    index_leading_columns: row.get::<Vec<String>>(6)?.unwrap_or_default(),
+                },
+                grants: row.get::<Vec<String>>(7)?.unwrap_or_default(),
+            });
+        }
+        Ok::<_, pgrx::spi::Error>(tables)
+    })
+    .unwrap_or_else(|e| spi_failed(e))
+}
 
 /// For every table in `schemas`: whether RLS is enabled and forced, how many
 /// policies it has, which columns they use and whether those are indexed, and
 /// what is wrong (`code: explanation`, empty when nothing is).
 #[pg_extern(stable)]
-#[search_path(pg_catalog)]
+#[search_path(pg_catalog, pg_temp)]
 fn rls_report(
     schemas: Vec<Option<String>>,
 ) -> TableIterator<
@@ -140,32 +186,21 @@ fn rls_report(
     ),
 > {
     let schemas: Vec<String> = schemas.into_iter().flatten().collect();
-    let rows = Spi::connect(|client| {
-        let mut rows = Vec::new();
-        for row in client.select(TABLE_FACTS_SQL, None, &[schemas.into()])? {
-            let policies_json: String = row.get(5)?.unwrap_or_default();
-            let policies: Vec<PolicyFacts> = serde_json::from_str(&policies_json).unwrap_or_else(|e| {
-                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("rls_report: policy facts: {e}"))
-            });
-            let facts = TableFacts {
-                rls_enabled: row.get(3)?.unwrap_or(false),
-                rls_forced: row.get(4)?.unwrap_or(false),
-                policies,
-                index_leading_columns: row.get::<Vec<String>>(6)?.unwrap_or_default(),
-            };
-            rows.push((
-                row.get::<String>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?.unwrap_or_default(),
+    let rows: Vec<_> = catalog_tables(schemas, &[], &[])
+        .into_iter()
+        .map(|table| {
+            let facts = table.rls;
+            (
+                table.schema,
+                table.name,
                 facts.rls_enabled,
                 facts.rls_forced,
                 i32::try_from(facts.policies.len()).unwrap_or(i32::MAX),
                 facts.policy_columns(),
                 facts.unindexed_policy_columns().is_empty(),
                 facts.findings(),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(rows)
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+            )
+        })
+        .collect();
     TableIterator::new(rows)
 }

@@ -144,10 +144,15 @@ mod tests {
 
     // ---- The wallet schema: the real migrations, applied inside the test's transaction.
 
-    const MIGRATIONS: [&str; 3] = [
+    const MIGRATIONS: [&str; 8] = [
         include_str!("../../../migrations/0001_auth_shim.up.sql"),
         include_str!("../../../migrations/0002_wallet_tables.up.sql"),
         include_str!("../../../migrations/0003_audit_completion_flags.up.sql"),
+        include_str!("../../../migrations/0004_sidecar_role.up.sql"),
+        include_str!("../../../migrations/0005_idempotency_keys.up.sql"),
+        include_str!("../../../migrations/0006_stripe_events.up.sql"),
+        include_str!("../../../migrations/0007_bookings.up.sql"),
+        include_str!("../../../migrations/0008_least_privilege.up.sql"),
     ];
 
     fn install_schema() {
@@ -357,5 +362,32 @@ mod tests {
         assert!(!flag("killed", ALICE));
         assert!(!flag("unknown-flag", ALICE));
         assert_eq!(Spi::get_one::<bool>("SELECT wallet.flag_enabled('everyone', NULL)").unwrap(), Some(false));
+    }
+
+    #[pg_test(error = "wallet.flag_enabled answers only about the requesting traveler (wallet.uid())")]
+    fn a_traveler_cannot_ask_about_another_travelers_flags() {
+        install_schema();
+        Spi::run(&format!("INSERT INTO feature_flags (name, enabled, allow_list) VALUES ('listed', true, '{{{ALICE}}}')"))
+            .unwrap();
+        Spi::run("SET LOCAL ROLE authenticated").unwrap();
+        set_claims(&format!(r#"{{"sub":"{BOB}"}}"#));
+        assert!(!flag("listed", BOB), "about oneself: answered");
+        flag("listed", ALICE);
+    }
+
+    #[pg_test]
+    fn the_security_report_is_clean_for_the_wallet_schema() {
+        install_schema();
+        let findings = Spi::get_one::<i64>("SELECT count(*) FROM wallet.security_report()").unwrap();
+        assert_eq!(findings, Some(0));
+        Spi::run("CREATE FUNCTION public.leaky() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'").unwrap();
+        let code = Spi::get_one::<String>(
+            "SELECT string_agg(code, ',' ORDER BY code) FROM wallet.security_report() WHERE object_name = 'public.leaky()'",
+        )
+        .unwrap();
+        assert_eq!(
+            code.as_deref(),
+            Some("definer_executable_by_api_role,definer_owned_by_superuser,definer_search_path_unpinned")
+        );
     }
 }
