@@ -55,6 +55,14 @@ REVOKE USAGE ON SCHEMA wallet_internal FROM parker_wallet_lookup, parker_wallet_
 REVOKE USAGE ON SCHEMA public FROM parker_wallet_auditor, parker_wallet_scorer, parker_wallet_flag_reader,
   parker_wallet_lookup, parker_wallet_event_recorder;
 
+-- Granting on the functions and taking them back needs membership in their
+-- roles, for the moment.
+-- (By name: supautils v2.5 crashes the backend on GRANT ... TO CURRENT_USER.)
+DO $member$
+BEGIN
+  EXECUTE format('GRANT parker_wallet_lookup, parker_wallet_event_recorder TO %I', current_user);
+END
+$member$;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA wallet_internal TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet_internal.record_stripe_event(text, text, jsonb),
   wallet_internal.traveler_of_stripe_object(text, text), wallet_internal.record_booking_event(),
@@ -62,11 +70,13 @@ REVOKE EXECUTE ON FUNCTION wallet_internal.record_stripe_event(text, text, jsonb
   wallet_internal.account_age_days(date)
   FROM PUBLIC;
 
--- Taking the functions back needs membership in their roles, for the moment.
-GRANT parker_wallet_lookup, parker_wallet_event_recorder TO CURRENT_USER;
 ALTER FUNCTION wallet_internal.account_age_days(date) OWNER TO CURRENT_USER;
 ALTER FUNCTION wallet_internal.campaign_owner(uuid) OWNER TO CURRENT_USER;
 ALTER FUNCTION wallet_internal.bookings_to_reconcile(interval) OWNER TO CURRENT_USER;
 ALTER FUNCTION wallet_internal.traveler_of_stripe_object(text, text) OWNER TO CURRENT_USER;
 ALTER FUNCTION wallet_internal.record_stripe_event(text, text, jsonb) OWNER TO CURRENT_USER;
-REVOKE parker_wallet_lookup, parker_wallet_event_recorder FROM CURRENT_USER;
+DO $member$
+BEGIN
+  EXECUTE format('REVOKE parker_wallet_lookup, parker_wallet_event_recorder FROM %I', current_user);
+END
+$member$;

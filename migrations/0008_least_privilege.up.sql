@@ -18,7 +18,12 @@ $check$;
 -- The definer functions of earlier migrations: pinned path, and handed to their
 -- roles. Handing a function to a role takes membership in it and the role's
 -- CREATE on the schema, which the migration holds only for the moment.
-GRANT parker_wallet_lookup, parker_wallet_event_recorder TO CURRENT_USER;
+-- (By name: supautils v2.5 crashes the backend on GRANT ... TO CURRENT_USER.)
+DO $member$
+BEGIN
+  EXECUTE format('GRANT parker_wallet_lookup, parker_wallet_event_recorder TO %I', current_user);
+END
+$member$;
 GRANT CREATE ON SCHEMA wallet_internal TO parker_wallet_lookup, parker_wallet_event_recorder;
 ALTER FUNCTION wallet_internal.record_stripe_event(text, text, jsonb)
   OWNER TO parker_wallet_event_recorder;
@@ -32,8 +37,6 @@ ALTER FUNCTION wallet_internal.campaign_owner(uuid) OWNER TO parker_wallet_looku
 ALTER FUNCTION wallet_internal.campaign_owner(uuid) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION wallet_internal.account_age_days(date) OWNER TO parker_wallet_lookup;
 ALTER FUNCTION wallet_internal.account_age_days(date) SET search_path = pg_catalog, pg_temp;
-REVOKE CREATE ON SCHEMA wallet_internal FROM parker_wallet_lookup, parker_wallet_event_recorder;
-REVOKE parker_wallet_lookup, parker_wallet_event_recorder FROM CURRENT_USER;
 
 -- Invoker functions too: a caller's temporary objects never shadow their names.
 ALTER FUNCTION wallet_internal.touch_updated_at() SET search_path = pg_catalog, pg_temp;
@@ -49,6 +52,13 @@ GRANT EXECUTE ON FUNCTION wallet_internal.record_stripe_event(text, text, jsonb)
   wallet_internal.traveler_of_stripe_object(text, text), wallet_internal.bookings_to_reconcile(interval),
   wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days(date)
   TO parker_wallet_sidecar;
+-- (Granting on them still took their owners' membership.)
+REVOKE CREATE ON SCHEMA wallet_internal FROM parker_wallet_lookup, parker_wallet_event_recorder;
+DO $member$
+BEGIN
+  EXECUTE format('REVOKE parker_wallet_lookup, parker_wallet_event_recorder FROM %I', current_user);
+END
+$member$;
 
 -- What each definer role reads and writes. Policies let these roles past RLS
 -- on their tables; the grants say which operations (and columns).

@@ -5,7 +5,8 @@
 -- * the operator (`postgres`, who runs the migrations) may attach the extension's
 --   triggers and RLS helpers and run its maintenance functions;
 -- * the extension's NOLOGIN definer roles may read the auth.users columns they
---   need (Supabase's auth schema belongs to supabase_auth_admin).
+--   need, past its row level security (Supabase's auth schema belongs to
+--   supabase_auth_admin).
 -- Safe to run again; run it by hand (as supabase_admin) after
 -- ALTER EXTENSION parker_wallet UPDATE too, which has no such hook.
 GRANT EXECUTE ON FUNCTION wallet.audit_trigger(), wallet.completion_trigger(),
@@ -17,10 +18,17 @@ GRANT EXECUTE ON PROCEDURE wallet.refresh_all_completion(int) TO postgres;
 
 DO $auth$
 BEGIN
-  IF to_regclass('auth.users') IS NOT NULL THEN
+  -- The roles came with 0.2.0: an older version installs without them.
+  IF to_regclass('auth.users') IS NOT NULL AND to_regrole('parker_wallet_lookup') IS NOT NULL THEN
     GRANT USAGE ON SCHEMA auth TO parker_wallet_scorer, parker_wallet_lookup;
     GRANT SELECT (id) ON auth.users TO parker_wallet_scorer;
     GRANT SELECT (id, created_at) ON auth.users TO parker_wallet_lookup;
+    -- Supabase Auth turns row level security on for its users table.
+    IF NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = 'auth.users'::regclass
+                                           AND polname = 'parker_wallet_definers_read') THEN
+      CREATE POLICY parker_wallet_definers_read ON auth.users FOR SELECT
+        TO parker_wallet_scorer, parker_wallet_lookup USING (true);
+    END IF;
   END IF;
 END
 $auth$;
