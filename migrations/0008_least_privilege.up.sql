@@ -72,7 +72,8 @@ GRANT SELECT (user_id, exp_month, exp_year) ON public.payment_methods TO parker_
 GRANT SELECT, INSERT, UPDATE ON public.profile_completion_tracking TO parker_wallet_scorer;
 GRANT USAGE ON SEQUENCE public.profile_completion_tracking_id_seq TO parker_wallet_scorer;
 GRANT SELECT (name, enabled, rollout_percent, allow_list) ON public.feature_flags TO parker_wallet_flag_reader;
-GRANT INSERT ON public.stripe_events TO parker_wallet_event_recorder;
+-- (ON CONFLICT (id) reads the id; RETURNING needs a policy that lets rows be seen.)
+GRANT INSERT, SELECT (id) ON public.stripe_events TO parker_wallet_event_recorder;
 GRANT SELECT (user_id, stripe_customer_id) ON public.wallet_customers TO parker_wallet_lookup;
 GRANT SELECT (user_id, stripe_payment_method_id) ON public.payment_methods TO parker_wallet_lookup;
 GRANT SELECT (id, user_id) ON public.campaigns TO parker_wallet_lookup;
@@ -89,7 +90,7 @@ CREATE POLICY profile_completion_tracking_parker_wallet_scorer ON public.profile
 CREATE POLICY feature_flags_parker_wallet_flag_reader ON public.feature_flags
   FOR SELECT TO parker_wallet_flag_reader USING (true);
 CREATE POLICY stripe_events_parker_wallet_event_recorder ON public.stripe_events
-  FOR INSERT TO parker_wallet_event_recorder WITH CHECK (true);
+  FOR ALL TO parker_wallet_event_recorder USING (true) WITH CHECK (true);
 CREATE POLICY wallet_customers_parker_wallet_lookup ON public.wallet_customers
   FOR SELECT TO parker_wallet_lookup USING (true);
 CREATE POLICY payment_methods_parker_wallet_lookup ON public.payment_methods

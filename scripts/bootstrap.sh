@@ -5,8 +5,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# make and gcc: PGXS builds supautils with them (postgresql-server-dev-15 pulls neither).
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15
-  libclang-dev clang pkg-config libssl-dev sudo ca-certificates curl chromium)
+  libclang-dev clang make gcc pkg-config libssl-dev sudo ca-certificates curl chromium)
 STAMPS="$PW_CACHE/stamps"
 mkdir -p "$STAMPS"
 
@@ -71,7 +72,31 @@ install_node_packages() {
   mark_done node "$want"
 }
 
+# supautils, the C library Supabase loads into every session, for the tests'
+# Supabase-shaped cluster (tests/supabase/README.md). Built from the vendored
+# source in a copy outside the clone, so the tree never holds build outputs.
+install_supautils() {
+  local src="$PW_ROOT/tests/supabase/vendor/supautils"
+  local pkglibdir want
+  pkglibdir=$("$PG_CONFIG" --pkglibdir)
+  want="$(head -n1 "$src/COMMIT") for $("$PG_CONFIG" --version)"
+  step_done supautils "$want" && [ -f "$pkglibdir/supautils.so" ] && return 0
+  have make || die "make not found (Debian: apt-get install make)"
+  [ -w "$pkglibdir" ] || die "cannot write to $pkglibdir to install supautils: run as root"
+  say "building supautils ($want)"
+  local build="$PW_CACHE/build/supautils"
+  rm -rf "$build"
+  mkdir -p "$build"
+  cp -R "$src/." "$build/"
+  # with_llvm=no: no JIT bitcode; a library of hooks has nothing to inline.
+  (cd "$build" && make PG_CONFIG="$PG_CONFIG" with_llvm=no \
+     && make install PG_CONFIG="$PG_CONFIG" with_llvm=no) >"$build.log" 2>&1 \
+    || { tail -30 "$build.log" >&2; die "building supautils failed (log above, in full in $build.log)"; }
+  mark_done supautils "$want"
+}
+
 install_apt_packages
+install_supautils
 install_cargo_pgrx
 install_python_emulators
 install_node_packages

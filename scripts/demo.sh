@@ -18,7 +18,8 @@ if $keep; then
 else
   trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"' EXIT INT TERM
 fi
-"$PW_ROOT/scripts/stack.sh" up "$stack_dir"
+# The demo walks the plain cluster only: no Supabase-shaped one to start.
+PW_SUPABASE_CLUSTER=0 "$PW_ROOT/scripts/stack.sh" up "$stack_dir"
 set -a; source "$stack_dir/stack.env"; set +a
 
 db=parker_demo

@@ -55,6 +55,104 @@ stack_database() { # name [migrated]
   fi
 }
 
+# psql on the stack's Supabase-shaped cluster as a role of the caller's choosing
+# (supabase_admin is its superuser; postgres, its operator, is not).
+supabase_psql() { # role, psql arguments...
+  local role=$1; shift
+  psql -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$PW_PGHOST" -p "$PW_SUPABASE_PGPORT" -U "$role" "$@"
+}
+
+# Stops on a failed step of the Supabase-shaped databases with the server's
+# side of it: a crashed backend shows only there, and the stack directory may
+# not outlive the run.
+supabase_die() {
+  printf '%s\n' "--- the server's last errors ($PW_STACK_DIR/supabase-postgres.log):" >&2
+  grep -E -A1 'ERROR:|FATAL:|PANIC:|terminated by signal' "$PW_STACK_DIR/supabase-postgres.log" | tail -n 6 >&2 || true
+  die "$*"
+}
+
+# Builds Supabase's base database in the Supabase-shaped cluster from the
+# vendored upstream files (tests/supabase/README.md) the way Supabase builds it:
+# supabase/postgres's migrate.sh (role postgres, init scripts as postgres,
+# migrations as supabase_admin), then GoTrue's migrations as
+# supabase_auth_admin; then freezes it as database `supabase_base`. The files
+# are fed to psql as they are, minus two statements (below); psql names the
+# file and line of any error.
+supabase_base_database() {
+  [ -n "${PW_SUPABASE_PGPORT:-}" ] || die "the stack has no Supabase-shaped cluster (PW_SUPABASE_PGPORT unset)"
+  local vendor="$PW_ROOT/tests/supabase/vendor" work="$PW_STACK_DIR/supabase-sql"
+  local db="$vendor/supabase-postgres/migrations/db" file name
+  rm -rf "$work"
+  mkdir -p "$work/postgres" "$work/auth"
+
+  # What Debian's PostgreSQL cannot run: pgjwt is not packaged, and without
+  # pgsodium its role pgsodium_keyholder does not exist. Commented out, so
+  # psql's line numbers still match the vendored files.
+  local skip='^(create extension if not exists pgjwt[[:space:]]+with schema extensions;|GRANT pgsodium_keyholder to service_role;)$'
+  for file in "$db"/init-scripts/*.sql "$db"/migrations/*.sql; do
+    name="$(basename "$(dirname "$file")")-$(basename "$file")"
+    sed -E "s/$skip/-- skipped by scripts\/lib.sh: &/" "$file" >"$work/postgres/$name"
+  done
+  [ "$(cat "$work"/postgres/*.sql | grep -c '^-- skipped by scripts/lib.sh: ')" = 2 ] \
+    || die "the vendored supabase-postgres SQL changed: review the statements supabase_base_database skips"
+
+  # Each part in one psql session, as migrate.sh runs each file (autocommit).
+  local part
+  for part in init-scripts migrations; do
+    { echo "SET client_min_messages = warning;"
+      for file in "$work/postgres/$part"-*.sql; do echo "\\i '$file'"; done
+    } >"$work/$part.sql"
+  done
+  supabase_psql supabase_admin -d postgres \
+    -c "CREATE ROLE postgres SUPERUSER LOGIN" -c "ALTER DATABASE postgres OWNER TO postgres" \
+    || supabase_die "Supabase base database: creating role postgres failed (error above)"
+  supabase_psql postgres -d postgres -f "$work/init-scripts.sql" >/dev/null \
+    || supabase_die "Supabase base database: an init script failed as postgres (error above)"
+  supabase_psql supabase_admin -d postgres -f "$work/migrations.sql" >/dev/null \
+    || supabase_die "Supabase base database: a migration failed as supabase_admin (error above)"
+  # Supabase preloads safeupdate for PostgREST's logins; it is not installed here.
+  supabase_psql supabase_admin -d postgres -c "ALTER ROLE authenticator RESET session_preload_libraries" \
+    || supabase_die "Supabase base database: resetting authenticator's session_preload_libraries failed"
+
+  # GoTrue's migrations, in filename order, one transaction each, recorded as
+  # GoTrue records them; its templates name the schema, which is `auth`.
+  { echo "SET client_min_messages = warning;"
+    for file in "$vendor"/supabase-auth/migrations/*.up.sql; do
+      name=$(basename "$file")
+      sed -E 's/\{\{ *index \.Options "Namespace" *\}\}/auth/g' "$file" >"$work/auth/$name"
+      echo "BEGIN;"
+      echo "\\i '$work/auth/$name'"
+      echo "INSERT INTO auth.schema_migrations (version) VALUES ('${name%%_*}') ON CONFLICT DO NOTHING;"
+      echo "COMMIT;"
+    done
+  } >"$work/auth.sql"
+  ! grep -q '{{' "$work"/auth/*.sql || die "a GoTrue migration has a template field other than the namespace: $(grep -l '{{' "$work"/auth/*.sql | head -1)"
+  supabase_psql supabase_auth_admin -d postgres -f "$work/auth.sql" >/dev/null \
+    || supabase_die "Supabase base database: a GoTrue migration failed as supabase_auth_admin (error above)"
+
+  [ "$(supabase_psql supabase_admin -d postgres -tAc "SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'")" = f ] \
+    || supabase_die "Supabase base database: postgres is still a superuser (the demote migration did not run?)"
+  # Cloning needs the source to have no session: every psql above has ended.
+  supabase_psql supabase_admin -d template1 -c "CREATE DATABASE supabase_base TEMPLATE postgres" \
+    || supabase_die "Supabase base database: CREATE DATABASE supabase_base failed (error above)"
+}
+
+# A new database of the Supabase-shaped cluster, cloned from supabase_base and
+# owned by postgres, in which the non-superuser postgres creates parker_wallet
+# (supautils lets it) and, with `migrated`, applies migrations/ (the runner's
+# report goes to stdout): what a Supabase project's operator does.
+supabase_database() { # name [migrated]
+  supabase_psql supabase_admin -d postgres -c "CREATE DATABASE $1 TEMPLATE supabase_base OWNER postgres" \
+    || supabase_die "Supabase database $1: CREATE DATABASE failed (error above)"
+  supabase_psql postgres -d "$1" -c "CREATE EXTENSION parker_wallet" \
+    || supabase_die "Supabase database $1: CREATE EXTENSION parker_wallet as postgres failed (error above)"
+  if [ "${2:-}" = migrated ]; then
+    DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_SUPABASE_PGPORT/$1" \
+      "$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up \
+      || supabase_die "Supabase database $1: kms-sidecar migrate up as postgres failed (error above)"
+  fi
+}
+
 # A free TCP port on the loopback interface, chosen by the kernel.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -90,6 +188,7 @@ bench_stack_up() { # [--release-extension] [BENCH_BIN...]
   bench_stack_dir=$(mktemp -d /tmp/parker-wallet-bench.XXXXXX)
   # shellcheck disable=SC2064 # expanded now, on purpose: the directory is fixed
   trap "\"\$PW_ROOT/scripts/stack.sh\" down \"$bench_stack_dir\"$restore" EXIT INT TERM
-  "$PW_ROOT/scripts/stack.sh" up "$bench_stack_dir" >/dev/null
+  # Benchmarks measure the plain cluster: no Supabase-shaped one to start.
+  PW_SUPABASE_CLUSTER=0 "$PW_ROOT/scripts/stack.sh" up "$bench_stack_dir" >/dev/null
   set -a; source "$bench_stack_dir/stack.env"; set +a
 }

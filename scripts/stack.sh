@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The local stack: a throwaway PostgreSQL 15 cluster, localstripe, moto (KMS) and
-# the sidecar, all bound to loopback or to sockets inside one stack directory.
+# The local stack: a throwaway PostgreSQL 15 cluster, a second one shaped like
+# Supabase's, localstripe, moto (KMS) and the sidecar, all bound to loopback or
+# to sockets inside one stack directory.
 #
 #   scripts/stack.sh up DIR     start everything; writes DIR/stack.env
 #   scripts/stack.sh down DIR   stop everything started in DIR and remove DIR
 #
 # `up` assumes scripts/build.sh ran (extension installed, sidecar built).
+# PW_SUPABASE_CLUSTER=0 leaves the Supabase-shaped cluster out (it is for the
+# tests; tests/supabase/README.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -28,6 +31,54 @@ except urllib.error.HTTPError:
 PY
 }
 
+# The Supabase-shaped cluster: bootstrap superuser supabase_admin, as on
+# Supabase, and supautils in every session with Supabase's own settings, plus
+# parker_wallet as an extension the non-superuser `postgres` may create (its
+# after-create script, shipped in pg_extension/supautils/, then runs as
+# supabase_admin). Otherwise as fast and as private as the plain one. Its
+# databases are built by scripts/test.sh (supabase_base_database in lib.sh).
+supabase_cluster_up() { # owner, sidecar socket, port
+  local owner=$1 socket=$2 pgport=$3
+  local pgdata="$dir/supabase-pgdata" pgsock="$dir/supabase-pgsocket" scripts="$dir/supabase-extension-scripts"
+  mkdir -p "$pgsock"
+  chown "$owner" "$pgsock"
+  # A copy the backends (the cluster user) can read wherever the clone lives.
+  mkdir -p "$scripts"
+  cp -R "$PW_ROOT/pg_extension/supautils/." "$scripts/"
+  chmod -R a+rX "$scripts"
+
+  say "Supabase-shaped PostgreSQL 15 on 127.0.0.1:$pgport (data in $pgdata)"
+  as_cluster_user "$PG_BIN/initdb" -D "$pgdata" -U supabase_admin --auth=trust -E UTF8 --no-sync \
+    >"$dir/supabase-initdb.log" 2>&1 || die "initdb failed: see $dir/supabase-initdb.log"
+
+  # Supabase's supautils.conf as is, but for two settings: parker_wallet joins
+  # the privileged extensions, and the custom scripts are ours.
+  local conf="$PW_ROOT/tests/supabase/vendor/supabase-postgres/ansible/files/postgresql_config/supautils.conf.j2"
+  ! grep -q '{[{%]' "$conf" || die "$conf now has Jinja in it: render it here before use"
+  sed -E -e "s|^(supautils\.privileged_extensions = '[^']*)'\$|\1, parker_wallet'|" \
+         -e "s|^(supautils\.privileged_extensions_custom_scripts_path = ).*\$|\1'$scripts'|" \
+         "$conf" >"$pgdata/supautils.conf"
+  grep -q "^supautils\.privileged_extensions = '.*, parker_wallet'\$" "$pgdata/supautils.conf" \
+    && grep -qF "supautils.privileged_extensions_custom_scripts_path = '$scripts'" "$pgdata/supautils.conf" \
+    || die "could not adapt $conf (did its format change?)"
+  cat >>"$pgdata/postgresql.conf" <<CONF
+
+# Supabase-shaped, for the tests (scripts/stack.sh). Logical WAL as on Supabase,
+# whose init script creates the supabase_realtime publication.
+wal_level = logical
+session_preload_libraries = 'supautils'
+include 'supautils.conf'
+CONF
+  chown "$owner" "$pgdata/supautils.conf"
+
+  as_cluster_user "$PG_BIN/pg_ctl" -D "$pgdata" -l "$dir/supabase-postgres.log" -w -t 30 start \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -c unix_socket_directories=$pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c parker_wallet.sidecar_socket=$socket" \
+    >/dev/null || die "the Supabase-shaped PostgreSQL did not start: see $dir/supabase-postgres.log"
+  # pg_ctl only pings the postmaster: a session proves supautils loads.
+  psql -X -q -h 127.0.0.1 -p "$pgport" -U supabase_admin -d postgres -c "SELECT" >/dev/null \
+    || die "no session on the Supabase-shaped PostgreSQL (supautils?): see $dir/supabase-postgres.log"
+}
+
 stack_up() {
   [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 server binaries not found in $PG_BIN (run scripts/bootstrap.sh)"
   [ -x "$PW_VENV/bin/moto_server" ] || die "emulator venv missing (run scripts/bootstrap.sh)"
@@ -43,6 +94,18 @@ stack_up() {
   local socket="$dir/sidecar.sock"
   local pgport="${PW_PGPORT:-$(free_port)}"
   require_free_port "$pgport"
+
+  # In the background (a subshell: errexit and die hold there), so that its
+  # initdb overlaps the plain cluster's and the emulators' start-up; waited
+  # for before stack.env is written.
+  local supabase_port="" supabase_pid=""
+  if [ "${PW_SUPABASE_CLUSTER:-1}" != 0 ]; then
+    [ -f "$("$PG_CONFIG" --pkglibdir)/supautils.so" ] || die "supautils is not installed (run scripts/bootstrap.sh)"
+    supabase_port="${PW_SUPABASE_PGPORT:-$(free_port)}"
+    require_free_port "$supabase_port"
+    supabase_cluster_up "$owner" "$socket" "$supabase_port" &
+    supabase_pid=$!
+  fi
   say "PostgreSQL 15 on 127.0.0.1:$pgport (data in $pgdata)"
   as_cluster_user "$PG_BIN/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || die "initdb failed: see $dir/initdb.log"
@@ -90,6 +153,10 @@ TOML
   wait_for "sidecar on $socket" 100 test -S "$socket"
   say "sidecar on $socket"
 
+  if [ -n "$supabase_pid" ]; then
+    wait "$supabase_pid" || die "the Supabase-shaped PostgreSQL did not come up (error above)"
+  fi
+
   cat >"$dir/stack.env" <<ENV
 PW_STACK_DIR=$dir
 PW_PGHOST=127.0.0.1
@@ -102,6 +169,12 @@ PW_SIDECAR_SOCKET=$socket
 PW_SIDECAR_BIN=$sidecar_bin
 PW_NODE_MODULES=$PW_NODE/node_modules
 ENV
+  if [ -n "$supabase_port" ]; then
+    cat >>"$dir/stack.env" <<ENV
+PW_SUPABASE_PGPORT=$supabase_port
+PW_SUPABASE_PGSOCKET=$dir/supabase-pgsocket
+ENV
+  fi
 }
 
 stack_down() {
@@ -116,9 +189,11 @@ stack_down() {
       rm -f "$dir/$service.pid"
     fi
   done
-  if [ -f "$dir/pgdata/postmaster.pid" ]; then
-    as_cluster_user "$PG_BIN/pg_ctl" -D "$dir/pgdata" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
+  for pgdata in "$dir/pgdata" "$dir/supabase-pgdata"; do
+    if [ -f "$pgdata/postmaster.pid" ]; then
+      as_cluster_user "$PG_BIN/pg_ctl" -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+  done
   rm -rf "$dir"
 }
 

@@ -1,14 +1,35 @@
 //! The end-to-end test harness, shared by every test in `tests/tests/`.
 //!
-//! `scripts/test.sh` starts one stack per run (throwaway PostgreSQL cluster,
+//! `scripts/test.sh` starts one stack per run (two throwaway PostgreSQL clusters,
 //! localstripe, moto) and exports where it is (`PW_*` variables, see
 //! `scripts/stack.sh`). Each test then takes what it needs from here:
 //! - [`TestDb::migrated`]: a fresh database with the extension and all migrations,
 //!   cloned from a template in milliseconds; [`TestDb::empty`]: one with nothing.
+//! - [`TestDb::migrated_on`] / [`TestDb::empty_on`]: the same on either cluster,
+//!   see [`Template`]; a test that should hold on both loops over [`Template::ALL`].
 //! - [`Sidecar::start`]: a sidecar of its own on a temporary socket, killed on drop.
 //! - [`Emulators::from_env`]: the localstripe and moto endpoints.
 //!
-//! Databases are left behind for post-mortems; the cluster is deleted with the run.
+//! The two clusters ([`Template`]):
+//! - [`Template::Plain`], plain PostgreSQL: `postgres` is the superuser and
+//!   migration 0001 stands in for Supabase's `auth` schema and roles. Empty
+//!   databases are clones of `template0`. [`TestDb::migrated`] and
+//!   [`TestDb::empty`] mean this one.
+//! - [`Template::Supabase`], shaped like a Supabase project from Supabase's own
+//!   files (`tests/supabase/README.md`): bootstrap superuser `supabase_admin`;
+//!   `postgres` is not a superuser (CREATEROLE, BYPASSRLS) and owns the test
+//!   databases; GoTrue's `auth` schema; Supabase's default grants to `anon`,
+//!   `authenticated` and `service_role` in `public`; supautils in every session.
+//!   Empty databases are clones of `supabase_base` (Supabase, no parker_wallet);
+//!   migrated ones of `pw_template`, where `postgres` created the extension
+//!   (through supautils) and ran the migrations.
+//!
+//! On both, [`TestDb::admin`] is `postgres`, the operator who owns the wallet's
+//! tables (a superuser on Plain only) and [`TestDb::superuser`] the cluster's
+//! superuser; [`TestDb::traveler`] and the test roles of `tests/support/roles.sql`
+//! exist on both.
+//!
+//! Databases are left behind for post-mortems; the clusters are deleted with the run.
 
 pub mod bench;
 pub mod duffel_fake;
@@ -38,44 +59,144 @@ fn env(name: &str) -> Result<String> {
     })
 }
 
+/// A URL of the plain cluster ([`Template::Plain`]).
 pub fn database_url(db: &str, user: &str) -> Result<String> {
-    Ok(format!("postgres://{user}@{}:{}/{db}", env("PW_PGHOST")?, env("PW_PGPORT")?))
+    Template::Plain.database_url(db, user)
 }
 
-/// A database of its own for one test.
+/// The login that runs the migrations and owns the wallet's tables and the test
+/// databases, on both clusters (a superuser on [`Template::Plain`] only).
+pub const OPERATOR: &str = "postgres";
+
+/// Which cluster a test database lives in, and so which template it is cloned
+/// from; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Template {
+    /// Plain PostgreSQL 15, `postgres` a superuser.
+    Plain,
+    /// Shaped like Supabase: superuser `supabase_admin`, `postgres` not one.
+    Supabase,
+}
+
+impl Template {
+    pub const ALL: [Template; 2] = [Template::Plain, Template::Supabase];
+
+    /// For messages: `plain` or `supabase`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Plain => "plain",
+            Template::Supabase => "supabase",
+        }
+    }
+
+    /// The cluster's superuser (its bootstrap user).
+    pub fn superuser(self) -> &'static str {
+        match self {
+            Template::Plain => "postgres",
+            Template::Supabase => "supabase_admin",
+        }
+    }
+
+    /// What an empty test database is a clone of.
+    fn empty_template(self) -> &'static str {
+        match self {
+            Template::Plain => "template0",
+            Template::Supabase => "supabase_base",
+        }
+    }
+
+    /// The cluster's port, from the stack's environment.
+    pub fn port(self) -> Result<String> {
+        env(match self {
+            Template::Plain => "PW_PGPORT",
+            Template::Supabase => "PW_SUPABASE_PGPORT",
+        })
+    }
+
+    pub fn database_url(self, db: &str, user: &str) -> Result<String> {
+        Ok(format!("postgres://{user}@{}:{}/{db}", env("PW_PGHOST")?, self.port()?))
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A database of its own for one test, on one of the two clusters.
 pub struct TestDb {
     pub name: String,
+    template: Template,
 }
 
 impl TestDb {
-    /// A new database with `parker_wallet` installed and every migration applied.
+    /// A new database with `parker_wallet` installed and every migration applied (plain cluster).
     pub async fn migrated() -> Result<Self> {
-        Self::create(&format!("TEMPLATE {TEMPLATE_DB}")).await
+        Self::migrated_on(Template::Plain).await
     }
 
-    /// A new database with nothing in it: for migration and install tests.
+    /// A new database with nothing in it: for migration and install tests (plain cluster).
     pub async fn empty() -> Result<Self> {
-        Self::create("TEMPLATE template0").await
+        Self::empty_on(Template::Plain).await
     }
 
-    async fn create(template_clause: &str) -> Result<Self> {
+    /// A new database with `parker_wallet` installed and every migration applied.
+    pub async fn migrated_on(template: Template) -> Result<Self> {
+        Self::create(template, TEMPLATE_DB).await
+    }
+
+    /// A new database without `parker_wallet`: `template0` on Plain, Supabase's
+    /// base database (roles' grants, `auth`, ...) on Supabase.
+    pub async fn empty_on(template: Template) -> Result<Self> {
+        Self::create(template, template.empty_template()).await
+    }
+
+    async fn create(template: Template, source: &str) -> Result<Self> {
         let name = format!("pw_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&database_url("postgres", "postgres")?).await?;
-        sqlx::raw_sql(&format!("CREATE DATABASE {name} {template_clause}"))
-            .execute(&mut admin)
+        // Created by the superuser, owned by the operator (as Supabase's are).
+        let mut superuser = PgConnection::connect(&template.database_url("postgres", template.superuser())?).await?;
+        sqlx::raw_sql(&format!("CREATE DATABASE {name} TEMPLATE {source} OWNER {OPERATOR}"))
+            .execute(&mut superuser)
             .await
-            .with_context(|| format!("creating test database {name}"))?;
-        admin.close().await?;
-        Ok(Self { name })
+            .with_context(|| format!("creating test database {name} from {source} ({template} cluster)"))?;
+        // CREATE DATABASE copies a template's contents but not its privileges:
+        // carry over what migration 0008 did to the migrated template's
+        // (TEMPORARY taken from PUBLIC).
+        let public_temp: bool = source != TEMPLATE_DB
+            || sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                             WHERE d.datname = $1 AND a.grantee = 0 AND a.privilege_type = 'TEMPORARY')",
+        )
+                .bind(source)
+                .fetch_one(&mut superuser)
+                .await?;
+        if !public_temp {
+            sqlx::raw_sql(&format!("REVOKE TEMPORARY ON DATABASE {name} FROM PUBLIC")).execute(&mut superuser).await?;
+        }
+        superuser.close().await?;
+        Ok(Self { name, template })
+    }
+
+    /// Which cluster, and template, the database comes from.
+    pub fn template(&self) -> Template {
+        self.template
     }
 
     pub fn url(&self, user: &str) -> Result<String> {
-        database_url(&self.name, user)
+        self.template.database_url(&self.name, user)
     }
 
-    /// A superuser connection (the migration runner's and the fixtures' view).
+    /// The operator, `postgres` (the migration runner's and the fixtures' view):
+    /// a superuser on Plain; on Supabase not one, but it has BYPASSRLS and owns
+    /// the wallet's tables.
     pub async fn admin(&self) -> Result<PgConnection> {
-        Ok(PgConnection::connect(&self.url("postgres")?).await?)
+        Ok(PgConnection::connect(&self.url(OPERATOR)?).await?)
+    }
+
+    /// The cluster's superuser: `postgres` on Plain, `supabase_admin` on Supabase.
+    pub async fn superuser(&self) -> Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url(self.template.superuser())?).await?)
     }
 
     /// A connection as the traveler login role; see [`as_traveler`].
@@ -597,4 +718,29 @@ pub async fn schema_snapshot(conn: &mut PgConnection) -> Result<Vec<String>> {
     let mut lines: Vec<String> = sqlx::query_scalar::<_, String>(SNAPSHOT_SQL).fetch_all(&mut *conn).await?;
     lines.sort();
     Ok(lines)
+}
+
+/// Runs each named test on both templates: for every `async fn name(template:
+/// Template) -> anyhow::Result<()>` it defines `plain::name` and `supabase::name`,
+/// so each template's result is counted (and filtered) on its own.
+#[macro_export]
+macro_rules! on_both_templates {
+    ($($name:ident),* $(,)?) => {
+        mod plain {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::Template::Plain).await
+                }
+            )*
+        }
+        mod supabase {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::Template::Supabase).await
+                }
+            )*
+        }
+    };
 }

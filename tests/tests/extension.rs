@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use harness::{as_traveler, sqlstate, TestDb};
+use harness::{as_traveler, sqlstate, Template, TestDb};
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
@@ -14,9 +14,8 @@ fn claims(sub: &str) -> String {
     format!(r#"{{"sub":"{sub}","role":"authenticated"}}"#)
 }
 
-#[tokio::test]
-async fn flag_buckets_match_parker_flights_typescript() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
+async fn flag_buckets_match_parker_flights_typescript(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
     let ids: Vec<String> = (0..500).map(|_| uuid::Uuid::new_v4().to_string()).collect();
 
@@ -63,9 +62,8 @@ async fn flag_buckets_match_parker_flights_typescript() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn refresh_all_completion_backfills_every_traveler_in_committed_batches() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
+async fn refresh_all_completion_backfills_every_traveler_in_committed_batches(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
     sqlx::raw_sql(
         "ALTER TABLE traveler_profiles DISABLE TRIGGER traveler_profiles_completion;
@@ -87,9 +85,8 @@ async fn refresh_all_completion_backfills_every_traveler_in_committed_batches() 
     Ok(())
 }
 
-#[tokio::test]
-async fn a_travelers_change_is_audited_with_their_request_and_stays_private() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
+async fn a_travelers_change_is_audited_with_their_request_and_stays_private(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
     sqlx::raw_sql(&format!("INSERT INTO auth.users (id) VALUES ('{ALICE}'), ('{BOB}')")).execute(&mut admin).await?;
 
@@ -131,3 +128,9 @@ async fn a_travelers_change_is_audited_with_their_request_and_stays_private() ->
     assert_eq!(broken, None);
     Ok(())
 }
+
+harness::on_both_templates!(
+    flag_buckets_match_parker_flights_typescript,
+    refresh_all_completion_backfills_every_traveler_in_committed_batches,
+    a_travelers_change_is_audited_with_their_request_and_stays_private,
+);

@@ -1,12 +1,11 @@
 //! The migrations are reversible and leave no drift: up, down, up again on a clean
 //! database gives the same schema, and down really returns to where we started.
 
-use harness::{migrations_dir, schema_snapshot, TestDb};
+use harness::{migrations_dir, schema_snapshot, Template, TestDb};
 use kms_sidecar::migrate::{MigrateError, Migrator};
 
-#[tokio::test]
-async fn up_down_up_leaves_no_drift() -> anyhow::Result<()> {
-    let db = TestDb::empty().await?;
+async fn up_down_up_leaves_no_drift(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::empty_on(template).await?;
     let mut conn = db.admin().await?;
     sqlx::raw_sql("CREATE EXTENSION parker_wallet").execute(&mut conn).await?;
     let migrator = Migrator::from_dir(&migrations_dir())?;
@@ -30,9 +29,8 @@ async fn up_down_up_leaves_no_drift() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn each_step_down_and_up_again_restores_the_schema() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
+async fn each_step_down_and_up_again_restores_the_schema(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
     let mut conn = db.admin().await?;
     let migrator = Migrator::from_dir(&migrations_dir())?;
     let full = schema_snapshot(&mut conn).await?;
@@ -46,9 +44,8 @@ async fn each_step_down_and_up_again_restores_the_schema() -> anyhow::Result<()>
     Ok(())
 }
 
-#[tokio::test]
-async fn migrations_refuse_to_run_without_the_extension() -> anyhow::Result<()> {
-    let db = TestDb::empty().await?;
+async fn migrations_refuse_to_run_without_the_extension(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::empty_on(template).await?;
     let mut conn = db.admin().await?;
     let migrator = Migrator::from_dir(&migrations_dir())?;
     let error = migrator.up(&mut conn, None).await.unwrap_err();
@@ -66,9 +63,8 @@ async fn migrations_refuse_to_run_without_the_extension() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test]
-async fn an_edited_applied_migration_is_refused() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
+async fn an_edited_applied_migration_is_refused(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
     let mut conn = db.admin().await?;
     sqlx::query("UPDATE parker_migrations.applied SET checksum = '\\x00' WHERE version = 2")
         .execute(&mut conn)
@@ -87,7 +83,7 @@ async fn the_shim_leaves_an_existing_auth_schema_alone() -> anyhow::Result<()> {
     sqlx::raw_sql(
         "CREATE EXTENSION parker_wallet;
          CREATE SCHEMA auth;
-         CREATE TABLE auth.users (id uuid PRIMARY KEY, marker text DEFAULT 'supabase');
+         CREATE TABLE auth.users (id uuid PRIMARY KEY, created_at timestamptz, marker text DEFAULT 'supabase');
          CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS 'SELECT NULL::uuid';",
     )
     .execute(&mut conn)
@@ -102,3 +98,10 @@ async fn the_shim_leaves_an_existing_auth_schema_alone() -> anyhow::Result<()> {
     assert_eq!(marker.as_deref(), Some("'supabase'::text"));
     Ok(())
 }
+
+harness::on_both_templates!(
+    up_down_up_leaves_no_drift,
+    each_step_down_and_up_again_restores_the_schema,
+    migrations_refuse_to_run_without_the_extension,
+    an_edited_applied_migration_is_refused,
+);

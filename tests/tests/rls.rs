@@ -1,7 +1,7 @@
 //! Row-level security, proven the way PostgREST uses it: a login role that may only
 //! become `authenticated`, with the traveler's claims set per transaction.
 
-use harness::{as_traveler, sqlstate, TestDb};
+use harness::{as_traveler, sqlstate, Template, TestDb};
 use sqlx::PgConnection;
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
@@ -24,8 +24,8 @@ fn claims(sub: &str) -> String {
 
 /// Alice and Bob each own rows in every user table (audit and completion rows come
 /// from the triggers); Carol owns nothing.
-async fn seeded() -> anyhow::Result<TestDb> {
-    let db = TestDb::migrated().await?;
+async fn seeded(template: Template) -> anyhow::Result<TestDb> {
+    let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
     for (user, n) in [(ALICE, 1), (BOB, 2)] {
         sqlx::raw_sql(&format!(
@@ -50,9 +50,8 @@ async fn visible_rows(conn: &mut PgConnection, table: &str) -> Result<Vec<String
     sqlx::query_scalar(&format!("SELECT user_id::text FROM public.{table}")).fetch_all(conn).await
 }
 
-#[tokio::test]
-async fn a_traveler_sees_only_their_own_rows_in_every_table() -> anyhow::Result<()> {
-    let db = seeded().await?;
+async fn a_traveler_sees_only_their_own_rows_in_every_table(template: Template) -> anyhow::Result<()> {
+    let db = seeded(template).await?;
     let mut conn = db.traveler().await?;
     for (user, table) in [ALICE, BOB].iter().flat_map(|u| USER_TABLES.iter().map(move |t| (*u, *t))) {
         let mut tx = as_traveler(&mut conn, &claims(user)).await?;
@@ -63,9 +62,8 @@ async fn a_traveler_sees_only_their_own_rows_in_every_table() -> anyhow::Result<
     Ok(())
 }
 
-#[tokio::test]
-async fn a_traveler_cannot_write_another_travelers_rows() -> anyhow::Result<()> {
-    let db = seeded().await?;
+async fn a_traveler_cannot_write_another_travelers_rows(template: Template) -> anyhow::Result<()> {
+    let db = seeded(template).await?;
     let mut conn = db.traveler().await?;
 
     // Inserting a row owned by someone else: the policy's WITH CHECK refuses it.
@@ -127,9 +125,8 @@ async fn a_traveler_cannot_write_another_travelers_rows() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test]
-async fn a_traveler_can_edit_their_own_profile_and_consent() -> anyhow::Result<()> {
-    let db = seeded().await?;
+async fn a_traveler_can_edit_their_own_profile_and_consent(template: Template) -> anyhow::Result<()> {
+    let db = seeded(template).await?;
     let mut conn = db.traveler().await?;
     let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
     let updated = sqlx::query("UPDATE traveler_profiles SET last_name = 'Liddell', phone_number = '+447700900123'")
@@ -153,9 +150,8 @@ async fn a_traveler_can_edit_their_own_profile_and_consent() -> anyhow::Result<(
     Ok(())
 }
 
-#[tokio::test]
-async fn missing_empty_or_garbage_claims_see_nothing() -> anyhow::Result<()> {
-    let db = seeded().await?;
+async fn missing_empty_or_garbage_claims_see_nothing(template: Template) -> anyhow::Result<()> {
+    let db = seeded(template).await?;
     let mut conn = db.traveler().await?;
     for bad in [
         "",
@@ -186,9 +182,8 @@ async fn missing_empty_or_garbage_claims_see_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn switching_subject_mid_transaction_is_refused() -> anyhow::Result<()> {
-    let db = seeded().await?;
+async fn switching_subject_mid_transaction_is_refused(template: Template) -> anyhow::Result<()> {
+    let db = seeded(template).await?;
     let mut conn = db.traveler().await?;
     let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
     assert_eq!(visible_rows(&mut tx, "payment_methods").await?, [ALICE]);
@@ -216,9 +211,8 @@ async fn switching_subject_mid_transaction_is_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn set_role_cannot_escape_to_a_privileged_role() -> anyhow::Result<()> {
-    let db = seeded().await?;
+async fn set_role_cannot_escape_to_a_privileged_role(template: Template) -> anyhow::Result<()> {
+    let db = seeded(template).await?;
     let mut conn = db.traveler().await?;
     for role in ["service_role", "postgres", "anon"] {
         let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
@@ -234,9 +228,8 @@ async fn set_role_cannot_escape_to_a_privileged_role() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
+async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
     let report: Vec<(String, bool, bool, i32, Vec<String>, bool, Vec<String>)> = sqlx::query_as(
         "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns, policy_columns_indexed, findings
@@ -256,8 +249,16 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table() ->
         // feature_flags through wallet.flag_enabled, stripe_events through the sidecar's.
         let deny_all = ["feature_flags", "stripe_events"].contains(&table.as_str());
         let owner_columns: &[&str] = if deny_all { &[] } else { &["user_id"] };
+        // Besides the owner (or deny-all) policy, one for each of the wallet's
+        // definer roles that reads or writes the table (migration 0008).
+        let definer_policies = match table.as_str() {
+            "payment_methods" => 2,
+            "traveler_data_audit" | "traveler_profiles" | "profile_completion_tracking" | "feature_flags"
+            | "stripe_events" | "wallet_customers" | "campaigns" | "booking_charges" => 1,
+            _ => 0,
+        };
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-        assert_eq!((*policies, columns.as_slice()), (1, owner_columns), "{table}");
+        assert_eq!((*policies, columns.as_slice()), (1 + definer_policies, owner_columns), "{template}: {table}");
         assert!(findings.is_empty(), "{table}: {findings:?}");
     }
 
@@ -272,3 +273,13 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table() ->
     assert!(findings.iter().any(|f| f.starts_with("rls_not_forced:")), "{findings:?}");
     Ok(())
 }
+
+harness::on_both_templates!(
+    a_traveler_sees_only_their_own_rows_in_every_table,
+    a_traveler_cannot_write_another_travelers_rows,
+    a_traveler_can_edit_their_own_profile_and_consent,
+    missing_empty_or_garbage_claims_see_nothing,
+    switching_subject_mid_transaction_is_refused,
+    set_role_cannot_escape_to_a_privileged_role,
+    rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table,
+);
