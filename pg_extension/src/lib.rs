@@ -19,6 +19,28 @@ pub mod subject_pin;
 
 ::pgrx::pg_module_magic!(name, version);
 
+// Runs before anything else in the install script. Its search path is the
+// extension's schema first (pg_catalog implicit): a schema named `wallet` that
+// someone else created beforehand could hold functions that beat pg_catalog's
+// (a `wallet.format(text, text)`) and run as the installing superuser. So the
+// schema must be a superuser's, and everything here names pg_catalog outright.
+extension_sql!(
+    r#"
+DO $schema$
+BEGIN
+  IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace n
+            JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+           WHERE n.nspname OPERATOR(pg_catalog.=) 'wallet') THEN
+    RAISE EXCEPTION 'schema wallet exists and belongs to a role that is not a superuser'
+      USING HINT = 'parker_wallet installs into its own schema: drop or rename that one first.';
+  END IF;
+END
+$schema$;
+"#,
+    name = "schema_owner_check",
+    bootstrap,
+);
+
 // Privileges, stated in full rather than left to defaults (see docs/roles.md).
 // Every role may call the request-context, scoring and flag functions (RLS
 // policies and PostgREST requests run as the traveler); nothing else is PUBLIC.
@@ -37,12 +59,18 @@ DECLARE
 BEGIN
   FOREACH role_name IN ARRAY ARRAY['parker_wallet_auditor', 'parker_wallet_scorer', 'parker_wallet_flag_reader',
                                    'parker_wallet_lookup', 'parker_wallet_event_recorder'] LOOP
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
-      EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT', role_name);
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) role_name) THEN
+      EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', role_name);
+    ELSIF EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r
+                                ON r.oid OPERATOR(pg_catalog.=) m.roleid OR r.oid OPERATOR(pg_catalog.=) m.member
+                   WHERE r.rolname OPERATOR(pg_catalog.=) role_name) THEN
+      -- Whoever holds such a role acts as the wallet's definer functions.
+      RAISE EXCEPTION 'role % exists with members or memberships: it was not made by parker_wallet', role_name
+        USING HINT = 'Revoke them (or drop the role), then create the extension again.';
     END IF;
     -- Whoever created a role of that name first, it ends up with no powers of its own.
-    EXECUTE format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT',
-                   role_name);
+    EXECUTE pg_catalog.format(
+      'ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT', role_name);
   END LOOP;
 END
 $roles$;

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::security::DEFINER_ROLES;
+
 /// The expression every owner policy compares against. Wrapped in a sub-select so
 /// the planner runs it once per query (an initPlan), not once per row.
 pub const OWNER_EXPRESSION: &str = "(select wallet.uid())";
@@ -35,9 +37,9 @@ pub struct PolicyFacts {
 }
 
 impl PolicyFacts {
-    /// Whether the policy covers `anon`, `authenticated` or every role.
-    pub fn applies_to_travelers(&self) -> bool {
-        self.roles.is_empty() || self.roles.iter().any(|r| ["public", "anon", "authenticated"].contains(&r.as_str()))
+    /// Whether the policy applies to the wallet's definer roles and nobody else.
+    pub fn only_for_definer_roles(&self) -> bool {
+        !self.roles.is_empty() && self.roles.iter().all(|r| DEFINER_ROLES.contains(&r.as_str()))
     }
 }
 
@@ -87,11 +89,18 @@ impl TableFacts {
             let always_true = expressions
                 .iter()
                 .any(|e| e.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("true")));
-            // As splinter: a policy that lets every row through matters when
-            // travelers (or everyone) hold it; the wallet's own NOLOGIN writer
-            // roles get such policies on purpose.
-            if policy.permissive && always_true && policy.applies_to_travelers() {
+            // The wallet's own NOLOGIN definer roles get such policies on
+            // purpose (each on the tables it alone writes or reads); anyone else's
+            // lets every row through.
+            if policy.permissive && always_true && !policy.only_for_definer_roles() {
                 findings.push(format!("always_true_policy: policy {} lets every row through", policy.name));
+            }
+            // As splinter's 0015: travelers edit their own user_metadata.
+            if expressions.iter().any(|e| e.as_deref().is_some_and(|e| e.contains("user_metadata"))) {
+                findings.push(format!(
+                    "policy_references_user_metadata: policy {} trusts user_metadata, which the user edits",
+                    policy.name
+                ));
             }
             let mut unwrapped: Vec<&str> = expressions
                 .iter()
@@ -252,9 +261,18 @@ mod tests {
         let mut table = protected_table();
         table.policies.push(policy("true", &[]));
         assert!(table.findings().iter().any(|f| f.starts_with("always_true_policy:")));
-        // The same policy for one of the wallet's own writer roles is how they write.
+        table.policies.last_mut().unwrap().roles = vec!["parker_wallet_sidecar".into()];
+        assert!(table.findings().iter().any(|f| f.starts_with("always_true_policy:")), "any other role");
+        // The same policy for one of the wallet's own definer roles is how they work.
         table.policies.last_mut().unwrap().roles = vec!["parker_wallet_auditor".into()];
         assert!(table.findings().is_empty());
+    }
+
+    #[test]
+    fn policies_trusting_user_metadata_are_flagged() {
+        let mut table = protected_table();
+        table.policies.push(policy("((auth.jwt() -> 'user_metadata'::text) ->> 'admin'::text) = 'yes'", &[]));
+        assert!(table.findings().iter().any(|f| f.starts_with("policy_references_user_metadata:")));
     }
 
     #[test]

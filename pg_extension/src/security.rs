@@ -15,6 +15,30 @@ pub const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
 /// RLS, REFERENCES lets a foreign key probe for (and pin) rows.
 pub const DANGEROUS_TABLE_PRIVILEGES: &[&str] = &["TRIGGER", "TRUNCATE", "REFERENCES"];
 
+/// The NOLOGIN roles that own the wallet's SECURITY DEFINER functions. Nobody is
+/// a member of them: a member would act as those functions (and could alter them).
+pub const DEFINER_ROLES: &[&str] = &[
+    "parker_wallet_auditor",
+    "parker_wallet_scorer",
+    "parker_wallet_flag_reader",
+    "parker_wallet_lookup",
+    "parker_wallet_event_recorder",
+];
+
+/// The wallet's SECURITY DEFINER functions and the role each must belong to. One
+/// that stopped being SECURITY DEFINER, or changed hands, was altered by someone
+/// (a SECURITY INVOKER audit trigger would run as whoever writes, superuser included).
+pub const WALLET_DEFINERS: &[(&str, &str)] = &[
+    ("wallet.audit_trigger()", "parker_wallet_auditor"),
+    ("wallet.completion_trigger()", "parker_wallet_scorer"),
+    ("wallet.flag_enabled(name text, user_id uuid)", "parker_wallet_flag_reader"),
+    ("wallet_internal.record_stripe_event(event_id text, event_type text, event_payload jsonb)", "parker_wallet_event_recorder"),
+    ("wallet_internal.traveler_of_stripe_object(customer_id text, payment_method_id text)", "parker_wallet_lookup"),
+    ("wallet_internal.bookings_to_reconcile(min_age interval)", "parker_wallet_lookup"),
+    ("wallet_internal.campaign_owner(campaign uuid)", "parker_wallet_lookup"),
+    ("wallet_internal.account_age_days(on_day date)", "parker_wallet_lookup"),
+];
+
 /// SECURITY DEFINER functions that API roles may call on purpose, because they
 /// authorise the caller themselves. `wallet.flag_enabled` answers only about the
 /// caller's own `wallet.uid()` (unless the caller may read the flags anyway).
@@ -84,16 +108,33 @@ impl FunctionFacts {
         let mut found = Vec::new();
         let path = search_path_schemas(&self.config);
         let finding = |code, level, detail: String| Finding::new(code, level, "function", &self.name, detail);
+        if let Some((_, owner)) = WALLET_DEFINERS.iter().find(|(name, _)| *name == self.name) {
+            if !self.security_definer || self.owner != *owner {
+                found.push(finding(
+                    "wallet_definer_altered",
+                    Level::Error,
+                    format!(
+                        "must be SECURITY DEFINER owned by {owner}; it is {} owned by {}",
+                        if self.security_definer { "SECURITY DEFINER" } else { "SECURITY INVOKER" },
+                        self.owner
+                    ),
+                ));
+            }
+        }
         if self.security_definer {
             // pg_temp is searched first unless listed: a caller's temporary
-            // table, type or operator would shadow the definer's own.
-            if path.as_ref().and_then(|p| p.last()).map(String::as_str) != Some("pg_temp") {
+            // table, type or operator would shadow the definer's own; and a
+            // schema before pg_catalog could shadow a built-in.
+            let pinned = path.as_ref().is_some_and(|p| {
+                p.first().map(String::as_str) == Some("pg_catalog") && p.last().map(String::as_str) == Some("pg_temp")
+            });
+            if !pinned {
                 found.push(finding(
                     "definer_search_path_unpinned",
                     Level::Error,
                     format!(
-                        "SECURITY DEFINER with search_path {}: pin it to pg_catalog, pg_temp (pg_temp last) \
-                         or a caller's temporary objects run with the owner's rights",
+                        "SECURITY DEFINER with search_path {}: pin it to pg_catalog first and pg_temp last \
+                         or a caller's objects run with the owner's rights",
                         path.map_or("unset".to_owned(), |p| p.join(", "))
                     ),
                 ));
@@ -149,7 +190,9 @@ impl TableSecurity {
             .map(|finding| {
                 let (code, detail) = finding.split_once(": ").unwrap_or(("rls", finding.as_str()));
                 let level = match code {
-                    "rls_disabled" | "rls_not_forced" | "always_true_policy" => Level::Error,
+                    "rls_disabled" | "rls_not_forced" | "always_true_policy" | "policy_references_user_metadata" => {
+                        Level::Error
+                    }
                     _ => Level::Warn,
                 };
                 Finding::new(rls_code(code), level, "table", &self.name, detail.to_owned())
@@ -176,6 +219,7 @@ fn rls_code(code: &str) -> &'static str {
         "rls_not_forced" => "rls_not_forced",
         "unindexed_policy_column" => "unindexed_policy_column",
         "always_true_policy" => "always_true_policy",
+        "policy_references_user_metadata" => "policy_references_user_metadata",
         "per_row_call" => "per_row_call",
         _ => "rls",
     }
@@ -236,6 +280,60 @@ impl ViewSecurity {
     }
 }
 
+/// A materialized view and the traveler-facing roles that may read it (it has no RLS).
+#[derive(Debug, Clone)]
+pub struct MaterializedViewSecurity {
+    pub name: String,
+    pub api_readers: Vec<String>,
+}
+
+impl MaterializedViewSecurity {
+    pub fn findings(&self) -> Vec<Finding> {
+        if self.api_readers.is_empty() {
+            return Vec::new();
+        }
+        vec![Finding::new(
+            "materialized_view_in_api",
+            Level::Warn,
+            "materialized view",
+            &self.name,
+            format!("readable by {}: a materialized view has no row level security", self.api_readers.join(", ")),
+        )]
+    }
+}
+
+/// Memberships that involve a definer role (`member -> role`).
+pub fn definer_role_findings(memberships: &[(String, String)]) -> Vec<Finding> {
+    memberships
+        .iter()
+        .map(|(member, role)| {
+            let definer = if DEFINER_ROLES.contains(&role.as_str()) { role } else { member };
+            Finding::new(
+                "definer_role_has_members",
+                Level::Error,
+                "role",
+                definer,
+                format!("{member} is a member of {role}: a definer role is nobody's, nor anybody's member"),
+            )
+        })
+        .collect()
+}
+
+/// The extension's own schema must be a superuser's: its owner could otherwise
+/// put functions there that the install script and every policy resolve first.
+pub fn extension_schema_findings(schema: &str, owner_is_superuser: bool) -> Vec<Finding> {
+    if owner_is_superuser {
+        return Vec::new();
+    }
+    vec![Finding::new(
+        "extension_schema_not_superuser_owned",
+        Level::Error,
+        "schema",
+        schema,
+        "parker_wallet's schema belongs to a role that is not a superuser".to_owned(),
+    )]
+}
+
 /// The current database: whether every role may create temporary objects.
 pub fn database_findings(database: &str, temp_for_public: bool) -> Vec<Finding> {
     if !temp_for_public {
@@ -285,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_definer_without_pg_temp_last_is_flagged() {
-        for path in ["pg_catalog", "pg_temp, pg_catalog", "public, pg_catalog"] {
+        for path in ["pg_catalog", "pg_temp, pg_catalog", "public, pg_catalog", "public, pg_catalog, pg_temp"] {
             assert_eq!(codes(&definer("s.f()", path).findings()), ["definer_search_path_unpinned"], "{path}");
         }
         let mut unset = definer("s.f()", "");
@@ -300,6 +398,7 @@ mod tests {
         function.executable_by = vec!["anon".into()];
         assert_eq!(codes(&function.findings()), ["definer_owned_by_superuser", "definer_executable_by_api_role"]);
         let mut vetted = definer(VETTED_DEFINER_ENTRY_POINTS[0], "pg_catalog, pg_temp");
+        vetted.owner = "parker_wallet_flag_reader".into();
         vetted.executable_by = vec!["authenticated".into()];
         assert!(vetted.findings().is_empty());
     }
@@ -341,6 +440,30 @@ mod tests {
             ..table
         };
         assert!(protected.findings().is_empty());
+    }
+
+    #[test]
+    fn an_altered_wallet_definer_is_flagged() {
+        let (name, owner) = WALLET_DEFINERS[0];
+        let mut audit = definer(name, "pg_catalog, pg_temp");
+        audit.owner = owner.into();
+        assert!(audit.findings().is_empty());
+        audit.security_definer = false;
+        assert_eq!(codes(&audit.findings()), ["wallet_definer_altered"]);
+        let mut moved = definer(name, "pg_catalog, pg_temp");
+        moved.owner = "postgres".into();
+        assert_eq!(codes(&moved.findings()), ["wallet_definer_altered"]);
+    }
+
+    #[test]
+    fn definer_role_members_matviews_and_the_extension_schema() {
+        let found = definer_role_findings(&[("service_role".into(), "parker_wallet_auditor".into())]);
+        assert_eq!((codes(&found), found[0].object_name.as_str()), (vec!["definer_role_has_members"], "parker_wallet_auditor"));
+        let matview = MaterializedViewSecurity { name: "public.m".into(), api_readers: vec!["anon".into()] };
+        assert_eq!(codes(&matview.findings()), ["materialized_view_in_api"]);
+        assert!(MaterializedViewSecurity { api_readers: vec![], ..matview }.findings().is_empty());
+        assert_eq!(codes(&extension_schema_findings("wallet", false)), ["extension_schema_not_superuser_owned"]);
+        assert!(extension_schema_findings("wallet", true).is_empty());
     }
 
     #[test]

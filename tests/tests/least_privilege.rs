@@ -440,45 +440,115 @@ async fn the_security_report_is_empty_and_finds_each_planted_defect(template: Te
     }
 
     let db = TestDb::migrated_on(template).await?;
-    let mut admin = db.admin().await?;
-    assert_eq!(findings(&mut admin).await?, Vec::<(String, String)>::new(), "{template}");
+    assert_eq!(findings(&mut db.admin().await?).await?, Vec::<(String, String)>::new(), "{template}");
 
+    // Each defect planted in one transaction, rolled back: role memberships are
+    // cluster-wide, and other tests' reports must not see them.
     let mut superuser = db.superuser().await?;
+    let mut tx = superuser.begin().await?;
     sqlx::raw_sql(&format!(
         "CREATE FUNCTION public.unpinned() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
          REVOKE EXECUTE ON FUNCTION public.unpinned() FROM PUBLIC, anon, authenticated, service_role;
+         GRANT EXECUTE ON FUNCTION public.unpinned() TO anon;
          CREATE FUNCTION public.mutable_path() RETURNS int LANGUAGE sql AS 'SELECT 1';
          CREATE TABLE public.leaky (id bigserial PRIMARY KEY, user_id uuid);
          ALTER TABLE public.leaky ENABLE ROW LEVEL SECURITY;
          CREATE POLICY leaky_owner ON public.leaky TO authenticated USING (user_id = (select wallet.uid()));
+         CREATE POLICY leaky_vip ON public.leaky FOR SELECT TO authenticated
+           USING (((select auth.jwt()) -> 'user_metadata' ->> 'vip') = 'yes');
          REVOKE ALL ON public.leaky, public.leaky_id_seq FROM anon, authenticated, service_role;
          GRANT TRIGGER ON public.leaky TO service_role;
          GRANT USAGE ON SEQUENCE public.leaky_id_seq TO anon;
          CREATE VIEW public.peek AS SELECT user_id FROM public.leaky;
+         CREATE MATERIALIZED VIEW public.snapshot AS SELECT 1 AS one;
+         GRANT SELECT ON public.snapshot TO anon;
+         GRANT parker_wallet_auditor TO pw_test_owner;
+         ALTER FUNCTION wallet_internal.campaign_owner(uuid) SECURITY INVOKER;
          GRANT TEMPORARY ON DATABASE {} TO PUBLIC;",
         db.name
     ))
-    .execute(&mut superuser)
+    .execute(&mut *tx)
     .await?;
-    let codes: Vec<(String, String)> = findings(&mut admin).await?;
     let expected = [
         ("database_temp_for_public", db.name.as_str()),
+        ("definer_role_has_members", "parker_wallet_auditor"),
         ("api_role_dangerous_privilege", "public.leaky"),
+        ("policy_references_user_metadata", "public.leaky"),
         ("rls_not_forced", "public.leaky"),
         ("unindexed_policy_column", "public.leaky"),
         ("sequence_granted_to_api_role", "public.leaky_id_seq"),
         ("function_search_path_mutable", "public.mutable_path()"),
         ("view_not_security_invoker", "public.peek"),
+        ("materialized_view_in_api", "public.snapshot"),
+        ("definer_executable_by_api_role", "public.unpinned()"),
         ("definer_owned_by_superuser", "public.unpinned()"),
         ("definer_search_path_unpinned", "public.unpinned()"),
+        ("wallet_definer_altered", "wallet_internal.campaign_owner(campaign uuid)"),
     ];
     let mut expected: Vec<(String, String)> = expected.iter().map(|(c, o)| (c.to_string(), o.to_string())).collect();
     expected.sort();
-    assert_eq!(codes, expected, "{template}");
+    assert_eq!(findings(&mut tx).await?, expected, "{template}");
+    tx.rollback().await?;
+    Ok(())
+}
 
-    // A definer function handed to API roles is reported too.
-    sqlx::raw_sql("GRANT EXECUTE ON FUNCTION public.unpinned() TO anon").execute(&mut superuser).await?;
-    assert!(findings(&mut admin).await?.contains(&("definer_executable_by_api_role".into(), "public.unpinned()".into())));
+/// A schema named `wallet` that someone else made first could hold functions the
+/// install script resolves before pg_catalog's (`format(text, text)`), run as the
+/// installing superuser: the install refuses such a schema.
+async fn a_squatted_wallet_schema_is_refused(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::empty_on(template).await?;
+    let mut squatter = db.admin().await?;
+    if template == Template::Plain {
+        sqlx::raw_sql("CREATE SCHEMA wallet AUTHORIZATION pw_test_owner; SET ROLE pw_test_owner")
+            .execute(&mut squatter)
+            .await?;
+    } else {
+        sqlx::raw_sql("CREATE SCHEMA wallet").execute(&mut squatter).await?;
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE wallet.ran_as (who text);
+         GRANT INSERT ON wallet.ran_as TO PUBLIC;
+         CREATE FUNCTION wallet.format(text, text) RETURNS text LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO wallet.ran_as VALUES (current_user); RETURN pg_catalog.format($1, $2); END $$;",
+    )
+    .execute(&mut squatter)
+    .await?;
+    // The installer: the superuser, or on Supabase postgres through supautils.
+    let mut installer = if template == Template::Plain { db.superuser().await? } else { db.admin().await? };
+    let error = sqlx::raw_sql("CREATE EXTENSION parker_wallet").execute(&mut installer).await.unwrap_err();
+    assert!(error.to_string().contains("schema wallet exists and belongs to a role that is not a superuser"), "{error}");
+    let ran: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet.ran_as").fetch_one(&mut squatter).await?;
+    assert_eq!(ran, 0, "{template}");
+    Ok(())
+}
+
+/// supautils runs parker_wallet's after-create script as its superuser in the
+/// caller's session, so with the caller's search_path: a function the caller put
+/// first on it would run as the superuser.
+#[tokio::test]
+async fn supabase_after_create_ignores_the_callers_search_path() -> anyhow::Result<()> {
+    let db = TestDb::empty_on(Template::Supabase).await?;
+    let mut operator = db.admin().await?;
+    sqlx::raw_sql(
+        "CREATE TABLE public.ran_as (who text);
+         GRANT INSERT ON public.ran_as TO PUBLIC;
+         CREATE FUNCTION public.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO public.ran_as VALUES (current_user); RETURN pg_catalog.to_regclass($1); END $$;
+         CREATE FUNCTION public.to_regrole(text) RETURNS regrole LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO public.ran_as VALUES (current_user); RETURN pg_catalog.to_regrole($1); END $$;
+         SET search_path = public, pg_catalog;
+         CREATE EXTENSION parker_wallet;",
+    )
+    .execute(&mut operator)
+    .await?;
+    let ran_as: Vec<String> = sqlx::query_scalar("SELECT who FROM public.ran_as").fetch_all(&mut operator).await?;
+    assert_eq!(ran_as, Vec::<String>::new());
+    // The script did run (its grants are there) and gave the caller's path back.
+    let granted: bool = sqlx::query_scalar("SELECT has_function_privilege('wallet.verify_audit_chain()', 'EXECUTE')")
+        .fetch_one(&mut operator)
+        .await?;
+    let path: String = sqlx::query_scalar("SHOW search_path").fetch_one(&mut operator).await?;
+    assert_eq!((granted, path.as_str()), (true, "public, pg_catalog"));
     Ok(())
 }
 
@@ -548,6 +618,7 @@ harness::on_both_templates!(
     every_broken_chain_is_reported_not_only_the_first,
     flags_answer_only_about_oneself_and_health_is_not_public,
     the_security_report_is_empty_and_finds_each_planted_defect,
+    a_squatted_wallet_schema_is_refused,
     updating_from_0_1_0_equals_a_fresh_install,
     a_live_0_1_0_database_updates_then_migrates,
 );

@@ -12,10 +12,16 @@ use crate::flags::{bucket, flag_enabled as decide, asks_only_about_oneself, Flag
 fn caller_can_read_flags() -> bool {
     // SAFETY: reads a backend global; no preconditions.
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    Spi::get_one_with_args::<bool>(
-        "SELECT has_table_privilege($1, to_regclass('public.feature_flags'), 'SELECT')",
-        &[caller.into()],
-    )
+    // Read-only SPI (Spi::connect): the mutable kind takes a transaction id,
+    // which a parallel worker or a hot standby cannot.
+    Spi::connect(|client| {
+        let answer = client.select(
+            "SELECT has_table_privilege($1, to_regclass('public.feature_flags'), 'SELECT')",
+            Some(1),
+            &[caller.into()],
+        )?;
+        answer.first().get::<bool>(1)
+    })
     .unwrap_or_else(|e| spi_failed(e))
     .unwrap_or(false)
 }

@@ -92,7 +92,8 @@ fn enable_owner_rls(
     }
 }
 
-/// The catalog facts behind the reports, one row per table, policies as JSON,
+/// The catalog facts behind the reports, one row per table (partitions too: read
+/// directly, a partition applies its own RLS, not its parent's), policies as JSON,
 /// and which of `$2` (roles) hold which of `$3` (privileges) on the table.
 /// Run with an empty search path so policy expressions deparse fully qualified.
 const TABLE_FACTS_SQL: &str = "
@@ -125,7 +126,7 @@ SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity
                                    ELSE has_table_privilege(r.oid, c.oid, privilege) END
               ORDER BY 1)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY($1)
+ WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1)
  ORDER BY 1, 2";
 
 /// One table of the catalog: schema, name, its RLS facts, and `role:PRIVILEGE`

@@ -6,8 +6,9 @@ use pgrx::prelude::*;
 use super::rls::catalog_tables;
 use super::spi_failed;
 use crate::security::{
-    database_findings, Finding, FunctionFacts, SequenceSecurity, TableSecurity, ViewSecurity, API_ROLES,
-    DANGEROUS_TABLE_PRIVILEGES,
+    database_findings, definer_role_findings, extension_schema_findings, Finding, FunctionFacts,
+    MaterializedViewSecurity, SequenceSecurity, TableSecurity, ViewSecurity, API_ROLES, DANGEROUS_TABLE_PRIVILEGES,
+    DEFINER_ROLES,
 };
 
 /// Functions and procedures of `$1`, with the API roles of `$2` that may execute them.
@@ -41,6 +42,28 @@ SELECT n.nspname || '.' || c.relname, coalesce(c.reloptions, '{}')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'v' AND n.nspname = ANY($1)
  ORDER BY 1";
+
+/// Materialized views of `$1`, with the traveler-facing roles that may read them.
+const MATVIEW_FACTS_SQL: &str = "
+SELECT n.nspname || '.' || c.relname,
+       ARRAY(SELECT r.rolname::text FROM pg_roles r
+              WHERE r.rolname IN ('anon', 'authenticated') AND has_table_privilege(r.oid, c.oid, 'SELECT') ORDER BY 1)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'm' AND n.nspname = ANY($1)
+ ORDER BY 1";
+
+/// Memberships (member, role) in which one of `$1` (the definer roles) takes part.
+const DEFINER_MEMBERSHIPS_SQL: &str = "
+SELECT pg_get_userbyid(m.member)::text, pg_get_userbyid(m.roleid)::text
+  FROM pg_auth_members m
+ WHERE pg_get_userbyid(m.roleid) = ANY($1) OR pg_get_userbyid(m.member) = ANY($1)
+ ORDER BY 1, 2";
+
+/// parker_wallet's schema and whether a superuser owns it.
+const EXTENSION_SCHEMA_SQL: &str = "
+SELECT n.nspname::text, r.rolsuper
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace JOIN pg_roles r ON r.oid = n.nspowner
+ WHERE e.extname = 'parker_wallet'";
 
 /// Whether PUBLIC may create temporary objects in this database.
 const TEMP_FOR_PUBLIC_SQL: &str = "
@@ -79,6 +102,22 @@ fn catalog_findings(schemas: Vec<String>) -> Vec<Finding> {
         for row in client.select(VIEW_FACTS_SQL, None, &[schemas.clone().into()])? {
             let view = ViewSecurity { name: row.get(1)?.unwrap_or_default(), options: row.get(2)?.unwrap_or_default() };
             found.extend(view.findings());
+        }
+        for row in client.select(MATVIEW_FACTS_SQL, None, &[schemas.clone().into()])? {
+            let matview = MaterializedViewSecurity {
+                name: row.get(1)?.unwrap_or_default(),
+                api_readers: row.get(2)?.unwrap_or_default(),
+            };
+            found.extend(matview.findings());
+        }
+        let definer_roles: Vec<String> = DEFINER_ROLES.iter().map(|r| (*r).to_owned()).collect();
+        let mut memberships = Vec::new();
+        for row in client.select(DEFINER_MEMBERSHIPS_SQL, None, &[definer_roles.into()])? {
+            memberships.push((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
+        }
+        found.extend(definer_role_findings(&memberships));
+        for row in client.select(EXTENSION_SCHEMA_SQL, None, &[])? {
+            found.extend(extension_schema_findings(&row.get::<String>(1)?.unwrap_or_default(), row.get(2)?.unwrap_or(false)));
         }
         let database = client.select(TEMP_FOR_PUBLIC_SQL, Some(1), &[])?;
         let database = database.first();
