@@ -205,14 +205,30 @@ impl TestDb {
     }
 }
 
+/// The JWT claims PostgREST sets for a traveler's request, as JSON text.
+pub fn claims(sub: &str) -> String {
+    format!(r#"{{"sub":"{sub}","role":"authenticated","aud":"authenticated"}}"#)
+}
+
 /// Starts a transaction the way PostgREST serves a request: role `authenticated`
 /// and the verified JWT claims, both local to the transaction.
 pub async fn as_traveler<'c>(
     conn: &'c mut PgConnection,
     claims: &str,
 ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>> {
+    as_role(conn, "authenticated", claims).await
+}
+
+/// Starts a transaction as `role` (anon, authenticated, service_role, ...) with
+/// these claims (`""` for none), both local to the transaction.
+pub async fn as_role<'c>(
+    conn: &'c mut PgConnection,
+    role: &str,
+    claims: &str,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
+    sqlx::query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
+        .bind(role)
         .bind(claims)
         .execute(&mut *tx)
         .await?;

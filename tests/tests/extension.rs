@@ -5,14 +5,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use harness::{as_traveler, sqlstate, Template, TestDb};
+use harness::{as_traveler, claims, sqlstate, Template, TestDb};
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
-
-fn claims(sub: &str) -> String {
-    format!(r#"{{"sub":"{sub}","role":"authenticated"}}"#)
-}
 
 async fn flag_buckets_match_parker_flights_typescript(template: Template) -> anyhow::Result<()> {
     let db = TestDb::migrated_on(template).await?;

@@ -2,7 +2,7 @@
 //! Supabase-shaped): each attack that once worked, the privileges every API role
 //! holds, the security lint, and the extension's upgrade from 0.1.0.
 
-use harness::{as_traveler, migrations_dir, schema_snapshot, sqlstate, Template, TestDb};
+use harness::{as_traveler, claims, migrations_dir, schema_snapshot, sqlstate, Template, TestDb};
 use kms_sidecar::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 
@@ -25,10 +25,6 @@ const TABLES: &[&str] = &[
     "wallet_customers",
 ];
 
-fn claims(sub: &str) -> String {
-    format!(r#"{{"sub":"{sub}","role":"authenticated","aud":"authenticated"}}"#)
-}
-
 /// A login like PostgREST's authenticator: it may become anon, authenticated or service_role.
 async fn api_login(db: &TestDb) -> anyhow::Result<PgConnection> {
     Ok(PgConnection::connect(&db.url("pw_test_api")?).await?)
@@ -40,13 +36,7 @@ async fn as_role<'c>(
     role: &str,
     sub: Option<&str>,
 ) -> anyhow::Result<sqlx::Transaction<'c, sqlx::Postgres>> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
-        .bind(role)
-        .bind(sub.map(claims).unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
+    harness::as_role(conn, role, &sub.map(claims).unwrap_or_default()).await
 }
 
 /// Alice and Bob in auth.users, each with a profile (so audit and completion rows).

@@ -1,7 +1,7 @@
 //! Row-level security, proven the way PostgREST uses it: a login role that may only
 //! become `authenticated`, with the traveler's claims set per transaction.
 
-use harness::{as_traveler, sqlstate, Template, TestDb};
+use harness::{as_traveler, claims, sqlstate, Template, TestDb};
 use sqlx::PgConnection;
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
@@ -17,10 +17,6 @@ const USER_TABLES: &[&str] = &[
     "traveler_data_audit",
     "campaigns",
 ];
-
-fn claims(sub: &str) -> String {
-    format!(r#"{{"sub":"{sub}","role":"authenticated","aud":"authenticated"}}"#)
-}
 
 /// Alice and Bob each own rows in every user table (audit and completion rows come
 /// from the triggers); Carol owns nothing.
