@@ -50,6 +50,10 @@ pub enum AuthError {
     NoSubject,
     #[error("the token is signed with an algorithm or key this sidecar does not accept")]
     UnknownKey,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +66,9 @@ pub struct JwtVerifier {
     secret: Option<DecodingKey>,
     jwks: HashMap<String, (DecodingKey, Algorithm)>,
     audience: String,
+    /// Supabase Auth's `iss`, when the project's is configured: travelers'
+    /// tokens must name it.
+    issuer: Option<String>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -70,6 +77,7 @@ impl std::fmt::Debug for JwtVerifier {
             .field("hs256", &self.secret.is_some())
             .field("jwks_kids", &self.jwks.keys().collect::<Vec<_>>())
             .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -79,8 +87,14 @@ const LEEWAY_SECS: u64 = 30;
 
 impl JwtVerifier {
     /// `secret`: the project's JWT secret (HS256). `jwks`: a JWKS document
-    /// (RS256/ES256 keys by `kid`). At least one is needed.
-    pub fn new(secret: Option<&SecretString>, jwks: Option<&str>, audience: &str) -> Result<Self, String> {
+    /// (RS256/ES256 keys by `kid`). At least one is needed. `issuer`: the `iss`
+    /// travelers' tokens must carry, when known.
+    pub fn new(
+        secret: Option<&SecretString>,
+        jwks: Option<&str>,
+        audience: &str,
+        issuer: Option<&str>,
+    ) -> Result<Self, String> {
         let mut keys = HashMap::new();
         if let Some(document) = jwks {
             let set: JwkSet = serde_json::from_str(document).map_err(|e| format!("JWKS is not valid: {e}"))?;
@@ -99,7 +113,7 @@ impl JwtVerifier {
         if secret.is_none() && keys.is_empty() {
             return Err("neither a JWT secret nor a JWKS key is configured".into());
         }
-        Ok(Self { secret, jwks: keys, audience: audience.to_owned() })
+        Ok(Self { secret, jwks: keys, audience: audience.to_owned(), issuer: issuer.map(str::to_owned) })
     }
 
     /// The token from an `Authorization` header value.
@@ -152,9 +166,16 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         if for_traveler {
             validation.set_audience(&[&self.audience]);
-            validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+            match &self.issuer {
+                Some(issuer) => {
+                    validation.set_issuer(&[issuer]);
+                    validation.set_required_spec_claims(&["exp", "aud", "sub", "iss"]);
+                }
+                None => validation.set_required_spec_claims(&["exp", "aud", "sub"]),
+            }
         } else {
             validation.validate_aud = false;
             validation.set_required_spec_claims(&["exp"]);
@@ -163,6 +184,9 @@ impl JwtVerifier {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::WrongIssuer,
                 ErrorKind::InvalidAudience => AuthError::WrongAudience,
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::WrongAudience,
@@ -197,7 +221,7 @@ mod tests {
     }
 
     fn verifier() -> JwtVerifier {
-        JwtVerifier::new(Some(&SecretString::from(SECRET.to_owned())), None, "authenticated").unwrap()
+        JwtVerifier::new(Some(&SecretString::from(SECRET.to_owned())), None, "authenticated", None).unwrap()
     }
 
     #[test]
@@ -230,6 +254,24 @@ mod tests {
         assert_eq!(v.verify(&with(json!({ "sub": null }))).unwrap_err(), AuthError::NoSubject);
         assert_eq!(v.verify("not.a.jwt").unwrap_err(), AuthError::Malformed);
         assert_eq!(v.verify("").unwrap_err(), AuthError::Malformed);
+    }
+
+    #[test]
+    fn not_before_is_enforced_and_the_issuer_when_known() {
+        let mut early = valid();
+        early["nbf"] = json!(now() + 600);
+        assert_eq!(verifier().verify(&token(early, SECRET)).unwrap_err(), AuthError::NotYetValid);
+        let issuer = "https://project.supabase.co/auth/v1";
+        let strict = JwtVerifier::new(Some(&SecretString::from(SECRET.to_owned())), None, "authenticated", Some(issuer)).unwrap();
+        let mut named = valid();
+        named["iss"] = json!(issuer);
+        assert!(strict.verify(&token(named.clone(), SECRET)).is_ok());
+        named["iss"] = json!("https://another.supabase.co/auth/v1");
+        assert_eq!(strict.verify(&token(named, SECRET)).unwrap_err(), AuthError::WrongIssuer);
+        assert_eq!(strict.verify(&token(valid(), SECRET)).unwrap_err(), AuthError::WrongIssuer, "no iss at all");
+        // The service key is not Supabase Auth's token (its iss is "supabase").
+        let service = token(json!({"role": "service_role", "iss": "supabase", "exp": now() + 600}), SECRET);
+        assert_eq!(strict.verify_service(&service), Ok(()));
     }
 
     #[test]
@@ -286,7 +328,7 @@ rGAWoUTDJ18b47T6hql5blgyKklha+PxpahrcARblw7xduyl9Ld2PISP
 
     #[test]
     fn asymmetric_tokens_verify_against_the_jwks() {
-        let verifier = JwtVerifier::new(None, Some(TEST_JWKS), "authenticated").unwrap();
+        let verifier = JwtVerifier::new(None, Some(TEST_JWKS), "authenticated", None).unwrap();
         let traveler = verifier.verify(&es256("supabase-2026", valid())).unwrap();
         assert_eq!(traveler.user_id.to_string(), ALICE);
         assert_eq!(verifier.verify(&es256("another-kid", valid())).unwrap_err(), AuthError::UnknownKey);
@@ -301,7 +343,7 @@ rGAWoUTDJ18b47T6hql5blgyKklha+PxpahrcARblw7xduyl9Ld2PISP
 
     #[test]
     fn a_verifier_needs_a_secret_or_keys() {
-        assert!(JwtVerifier::new(None, None, "authenticated").is_err());
-        assert!(JwtVerifier::new(None, Some("not json"), "authenticated").is_err());
+        assert!(JwtVerifier::new(None, None, "authenticated", None).is_err());
+        assert!(JwtVerifier::new(None, Some("not json"), "authenticated", None).is_err());
     }
 }

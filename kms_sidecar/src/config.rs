@@ -175,6 +175,9 @@ pub struct AuthSettings {
     #[serde(default = "default_audience")]
     pub audience: String,
     pub jwks_file: Option<PathBuf>,
+    /// Supabase Auth's issuer (`https://<project>.supabase.co/auth/v1`): when
+    /// set, a traveler's token must name it in `iss`.
+    pub issuer: Option<String>,
 }
 
 fn default_audience() -> String {

@@ -220,8 +220,21 @@ pub fn ensure_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Stripe's idempotency key for ours: as it is when it fits Stripe's 255
+/// characters (so keys already sent stay the same), else a digest of it, which
+/// always fits and stays as unique.
+fn fitting_idempotency_key(key: &str) -> std::borrow::Cow<'_, str> {
+    const STRIPE_MAX_KEY_LEN: usize = 255;
+    if key.len() <= STRIPE_MAX_KEY_LEN {
+        return key.into();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("parker-wallet:sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()).into()
+}
+
 fn strategy(key: &str) -> Result<RequestStrategy, StripeError> {
-    IdempotencyKey::new(key)
+    IdempotencyKey::new(fitting_idempotency_key(key))
         .map(RequestStrategy::Idempotent)
         .map_err(|e| StripeError::invalid("idempotency_key", format!("idempotency key: {e}")))
 }
@@ -359,6 +372,17 @@ impl StripePort for AsyncStripe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_always_fit_stripes_limit_and_short_ones_stay_as_they_are() {
+        let short = "parker-wallet:setup-intent:a11ce000-0000-4000-8000-000000000001:k";
+        assert_eq!(fitting_idempotency_key(short), short);
+        let long = format!("parker-wallet:setup-intent:a11ce000-0000-4000-8000-000000000001:{}", "k".repeat(255));
+        let fitted = fitting_idempotency_key(&long);
+        assert!(fitted.len() <= 255 && strategy(&long).is_ok(), "{fitted}");
+        assert_eq!(fitted, fitting_idempotency_key(&long), "the same key each time");
+        assert_ne!(fitted, fitting_idempotency_key(&format!("{long}x")));
+    }
 
     #[test]
     fn rate_limits_and_key_conflicts_are_not_refusals() {

@@ -108,7 +108,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
                 None => None,
             };
             Some(
-                crate::auth::JwtVerifier::new(secrets.jwt_secret.as_ref(), jwks.as_deref(), &auth.audience)
+                crate::auth::JwtVerifier::new(secrets.jwt_secret.as_ref(), jwks.as_deref(), &auth.audience, auth.issuer.as_deref())
                     .map_err(|problem| ConfigError::Setting { setting: "auth", problem })?,
             )
         }

@@ -1,6 +1,7 @@
 //! Stripe webhook signatures (`Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]`):
 //! HMAC-SHA256 of `"<t>.<raw body>"` under any configured endpoint secret (several
-//! are valid while one is rotated), within a tolerance of the current time.
+//! are valid while one is rotated), within a tolerance of the current time; and
+//! what a signed event must look like before anything is done with it.
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -16,6 +17,24 @@ pub enum SignatureError {
     OutsideTolerance,
     #[error("no configured secret produces this signature")]
     Mismatch,
+}
+
+/// An event id as `stripe_events` stores it (the table's CHECK says the same):
+/// `evt_` and letters, digits or underscores.
+pub fn is_event_id(id: &str) -> bool {
+    id.strip_prefix("evt_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+}
+
+/// Whether any string (or key) of the event holds a NUL character, which
+/// PostgreSQL's jsonb cannot store.
+pub fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
 }
 
 /// Checks `header` for `body` at time `now` (unix seconds).
@@ -108,5 +127,16 @@ mod tests {
         let good = sign(body, "whsec_a", NOW);
         let header = format!("t={NOW},v1={},{}", "00".repeat(32), good.split_once(',').unwrap().1);
         assert_eq!(verify(Some(&header), body, &secrets(&["whsec_a"]), 300, NOW), Ok(()));
+    }
+
+    #[test]
+    fn event_ids_follow_the_tables_rule_and_nul_is_found_anywhere() {
+        assert!(is_event_id("evt_1NGx2aLkdIwHu7ix"));
+        for bad in ["evt_", "evt_abc-def", "evt_abc def", "ev_1", "", "evt_é"] {
+            assert!(!is_event_id(bad), "{bad}");
+        }
+        assert!(holds_nul(&serde_json::json!({"data": {"object": {"metadata": {"note": "a\u{0}b"}}}})));
+        assert!(holds_nul(&serde_json::json!({"list": ["ok", {"k\u{0}": 1}]})));
+        assert!(!holds_nul(&serde_json::json!({"id": "evt_1", "n": 1, "none": null})));
     }
 }

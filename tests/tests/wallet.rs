@@ -361,6 +361,30 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     Ok(())
 }
 
+/// A non-ASCII key used to be read as no key at all (two SetupIntents for one
+/// key); a key of 192 to 255 characters overflowed Stripe's limit once the
+/// sidecar prefixed it (502).
+#[tokio::test]
+async fn idempotency_keys_outside_printable_ascii_are_400_and_the_longest_still_work() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let user = new_traveler(&db).await?;
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let token = traveler_token(&user, json!({}));
+    for key in ["clé-1", "key with spaces"] {
+        let refused = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(key), None).await?;
+        assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{key}");
+    }
+    assert!(harness::stripe_customers_of(&emulators.localstripe_url, &user).await?.is_empty(), "refused before Stripe");
+
+    let longest = "k".repeat(255);
+    let first = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(&longest), None).await?;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let replay = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(&longest), None).await?;
+    assert_eq!(replay.json["setup_intent_id"], first.json["setup_intent_id"]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
     let port = harness::silent_tcp_port()?;

@@ -109,6 +109,21 @@ async fn bad_or_stale_signatures_are_400_and_store_nothing() -> anyhow::Result<(
     Ok(())
 }
 
+/// Signed events the table cannot hold were a 500, which Stripe retries for
+/// days: an id the table's CHECK refuses, a NUL character jsonb cannot store.
+#[tokio::test]
+async fn signed_events_the_table_cannot_hold_are_400_and_store_nothing() -> anyhow::Result<()> {
+    let w = world().await?;
+    let odd_id = event("evt_abc-def", "invoice.created", json!({ "id": "in_1", "customer": "cus_x" }));
+    let with_nul = event(&event_id(), "invoice.created", json!({ "id": "in_1", "metadata": { "note": "a\u{0}b" } }));
+    for (event, what) in [(odd_id, "an id of another form"), (with_nul, "a NUL character")] {
+        let response = deliver(&w.sidecar, &event, WEBHOOK_SECRET, now()).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{what}: {}", response.text);
+    }
+    assert_eq!(events_stored(&w).await?, 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
     let w = world().await?;

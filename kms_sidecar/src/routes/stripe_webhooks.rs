@@ -55,8 +55,13 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     let (Some(id), Some(kind)) = (text(&event, "/id"), text(&event, "/type")) else {
         return Err(ApiError::BadRequest("event without id or type".into()));
     };
-    if !id.starts_with("evt_") {
-        return Err(ApiError::BadRequest("event id is not an event id".into()));
+    // Refused (400) before anything is done, rather than failing later (500) and
+    // being retried by Stripe for days: what the table cannot hold.
+    if !crate::webhooks::is_event_id(id) {
+        return Err(ApiError::BadRequest("the event id is not of the form evt_[A-Za-z0-9_]+".into()));
+    }
+    if crate::webhooks::holds_nul(&event) {
+        return Err(ApiError::BadRequest("the event holds a NUL character, which cannot be stored".into()));
     }
     let object = event.pointer("/data/object").cloned().unwrap_or(Value::Null);
     let customer = if kind.starts_with("customer.") {

@@ -42,11 +42,14 @@ pub(crate) struct CallerHeaders {
 
 pub(crate) fn caller_headers(request: &Request<Incoming>) -> Result<CallerHeaders, ApiError> {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let idempotency_key = match header("idempotency-key") {
-        Some(key) if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) => {
-            return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable characters".into()))
+    // Judged on the raw bytes: a key that is not text (non-ASCII) must be
+    // refused, not read as absent (which would run the request twice).
+    let idempotency_key = match request.headers().get("idempotency-key").map(|v| v.as_bytes()) {
+        None => None,
+        Some(key) if key.is_empty() || key.len() > 255 || !key.iter().all(u8::is_ascii_graphic) => {
+            return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters".into()))
         }
-        other => other,
+        Some(key) => Some(String::from_utf8_lossy(key).into_owned()),
     };
     Ok(CallerHeaders {
         authorization: header("authorization"),
