@@ -63,6 +63,7 @@ BEGIN
   EXECUTE format('GRANT parker_wallet_lookup, parker_wallet_event_recorder TO %I', current_user);
 END
 $member$;
+DROP FUNCTION wallet_internal.traveler_exists();
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA wallet_internal TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION wallet_internal.record_stripe_event(text, text, jsonb),
   wallet_internal.traveler_of_stripe_object(text, text), wallet_internal.record_booking_event(),

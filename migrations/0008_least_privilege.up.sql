@@ -38,6 +38,17 @@ ALTER FUNCTION wallet_internal.campaign_owner(uuid) SET search_path = pg_catalog
 ALTER FUNCTION wallet_internal.account_age_days(date) OWNER TO parker_wallet_lookup;
 ALTER FUNCTION wallet_internal.account_age_days(date) SET search_path = pg_catalog, pg_temp;
 
+-- Whether the current traveler (from the request's claims) still has an
+-- account: a valid token can outlive its user, and nothing may be created at
+-- Stripe for a user the database would then refuse.
+CREATE FUNCTION wallet_internal.traveler_exists() RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN EXISTS (SELECT FROM auth.users u WHERE u.id = wallet.uid());
+END
+$$;
+ALTER FUNCTION wallet_internal.traveler_exists() OWNER TO parker_wallet_lookup;
+
 -- Invoker functions too: a caller's temporary objects never shadow their names.
 ALTER FUNCTION wallet_internal.touch_updated_at() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION wallet_internal.reset_phone_verification() SET search_path = pg_catalog, pg_temp;
@@ -50,7 +61,8 @@ ALTER FUNCTION wallet_internal.record_booking_event() SET search_path = pg_catal
 REVOKE ALL ON ALL ROUTINES IN SCHEMA wallet_internal FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION wallet_internal.record_stripe_event(text, text, jsonb),
   wallet_internal.traveler_of_stripe_object(text, text), wallet_internal.bookings_to_reconcile(interval),
-  wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days(date)
+  wallet_internal.campaign_owner(uuid), wallet_internal.account_age_days(date),
+  wallet_internal.traveler_exists()
   TO parker_wallet_sidecar;
 -- (Granting on them still took their owners' membership.)
 REVOKE CREATE ON SCHEMA wallet_internal FROM parker_wallet_lookup, parker_wallet_event_recorder;

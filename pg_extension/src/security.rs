@@ -37,6 +37,7 @@ pub const WALLET_DEFINERS: &[(&str, &str)] = &[
     ("wallet_internal.bookings_to_reconcile(min_age interval)", "parker_wallet_lookup"),
     ("wallet_internal.campaign_owner(campaign uuid)", "parker_wallet_lookup"),
     ("wallet_internal.account_age_days(on_day date)", "parker_wallet_lookup"),
+    ("wallet_internal.traveler_exists()", "parker_wallet_lookup"),
 ];
 
 /// SECURITY DEFINER functions that API roles may call on purpose, because they

@@ -361,6 +361,19 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     Ok(())
 }
 
+/// A valid token whose user is gone created a Stripe customer, then failed (500).
+#[tokio::test]
+async fn a_token_whose_user_is_gone_is_403_before_stripe_is_called() -> anyhow::Result<()> {
+    let emulators = harness::Emulators::from_env()?;
+    let db = TestDb::migrated().await?;
+    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let ghost = uuid::Uuid::new_v4().to_string();
+    let refused = setup_intent(&sidecar, &traveler_token(&ghost, json!({}))).await?;
+    assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("traveler_not_found")), "{}", refused.text);
+    assert!(harness::stripe_customers_of(&emulators.localstripe_url, &ghost).await?.is_empty());
+    Ok(())
+}
+
 /// A non-ASCII key used to be read as no key at all (two SetupIntents for one
 /// key); a key of 192 to 255 characters overflowed Stripe's limit once the
 /// sidecar prefixed it (502).

@@ -36,6 +36,8 @@ pub enum ApiError {
     CardNotFound,
     #[error("no such SetupIntent for this traveler")]
     SetupIntentNotFound,
+    #[error("the token's user has no account (any more)")]
+    TravelerNotFound,
     #[error("the SetupIntent has not succeeded (no confirmed card yet)")]
     SetupIntentNotSucceeded,
     #[error("{0} is not a valid id")]
@@ -145,6 +147,9 @@ impl ApiError {
             }
             Self::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
             Self::SetupIntentNotFound => Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent"),
+            Self::TravelerNotFound => {
+                Problem::new(StatusCode::FORBIDDEN, "traveler_not_found", "The token's user has no account")
+            }
             Self::SetupIntentNotSucceeded => {
                 Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
             }

@@ -355,6 +355,9 @@ async fn ensure_customer(
     if let Some(customer) = existing {
         return Ok(customer);
     }
+    if !sqlx::query_scalar::<_, bool>("SELECT wallet_internal.traveler_exists()").fetch_one(&mut *tx).await? {
+        return Err(ApiError::TravelerNotFound);
+    }
     let email = traveler.claims["email"].as_str();
     let customer = stripe
         .create_customer(traveler.user_id, email, &format!("parker-wallet:customer:{}", traveler.user_id))
