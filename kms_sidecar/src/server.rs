@@ -231,7 +231,14 @@ where
         + 'static,
     Svc::Future: Send + 'static,
 {
-    let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    // Room above the routes' own header limits (routes::MAX_HEADERS and
+    // MAX_HEADER_BYTES), so that those answer with problem+json.
+    let connection = graceful.watch(
+        http1::Builder::new()
+            .max_headers(4 * routes::MAX_HEADERS)
+            .max_buf_size(1024 * 1024)
+            .serve_connection(TokioIo::new(stream), service),
+    );
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");

@@ -16,6 +16,24 @@ async fn healthz_answers_on_the_socket() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Oversized headers got hyper's own 431 with an empty body.
+#[tokio::test]
+async fn oversized_headers_are_a_problem_json_431() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start().await?;
+    let long = "x".repeat(40 * 1024);
+    let many: Vec<(String, String)> = (0..120).map(|i| (format!("x-extra-{i}"), "1".to_owned())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for headers in [vec![("x-long", long.as_str())], many] {
+        let response = sidecar.request_with("GET", "/healthz", &headers, None).await?;
+        assert_eq!(response.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(
+            (response.content_type.as_deref(), response.json["code"].as_str()),
+            (Some("application/problem+json"), Some("headers_too_large"))
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problem_json() -> anyhow::Result<()> {
     let sidecar = Sidecar::start().await?;

@@ -18,6 +18,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request's headers exceed {0}")]
+    HeadersTooLarge(&'static str),
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -100,6 +102,11 @@ impl ApiError {
             Self::NotFound(_) => Problem::not_found(),
             Self::MethodNotAllowed => Problem::method_not_allowed(),
             Self::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
+            Self::HeadersTooLarge(_) => Problem::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "Request headers too large",
+            ),
             Self::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
             Self::Context(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_context", "Invalid encryption context"),
             Self::Crypto(CryptoError::Format(FormatError::VersionOne | FormatError::UnknownVersion(_))) => {

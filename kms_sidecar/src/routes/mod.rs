@@ -119,7 +119,25 @@ fn parse_id(text: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(text).map_err(|_| ApiError::InvalidId(text.to_owned()))
 }
 
+/// Limits on a request's headers, checked here so that the refusal is
+/// problem+json like every other. hyper's own limits (see `server`) are set
+/// well above these and answer a bare 431 only past them.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+fn check_headers(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::HeadersTooLarge("100 headers"));
+    }
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge("32 KiB"));
+    }
+    Ok(())
+}
+
 async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    check_headers(request.headers())?;
     let path = request.uri().path().to_owned();
     let route = Route::parse(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
     let class = caller.ok_or(ApiError::Forbidden)?;
