@@ -1,8 +1,9 @@
 //! The data-key cache, like the AWS Encryption SDK's caching materials manager:
 //! one data key encrypts records until it is `max_age` old or has encrypted
 //! `max_messages` records; unwrapped keys are kept for decryption for `max_age`,
-//! at most `max_entries` of them. Keys leave memory zeroized (`DataKeyBytes`
-//! wipes on drop, and aes-gcm's key schedule is zeroized too).
+//! at most `max_entries` of them. Keys leave memory zeroized: `DataKeyBytes`
+//! wipes on drop, and so do the cipher's AES round keys and GHASH key (the
+//! `aes` and `polyval` crates are built with their `zeroize` features).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,6 +103,14 @@ mod tests {
     use aes_gcm::KeyInit;
 
     use super::*;
+
+    /// Compiles only while the `aes` crate wipes its key schedule on drop (its
+    /// `zeroize` feature); polyval has no marker trait to check the same way.
+    #[test]
+    fn the_aes_key_schedule_is_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+    }
 
     fn key(created: Instant, n: u8) -> Arc<CachedKey> {
         Arc::new(CachedKey {
