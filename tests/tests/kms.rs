@@ -74,6 +74,8 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
     ] {
         let response = crypto(&second, "decrypt", &tampered).await?;
         assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_rejected")), "{what}: {}", response.text);
+        // KMS's own words stay in the log.
+        assert!(!response.text.contains("Exception"), "{what}: {}", response.text);
     }
     Ok(())
 }
@@ -137,6 +139,10 @@ async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Resul
     assert_eq!((ready.status, ready.json["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")));
     let encrypted = crypto(&sidecar, "encrypt", "eA==").await?;
     assert_eq!((encrypted.status, encrypted.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("key_provider_unavailable")));
+    // Neither answer carries the provider's error text (it names the endpoint).
+    let endpoint = format!("127.0.0.1:{closed_port}");
+    assert!(ready.json["key_provider"].get("detail").is_none(), "{}", ready.text);
+    assert!(!ready.text.contains(&endpoint) && !encrypted.text.contains(&endpoint), "{} {}", ready.text, encrypted.text);
     Ok(())
 }
 

@@ -86,6 +86,7 @@ impl ApiError {
         match &self {
             Self::Database(error) => tracing::error!(%error, "database error"),
             Self::Internal(error) => tracing::error!(%error, "internal error"),
+            Self::Crypto(CryptoError::Key(error)) => tracing::warn!(%error, "key provider error"),
             _ => {}
         }
         Self::describe(&self)
@@ -95,6 +96,8 @@ impl ApiError {
         let detail = match self {
             // Database errors can name tables and values: logged, never sent.
             Self::Database(_) | Self::Internal(_) => "the request could not be completed".to_owned(),
+            // The key provider's own words (AWS codes, key ids, endpoints): logged, never sent.
+            Self::Crypto(CryptoError::Key(_)) => "the key provider's answer is in the sidecar's log".to_owned(),
             other => other.to_string(),
         };
         let problem = match self {

@@ -16,7 +16,7 @@ pub fn healthz() -> HttpResponse {
 /// Probes hit /readyz often; a provider check costs KMS calls, so its answer is
 /// reused for a while.
 #[derive(Debug, Default)]
-pub struct ReadinessCache(Mutex<Option<(Instant, Result<(), String>)>>);
+pub struct ReadinessCache(Mutex<Option<(Instant, bool)>>);
 
 const READINESS_TTL: Duration = Duration::from_secs(15);
 
@@ -26,25 +26,33 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
         .0
         .lock()
         .ok()
-        .and_then(|c| c.clone())
+        .and_then(|c| *c)
         .filter(|(at, _)| at.elapsed() < READINESS_TTL)
-        .map(|(_, result)| result);
-    let result = match cached {
-        Some(result) => result,
+        .map(|(_, ready)| ready);
+    let ready = match cached {
+        Some(ready) => ready,
         None => {
-            let result = state.crypto.provider().check().await.map_err(|e| e.to_string());
+            // The provider's error text stays in the log, never in the answer.
+            let ready = match state.crypto.provider().check().await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "key provider not ready");
+                    false
+                }
+            };
             if let Ok(mut cache) = state.readiness.0.lock() {
-                *cache = Some((Instant::now(), result.clone()));
+                *cache = Some((Instant::now(), ready));
             }
-            result
+            ready
         }
     };
     let provider = state.crypto.provider().name();
-    match result {
-        Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ready", "key_provider": { "name": provider, "status": "ok" } })),
-        Err(error) => json_response(
+    if ready {
+        json_response(StatusCode::OK, &json!({ "status": "ready", "key_provider": { "name": provider, "status": "ok" } }))
+    } else {
+        json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "not_ready", "key_provider": { "name": provider, "status": "error", "detail": error } }),
-        ),
+            &json!({ "status": "not_ready", "key_provider": { "name": provider, "status": "error" } }),
+        )
     }
 }
