@@ -36,6 +36,25 @@ pub struct PolicyFacts {
     pub columns: Vec<String>,
 }
 
+/// One thing wrong with a table's protection: a stable code and an explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlsFinding {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl RlsFinding {
+    fn new(code: &'static str, detail: String) -> Self {
+        Self { code, detail }
+    }
+}
+
+impl std::fmt::Display for RlsFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
 impl PolicyFacts {
     /// Whether the policy applies to the wallet's definer roles and nobody else.
     pub fn only_for_definer_roles(&self) -> bool {
@@ -72,17 +91,22 @@ impl TableFacts {
 
     /// Everything worth fixing, each as `code: explanation`. Empty means protected.
     pub fn findings(&self) -> Vec<String> {
+        self.rls_findings().iter().map(ToString::to_string).collect()
+    }
+
+    /// The same findings with their stable codes apart from their explanations.
+    pub fn rls_findings(&self) -> Vec<RlsFinding> {
         let mut findings = Vec::new();
         if !self.rls_enabled {
-            findings.push("rls_disabled: row level security is not enabled, every role with a grant sees every row".to_owned());
+            findings.push(RlsFinding::new("rls_disabled", "row level security is not enabled, every role with a grant sees every row".to_owned()));
         } else if self.policies.is_empty() {
-            findings.push("no_policies: row level security is on but no policy exists, so only the owner and BYPASSRLS roles see rows".to_owned());
+            findings.push(RlsFinding::new("no_policies", "row level security is on but no policy exists, so only the owner and BYPASSRLS roles see rows".to_owned()));
         }
         if !self.rls_forced {
-            findings.push("rls_not_forced: the table owner bypasses the policies (ALTER TABLE ... FORCE ROW LEVEL SECURITY)".to_owned());
+            findings.push(RlsFinding::new("rls_not_forced", "the table owner bypasses the policies (ALTER TABLE ... FORCE ROW LEVEL SECURITY)".to_owned()));
         }
         for column in self.unindexed_policy_columns() {
-            findings.push(format!("unindexed_policy_column: no index leads with {column}, so each policy check scans"));
+            findings.push(RlsFinding::new("unindexed_policy_column", format!("no index leads with {column}, so each policy check scans")));
         }
         for policy in &self.policies {
             let expressions = [&policy.using_expr, &policy.check_expr];
@@ -93,13 +117,13 @@ impl TableFacts {
             // purpose (each on the tables it alone writes or reads); anyone else's
             // lets every row through.
             if policy.permissive && always_true && !policy.only_for_definer_roles() {
-                findings.push(format!("always_true_policy: policy {} lets every row through", policy.name));
+                findings.push(RlsFinding::new("always_true_policy", format!("policy {} lets every row through", policy.name)));
             }
             // As splinter's 0015: travelers edit their own user_metadata.
             if expressions.iter().any(|e| e.as_deref().is_some_and(|e| e.contains("user_metadata"))) {
-                findings.push(format!(
-                    "policy_references_user_metadata: policy {} trusts user_metadata, which the user edits",
-                    policy.name
+                findings.push(RlsFinding::new(
+                    "policy_references_user_metadata",
+                    format!("policy {} trusts user_metadata, which the user edits", policy.name),
                 ));
             }
             let mut unwrapped: Vec<&str> = expressions
@@ -109,9 +133,9 @@ impl TableFacts {
                 .collect();
             unwrapped.dedup();
             for call in unwrapped {
-                findings.push(format!(
-                    "per_row_call: policy {} calls {call} per row; wrap it as (select {call}...)",
-                    policy.name
+                findings.push(RlsFinding::new(
+                    "per_row_call",
+                    format!("policy {} calls {call} per row; wrap it as (select {call}...)", policy.name),
                 ));
             }
         }

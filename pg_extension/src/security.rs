@@ -186,17 +186,16 @@ impl TableSecurity {
     pub fn findings(&self) -> Vec<Finding> {
         let mut found: Vec<Finding> = self
             .rls
-            .findings()
+            .rls_findings()
             .into_iter()
             .map(|finding| {
-                let (code, detail) = finding.split_once(": ").unwrap_or(("rls", finding.as_str()));
-                let level = match code {
+                let level = match finding.code {
                     "rls_disabled" | "rls_not_forced" | "always_true_policy" | "policy_references_user_metadata" => {
                         Level::Error
                     }
                     _ => Level::Warn,
                 };
-                Finding::new(rls_code(code), level, "table", &self.name, detail.to_owned())
+                Finding::new(finding.code, level, "table", &self.name, finding.detail)
             })
             .collect();
         for grant in &self.dangerous_grants {
@@ -209,20 +208,6 @@ impl TableSecurity {
             ));
         }
         found
-    }
-}
-
-/// The stable `'static` code of an RLS finding (the report's strings are built at run time).
-fn rls_code(code: &str) -> &'static str {
-    match code {
-        "rls_disabled" => "rls_disabled",
-        "no_policies" => "no_policies",
-        "rls_not_forced" => "rls_not_forced",
-        "unindexed_policy_column" => "unindexed_policy_column",
-        "always_true_policy" => "always_true_policy",
-        "policy_references_user_metadata" => "policy_references_user_metadata",
-        "per_row_call" => "per_row_call",
-        _ => "rls",
     }
 }
 
