@@ -59,11 +59,6 @@ fn env(name: &str) -> Result<String> {
     })
 }
 
-/// A URL of the plain cluster ([`Template::Plain`]).
-pub fn database_url(db: &str, user: &str) -> Result<String> {
-    Template::Plain.database_url(db, user)
-}
-
 /// The login that runs the migrations and owns the wallet's tables and the test
 /// databases, on both clusters (a superuser on [`Template::Plain`] only).
 pub const OPERATOR: &str = "postgres";
