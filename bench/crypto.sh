@@ -16,7 +16,7 @@ BENCH_SECONDS=$seconds "$CARGO_TARGET_DIR/release/crypto-bench" | grep -v '^CIPH
 db=bench
 stack_database "$db"
 stack_psql -d "$db" -c "CREATE TABLE bench_record AS SELECT wallet.encrypt(decode(repeat('07', 256), 'hex'),
-  '{\"user_id\":\"a11ce000-0000-4000-8000-000000000001\",\"table\":\"payment_methods\",\"column\":\"encrypted_card_data\"}'::jsonb) AS record"
+  '{\"user_id\":\"a11ce000-0000-4000-8000-000000000001\",\"table\":\"payment_methods\",\"column\":\"encrypted_card_data\",\"record_id\":\"0000000a-0000-4000-8000-000000000001\"}'::jsonb) AS record"
 printf '\n%-52s %10s %10s\n' "wallet.decrypt() from SQL (pgbench, ${seconds} s)" "ops/s" "avg µs"
 for clients in 1 8; do
   out=$("$PG_BIN/pgbench" -n -M prepared -c "$clients" -j "$clients" -T "$seconds" -f "$PW_ROOT/bench/sql/decrypt.sql" \

@@ -206,19 +206,19 @@ PW_DATABASE_URL="postgres://pw_demo_sidecar@$PW_PGHOST:$PW_PGPORT/$db" PW_JWT_SE
   PW_STRIPE_SECRET_KEY=sk_test_parker_demo PW_DUFFEL_ACCESS_TOKEN=duffel_test_parker_wallet_e2e PW_LOG=warn \
   "$PW_SIDECAR_BIN" reconcile --config "$PW_STACK_DIR/wallet-sidecar.toml" --min-age-secs 0
 
-step "Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext)"
+step "Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext; bound to traveler, table, column and row)"
 stack_psql -d "$db" <<SQL
 CREATE TEMP TABLE sealed AS
   SELECT wallet.encrypt(convert_to('{"brand":"visa","last4":"4242"}', 'UTF8'),
-         '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data"}') AS record;
+         '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data","record_id":"00000000-0000-4000-8000-0000000000c1"}') AS record;
 SELECT get_byte(record, 0) AS format_version, length(record) AS bytes,
        encode(substr(record, 1, 16), 'hex') || '...' AS first_bytes FROM sealed;
 SELECT convert_from(wallet.decrypt(record,
-         '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data"}'), 'UTF8') AS decrypted_for_ada
+         '{"user_id":"$ADA","table":"payment_methods","column":"encrypted_card_data","record_id":"00000000-0000-4000-8000-0000000000c1"}'), 'UTF8') AS decrypted_for_ada
   FROM sealed;
 DO \$\$
 BEGIN
-  PERFORM wallet.decrypt(record, '{"user_id":"$BOB","table":"payment_methods","column":"encrypted_card_data"}')
+  PERFORM wallet.decrypt(record, '{"user_id":"$BOB","table":"payment_methods","column":"encrypted_card_data","record_id":"00000000-0000-4000-8000-0000000000c1"}')
     FROM sealed;
 EXCEPTION WHEN data_exception THEN
   RAISE NOTICE 'decrypting as bob fails: %', SQLERRM;

@@ -1,1 +1,1 @@
-SELECT length(wallet.decrypt(record, '{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data"}'::jsonb)) FROM bench_record;
+SELECT length(wallet.decrypt(record, '{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-000000000001"}'::jsonb)) FROM bench_record;

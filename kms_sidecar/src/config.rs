@@ -13,8 +13,9 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::crypto::CachePolicy;
+use crate::crypto::{CachePolicy, KeySchedule};
 use crate::domain::CallerClass;
+use crate::fairness::FairUse;
 use crate::secrets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -84,6 +85,11 @@ pub struct KeySettings {
     pub epoch: u32,
     pub local_key_file: Option<PathBuf>,
     pub aws_kms: Option<AwsKmsConfig>,
+    /// Key references (KMS key ARNs, or `local:<id>`) of keys that no longer
+    /// wrap new data keys but whose records are still read until `rotate-keys`
+    /// has moved them. A record naming any other key is refused before KMS.
+    #[serde(default)]
+    pub retired_key_refs: Vec<String>,
 }
 
 fn default_epoch() -> u32 {
@@ -122,15 +128,42 @@ impl Default for CacheSettings {
 pub struct Limits {
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Wallet and booking requests of one traveler running at once (each may
+    /// hold a pooled connection); keep it well below `database.max_connections`.
+    #[serde(default = "default_per_traveler_requests")]
+    pub per_traveler_requests: usize,
+    /// More of one traveler's requests wait their turn, holding no connection...
+    #[serde(default = "default_per_traveler_queue")]
+    pub per_traveler_queue: usize,
+    /// ...for at most this long; beyond either, 429 `too_many_requests`.
+    #[serde(default = "default_per_traveler_wait_secs")]
+    pub per_traveler_wait_secs: u64,
 }
 
 fn default_max_body_bytes() -> usize {
     64 * 1024
 }
 
+fn default_per_traveler_requests() -> usize {
+    2
+}
+
+fn default_per_traveler_queue() -> usize {
+    32
+}
+
+fn default_per_traveler_wait_secs() -> u64 {
+    30
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body_bytes() }
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            per_traveler_requests: default_per_traveler_requests(),
+            per_traveler_queue: default_per_traveler_queue(),
+            per_traveler_wait_secs: default_per_traveler_wait_secs(),
+        }
     }
 }
 
@@ -380,6 +413,14 @@ impl Settings {
             if !tcp.listen.ip().is_loopback() {
                 return Err(setting("tcp.listen", format!("{} is not a loopback address", tcp.listen)));
             }
+            // The database class is trusted to attest its subject; only the
+            // Postgres OS user (its uid) can be that, never a bearer of a token.
+            if tcp.caller_class == CallerClass::Database {
+                return Err(setting("tcp.caller_class", "the database class is for the Postgres OS user's uid only"));
+            }
+        }
+        if let Some(bad) = self.keys.retired_key_refs.iter().find(|r| r.is_empty() || r.len() > 255) {
+            return Err(setting("keys.retired_key_refs", format!("{bad:?} is not a key reference (1 to 255 bytes)")));
         }
         match self.keys.provider {
             ProviderKind::Local if self.environment == Environment::Production => {
@@ -395,6 +436,9 @@ impl Settings {
                 return Err(setting("keys.aws_kms", "required with keys.provider = aws-kms (key_id, region)"))
             }
             _ => {}
+        }
+        if self.limits.per_traveler_requests == 0 {
+            return Err(setting("limits.per_traveler_requests", "must be at least 1"));
         }
         if self.cache.max_messages == 0 || self.cache.max_age_secs == 0 || self.cache.max_entries == 0 {
             return Err(setting("cache", "max_age_secs, max_messages and max_entries must be positive"));
@@ -416,6 +460,18 @@ impl Settings {
 
     pub fn socket_mode(&self) -> Result<u32, ConfigError> {
         parse_octal_mode(&self.socket.mode).map_err(|problem| setting("socket.mode", problem))
+    }
+
+    pub fn fair_use(&self) -> FairUse {
+        FairUse {
+            running: self.limits.per_traveler_requests,
+            queued: self.limits.per_traveler_queue,
+            wait: Duration::from_secs(self.limits.per_traveler_wait_secs),
+        }
+    }
+
+    pub fn key_schedule(&self) -> KeySchedule {
+        KeySchedule { epoch: self.keys.epoch, retired_key_refs: self.keys.retired_key_refs.iter().cloned().collect() }
     }
 
     pub fn cache_policy(&self) -> CachePolicy {
@@ -527,6 +583,8 @@ mod tests {
             (minimal().replace("\"local\"", "\"aws-kms\""), "keys.aws_kms"),
             (format!("environment = \"production\"\n{}", minimal()), "keys.provider"),
             (format!("{}[tcp]\nlisten = \"0.0.0.0:8080\"\n", minimal()), "tcp.listen"),
+            (format!("{}[tcp]\nlisten = \"127.0.0.1:8080\"\ncaller_class = \"database\"\n", minimal()), "tcp.caller_class"),
+            (minimal().replace("[keys]", "[keys]\nretired_key_refs = [\"\"]"), "keys.retired_key_refs"),
             (format!("{}[callers]\nedge = [1]\nadmin = [1]\n", minimal()), "callers"),
             (minimal().replace("[keys]", "[socket2]\n[keys]"), "socket2"),
             (format!("{}[cache]\nmax_messages = 0\n", minimal()), "cache"),

@@ -27,6 +27,11 @@ pub struct Lease {
     tx: Transaction<'static, Postgres>,
 }
 
+/// The longest anyone queues for a lease connection.
+const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// How long a lease that is only tried waits for a connection.
+const TRY_CONNECTION_WAIT: Duration = Duration::from_secs(1);
+
 impl Lease {
     pub async fn release(self) -> Result<(), sqlx::Error> {
         self.tx.rollback().await
@@ -51,9 +56,12 @@ impl Database {
     /// A lazy pool: the sidecar starts even while the database is down
     /// (/readyz says so).
     pub fn connect_lazy(url: &SecretString, max_connections: u32) -> Result<Self, sqlx::Error> {
-        let options = || PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5));
-        let pool = options().connect_lazy(url.expose_secret())?;
-        let leases = options().connect_lazy(url.expose_secret())?;
+        let options = |wait| PgPoolOptions::new().max_connections(max_connections).acquire_timeout(wait);
+        let pool = options(Duration::from_secs(5)).connect_lazy(url.expose_secret())?;
+        // Each lease is held for a whole saga step (a Duffel order may take
+        // tens of seconds): a burst of more bookings than connections waits
+        // its turn, for as long as the caller of `lease` is willing to.
+        let leases = options(LEASE_WAIT_LIMIT).connect_lazy(url.expose_secret())?;
         Ok(Self { pool, leases })
     }
 
@@ -74,7 +82,14 @@ impl Database {
     /// once, no timeout to wait out). `wait`: how long to queue for it; `None`
     /// only tries. `Ok(None)`: someone else holds it.
     pub async fn lease(&self, key: &str, wait: Option<Duration>) -> Result<Option<Lease>, sqlx::Error> {
-        let mut tx = self.leases.begin().await?;
+        let started = std::time::Instant::now();
+        // A connection first: queueing for one counts against the wait.
+        let connection_wait = wait.unwrap_or(TRY_CONNECTION_WAIT).min(LEASE_WAIT_LIMIT);
+        let Ok(tx) = tokio::time::timeout(connection_wait, self.leases.begin()).await else {
+            return Ok(None);
+        };
+        let mut tx = tx?;
+        let wait = wait.map(|wait| wait.saturating_sub(started.elapsed()));
         // A server-side idle timeout would free the lock behind the holder's back.
         sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await?;
         let held = match wait {

@@ -9,9 +9,10 @@
 //!   the verified traveler behind a request (Supabase JWT).
 //! - [`database`]: the Postgres adapter (RLS-bound, claims set per transaction);
 //!   [`payments`]: the Stripe port and its async-stripe implementation.
-//! - [`crypto`]: envelope encryption — the v2 record format, the data-key cache,
+//! - [`crypto`]: envelope encryption — the v3 record format, the data-key cache,
 //!   and the key providers (AWS KMS, local keyring) behind one trait.
 //! - [`migrate`], [`rotate`]: operator commands.
+//! - [`fairness`]: per-traveler concurrency cap, so one traveler cannot hold the pool.
 //! - [`config`], [`secrets`], [`metrics`], [`telemetry`]: start-up and operations.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod crypto;
 pub mod database;
 pub mod domain;
 pub mod duffel;
+pub mod fairness;
 pub mod metrics;
 pub mod migrate;
 pub mod payments;

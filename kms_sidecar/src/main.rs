@@ -42,14 +42,15 @@ impl ConfigArgs {
 enum Command {
     /// Serve the HTTP API on the Unix socket until SIGTERM.
     Serve(ConfigArgs),
-    /// Re-encrypt a column's records under the current key and epoch, in batches.
+    /// Re-encrypt sealed records under the current key, epoch and format, in
+    /// batches: every sealed column, or the one named.
     RotateKeys {
         #[command(flatten)]
         config: ConfigArgs,
-        #[arg(long)]
-        table: String,
-        #[arg(long)]
-        column: String,
+        #[arg(long, requires = "column")]
+        table: Option<String>,
+        #[arg(long, requires = "table")]
+        column: Option<String>,
         #[arg(long, default_value_t = 500)]
         batch_size: i64,
         #[arg(long, env = "DATABASE_URL")]
@@ -102,7 +103,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::RotateKeys { config, table, column, batch_size, database_url } => {
-            rotate_keys(config, &table, &column, batch_size, &database_url).await
+            rotate_keys(config, table.as_deref(), column.as_deref(), batch_size, &database_url).await
         }
         Command::Reconcile { config, min_age_secs } => reconcile(config, min_age_secs).await,
         Command::Migrate { action, dir, database_url } => migrate(action, &dir, database_url).await,
@@ -125,17 +126,26 @@ async fn serve(config: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rotate_keys(config: ConfigArgs, table: &str, column: &str, batch_size: i64, database_url: &str) -> anyhow::Result<()> {
+async fn rotate_keys(
+    config: ConfigArgs,
+    table: Option<&str>,
+    column: Option<&str>,
+    batch_size: i64,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    let columns = rotate::columns(table, column)?;
     let (settings, secrets) = config.load()?;
     let state = server::build_state(settings, secrets).await?;
     let mut conn = sqlx::PgConnection::connect(database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
-    let report = rotate::rotate_column(&mut conn, &state.crypto, table, column, batch_size).await?;
-    println!(
-        "rotate-keys {table}.{column}: {} examined, {} rewrapped, {} changed meanwhile (run again)",
-        report.examined, report.rewrapped, report.skipped_changed
-    );
+    for sealed in columns {
+        let report = rotate::rotate_column(&mut conn, &state.crypto, sealed, batch_size).await?;
+        println!(
+            "rotate-keys {}.{}: {} examined, {} rewrapped, {} changed meanwhile (run again)",
+            sealed.table, sealed.column, report.examined, report.rewrapped, report.skipped_changed
+        );
+    }
     Ok(())
 }
 

@@ -12,6 +12,9 @@ pub struct Metrics {
     pub encryptions: AtomicU64,
     pub decryptions: AtomicU64,
     pub crypto_failures: AtomicU64,
+    /// Records refused on their key reference or epoch, or on a wrapped key the
+    /// provider refused lately, without a provider call.
+    pub records_refused_before_kms: AtomicU64,
     pub requests_refused: AtomicU64,
     /// Booking states entered, by state (in `saga::State::ALL` order).
     pub bookings_entered: [AtomicU64; crate::bookings::saga::State::ALL.len()],
@@ -63,6 +66,11 @@ impl Metrics {
                 ("{operation=\"decrypt\"}", get(&self.decryptions)),
                 ("{operation=\"failed\"}", get(&self.crypto_failures)),
             ],
+        );
+        counter(
+            "parker_wallet_records_refused_before_kms_total",
+            "Records refused for their key reference, epoch or a wrapped key refused lately, without a key-provider call.",
+            &[("", get(&self.records_refused_before_kms))],
         );
         counter("parker_wallet_requests_refused_total", "Requests refused for their caller class.", &[("", get(&self.requests_refused))]);
         let states: Vec<(String, u64)> = crate::bookings::saga::State::ALL

@@ -44,11 +44,37 @@ pub struct CreatedSetupIntent {
 }
 
 /// What the wallet needs to know of a SetupIntent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct SetupIntentView {
     pub customer_id: Option<String>,
     pub succeeded: bool,
     pub payment_method_id: Option<String>,
+    /// For Stripe.js; handed back to the traveler, never stored.
+    pub client_secret: Option<SecretString>,
+}
+
+/// What replaces a secret in anything stored (idempotent answers, Stripe events).
+pub const REDACTED: &str = "[redacted]";
+
+/// Replaces, anywhere in `value`, the value of a `client_secret` field and any
+/// string that holds a Stripe client secret (`..._secret_...`): stored answers
+/// and events keep what a replay or an audit needs, never what lets someone
+/// confirm a payment or read its details.
+pub fn redact_client_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if name == "client_secret" && !field.is_null() {
+                    *field = serde_json::Value::from(REDACTED);
+                } else {
+                    redact_client_secrets(field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_client_secrets),
+        serde_json::Value::String(text) if text.contains("_secret_") => *text = REDACTED.to_owned(),
+        _ => {}
+    }
 }
 
 /// A card as Stripe describes it (never the number: Stripe keeps that).
@@ -273,6 +299,7 @@ impl StripePort for AsyncStripe {
             customer_id: intent.customer.as_ref().map(|c| c.id().to_string()),
             succeeded: intent.status == stripe_shared::SetupIntentStatus::Succeeded,
             payment_method_id: intent.payment_method.as_ref().map(|p| p.id().to_string()),
+            client_secret: intent.client_secret.map(SecretString::from),
         })
     }
 
@@ -372,6 +399,21 @@ impl StripePort for AsyncStripe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_secrets_are_redacted_wherever_they_are() {
+        let mut event = serde_json::json!({
+            "id": "evt_1",
+            "data": { "object": { "id": "seti_1", "client_secret": "seti_1_secret_abc", "status": "succeeded",
+                                  "next_action": { "redirect_to_url": { "url": "https://hooks/?pi=pi_1_secret_x" } } } },
+            "list": [{ "client_secret": null }, "pi_2_secret_y"],
+        });
+        redact_client_secrets(&mut event);
+        assert_eq!(event["data"]["object"]["client_secret"], REDACTED);
+        assert_eq!(event["data"]["object"]["next_action"]["redirect_to_url"]["url"], REDACTED);
+        assert_eq!(event["list"], serde_json::json!([{ "client_secret": null }, REDACTED]));
+        assert_eq!((event["id"].as_str(), event["data"]["object"]["status"].as_str()), (Some("evt_1"), Some("succeeded")));
+    }
 
     #[test]
     fn idempotency_keys_always_fit_stripes_limit_and_short_ones_stay_as_they_are() {

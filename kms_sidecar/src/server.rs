@@ -91,7 +91,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         }
     };
     let metrics = Arc::new(Metrics::default());
-    let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.keys.epoch, Arc::clone(&metrics));
+    let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.key_schedule(), Arc::clone(&metrics));
     let database = match (&settings.database, &secrets.database_url) {
         (Some(db), Some(url)) => Some(crate::database::Database::connect_lazy(url, db.max_connections).map_err(|e| {
             ConfigError::Setting { setting: "PW_DATABASE_URL", problem: e.to_string() }
@@ -128,6 +128,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         )),
         _ => None,
     };
+    let traveler_gate = crate::fairness::TravelerGate::new(settings.fair_use());
     Ok(Arc::new(AppState {
         settings,
         database,
@@ -140,6 +141,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         service_token: secrets.service_token,
         readiness: Default::default(),
         booking_locks: Default::default(),
+        traveler_gate,
     }))
 }
 

@@ -21,6 +21,7 @@ pub struct AppState {
     pub service_token: Option<SecretString>,
     pub readiness: crate::routes::health::ReadinessCache,
     pub booking_locks: crate::bookings::BookingLocks,
+    pub traveler_gate: Arc<crate::fairness::TravelerGate>,
 }
 
 impl std::fmt::Debug for AppState {

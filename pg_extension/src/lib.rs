@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 pub mod audit;
 pub mod claims;
 pub mod completion;
+pub mod decryption;
 pub mod flags;
 pub mod sidecar;
 pub mod pg;
@@ -57,8 +58,11 @@ DO $roles$
 DECLARE
   role_name text;
 BEGIN
+  -- parker_wallet_system_decrypt owns nothing: a DBA grants it to the roles that
+  -- may decrypt any traveler's records through wallet.decrypt (see docs/sidecar.md).
   FOREACH role_name IN ARRAY ARRAY['parker_wallet_auditor', 'parker_wallet_scorer', 'parker_wallet_flag_reader',
-                                   'parker_wallet_lookup', 'parker_wallet_event_recorder'] LOOP
+                                   'parker_wallet_lookup', 'parker_wallet_event_recorder',
+                                   'parker_wallet_system_decrypt'] LOOP
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) role_name) THEN
       EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', role_name);
     ELSIF EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r

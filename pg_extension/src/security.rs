@@ -305,6 +305,26 @@ pub fn definer_role_findings(memberships: &[(String, String)]) -> Vec<Finding> {
         .collect()
 }
 
+/// API roles holding system decryption: every traveler (or every holder of the
+/// service key) could open every traveler's records through `wallet.decrypt`.
+pub fn system_decrypt_findings(api_members: &[String]) -> Vec<Finding> {
+    api_members
+        .iter()
+        .map(|role| {
+            Finding::new(
+                "system_decrypt_for_api_role",
+                Level::Error,
+                "role",
+                role,
+                format!(
+                    "{role} is a member of {}: whoever reaches the API as {role} decrypts every traveler's records",
+                    crate::decryption::SYSTEM_DECRYPT_ROLE
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The extension's own schema must be a superuser's: its owner could otherwise
 /// put functions there that the install script and every policy resolve first.
 pub fn extension_schema_findings(schema: &str, owner_is_superuser: bool) -> Vec<Finding> {
@@ -450,6 +470,8 @@ mod tests {
         assert!(MaterializedViewSecurity { api_readers: vec![], ..matview }.findings().is_empty());
         assert_eq!(codes(&extension_schema_findings("wallet", false)), ["extension_schema_not_superuser_owned"]);
         assert!(extension_schema_findings("wallet", true).is_empty());
+        let decrypting = system_decrypt_findings(&["authenticated".into()]);
+        assert_eq!((codes(&decrypting), decrypting[0].object_name.as_str()), (vec!["system_decrypt_for_api_role"], "authenticated"));
     }
 
     #[test]

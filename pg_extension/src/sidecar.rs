@@ -43,19 +43,25 @@ pub fn request(
     socket: &Path,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
     timeout: Duration,
     mut check_interrupts: impl FnMut(),
 ) -> Result<Response, SidecarError> {
     let deadline = Instant::now() + timeout;
     let unreachable = |e: std::io::Error| SidecarError::Unreachable { socket: socket.to_owned(), reason: e.to_string() };
-    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: sidecar\r\nContent-Type: application/json\r\n");
+    for (name, value) in headers {
+        // A header must not be able to end itself and start another.
+        if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(SidecarError::Protocol(format!("header {name} holds a character HTTP cannot carry")));
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     let body = body.unwrap_or_default();
-    let mut message = format!(
-        "{method} {path} HTTP/1.1\r\nHost: sidecar\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
+    let mut message = head.into_bytes();
     message.extend_from_slice(body);
     stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1)))).map_err(unreachable)?;
     stream.write_all(&message).map_err(|e| match e.kind() {
@@ -133,8 +139,14 @@ mod tests {
     }
 
     #[test]
+    fn a_header_cannot_smuggle_another() {
+        let error = request(Path::new("/nonexistent/s.sock"), "GET", "/", &[("x", "a\r\nb: c")], None, Duration::from_secs(1), || {});
+        assert!(matches!(error, Err(SidecarError::Protocol(_))), "{error:?}");
+    }
+
+    #[test]
     fn a_missing_socket_is_unreachable() {
-        let error = request(Path::new("/nonexistent/s.sock"), "GET", "/healthz", None, Duration::from_secs(1), || {}).unwrap_err();
+        let error = request(Path::new("/nonexistent/s.sock"), "GET", "/healthz", &[], None, Duration::from_secs(1), || {}).unwrap_err();
         assert!(matches!(error, SidecarError::Unreachable { .. }));
     }
 
@@ -152,7 +164,7 @@ mod tests {
         });
         let mut polls = 0;
         let started = Instant::now();
-        let error = request(&path, "GET", "/healthz", None, Duration::from_millis(300), || polls += 1).unwrap_err();
+        let error = request(&path, "GET", "/healthz", &[], None, Duration::from_millis(300), || polls += 1).unwrap_err();
         assert_eq!(error, SidecarError::Timeout { after: Duration::from_millis(300) });
         assert!(started.elapsed() < Duration::from_millis(900));
         assert!(polls >= 3, "interrupts polled {polls} times");

@@ -95,6 +95,7 @@ async fn handle(faults: &Faults, orders: &Mutex<Vec<Value>>, gone: &Mutex<Vec<St
             match fault {
                 Some(Fault::Fail(status)) => return fault_reply(status),
                 Some(Fault::Hang) => return faults.hang().await,
+                Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
                 _ => {}
             }
             let body: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);

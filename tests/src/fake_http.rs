@@ -93,6 +93,8 @@ pub enum Fault {
     Hang,
     /// Act, then never answer: the call was made, its answer lost.
     ActThenHang,
+    /// Take this long, then act and answer as usual: a busy upstream.
+    Slow(std::time::Duration),
 }
 
 /// Faults queued per (method, path fragment), taken in order, once each; and a

@@ -293,18 +293,19 @@ impl Emulators {
     }
 
     /// A sidecar configuration that uses moto's KMS with `key_id`.
-    pub fn kms_sidecar_config(&self, key_id: &str) -> SidecarConfig {
-        SidecarConfig {
-            keys: format!(
-                "provider = \"aws-kms\"\n[keys.aws_kms]\nkey_id = \"{key_id}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 3000",
-                self.moto_url
-            ),
-            env: vec![
-                ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ],
-            ..Default::default()
-        }
+    /// A sidecar on moto's KMS, serving the crypto routes to travelers' tokens
+    /// (see [`SidecarConfig::traveler_crypto`]).
+    pub fn kms_sidecar_config(&self, key_id: &str) -> Result<SidecarConfig> {
+        let mut config = SidecarConfig::traveler_crypto()?;
+        config.keys = format!(
+            "provider = \"aws-kms\"\n[keys.aws_kms]\nkey_id = \"{key_id}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 3000",
+            self.moto_url
+        );
+        config.env.extend([
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]);
+        Ok(config)
     }
 }
 
@@ -346,6 +347,9 @@ pub struct SidecarConfig {
     pub extra: String,
     /// Environment of the process (secrets, for instance).
     pub env: Vec<(String, String)>,
+    /// A loopback port where we are `admin` (for `/metrics`) when our uid is
+    /// in another class.
+    pub admin_port: Option<u16>,
 }
 
 impl Default for SidecarConfig {
@@ -360,7 +364,31 @@ impl Default for SidecarConfig {
             keys: "provider = \"local\"\nlocal_key_file = \"{dir}/local-keyring\"".to_owned(),
             extra: String::new(),
             env: Vec::new(),
+            admin_port: None,
         }
+    }
+}
+
+/// The bearer token of the test's admin port.
+const ADMIN_TOKEN: &str = "parker-wallet-test-admin-token";
+
+/// A port nobody listens on now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl SidecarConfig {
+    /// The crypto routes as Edge Functions use them: we are `edge` and prove
+    /// each request's traveler with their token (`Sidecar::crypto`); `/metrics`
+    /// on an admin port.
+    pub fn traveler_crypto() -> Result<Self> {
+        Ok(Self {
+            callers: format!("edge = [{}]", own_uid()),
+            extra: "[auth]\naudience = \"authenticated\"\n".into(),
+            env: vec![("PW_JWT_SECRET".into(), JWT_SECRET.into())],
+            admin_port: Some(free_port()?),
+            ..Default::default()
+        })
     }
 }
 
@@ -369,6 +397,7 @@ pub struct Sidecar {
     child: Child,
     pub socket: PathBuf,
     dir: tempfile::TempDir,
+    admin_port: Option<u16>,
 }
 
 impl Sidecar {
@@ -384,8 +413,12 @@ impl Sidecar {
         let socket = dir.path().join("sidecar.sock");
         let shown = dir.path().display().to_string();
         let group = if own_uid() == 0 && uid_of("postgres").is_ok() { "group = \"postgres\"\n" } else { "" };
+        let admin = config
+            .admin_port
+            .map(|port| format!("[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"admin\"\n"))
+            .unwrap_or_default();
         let toml = format!(
-            "[socket]\npath = \"{}\"\nmode = \"660\"\n{group}\n[callers]\n{}\n\n[keys]\n{}\n\n{}\n",
+            "[socket]\npath = \"{}\"\nmode = \"660\"\n{group}\n[callers]\n{}\n\n[keys]\n{}\n\n{}\n{admin}",
             socket.display(),
             config.callers,
             config.keys.replace("{dir}", &shown),
@@ -398,11 +431,12 @@ impl Sidecar {
             .args(["serve", "--config"])
             .arg(&config_path)
             .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(config.admin_port.map(|_| ("PW_SERVICE_TOKEN", ADMIN_TOKEN)))
             .stdin(Stdio::null())
             .stderr(log)
             .spawn()
             .context("spawning kms-sidecar")?;
-        let mut sidecar = Self { child, socket, dir };
+        let mut sidecar = Self { child, socket, dir, admin_port: config.admin_port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while tokio::net::UnixStream::connect(&sidecar.socket).await.is_err() {
             if let Some(status) = sidecar.child.try_wait()? {
@@ -448,6 +482,28 @@ impl Sidecar {
     pub async fn request(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<Response> {
         let stream = tokio::net::UnixStream::connect(&self.socket).await?;
         send(stream, method, path, body).await
+    }
+
+    /// `/metrics`, on the admin port when there is one.
+    pub async fn metrics(&self) -> Result<String> {
+        let response = match self.admin_port {
+            Some(port) => {
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                send_raw(stream, "GET", "/metrics", &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))], Vec::new()).await?
+            }
+            None => self.request("GET", "/metrics", None).await?,
+        };
+        anyhow::ensure!(response.status == StatusCode::OK, "/metrics: {}", response.text);
+        Ok(response.text)
+    }
+
+    /// `POST /v1/crypto/{operation}` as Edge Functions call it: with the token
+    /// of the traveler the context names.
+    pub async fn crypto(&self, operation: &str, data: &str, context: &serde_json::Value) -> Result<Response> {
+        let token = traveler_token(context["user_id"].as_str().unwrap_or_default(), serde_json::json!({}));
+        let bearer = format!("Bearer {token}");
+        let body = serde_json::json!({ "data": data, "context": context });
+        self.request_with("POST", &format!("/v1/crypto/{operation}"), &[("authorization", &bearer)], Some(body)).await
     }
 
     /// A request with headers of the caller's choosing (a traveler's token, say).
@@ -641,6 +697,7 @@ impl Drop for Sidecar {
 #[derive(Debug)]
 pub struct Response {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub content_type: Option<String>,
     pub json: serde_json::Value,
     pub text: String,
@@ -673,10 +730,11 @@ where
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Ok(Response { status, content_type, json, text })
+    Ok(Response { status, headers, content_type, json, text })
 }
 
 /// A textual description of every schema object the migrations own, sorted, for

@@ -62,6 +62,10 @@ impl StripeProxy {
                         forward(&upstream, &seen).await;
                         faults.hang().await
                     }
+                    Some(Fault::Slow(delay)) => {
+                        tokio::time::sleep(delay).await;
+                        forward(&upstream, &seen).await
+                    }
                 }
             }
         })

@@ -12,7 +12,7 @@ use kms_sidecar::bookings::open::{self, Opened};
 use kms_sidecar::bookings::{flow, reconcile, Actor, BookingLocks, Driver, Ports};
 use kms_sidecar::config::BookingSettings;
 use kms_sidecar::crypto::keys::LocalKeyring;
-use kms_sidecar::crypto::{CachePolicy, EnvelopeCrypto};
+use kms_sidecar::crypto::{CachePolicy, EnvelopeCrypto, KeySchedule};
 use kms_sidecar::database::{Database, RequestMeta};
 use kms_sidecar::duffel::{DuffelError, DuffelOrder, DuffelPort, OrderRequest};
 use kms_sidecar::metrics::Metrics;
@@ -243,7 +243,7 @@ impl Saga {
         Ok(Self {
             database: Database::connect_lazy(&SecretString::from(db.url("pw_test_sidecar")?), 4)?,
             db,
-            crypto: EnvelopeCrypto::new(Arc::new(keyring), CachePolicy::default(), 1, Arc::new(Metrics::default())),
+            crypto: EnvelopeCrypto::new(Arc::new(keyring), CachePolicy::default(), KeySchedule { epoch: 1, ..Default::default() }, Arc::new(Metrics::default())),
             metrics: Metrics::default(),
             policy: BookingSettings { order_settle_secs: 0, ..BookingSettings::default() },
             locks: BookingLocks::default(),

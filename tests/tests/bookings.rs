@@ -593,3 +593,29 @@ async fn twenty_identical_requests_book_once() -> anyhow::Result<()> {
     assert_eq!(b.duffel.orders_for(&id).len(), 1);
     Ok(())
 }
+
+/// More concurrent bookings than lease connections (`database.max_connections`,
+/// here 1) with a slow airline: each waits its turn for a lease instead of
+/// answering 503 after the pool's five seconds.
+#[tokio::test]
+async fn a_burst_beyond_the_lease_pool_waits_its_turn() -> anyhow::Result<()> {
+    let mut b = booker(&[VISA], true).await?;
+    b.config.extra = b.config.extra.replace("max_connections = 4", "max_connections = 1");
+    b.config.extra.push_str("\n[limits]\nper_traveler_requests = 4\n");
+    b.crash_and_restart().await?;
+    for _ in 0..4 {
+        b.duffel.faults.inject("POST", "/air/orders", Fault::Slow(std::time::Duration::from_secs(2)));
+    }
+    let b = Arc::new(b);
+    let burst: Vec<_> = (0..4)
+        .map(|n| {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.book(&format!("burst-{n}"), &b.body(&offer())).await })
+        })
+        .collect();
+    for booking in burst {
+        let response = booking.await??;
+        assert_eq!((response.status, standing(&response)), (StatusCode::CREATED, (Some("captured"), None)), "{}", response.text);
+    }
+    Ok(())
+}

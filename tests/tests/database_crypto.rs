@@ -1,14 +1,21 @@
 //! The database's side of the boundary: wallet.encrypt/decrypt call the stack's
-//! sidecar; a dead or hung sidecar gives a clean SQL error, on time, and a cancel
-//! is honoured while waiting.
+//! sidecar for the session's own traveler (or any, for a role granted system
+//! decryption); a dead or hung sidecar gives a clean SQL error, on time, and a
+//! cancel is honoured while waiting.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use harness::{as_traveler, sqlstate, TestDb};
+use harness::{as_traveler, claims, sqlstate, Template, TestDb};
 
-const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data"}"#;
-const OTHER_CONTEXT: &str = r#"{"user_id":"b0b00000-0000-4000-8000-000000000002","table":"payment_methods","column":"encrypted_card_data"}"#;
+const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
+const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-000000000001"}"#;
+const OTHER_CONTEXT: &str = r#"{"user_id":"b0b00000-0000-4000-8000-000000000002","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-000000000001"}"#;
+
+fn context_of(user: &str) -> String {
+    format!(r#"{{"user_id":"{user}","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-00000000000{}"}}"#, &user[..1])
+}
 
 #[tokio::test]
 async fn sql_round_trips_through_the_sidecar_and_binds_the_context() -> anyhow::Result<()> {
@@ -18,7 +25,7 @@ async fn sql_round_trips_through_the_sidecar_and_binds_the_context() -> anyhow::
         .bind(CONTEXT)
         .fetch_one(&mut conn)
         .await?;
-    assert_eq!(record[0], 2, "format version 2");
+    assert_eq!(record[0], 3, "format version 3");
     let plain: Vec<u8> = sqlx::query_scalar("SELECT wallet.decrypt($1, $2::jsonb)")
         .bind(&record)
         .bind(CONTEXT)
@@ -52,6 +59,60 @@ async fn travelers_cannot_call_the_crypto_functions() -> anyhow::Result<()> {
     assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{error}");
     Ok(())
 }
+
+/// The attack: any role granted EXECUTE on wallet.decrypt opened any
+/// traveler's records. Now a session opens its own `wallet.uid()`'s records,
+/// unless its role was granted `parker_wallet_system_decrypt`.
+async fn wallet_decrypt_is_bound_to_who_asks(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
+    let mut superuser = db.superuser().await?;
+    sqlx::raw_sql("GRANT EXECUTE ON FUNCTION wallet.encrypt(bytea, jsonb), wallet.decrypt(bytea, jsonb) TO authenticated")
+        .execute(&mut superuser)
+        .await?;
+    let mut conn = db.traveler().await?;
+    let mut sealed = Vec::new();
+    for user in [ALICE, BOB] {
+        let mut tx = as_traveler(&mut conn, &claims(user)).await?;
+        let record: Vec<u8> = sqlx::query_scalar("SELECT wallet.encrypt(convert_to($1, 'UTF8'), $2::jsonb)")
+            .bind(format!("card of {user}"))
+            .bind(context_of(user))
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        sealed.push(record);
+    }
+    let decrypt = "SELECT convert_from(wallet.decrypt($1, $2::jsonb), 'UTF8')";
+
+    let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
+    let own: String = sqlx::query_scalar(decrypt).bind(&sealed[0]).bind(context_of(ALICE)).fetch_one(&mut *tx).await?;
+    assert_eq!(own, format!("card of {ALICE}"), "{template}");
+    for (sql, what) in [(decrypt, "decrypt Bob's record"), ("SELECT wallet.encrypt($1, $2::jsonb)", "encrypt as Bob")] {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        let error = sqlx::query(sql).bind(&sealed[1]).bind(context_of(BOB)).execute(&mut *savepoint).await.unwrap_err();
+        assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{template}, Alice may not {what}: {error}");
+        assert!(error.to_string().contains("another traveler"), "{error}");
+    }
+    drop(tx);
+
+    let mut tx = as_traveler(&mut conn, "").await?;
+    let error = sqlx::query(decrypt).bind(&sealed[0]).bind(context_of(ALICE)).execute(&mut *tx).await.unwrap_err();
+    assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{template}, no traveler in the session: {error}");
+    drop(tx);
+
+    sqlx::raw_sql("GRANT parker_wallet_system_decrypt TO authenticated").execute(&mut superuser).await?;
+    let mut tx = as_traveler(&mut conn, "").await?;
+    let bobs: String = sqlx::query_scalar(decrypt).bind(&sealed[1]).bind(context_of(BOB)).fetch_one(&mut *tx).await?;
+    assert_eq!(bobs, format!("card of {BOB}"), "{template}: system decryption, granted explicitly");
+    drop(tx);
+    // Granted to an API role, it is a finding of the security lint.
+    let codes: Vec<String> = sqlx::query_scalar("SELECT code FROM wallet.security_report() WHERE object_name = 'authenticated'")
+        .fetch_all(&mut superuser)
+        .await?;
+    assert_eq!(codes, ["system_decrypt_for_api_role"], "{template}");
+    Ok(())
+}
+
+harness::on_both_templates!(wallet_decrypt_is_bound_to_who_asks);
 
 #[tokio::test]
 async fn a_missing_sidecar_is_a_clean_error_and_health_says_so() -> anyhow::Result<()> {

@@ -11,24 +11,28 @@ const B64: base64::engine::general_purpose::GeneralPurpose = base64::engine::gen
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 
 fn context() -> serde_json::Value {
-    json!({ "user_id": ALICE, "table": "payment_methods", "column": "encrypted_card_data" })
+    json!({ "user_id": ALICE, "table": "payment_methods", "column": "encrypted_card_data", "record_id": "0000000a-0000-4000-8000-000000000001" })
 }
 
 async fn crypto(sidecar: &Sidecar, operation: &str, data: &str) -> anyhow::Result<harness::Response> {
-    sidecar.request("POST", &format!("/v1/crypto/{operation}"), Some(json!({ "data": data, "context": context() }))).await
+    sidecar.crypto(operation, data, &context()).await
 }
 
-fn generate_calls(metrics: &str) -> u64 {
+fn counter(metrics: &str, sample: &str) -> u64 {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("parker_wallet_kms_calls_total{operation=\"generate_data_key\"} "))
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
         .and_then(|v| v.parse().ok())
         .unwrap_or(u64::MAX)
 }
 
+fn generate_calls(metrics: &str) -> u64 {
+    counter(metrics, "parker_wallet_kms_calls_total{operation=\"generate_data_key\"}")
+}
+
 /// A record re-encoded with one header field changed.
 fn with_header(record: &[u8], key_ref: Option<&str>, epoch: Option<u32>, flip_wrapped: bool) -> String {
-    let envelope = format::parse(record).expect("a v2 record");
+    let envelope = format::parse(record).expect("a record");
     let mut wrapped = envelope.wrapped_key.to_vec();
     if flip_wrapped {
         let middle = wrapped.len() / 2;
@@ -50,7 +54,7 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
     let emulators = Emulators::from_env()?;
     let (alias, arn) = emulators.create_kms_key().await?;
 
-    let first = Sidecar::start_with(emulators.kms_sidecar_config(&alias)).await?;
+    let first = Sidecar::start_with(emulators.kms_sidecar_config(&alias)?).await?;
     let ready = first.request("GET", "/readyz", None).await?;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     let encrypted = crypto(&first, "encrypt", &B64.encode(b"card metadata")).await?;
@@ -59,24 +63,36 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
     assert_eq!(format::parse(&record)?.key_ref, arn, "records name the key's ARN, not the alias");
     drop(first);
 
-    let second = Sidecar::start_with(emulators.kms_sidecar_config(&alias)).await?;
+    let second = Sidecar::start_with(emulators.kms_sidecar_config(&alias)?).await?;
     let decrypted = crypto(&second, "decrypt", &B64.encode(&record)).await?;
     assert_eq!(decrypted.status, StatusCode::OK, "{}", decrypted.text);
     assert_eq!(B64.decode(decrypted.json["data"].as_str().unwrap_or_default())?, b"card metadata");
 
     let (_, other_arn) = emulators.create_kms_key().await?;
     let missing_arn = arn.rsplit_once('/').map(|(a, _)| format!("{a}/00000000-0000-0000-0000-000000000000")).unwrap_or_default();
+    let decrypt_calls = |metrics: &str| counter(metrics, "parker_wallet_kms_calls_total{operation=\"decrypt\"}");
+    let calls_before = decrypt_calls(&second.metrics().await?);
+    // Checked before KMS is asked: the key named, and the epoch.
     for (tampered, what) in [
-        (with_header(&record, None, None, true), "tampered wrapped key"),
-        (with_header(&record, None, Some(99), false), "wrong KMS encryption context (epoch)"),
+        (with_header(&record, None, Some(99), false), "an epoch newer than the configured one"),
         (with_header(&record, Some(&other_arn), None, false), "another KMS key"),
         (with_header(&record, Some(&missing_arn), None, false), "a key that does not exist"),
     ] {
         let response = crypto(&second, "decrypt", &tampered).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_rejected")), "{what}: {}", response.text);
-        // KMS's own words stay in the log.
-        assert!(!response.text.contains("Exception"), "{what}: {}", response.text);
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_not_accepted")), "{what}: {}", response.text);
     }
+    assert_eq!(decrypt_calls(&second.metrics().await?), calls_before, "no KMS call for a key or epoch not configured");
+    // Only KMS can tell a tampered wrapped key; it is asked once, then remembered.
+    let tampered = with_header(&record, None, None, true);
+    for _ in 0..5 {
+        let response = crypto(&second, "decrypt", &tampered).await?;
+        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_rejected")), "{}", response.text);
+        // KMS's own words stay in the log.
+        assert!(!response.text.contains("Exception"), "{}", response.text);
+    }
+    let metrics = second.metrics().await?;
+    assert_eq!(decrypt_calls(&metrics), calls_before + 1, "one KMS call for five forged records");
+    assert_eq!(counter(&metrics, "parker_wallet_records_refused_before_kms_total"), 7);
     Ok(())
 }
 
@@ -84,7 +100,7 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
 async fn ten_thousand_encryptions_take_a_handful_of_kms_calls() -> anyhow::Result<()> {
     let emulators = Emulators::from_env()?;
     let (alias, _) = emulators.create_kms_key().await?;
-    let sidecar = std::sync::Arc::new(Sidecar::start_with(emulators.kms_sidecar_config(&alias)).await?);
+    let sidecar = std::sync::Arc::new(Sidecar::start_with(emulators.kms_sidecar_config(&alias)?).await?);
     let data = B64.encode([7u8; 256]);
     let mut workers = Vec::new();
     for _ in 0..16 {
@@ -101,8 +117,7 @@ async fn ten_thousand_encryptions_take_a_handful_of_kms_calls() -> anyhow::Resul
     for worker in workers {
         worker.await??;
     }
-    let metrics = sidecar.request("GET", "/metrics", None).await?.text;
-    let calls = generate_calls(&metrics);
+    let calls = generate_calls(&sidecar.metrics().await?);
     assert!(calls <= 3, "10,000 encryptions made {calls} GenerateDataKey calls");
     Ok(())
 }
@@ -113,7 +128,7 @@ async fn after_the_maximum_age_a_new_data_key_is_used() -> anyhow::Result<()> {
     let (alias, _) = emulators.create_kms_key().await?;
     let sidecar = Sidecar::start_with(SidecarConfig {
         extra: "[cache]\nmax_age_secs = 1\n".into(),
-        ..emulators.kms_sidecar_config(&alias)
+        ..emulators.kms_sidecar_config(&alias)?
     })
     .await?;
     let wrapped = |response: &harness::Response| -> anyhow::Result<Vec<u8>> {
@@ -126,7 +141,7 @@ async fn after_the_maximum_age_a_new_data_key_is_used() -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let c = crypto(&sidecar, "encrypt", "eA==").await?;
     assert_ne!(wrapped(&a)?, wrapped(&c)?, "a new data key after max_age");
-    assert_eq!(generate_calls(&sidecar.request("GET", "/metrics", None).await?.text), 2);
+    assert_eq!(generate_calls(&sidecar.metrics().await?), 2);
     Ok(())
 }
 
@@ -134,7 +149,7 @@ async fn after_the_maximum_age_a_new_data_key_is_used() -> anyhow::Result<()> {
 async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Result<()> {
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let emulators = Emulators { moto_url: format!("http://127.0.0.1:{closed_port}"), localstripe_url: String::new() };
-    let sidecar = Sidecar::start_with(emulators.kms_sidecar_config("alias/none")).await?;
+    let sidecar = Sidecar::start_with(emulators.kms_sidecar_config("alias/none")?).await?;
     let ready = sidecar.request("GET", "/readyz", None).await?;
     assert_eq!((ready.status, ready.json["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")));
     let encrypted = crypto(&sidecar, "encrypt", "eA==").await?;
@@ -152,16 +167,14 @@ async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Resul
 async fn sigterm_drains_in_flight_requests() -> anyhow::Result<()> {
     let port = harness::silent_tcp_port()?;
     let emulators = Emulators { moto_url: format!("http://127.0.0.1:{port}"), localstripe_url: String::new() };
-    let mut config = emulators.kms_sidecar_config("alias/silent");
+    let mut config = emulators.kms_sidecar_config("alias/silent")?;
     config.keys = config.keys.replace("timeout_ms = 3000", "timeout_ms = 1500");
     let sidecar = Sidecar::start_with(config).await?;
     let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
-    let in_flight = tokio::spawn(harness::send(
-        stream,
-        "POST",
-        "/v1/crypto/encrypt",
-        Some(json!({ "data": "eA==", "context": context() })),
-    ));
+    let bearer = format!("Bearer {}", harness::traveler_token(ALICE, json!({})));
+    let body = json!({ "data": "eA==", "context": context() }).to_string().into_bytes();
+    let in_flight =
+        tokio::spawn(async move { harness::send_raw(stream, "POST", "/v1/crypto/encrypt", &[("authorization", &bearer)], body).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let status = tokio::task::spawn_blocking(move || sidecar.terminate()).await??;
     let response = in_flight.await??;

@@ -562,7 +562,7 @@ async fn catalog(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
 /// superuser), then the after-create script by hand, since supautils has no
 /// after-update hook.
 async fn update_extension(db: &TestDb, conn: &mut PgConnection) -> anyhow::Result<()> {
-    sqlx::raw_sql("ALTER EXTENSION parker_wallet UPDATE TO '0.2.0'").execute(&mut *conn).await?;
+    sqlx::raw_sql("ALTER EXTENSION parker_wallet UPDATE").execute(&mut *conn).await?;
     if db.template() == Template::Supabase {
         let script = harness::crate_dir().join("../pg_extension/supautils/parker_wallet/after-create.sql");
         sqlx::raw_sql(&std::fs::read_to_string(script)?).execute(&mut db.superuser().await?).await?;

@@ -205,18 +205,14 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
     assert_eq!((second.status, second.json["data"]["is_default"].as_bool()), (StatusCode::CREATED, Some(false)));
     let second_id = second.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
-    // The stored metadata is ciphertext that only this traveler's context opens.
+    // The stored metadata is ciphertext that only this traveler's context (and row) opens.
     let mut admin = db.admin().await?;
     let (sealed, pm): (Vec<u8>, String) = sqlx::query_as("SELECT encrypted_card_data, stripe_payment_method_id FROM payment_methods WHERE id = $1::uuid")
         .bind(&first_id)
         .fetch_one(&mut admin)
         .await?;
-    let opened = sidecar
-        .request("POST", "/v1/crypto/decrypt", Some(json!({
-            "data": base64::engine::general_purpose::STANDARD.encode(&sealed),
-            "context": { "user_id": user, "table": "payment_methods", "column": "encrypted_card_data" },
-        })))
-        .await?;
+    let context = json!({ "user_id": user, "table": "payment_methods", "column": "encrypted_card_data", "record_id": first_id });
+    let opened = sidecar.crypto("decrypt", &base64::engine::general_purpose::STANDARD.encode(&sealed), &context).await?;
     let metadata: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(opened.json["data"].as_str().unwrap_or_default())?)?;
     assert_eq!((metadata["last4"].as_str(), metadata["payment_method_id"].as_str()), (Some("4242"), Some(pm.as_str())));
     assert!(metadata["fingerprint"].is_string());
@@ -508,5 +504,49 @@ async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::R
     assert_eq!((ip, agent.as_deref()), (None, Some("\\'; SELECT pg_sleep(10); --")));
     let intact: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods").fetch_one(&mut db.admin().await?).await?;
     assert_eq!(intact, 0);
+    Ok(())
+}
+
+/// The attack: about eight parallel first-time calls of one traveler, each
+/// holding a pooled connection while it waits for the traveler's lock behind a
+/// slow Stripe, left every other traveler with 503. Now one traveler's requests
+/// beyond `limits.per_traveler_requests` wait their turn holding no connection,
+/// beyond `per_traveler_queue` more are refused (429, Retry-After), and another
+/// traveler is served at once.
+#[tokio::test]
+async fn one_traveler_flooding_does_not_starve_another() -> anyhow::Result<()> {
+    let port = harness::silent_tcp_port()?;
+    let db = TestDb::migrated().await?;
+    let (flooder, other) = (new_traveler(&db).await?, new_traveler(&db).await?);
+    let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{port}/"));
+    config.extra = config.extra.replace("timeout_ms = 3000", "timeout_ms = 1000");
+    config.extra.push_str("\n[limits]\nper_traveler_requests = 2\nper_traveler_queue = 4\n");
+    let sidecar = std::sync::Arc::new(Sidecar::start_with(config).await?);
+    let flood_token = traveler_token(&flooder, json!({}));
+    let flood: Vec<_> = (0..12)
+        .map(|_| {
+            let (sidecar, token) = (std::sync::Arc::clone(&sidecar), flood_token.clone());
+            tokio::spawn(async move { setup_intent(&sidecar, &token).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let listed = list(&sidecar, &traveler_token(&other, json!({}))).await?;
+    assert_eq!(listed.status, StatusCode::OK, "the other traveler is served: {}", listed.text);
+    eprintln!("the other traveler's call took {:?} during the flood", started.elapsed());
+
+    let mut statuses = std::collections::BTreeMap::new();
+    for request in flood {
+        let response = request.await??;
+        if response.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.json["code"], "too_many_requests", "{}", response.text);
+            assert_eq!(response.content_type.as_deref(), Some("application/problem+json"));
+            assert_eq!(response.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "says when to retry");
+        }
+        *statuses.entry(response.status.as_u16()).or_insert(0) += 1;
+    }
+    // Two running and four waiting were let in (Stripe never answers: 504 each); six refused.
+    assert_eq!(statuses, std::collections::BTreeMap::from([(429, 6), (504, 6)]), "{statuses:?}");
     Ok(())
 }

@@ -299,3 +299,56 @@ async fn an_automatically_updated_card_gets_its_new_expiry() -> anyhow::Result<(
     assert_eq!((stored.len(), stored[0]["exp_month"].as_i64(), stored[0]["exp_year"].as_i64()), (1, Some(3), Some(2035)));
     Ok(())
 }
+
+/// Every row of every table of the wallet, as text, that holds a Stripe client
+/// secret (`..._secret_...`).
+async fn rows_holding_a_client_secret(db: &TestDb) -> anyhow::Result<Vec<String>> {
+    let mut conn = db.admin().await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'auth', 'wallet', 'wallet_internal') ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut found = Vec::new();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t WHERE t::text LIKE '%\\_secret\\_%'"))
+            .fetch_all(&mut conn)
+            .await?;
+        found.extend(rows.into_iter().map(|row| format!("{table}: {row}")));
+    }
+    Ok(found)
+}
+
+/// A replayed SetupIntent answer and Stripe's own events carry client secrets;
+/// none of them rests in the database. The replay fetches the secret again.
+#[tokio::test]
+async fn no_client_secret_rests_in_any_table() -> anyhow::Result<()> {
+    let w = world().await?;
+    let bearer = format!("Bearer {}", w.token);
+    let headers = [("authorization", bearer.as_str()), ("idempotency-key", "setup-1")];
+    let first = w.sidecar.request_with("POST", "/v1/wallet/setup-intents", &headers, None).await?;
+    let secret = first.json["client_secret"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.contains("_secret_"), "{}", first.text);
+    let replay = w.sidecar.request_with("POST", "/v1/wallet/setup-intents", &headers, None).await?;
+    assert_eq!(replay.json, first.json, "the replay answers the same secret, fetched again");
+
+    // The event as Stripe sends it: the whole SetupIntent, client secret included.
+    let intent = first.json["setup_intent_id"].as_str().unwrap_or_default();
+    let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
+    let key = format!("Bearer {}", harness::STRIPE_KEY);
+    let object = harness::send_raw(stream, "GET", &format!("/v1/setup_intents/{intent}"), &[("authorization", &key)], Vec::new()).await?;
+    assert_eq!(object.json["client_secret"], secret.as_str(), "{}", object.text);
+    let created = event(&event_id(), "setup_intent.created", object.json);
+    let delivered = deliver(&w.sidecar, &created, WEBHOOK_SECRET, now()).await?;
+    assert_eq!(delivered.status, StatusCode::OK, "{}", delivered.text);
+    let stored: serde_json::Value = sqlx::query_scalar("SELECT payload FROM stripe_events WHERE id = $1")
+        .bind(created["id"].as_str())
+        .fetch_one(&mut w.db.admin().await?)
+        .await?;
+    assert_eq!(stored["data"]["object"]["client_secret"], kms_sidecar::payments::REDACTED, "the audit keeps the rest");
+    assert_eq!(stored["data"]["object"]["id"], intent);
+
+    assert_eq!(rows_holding_a_client_secret(&w.db).await?, Vec::<String>::new());
+    Ok(())
+}

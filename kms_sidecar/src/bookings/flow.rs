@@ -21,7 +21,8 @@ use crate::auth::Traveler;
 use crate::config::BookingSettings;
 use crate::crypto::EnvelopeCrypto;
 use crate::database::{Database, Lease, RequestMeta};
-use crate::domain::{EncryptionContext, Identifier, Money};
+use crate::domain::sealed::PASSENGERS;
+use crate::domain::Money;
 use crate::duffel::{DuffelPort, OrderRequest};
 use crate::metrics::Metrics;
 use crate::payments::{IntentStatus, OffSessionAuthorization, PaymentIntentView, StripeError, StripePort};
@@ -83,14 +84,6 @@ const RECONCILER_WAIT: Duration = Duration::from_secs(2);
 
 fn lease_key(id: uuid::Uuid) -> String {
     format!("parker_wallet.booking:{id}")
-}
-
-pub(crate) fn passengers_context(user_id: uuid::Uuid) -> Result<EncryptionContext, ApiError> {
-    Ok(EncryptionContext {
-        user_id,
-        table: Identifier::parse("booking_charges", "table")?,
-        column: Identifier::parse("passengers_sealed", "column")?,
-    })
 }
 
 /// The right to drive one booking: its place in this process's queue (for
@@ -368,7 +361,7 @@ async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool, 
     if !lease.is_held().await {
         return Err(ApiError::BookingInProgress);
     }
-    let sealed = ports.crypto.decrypt(&booking.passengers_sealed, &passengers_context(booking.user_id)?).await?;
+    let sealed = ports.crypto.decrypt(&booking.passengers_sealed, &PASSENGERS.context(booking.user_id, booking.id)).await?;
     let passengers: serde_json::Value = serde_json::from_slice(&sealed).map_err(|e| ApiError::Internal(format!("sealed passengers: {e}")))?;
     let total = Money::new(booking.amount, &booking.currency)?;
     let request = OrderRequest { booking_id: booking.id, offer_id: &booking.offer_id, passengers: &passengers, total: &total };

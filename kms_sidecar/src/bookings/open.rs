@@ -5,8 +5,9 @@
 
 use serde_json::Value;
 
-use super::flow::{passengers_context, Actor, Ports};
+use super::flow::{Actor, Ports};
 use super::store;
+use crate::domain::sealed::PASSENGERS;
 use crate::domain::Money;
 use crate::routes::ApiError;
 
@@ -68,13 +69,16 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
     }
     tx.commit().await?;
 
-    let passengers = serde_json::to_vec(&input.passengers).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let sealed = ports.crypto.encrypt(&passengers, &passengers_context(user_id)?).await?;
+    let passengers =
+        zeroize::Zeroizing::new(serde_json::to_vec(&input.passengers).map_err(|e| ApiError::BadRequest(e.to_string()))?);
+    // The row id is chosen here: the sealed passengers are bound to it.
+    let id = uuid::Uuid::new_v4();
+    let sealed = ports.crypto.encrypt(&passengers, &PASSENGERS.context(user_id, id)).await?;
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     let inserted: Option<uuid::Uuid> = sqlx::query_scalar(
         "INSERT INTO public.booking_charges
-           (user_id, campaign_id, idempotency_key, request_fingerprint, offer_id, route, passengers_sealed, amount, currency, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'authorizing')
+           (id, user_id, campaign_id, idempotency_key, request_fingerprint, offer_id, route, passengers_sealed, amount, currency, state)
+         VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'authorizing')
          ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(user_id)
@@ -86,6 +90,7 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
     .bind(&sealed)
     .bind(total.minor_units())
     .bind(total.currency())
+    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     let opened = match inserted {

@@ -1,7 +1,9 @@
 //! The data-key cache, like the AWS Encryption SDK's caching materials manager:
 //! one data key encrypts records until it is `max_age` old or has encrypted
 //! `max_messages` records; unwrapped keys are kept for decryption for `max_age`,
-//! at most `max_entries` of them. Keys leave memory zeroized: `DataKeyBytes`
+//! at most `max_entries` of them; wrapped keys the provider refused are
+//! remembered as long, so a forged record cannot become one provider call per
+//! request. Keys leave memory zeroized: `DataKeyBytes`
 //! wipes on drop, and so do the cipher's AES round keys and GHASH key (the
 //! `aes` and `polyval` crates are built with their `zeroize` features).
 
@@ -98,6 +100,33 @@ impl DecryptionCache {
     }
 }
 
+/// Wrapped keys the provider refused, remembered for `max_age` (at most
+/// `max_entries`): a forged record sent again costs no second provider call.
+#[derive(Default)]
+pub struct RefusedKeys {
+    entries: HashMap<(String, u32, Vec<u8>), Instant>,
+}
+
+impl RefusedKeys {
+    pub fn contains(&self, key_ref: &str, epoch: u32, wrapped: &[u8], policy: &CachePolicy, now: Instant) -> bool {
+        self.entries
+            .get(&(key_ref.to_owned(), epoch, wrapped.to_vec()))
+            .is_some_and(|refused| now.duration_since(*refused) < policy.max_age)
+    }
+
+    pub fn insert(&mut self, key_ref: &str, epoch: u32, wrapped: &[u8], policy: &CachePolicy, now: Instant) {
+        self.entries.retain(|_, refused| now.duration_since(*refused) < policy.max_age);
+        while self.entries.len() >= policy.max_entries.max(1) {
+            let oldest = self.entries.iter().min_by_key(|(_, refused)| **refused).map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.entries.remove(&id),
+                None => break,
+            };
+        }
+        self.entries.insert((key_ref.to_owned(), epoch, wrapped.to_vec()), now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use aes_gcm::KeyInit;
@@ -146,5 +175,20 @@ mod tests {
         assert_eq!((evicted, cache.len()), (1, 2));
         assert!(cache.get("local:k", 1, &[1], &policy, start + Duration::from_secs(2)).is_none(), "oldest evicted");
         assert!(cache.get("local:k", 1, &[3], &policy, start + Duration::from_secs(13)).is_none(), "expired");
+    }
+
+    #[test]
+    fn refused_keys_are_remembered_for_a_while_and_bounded() {
+        let policy = CachePolicy { max_age: Duration::from_secs(10), max_messages: 3, max_entries: 2 };
+        let start = Instant::now();
+        let mut refused = RefusedKeys::default();
+        refused.insert("local:k", 1, &[1], &policy, start);
+        assert!(refused.contains("local:k", 1, &[1], &policy, start + Duration::from_secs(9)));
+        assert!(!refused.contains("local:k", 1, &[2], &policy, start), "another wrapped key");
+        assert!(!refused.contains("local:k", 1, &[1], &policy, start + Duration::from_secs(10)), "forgotten");
+        refused.insert("local:k", 1, &[2], &policy, start + Duration::from_secs(1));
+        refused.insert("local:k", 1, &[3], &policy, start + Duration::from_secs(2));
+        assert!(!refused.contains("local:k", 1, &[1], &policy, start + Duration::from_secs(2)), "oldest evicted");
+        assert!(refused.contains("local:k", 1, &[3], &policy, start + Duration::from_secs(2)));
     }
 }

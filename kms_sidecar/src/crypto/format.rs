@@ -1,8 +1,8 @@
-//! Ciphertext format v2, byte by byte (also in docs/ciphertext-format.md):
+//! Ciphertext format v3, byte by byte (also in docs/ciphertext-format.md):
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
-//! | 0 | 1 | version, `0x02` |
+//! | 0 | 1 | version, `0x03` (`0x02` records are still read) |
 //! | 1 | 1 | key reference length `k` (1..=255) |
 //! | 2 | k | key reference, UTF-8 (the KMS key ARN, or `local:<id>`) |
 //! | 2+k | 4 | key epoch, big-endian (part of the KMS encryption context) |
@@ -12,9 +12,13 @@
 //! | 20+k+w | n+16 | AES-256-GCM ciphertext of the n-byte plaintext, then the tag |
 //!
 //! The additional authenticated data is every byte before the ciphertext (header
-//! and nonce) followed by the record's context (`EncryptionContext::aad_bytes`).
+//! and nonce) followed by the record's context (`EncryptionContext::aad_bytes`),
+//! which from v3 on includes the record's row id. v2 has the same layout and
+//! binds no row; `rotate-keys` upgrades such records.
 
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
+/// The last version without the row in its context: read, never written.
+pub const UNBOUND_VERSION: u8 = 2;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 pub const MAX_WRAPPED_KEY_LEN: usize = 1024;
@@ -36,6 +40,7 @@ pub enum FormatError {
 /// A parsed record, borrowing from the bytes it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
+    pub version: u8,
     pub key_ref: &'a str,
     pub key_epoch: u32,
     pub wrapped_key: &'a [u8],
@@ -62,11 +67,11 @@ impl<'a> Reader<'a> {
 
 pub fn parse(bytes: &[u8]) -> Result<Envelope<'_>, FormatError> {
     let mut reader = Reader { bytes, at: 0 };
-    match reader.take(1, "version").map_err(|_| FormatError::Empty)?[0] {
-        FORMAT_VERSION => {}
+    let version = match reader.take(1, "version").map_err(|_| FormatError::Empty)?[0] {
+        version @ (UNBOUND_VERSION | FORMAT_VERSION) => version,
         1 => return Err(FormatError::VersionOne),
         other => return Err(FormatError::UnknownVersion(other)),
-    }
+    };
     let key_ref_len = reader.take(1, "key reference length")?[0] as usize;
     if key_ref_len == 0 {
         return Err(FormatError::Invalid("key reference length"));
@@ -88,7 +93,14 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope<'_>, FormatError> {
     if sealed.len() < TAG_LEN {
         return Err(FormatError::Truncated("authentication tag"));
     }
-    Ok(Envelope { key_ref, key_epoch, wrapped_key, nonce, sealed, header })
+    Ok(Envelope { version, key_ref, key_epoch, wrapped_key, nonce, sealed, header })
+}
+
+impl Envelope<'_> {
+    /// Whether the record's context includes its row id.
+    pub fn binds_record(&self) -> bool {
+        self.version >= FORMAT_VERSION
+    }
 }
 
 /// The header and nonce of a new record; the sealed bytes are appended to it.
@@ -135,7 +147,7 @@ mod tests {
     #[test]
     fn documented_offsets_hold() {
         let bytes = sample();
-        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes[0], 3);
         assert_eq!(bytes[1], 9);
         assert_eq!(&bytes[2..11], b"local:abc");
         assert_eq!(&bytes[11..15], &7u32.to_be_bytes());
@@ -146,7 +158,17 @@ mod tests {
     fn old_and_unknown_versions_are_named() {
         assert_eq!(parse(&[]), Err(FormatError::Empty));
         assert_eq!(parse(&[1, 0, 0]), Err(FormatError::VersionOne));
-        assert_eq!(parse(&[3]), Err(FormatError::UnknownVersion(3)));
+        assert_eq!(parse(&[4]), Err(FormatError::UnknownVersion(4)));
+    }
+
+    #[test]
+    fn version_two_records_parse_and_bind_no_row() {
+        let mut bytes = sample();
+        assert!(parse(&bytes).unwrap().binds_record());
+        bytes[0] = UNBOUND_VERSION;
+        let legacy = parse(&bytes).unwrap();
+        assert_eq!(legacy.version, 2);
+        assert!(!legacy.binds_record());
     }
 
     #[test]

@@ -8,4 +8,4 @@ pub mod keys;
 mod service;
 
 pub use cache::CachePolicy;
-pub use service::{CryptoError, EnvelopeCrypto};
+pub use service::{CryptoError, EnvelopeCrypto, KeySchedule};

@@ -4,7 +4,11 @@
 mod caller;
 pub(crate) mod context;
 mod money;
+pub mod sealed;
+mod subject;
 
 pub use caller::CallerClass;
 pub use context::{EncryptionContext, Identifier, InvalidContext};
+pub use sealed::{SealedColumn, SEALED_COLUMNS};
+pub use subject::{Subject, SUBJECT_HEADER};
 pub use money::{InvalidMoney, Money, MAX_AMOUNT};

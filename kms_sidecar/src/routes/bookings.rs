@@ -104,6 +104,7 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
             Traveler::acting_for(owner.ok_or(ApiError::CampaignNotFound)?, "parker-wallet/campaign-owner")
         }
     };
+    let admission = super::admit(state, traveler.user_id).await?;
     let actor = Actor { traveler, meta };
     let (id, status) = match open::open(ports, &actor, &key, &body).await? {
         Opened::New(id) => (id, StatusCode::CREATED),
@@ -111,6 +112,8 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
     };
     let task_actor = actor.clone();
     let booking = detached(state, move |state| async move {
+        // The place is the task's: a client that hangs up does not free it early.
+        let _admission = admission;
         flow::drive(Ports::of(&state)?, &task_actor, id, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
     })
     .await?;
@@ -129,6 +132,7 @@ fn traveler_only(caller: Caller) -> Result<Traveler, ApiError> {
 pub async fn show(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::Uuid) -> Result<Answer, ApiError> {
     let Headers { caller, meta, .. } = headers(state, &request, false)?;
     let actor = Actor { traveler: traveler_only(caller)?, meta };
+    let _admission = super::admit(state, actor.traveler.user_id).await?;
     let ports = Ports::of(state)?;
     let booking = flow::read(ports, &actor, id).await?;
     let (status, mut body) = answer(state, &actor, &booking, StatusCode::OK).await?;
@@ -151,7 +155,12 @@ pub async fn show(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::U
 pub async fn resume(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::Uuid) -> Result<Answer, ApiError> {
     let Headers { caller, meta, .. } = headers(state, &request, false)?;
     let actor = Actor { traveler: traveler_only(caller)?, meta };
+    let admission = super::admit(state, actor.traveler.user_id).await?;
     let task_actor = actor.clone();
-    let booking = detached(state, move |state| async move { flow::resume(Ports::of(&state)?, &task_actor, id).await }).await?;
+    let booking = detached(state, move |state| async move {
+        let _admission = admission;
+        flow::resume(Ports::of(&state)?, &task_actor, id).await
+    })
+    .await?;
     answer(state, &actor, &booking, StatusCode::OK).await
 }

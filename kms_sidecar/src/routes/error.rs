@@ -12,6 +12,12 @@ use crate::problem::Problem;
 pub enum ApiError {
     #[error("this caller may not use this route")]
     Forbidden,
+    #[error("{0}")]
+    SubjectRequired(&'static str),
+    #[error("this traveler already has as many requests running as allowed; retry in a moment")]
+    TooManyRequests,
+    #[error("the record belongs to another traveler than the caller's subject")]
+    SubjectMismatch,
     #[error("no route for {0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -111,7 +117,15 @@ impl ApiError {
                 "Request headers too large",
             ),
             Self::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
-            Self::Context(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_context", "Invalid encryption context"),
+            Self::Context(_) | Self::Crypto(CryptoError::Context(_)) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_context", "Invalid encryption context")
+            }
+            Self::TooManyRequests => Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
+            Self::SubjectRequired(_) => Problem::new(StatusCode::FORBIDDEN, "subject_required", "Caller names no subject"),
+            Self::SubjectMismatch => Problem::new(StatusCode::FORBIDDEN, "subject_mismatch", "Record of another subject"),
+            Self::Crypto(CryptoError::KeyNotAccepted(_)) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "key_not_accepted", "The record's key is not accepted")
+            }
             Self::Crypto(CryptoError::Format(FormatError::VersionOne | FormatError::UnknownVersion(_))) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_ciphertext_version", "Unsupported ciphertext version")
             }

@@ -7,6 +7,9 @@
 //! - same key while the first still runs: 409 `idempotency_in_progress`;
 //! - a key left "in progress" by a crashed sidecar is taken over after
 //!   `ABANDONED_AFTER`, so a retry is never locked out for a day.
+//!
+//! Stored answers carry no client secret (`payments::redact_client_secrets`):
+//! a replay that needs one fetches it again (`wallet::with_client_secret`).
 
 use hyper::StatusCode;
 use sha2::{Digest, Sha256};
@@ -86,7 +89,11 @@ pub async fn run(
 
     let outcome = work.await;
     let stored: Option<(StatusCode, serde_json::Value)> = match &outcome {
-        Ok((status, body)) => Some((*status, body.clone())),
+        Ok((status, body)) => {
+            let mut body = body.clone();
+            crate::payments::redact_client_secrets(&mut body);
+            Some((*status, body))
+        }
         Err(error) => {
             let problem = error.as_problem();
             (problem.status < 500).then(|| {

@@ -76,7 +76,9 @@ impl<'p> Route<'p> {
 
     fn allowed(self, class: CallerClass) -> bool {
         match self {
-            Self::Healthz | Self::Readyz | Self::Crypto(_) => true,
+            Self::Healthz | Self::Readyz => true,
+            // Operators' system work (rotation) runs in-process, never over HTTP.
+            Self::Crypto(_) => matches!(class, CallerClass::Database | CallerClass::Edge),
             Self::Metrics => class == CallerClass::Admin,
             Self::WalletCards
             | Self::WalletSetupIntents
@@ -115,6 +117,11 @@ pub async fn dispatch(
     Ok(response)
 }
 
+/// A turn for one of `traveler`'s requests (see `fairness`), or 429.
+pub(crate) async fn admit(state: &AppState, traveler: uuid::Uuid) -> Result<crate::fairness::Admission, ApiError> {
+    state.traveler_gate.admit(traveler).await.ok_or(ApiError::TooManyRequests)
+}
+
 fn parse_id(text: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(text).map_err(|_| ApiError::InvalidId(text.to_owned()))
 }
@@ -150,10 +157,7 @@ async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Requ
         (Method::GET, Route::Healthz) => Ok(health::healthz()),
         (Method::GET, Route::Readyz) => Ok(health::readyz(state).await),
         (Method::GET, Route::Metrics) => Ok(text_response(state.metrics.render())),
-        (Method::POST, Route::Crypto(operation)) => {
-            let body = read_body(request, limit).await?;
-            crypto::handle(state, operation, &body).await
-        }
+        (Method::POST, Route::Crypto(operation)) => crypto::handle(state, class, operation, request).await,
         (Method::POST, Route::StripeWebhook) => {
             let signature = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let body = read_body(request, limit).await?;
@@ -170,12 +174,16 @@ async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Requ
             route @ (Route::WalletCards | Route::WalletSetupIntents | Route::WalletCard(_) | Route::WalletCardDefault(_)),
         ) => {
             let call = wallet::authenticate(state, &request)?;
+            let _admission = admit(state, call.traveler.user_id).await?;
             let body = read_body(request, limit).await?;
             let name = format!("{method} {path}");
             let (answer, replayed) = match (&method, route) {
                 (&Method::GET, Route::WalletCards) => (wallet::list_payment_methods(&call).await?, false),
                 (&Method::POST, Route::WalletSetupIntents) => {
-                    idempotency::run(&call, &name, &body, wallet::create_setup_intent(state, &call)).await?
+                    match idempotency::run(&call, &name, &body, wallet::create_setup_intent(state, &call)).await? {
+                        (answer, true) => (wallet::with_client_secret(state, answer).await?, true),
+                        fresh => fresh,
+                    }
                 }
                 (&Method::POST, Route::WalletCards) => {
                     idempotency::run(&call, &name, &body, wallet::add_payment_method(state, &call, &body)).await?

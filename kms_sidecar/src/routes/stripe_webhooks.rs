@@ -30,12 +30,15 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Records the event in the caller's transaction; false when it was seen before.
+/// Records the event in the caller's transaction, client secrets redacted;
+/// false when it was seen before.
 async fn record_event(tx: &mut sqlx::PgConnection, id: &str, kind: &str, event: &Value) -> Result<bool, ApiError> {
+    let mut stored = event.clone();
+    crate::payments::redact_client_secrets(&mut stored);
     Ok(sqlx::query_scalar("SELECT wallet_internal.record_stripe_event($1, $2, $3)")
         .bind(id)
         .bind(kind)
-        .bind(event)
+        .bind(stored)
         .fetch_one(tx)
         .await?)
 }

@@ -9,6 +9,7 @@ use super::error::ApiError;
 
 use crate::auth::{JwtVerifier, Traveler};
 use crate::database::{Database, RequestMeta};
+use crate::domain::sealed::CARD_METADATA;
 use crate::state::AppState;
 
 /// A wallet request: the verified traveler, the database, the request's audit
@@ -197,13 +198,6 @@ pub(crate) async fn persist_card(
     customer: &str,
     card: &crate::payments::CardDetails,
 ) -> Result<(uuid::Uuid, Option<String>, StatusCode), ApiError> {
-    let context = crate::domain::EncryptionContext {
-        user_id,
-        table: crate::domain::Identifier::parse("payment_methods", "table")?,
-        column: crate::domain::Identifier::parse("encrypted_card_data", "column")?,
-    };
-    let metadata = serde_json::to_vec(card).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let sealed = state.crypto.encrypt(&metadata, &context).await?;
     let payment_method = &card.payment_method_id;
     lock_wallet(&mut *tx, user_id).await?;
     let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
@@ -216,12 +210,17 @@ pub(crate) async fn persist_card(
     .bind(&card.fingerprint)
     .fetch_optional(&mut *tx)
     .await?;
+    // The row id is known before the insert: the sealed metadata is bound to it.
+    let id = existing.as_ref().map_or_else(uuid::Uuid::new_v4, |(id, _)| *id);
+    let metadata = zeroize::Zeroizing::new(serde_json::to_vec(card).map_err(|e| ApiError::BadRequest(e.to_string()))?);
+    let sealed = state.crypto.encrypt(&metadata, &CARD_METADATA.context(user_id, id)).await?;
+    let version = i16::from(crate::crypto::format::FORMAT_VERSION);
     Ok(match existing {
         Some((id, previous)) => {
             sqlx::query(
                 "UPDATE public.payment_methods
                     SET stripe_payment_method_id = $2, encrypted_card_data = $3, brand = $4, last4 = $5,
-                        exp_month = $6, exp_year = $7, card_fingerprint = $8, encryption_version = 2
+                        exp_month = $6, exp_year = $7, card_fingerprint = $8, encryption_version = $9
                   WHERE id = $1",
             )
             .bind(id)
@@ -232,19 +231,20 @@ pub(crate) async fn persist_card(
             .bind(card.exp_month)
             .bind(card.exp_year)
             .bind(&card.fingerprint)
+            .bind(version)
             .execute(&mut *tx)
             .await?;
             (id, (previous != *payment_method).then_some(previous), StatusCode::OK)
         }
         None => {
-            let id: uuid::Uuid = sqlx::query_scalar(
+            sqlx::query(
                 "INSERT INTO public.payment_methods
-                   (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data, card_fingerprint,
+                   (id, user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data, card_fingerprint,
                     brand, last4, exp_month, exp_year, is_default, encryption_version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                         NOT EXISTS (SELECT FROM public.payment_methods WHERE user_id = $1 AND is_default), 2)
-                 RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                         NOT EXISTS (SELECT FROM public.payment_methods WHERE user_id = $2 AND is_default), $11)",
             )
+            .bind(id)
             .bind(user_id)
             .bind(customer)
             .bind(payment_method)
@@ -254,7 +254,8 @@ pub(crate) async fn persist_card(
             .bind(&card.last4)
             .bind(card.exp_month)
             .bind(card.exp_year)
-            .fetch_one(&mut *tx)
+            .bind(version)
+            .execute(&mut *tx)
             .await?;
             (id, None, StatusCode::CREATED)
         }
@@ -369,6 +370,19 @@ async fn ensure_customer(
         .await?;
     tx.commit().await?;
     Ok(customer)
+}
+
+/// A replayed SetupIntent answer with its client secret fetched again from
+/// Stripe (the stored answer has it redacted).
+pub async fn with_client_secret(state: &AppState, (status, mut body): Answer) -> Result<Answer, ApiError> {
+    let Some(id) = body["setup_intent_id"].as_str().filter(|_| status.is_success()).map(str::to_owned) else {
+        return Ok((status, body));
+    };
+    let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
+    let intent = stripe.retrieve_setup_intent(&id).await?;
+    let secret = intent.client_secret.ok_or_else(|| ApiError::Internal(format!("SetupIntent {id} has no client secret")))?;
+    body["client_secret"] = json!(secrecy::ExposeSecret::expose_secret(&secret));
+    Ok((status, body))
 }
 
 /// `POST /v1/wallet/setup-intents`: a SetupIntent (off-session use) for the

@@ -1,6 +1,7 @@
 //! `wallet.encrypt`, `wallet.decrypt` and `wallet.sidecar_health()`: the database's
 //! side of the trust boundary. The keys stay in the sidecar; these functions send
-//! bytes and the record's context over the socket and raise clean SQL errors.
+//! bytes, the record's context and whose records they are (see `decryption`)
+//! over the socket and raise clean SQL errors.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::raise;
 use super::settings::{SIDECAR_SOCKET, SIDECAR_TIMEOUT_MS};
+use crate::decryption::{self, Attestation, SYSTEM_DECRYPT_ROLE};
 use crate::sidecar::{self, SidecarError};
 
 fn socket_path() -> PathBuf {
@@ -25,9 +27,31 @@ fn timeout() -> Duration {
     Duration::from_millis(u64::try_from(SIDECAR_TIMEOUT_MS.get()).unwrap_or(2_000))
 }
 
-fn call(method: &str, path: &str, body: Option<&[u8]>) -> Result<sidecar::Response, SidecarError> {
-    sidecar::request(&socket_path(), method, path, body, timeout(), || {
+fn call(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<sidecar::Response, SidecarError> {
+    sidecar::request(&socket_path(), method, path, headers, body, timeout(), || {
         pgrx::check_for_interrupts!();
+    })
+}
+
+/// The current role, when it is a member (directly or not) of the system
+/// decryption role.
+fn system_decrypt_role() -> Option<String> {
+    let query = format!(
+        "SELECT CASE WHEN pg_catalog.pg_has_role('{SYSTEM_DECRYPT_ROLE}', 'MEMBER') THEN current_user::text END"
+    );
+    Spi::get_one::<String>(&query).ok().flatten()
+}
+
+/// Who this call is for, or an insufficient_privilege error before any byte
+/// reaches the sidecar.
+fn attestation(context: &Value) -> Attestation {
+    let owner = context["user_id"].as_str();
+    decryption::attest(owner, super::identity::current_subject(), system_decrypt_role).unwrap_or_else(|refusal| {
+        let code = match refusal {
+            decryption::Refusal::NoRecordOwner => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            _ => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        };
+        raise(code, format!("parker_wallet: {refusal}"))
     })
 }
 
@@ -50,8 +74,9 @@ fn raise_problem(status: u16, body: &[u8]) -> ! {
         "decryption_failed" | "malformed_ciphertext" | "unsupported_ciphertext_version" | "key_rejected" => {
             PgSqlErrorCode::ERRCODE_DATA_EXCEPTION
         }
+        "key_not_accepted" => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
         "payload_too_large" => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        "caller_not_allowed" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "caller_not_allowed" | "subject_required" | "subject_mismatch" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         _ => PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
     };
     raise(sqlstate, format!("parker_wallet: sidecar refused ({status} {code}): {detail}"))
@@ -61,12 +86,15 @@ fn crypto_call(operation: &str, data: &[u8], context: JsonB) -> Vec<u8> {
     if !context.0.is_object() {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "parker_wallet: context must be a JSON object");
     }
+    let subject = attestation(&context.0).header_value();
     let body = json!({
         "data": base64::engine::general_purpose::STANDARD.encode(data),
         "context": context.0,
     })
     .to_string();
-    let response = call("POST", &format!("/v1/crypto/{operation}"), Some(body.as_bytes())).unwrap_or_else(|e| raise_transport(e));
+    let headers = [("parker-wallet-subject", subject.as_str())];
+    let response =
+        call("POST", &format!("/v1/crypto/{operation}"), &headers, Some(body.as_bytes())).unwrap_or_else(|e| raise_transport(e));
     if response.status != 200 {
         raise_problem(response.status, &response.body);
     }
@@ -79,13 +107,16 @@ fn crypto_call(operation: &str, data: &[u8], context: JsonB) -> Vec<u8> {
 }
 
 /// Envelope-encrypts `data` for the record `context` names
-/// (`{"user_id": ..., "table": ..., "column": ...}`).
+/// (`{"user_id": ..., "table": ..., "column": ..., "record_id": ...}`): the
+/// session's own traveler's, unless the role holds system decryption.
 #[pg_extern(volatile, parallel_restricted, strict)]
 fn encrypt(data: &[u8], context: JsonB) -> Vec<u8> {
     crypto_call("encrypt", data, context)
 }
 
-/// Decrypts a record encrypted by `wallet.encrypt` under the same context.
+/// Decrypts a record encrypted by `wallet.encrypt` under the same context: a
+/// record of `wallet.uid()`, or of anyone for a role granted
+/// `parker_wallet_system_decrypt`.
 #[pg_extern(volatile, parallel_restricted, strict)]
 fn decrypt(data: &[u8], context: JsonB) -> Vec<u8> {
     crypto_call("decrypt", data, context)
@@ -96,7 +127,7 @@ fn decrypt(data: &[u8], context: JsonB) -> Vec<u8> {
 fn sidecar_health() -> JsonB {
     let started = Instant::now();
     let socket = socket_path().display().to_string();
-    let report = match call("GET", "/readyz", None) {
+    let report = match call("GET", "/readyz", &[], None) {
         Ok(response) => json!({
             "reachable": true,
             "ready": response.status == 200,

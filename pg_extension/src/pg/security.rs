@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use super::rls::catalog_tables;
 use super::spi_failed;
 use crate::security::{
-    database_findings, definer_role_findings, extension_schema_findings, Finding, FunctionFacts,
+    database_findings, definer_role_findings, extension_schema_findings, system_decrypt_findings, Finding, FunctionFacts,
     MaterializedViewSecurity, SequenceSecurity, TableSecurity, ViewSecurity, API_ROLES, DANGEROUS_TABLE_PRIVILEGES,
     DEFINER_ROLES,
 };
@@ -58,6 +58,15 @@ SELECT pg_get_userbyid(m.member)::text, pg_get_userbyid(m.roleid)::text
   FROM pg_auth_members m
  WHERE pg_get_userbyid(m.roleid) = ANY($1) OR pg_get_userbyid(m.member) = ANY($1)
  ORDER BY 1, 2";
+
+/// The API roles of `$1` that are members of the system decryption role.
+const SYSTEM_DECRYPT_MEMBERS_SQL: &str = "
+SELECT r.rolname::text
+  FROM pg_roles r
+ WHERE r.rolname = ANY($1)
+   AND CASE WHEN EXISTS (SELECT FROM pg_roles s WHERE s.rolname = 'parker_wallet_system_decrypt')
+            THEN pg_has_role(r.oid, 'parker_wallet_system_decrypt', 'MEMBER') ELSE false END
+ ORDER BY 1";
 
 /// parker_wallet's schema and whether a superuser owns it.
 const EXTENSION_SCHEMA_SQL: &str = "
@@ -116,6 +125,12 @@ fn catalog_findings(schemas: Vec<String>) -> Vec<Finding> {
             memberships.push((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
         }
         found.extend(definer_role_findings(&memberships));
+        let api_roles: Vec<String> = API_ROLES.iter().map(|r| (*r).to_owned()).collect();
+        let mut decrypting = Vec::new();
+        for row in client.select(SYSTEM_DECRYPT_MEMBERS_SQL, None, &[api_roles.into()])? {
+            decrypting.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        found.extend(system_decrypt_findings(&decrypting));
         for row in client.select(EXTENSION_SCHEMA_SQL, None, &[])? {
             found.extend(extension_schema_findings(&row.get::<String>(1)?.unwrap_or_default(), row.get(2)?.unwrap_or(false)));
         }

@@ -10,20 +10,22 @@ use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use harness::bench::{print_row, run, Operation};
-use harness::{Emulators, Sidecar};
+use harness::{Emulators, Sidecar, SidecarConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 const B64: base64::engine::general_purpose::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data"}"#;
+const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-000000000001"}"#;
 
-/// A client with one kept-alive HTTP/1.1 connection to the sidecar.
+/// A client with one kept-alive HTTP/1.1 connection to the sidecar, calling as
+/// an Edge Function does: the traveler's token, verified on every request.
 async fn sidecar_client(
     socket: std::path::PathBuf,
     path: &'static str,
     data: String,
+    bearer: String,
 ) -> anyhow::Result<Operation> {
     let stream = tokio::net::UnixStream::connect(&socket).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -34,8 +36,10 @@ async fn sidecar_client(
     Ok(Box::new(move || {
         let sender = Arc::clone(&sender);
         let body = body.clone();
+        let bearer = bearer.clone();
         Box::pin(async move {
-            let request = hyper::Request::post(path).header("host", "sidecar").body(Full::new(body))?;
+            let request =
+                hyper::Request::post(path).header("host", "sidecar").header("authorization", bearer).body(Full::new(body))?;
             let response = sender.lock().await.send_request(request).await?;
             let status = response.status();
             response.into_body().collect().await?;
@@ -51,10 +55,10 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let duration = Duration::from_secs(seconds);
     let record = [7u8; 256];
-    let sidecar = Sidecar::start().await?;
-    let encrypted = sidecar
-        .request("POST", "/v1/crypto/encrypt", Some(json!({ "data": B64.encode(record), "context": serde_json::from_str::<serde_json::Value>(CONTEXT)? })))
-        .await?;
+    let sidecar = Sidecar::start_with(SidecarConfig::traveler_crypto()?).await?;
+    let context: serde_json::Value = serde_json::from_str(CONTEXT)?;
+    let bearer = format!("Bearer {}", harness::traveler_token(context["user_id"].as_str().unwrap_or_default(), json!({})));
+    let encrypted = sidecar.crypto("encrypt", &B64.encode(record), &context).await?;
     let ciphertext = encrypted.json["data"].as_str().unwrap_or_default().to_owned();
 
     println!("\n{:<52} {:>10} {:>10} {:>10}", format!("256-byte records, {seconds} s per row"), "ops/s", "p50 µs", "p99 µs");
@@ -63,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         for clients in [1, 8, 64] {
             let socket = sidecar.socket.clone();
             let data = data.clone();
-            let result = run(clients, duration, || sidecar_client(socket.clone(), path, data.clone())).await?;
+            let result = run(clients, duration, || sidecar_client(socket.clone(), path, data.clone(), bearer.clone())).await?;
             socket_best = socket_best.max(result.ops_per_sec);
             print_row(&format!("sidecar socket, {label}, {clients} clients"), &result);
         }
