@@ -61,7 +61,9 @@ impl Database {
         // Each lease is held for a whole saga step (a Duffel order may take
         // tens of seconds): a burst of more bookings than connections waits
         // its turn, for as long as the caller of `lease` is willing to.
-        let leases = options(LEASE_WAIT_LIMIT).connect_lazy(url.expose_secret())?;
+        // The pool's own limit lies past any caller's: a caller that waited its
+        // fill hears `Ok(None)` from `lease`, never the pool's timeout error.
+        let leases = options(LEASE_WAIT_LIMIT + Duration::from_secs(5)).connect_lazy(url.expose_secret())?;
         Ok(Self { pool, leases })
     }
 

@@ -34,9 +34,28 @@ struct Turns {
 /// One admitted request; its turn is given back when this is dropped.
 #[derive(Debug)]
 pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    _presence: Presence,
+}
+
+/// A request counted as present (waiting or running); uncounted when dropped,
+/// also when the waiting request itself is dropped (its client hung up).
+#[derive(Debug)]
+struct Presence {
     gate: Arc<TravelerGate>,
     traveler: uuid::Uuid,
-    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let mut travelers = self.gate.travelers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(turns) = travelers.get_mut(&self.traveler) {
+            turns.present -= 1;
+            if turns.present == 0 {
+                travelers.remove(&self.traveler);
+            }
+        }
+    }
 }
 
 impl TravelerGate {
@@ -48,7 +67,7 @@ impl TravelerGate {
     /// Waits for a turn of `traveler`'s; `None` when too many of theirs are
     /// already running and waiting, or the wait ran out.
     pub async fn admit(self: &Arc<Self>, traveler: uuid::Uuid) -> Option<Admission> {
-        let permits = {
+        let (permits, presence) = {
             let mut travelers = self.travelers.lock().unwrap_or_else(PoisonError::into_inner);
             let turns = travelers
                 .entry(traveler)
@@ -57,31 +76,10 @@ impl TravelerGate {
                 return None;
             }
             turns.present += 1;
-            Arc::clone(&turns.permits)
+            (Arc::clone(&turns.permits), Presence { gate: Arc::clone(self), traveler })
         };
-        match tokio::time::timeout(self.policy.wait, permits.acquire_owned()).await {
-            Ok(Ok(permit)) => Some(Admission { gate: Arc::clone(self), traveler, _permit: permit }),
-            _ => {
-                self.leave(traveler);
-                None
-            }
-        }
-    }
-
-    fn leave(&self, traveler: uuid::Uuid) {
-        let mut travelers = self.travelers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(turns) = travelers.get_mut(&traveler) {
-            turns.present -= 1;
-            if turns.present == 0 {
-                travelers.remove(&traveler);
-            }
-        }
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.gate.leave(self.traveler);
+        let permit = tokio::time::timeout(self.policy.wait, permits.acquire_owned()).await.ok()?.ok()?;
+        Some(Admission { _permit: permit, _presence: presence })
     }
 }
 
@@ -109,6 +107,22 @@ mod tests {
         assert!(gate.admit(BOB).await.is_some(), "another traveler is not affected");
         drop(first);
         assert!(waiting.await.unwrap(), "the waiting request gets the turn given back");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_dropped_gives_its_place_back() {
+        let gate = gate(1, 1, 5_000);
+        let running = gate.admit(ALICE).await.unwrap();
+        let abandoned = tokio::spawn({
+            let gate = Arc::clone(&gate);
+            async move { gate.admit(ALICE).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        drop(running);
+        assert!(gate.travelers.lock().unwrap().is_empty(), "the client that hung up left no place taken");
+        assert!(gate.admit(ALICE).await.is_some());
     }
 
     #[tokio::test]

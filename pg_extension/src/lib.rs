@@ -58,11 +58,8 @@ DO $roles$
 DECLARE
   role_name text;
 BEGIN
-  -- parker_wallet_system_decrypt owns nothing: a DBA grants it to the roles that
-  -- may decrypt any traveler's records through wallet.decrypt (see docs/sidecar.md).
   FOREACH role_name IN ARRAY ARRAY['parker_wallet_auditor', 'parker_wallet_scorer', 'parker_wallet_flag_reader',
-                                   'parker_wallet_lookup', 'parker_wallet_event_recorder',
-                                   'parker_wallet_system_decrypt'] LOOP
+                                   'parker_wallet_lookup', 'parker_wallet_event_recorder'] LOOP
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) role_name) THEN
       EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', role_name);
     ELSIF EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r
@@ -78,6 +75,28 @@ BEGIN
   END LOOP;
 END
 $roles$;
+
+-- parker_wallet_system_decrypt owns nothing: a DBA grants it to the roles that may
+-- decrypt any traveler's records through wallet.decrypt (docs/sidecar.md). Its
+-- members are those grants, kept across DROP and CREATE EXTENSION (roles belong to
+-- the cluster): named here, not refused; security_report flags API roles among them.
+DO $system_decrypt$
+DECLARE
+  member_name text;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'parker_wallet_system_decrypt') THEN
+    CREATE ROLE parker_wallet_system_decrypt NOLOGIN NOINHERIT;
+  END IF;
+  ALTER ROLE parker_wallet_system_decrypt NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT;
+  FOR member_name IN
+    SELECT pg_catalog.pg_get_userbyid(m.member) FROM pg_catalog.pg_auth_members m
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid
+     WHERE r.rolname OPERATOR(pg_catalog.=) 'parker_wallet_system_decrypt'
+  LOOP
+    RAISE NOTICE 'role % may decrypt every traveler''s records (a member of parker_wallet_system_decrypt)', member_name;
+  END LOOP;
+END
+$system_decrypt$;
 
 GRANT USAGE ON SCHEMA wallet TO PUBLIC;
 -- Attaching a trigger needs EXECUTE on its function, so nobody else can attach the

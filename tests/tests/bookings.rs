@@ -197,7 +197,7 @@ async fn a_booking_is_authorized_then_ordered_then_captured_exactly_once() -> an
     // The passengers are sealed at rest, and the traveler reads the row under RLS.
     let mut admin = b.db.admin().await?;
     let sealed: Vec<u8> = sqlx::query_scalar("SELECT passengers_sealed FROM booking_charges WHERE id = $1::uuid").bind(&id).fetch_one(&mut admin).await?;
-    assert_eq!(sealed[0], 2, "an envelope record, version 2");
+    assert_eq!(sealed[0], 3, "an envelope record, version 3 (bound to its row)");
     assert!(!String::from_utf8_lossy(&sealed).contains("Lovelace"));
     let stranger = traveler_token(&uuid::Uuid::new_v4().to_string(), json!({}));
     let hidden = call(b.sidecar(), "GET", &format!("/v1/bookings/{id}"), &stranger, None, None).await?;

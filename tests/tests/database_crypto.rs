@@ -99,15 +99,31 @@ async fn wallet_decrypt_is_bound_to_who_asks(template: Template) -> anyhow::Resu
     assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{template}, no traveler in the session: {error}");
     drop(tx);
 
-    sqlx::raw_sql("GRANT parker_wallet_system_decrypt TO authenticated").execute(&mut superuser).await?;
-    let mut tx = as_traveler(&mut conn, "").await?;
-    let bobs: String = sqlx::query_scalar(decrypt).bind(&sealed[1]).bind(context_of(BOB)).fetch_one(&mut *tx).await?;
-    assert_eq!(bobs, format!("card of {BOB}"), "{template}: system decryption, granted explicitly");
+    // System decryption, granted explicitly to a role of its own (roles are the
+    // cluster's: a throwaway one, so other tests' databases never see the grant).
+    let system = format!("pw_test_system_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {system} NOLOGIN; GRANT {system} TO {login};
+         GRANT EXECUTE ON FUNCTION wallet.decrypt(bytea, jsonb) TO {system};
+         GRANT parker_wallet_system_decrypt TO {system};",
+        login = harness::TRAVELER_LOGIN,
+    ))
+    .execute(&mut superuser)
+    .await?;
+    let mut tx = harness::as_role(&mut conn, &system, "").await?;
+    let bobs = sqlx::query_scalar::<_, String>(decrypt).bind(&sealed[1]).bind(context_of(BOB)).fetch_one(&mut *tx).await;
     drop(tx);
-    // Granted to an API role, it is a finding of the security lint.
+    sqlx::raw_sql(&format!("DROP OWNED BY {system}; DROP ROLE {system};")).execute(&mut superuser).await?;
+    assert_eq!(bobs?, format!("card of {BOB}"), "{template}: system decryption, granted explicitly");
+
+    // Granted to an API role, it is a finding of the security lint (seen only
+    // inside this transaction, rolled back).
+    let mut tx = sqlx::Connection::begin(&mut superuser).await?;
+    sqlx::raw_sql("GRANT parker_wallet_system_decrypt TO authenticated").execute(&mut *tx).await?;
     let codes: Vec<String> = sqlx::query_scalar("SELECT code FROM wallet.security_report() WHERE object_name = 'authenticated'")
-        .fetch_all(&mut superuser)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.rollback().await?;
     assert_eq!(codes, ["system_decrypt_for_api_role"], "{template}");
     Ok(())
 }

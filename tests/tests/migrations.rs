@@ -99,7 +99,39 @@ async fn the_shim_leaves_an_existing_auth_schema_alone() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Client secrets stored before the sidecar redacted them are redacted by 0009;
+/// the rest of each record stays.
+async fn client_secrets_stored_earlier_are_redacted(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::empty_on(template).await?;
+    let mut conn = db.admin().await?;
+    sqlx::raw_sql("CREATE EXTENSION parker_wallet").execute(&mut conn).await?;
+    let migrator = Migrator::from_dir(&migrations_dir())?;
+    migrator.up(&mut conn, Some(8)).await?;
+    let user = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO auth.users (id) VALUES ($1)").bind(user).execute(&mut conn).await?;
+    let mut superuser = db.superuser().await?;
+    sqlx::raw_sql(&format!(
+        r#"INSERT INTO public.stripe_events (id, type, payload) VALUES ('evt_old', 'setup_intent.created',
+             '{{"data": {{"object": {{"id": "seti_1", "client_secret": "seti_1_secret_abc", "note": "say \"hi\""}}}}}}');
+           INSERT INTO public.idempotency_keys (user_id, key, route, request_fingerprint, state, response_status, response_body)
+             VALUES ('{user}', 'k', 'POST /v1/wallet/setup-intents', '\x00', 'completed', 200,
+                     '{{"setup_intent_id": "seti_1", "client_secret": "seti_1_secret_abc"}}');"#
+    ))
+    .execute(&mut superuser)
+    .await?;
+    assert_eq!(migrator.up(&mut conn, None).await?, [9]);
+    let (event, answer): (serde_json::Value, serde_json::Value) = sqlx::query_as(
+        "SELECT (SELECT payload FROM public.stripe_events), (SELECT response_body FROM public.idempotency_keys)",
+    )
+    .fetch_one(&mut superuser)
+    .await?;
+    assert_eq!(event["data"]["object"], serde_json::json!({ "id": "seti_1", "client_secret": "[redacted]", "note": "say \"hi\"" }), "{template}");
+    assert_eq!(answer, serde_json::json!({ "setup_intent_id": "seti_1", "client_secret": "[redacted]" }), "{template}");
+    Ok(())
+}
+
 harness::on_both_templates!(
+    client_secrets_stored_earlier_are_redacted,
     up_down_up_leaves_no_drift,
     each_step_down_and_up_again_restores_the_schema,
     migrations_refuse_to_run_without_the_extension,

@@ -141,13 +141,13 @@ impl EnvelopeCrypto {
             .is_ok_and(|refused| refused.contains(key_ref, key_epoch, wrapped, &self.policy, Instant::now()));
         if refused_lately {
             Metrics::add(&self.metrics.records_refused_before_kms);
-            return Err(KeyError::Rejected("refused by the key provider earlier; not asked again yet".into()).into());
+            return Err(KeyError::Invalid("refused by the key provider earlier; not asked again yet".into()).into());
         }
         Metrics::add(&self.metrics.kms_decrypt_calls);
         let plaintext = match self.provider.decrypt_data_key(key_ref, wrapped, &KmsContext { key_epoch }).await {
             Ok(plaintext) => plaintext,
             Err(error) => {
-                if matches!(error, KeyError::Rejected(_)) {
+                if matches!(error, KeyError::Invalid(_)) {
                     if let Ok(mut refused) = self.refused.lock() {
                         refused.insert(key_ref, key_epoch, wrapped, &self.policy, Instant::now());
                     }
@@ -169,7 +169,11 @@ impl EnvelopeCrypto {
         if self.schedule.retired_key_refs.contains(key_ref) {
             return Ok(());
         }
-        let (current, _) = self.encryption_key_identity().await?;
+        let current = match self.provider.configured_key_ref() {
+            Some(configured) => configured,
+            // An alias: the key's ARN is learned from the data key used for encryption.
+            None => self.encryption_key_identity().await?.0,
+        };
         if current == key_ref {
             Ok(())
         } else {
@@ -361,7 +365,7 @@ mod tests {
         let record = forged(envelope.key_ref, 1, &wrapped);
         let calls = metrics.kms_calls();
         for _ in 0..5 {
-            assert!(matches!(crypto.decrypt(&record, &context(ALICE, "t")).await, Err(CryptoError::Key(KeyError::Rejected(_)))));
+            assert!(matches!(crypto.decrypt(&record, &context(ALICE, "t")).await, Err(CryptoError::Key(KeyError::Invalid(_)))));
         }
         assert_eq!(metrics.kms_calls(), calls + 1, "one provider call, then the refusal is remembered");
     }

@@ -135,7 +135,7 @@ impl ApiError {
             Self::Crypto(CryptoError::DecryptFailed) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "decryption_failed", "Decryption failed")
             }
-            Self::Crypto(CryptoError::Key(KeyError::Rejected(_))) => {
+            Self::Crypto(CryptoError::Key(KeyError::Rejected(_) | KeyError::Invalid(_))) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "key_rejected", "The key provider refused the data key")
             }
             Self::Crypto(CryptoError::Key(KeyError::Unavailable(_))) => {

@@ -34,10 +34,11 @@ fn call(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>)
 }
 
 /// The current role, when it is a member (directly or not) of the system
-/// decryption role.
+/// decryption role (which a database still at 0.2.0 does not have yet).
 fn system_decrypt_role() -> Option<String> {
     let query = format!(
-        "SELECT CASE WHEN pg_catalog.pg_has_role('{SYSTEM_DECRYPT_ROLE}', 'MEMBER') THEN current_user::text END"
+        "SELECT CASE WHEN pg_catalog.to_regrole('{SYSTEM_DECRYPT_ROLE}') IS NULL THEN NULL
+                     WHEN pg_catalog.pg_has_role('{SYSTEM_DECRYPT_ROLE}', 'MEMBER') THEN current_user::text END"
     );
     Spi::get_one::<String>(&query).ok().flatten()
 }

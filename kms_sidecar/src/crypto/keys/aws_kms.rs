@@ -47,6 +47,8 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(error
             match code {
                 "DependencyTimeoutException" | "KMSInternalException" | "ThrottlingException"
                 | "LimitExceededException" => KeyError::Unavailable(detail),
+                // About these bytes, not the key: the only refusals worth remembering.
+                "InvalidCiphertextException" | "IncorrectKeyException" => KeyError::Invalid(detail),
                 _ => KeyError::Rejected(detail),
             }
         }
@@ -128,11 +130,15 @@ impl KeyProvider for AwsKms {
             .map_err(classify)?;
         let plain = output.plaintext().ok_or_else(|| KeyError::Unavailable("no plaintext key returned".into()))?;
         if plain.as_ref().len() != 32 {
-            return Err(KeyError::Rejected("unwrapped key has the wrong length".into()));
+            return Err(KeyError::Invalid("unwrapped key has the wrong length".into()));
         }
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(plain.as_ref());
         Ok(key)
+    }
+
+    fn configured_key_ref(&self) -> Option<String> {
+        (self.key_id.starts_with("arn:") && self.key_id.contains(":key/")).then(|| self.key_id.clone())
     }
 
     /// A data key round trip: exactly the permissions the sidecar has, no more

@@ -126,21 +126,25 @@ impl KeyProvider for LocalKeyring {
             .map(|(_, cipher)| cipher)
             .ok_or_else(|| KeyError::Rejected(format!("unknown key {key_ref}")))?;
         if wrapped.len() < 12 + 16 {
-            return Err(KeyError::Rejected("wrapped key too short".into()));
+            return Err(KeyError::Invalid("wrapped key too short".into()));
         }
         let (nonce, sealed) = wrapped.split_at(12);
         let aad = Self::aad(context);
         let plain = Zeroizing::new(
             cipher
                 .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
-                .map_err(|_| KeyError::Rejected("wrapped key or context does not match".into()))?,
+                .map_err(|_| KeyError::Invalid("wrapped key or context does not match".into()))?,
         );
         let mut key = Zeroizing::new([0u8; 32]);
         if plain.len() != 32 {
-            return Err(KeyError::Rejected("unwrapped key has the wrong length".into()));
+            return Err(KeyError::Invalid("unwrapped key has the wrong length".into()));
         }
         key.copy_from_slice(&plain);
         Ok(key)
+    }
+
+    fn configured_key_ref(&self) -> Option<String> {
+        self.keys.first().map(|(id, _)| Self::key_ref(id))
     }
 
     async fn check(&self) -> Result<(), KeyError> {
@@ -166,11 +170,11 @@ mod tests {
         assert_eq!(unwrapped.as_ref(), key.plaintext.as_ref());
         assert!(matches!(
             again.decrypt_data_key(&key.key_ref, &key.wrapped, &KmsContext { key_epoch: 2 }).await,
-            Err(KeyError::Rejected(_))
+            Err(KeyError::Invalid(_))
         ));
         let mut tampered = key.wrapped.clone();
         tampered[20] ^= 1;
-        assert!(matches!(again.decrypt_data_key(&key.key_ref, &tampered, &context).await, Err(KeyError::Rejected(_))));
+        assert!(matches!(again.decrypt_data_key(&key.key_ref, &tampered, &context).await, Err(KeyError::Invalid(_))));
         assert!(matches!(
             again.decrypt_data_key("local:unknown", &key.wrapped, &context).await,
             Err(KeyError::Rejected(_))

@@ -54,10 +54,14 @@ impl std::fmt::Debug for GeneratedKey {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// The provider refused: wrong context, tampered or foreign wrapped key,
-    /// unknown or disabled key. Never retried.
+    /// The provider refused to use the key at all: unknown, disabled or
+    /// inaccessible key. Never retried; may change when the key does.
     #[error("the key provider refused the data key: {0}")]
     Rejected(String),
+    /// The wrapped key is not one the key wrapped under this context: tampered,
+    /// forged or moved. Final for these bytes (the refusal is remembered).
+    #[error("the key provider says the wrapped key is not valid: {0}")]
+    Invalid(String),
     /// The provider could not be reached or failed; the request may be retried.
     #[error("the key provider is unavailable: {0}")]
     Unavailable(String),
@@ -76,6 +80,11 @@ pub trait KeyProvider: Send + Sync {
         wrapped: &[u8],
         context: &KmsContext,
     ) -> Result<DataKeyBytes, KeyError>;
+
+    /// The key reference records get, when the configuration names it
+    /// outright (a key ARN, a local key); `None` for an alias, whose key only
+    /// a data key's generation reveals.
+    fn configured_key_ref(&self) -> Option<String>;
 
     /// Whether the provider is usable now (for /readyz).
     async fn check(&self) -> Result<(), KeyError>;
