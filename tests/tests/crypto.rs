@@ -68,6 +68,7 @@ async fn the_crypto_routes_are_no_decryption_oracle() -> anyhow::Result<()> {
     let sidecar = Sidecar::start_with(SidecarConfig {
         extra: format!("[auth]\naudience = \"authenticated\"\n\n[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"edge\"\n"),
         env: vec![("PW_JWT_SECRET".into(), harness::JWT_SECRET.into()), ("PW_SERVICE_TOKEN".into(), "svc-token".into())],
+        admin_port: None,
         ..SidecarConfig::traveler_crypto()?
     })
     .await?;

@@ -1,7 +1,7 @@
 //! The sidecar's database connection over TLS: a throwaway cluster that refuses
-//! plain connections and presents a self-signed certificate; `sslmode=require`
-//! and `verify-full` (with that certificate as the root) connect, a plain
-//! connection and a `verify-full` against another root are refused.
+//! plain connections and presents a certificate from a self-signed test CA;
+//! `sslmode=require` and `verify-full` (with that CA as the root) connect, a
+//! plain connection and a `verify-full` against another CA are refused.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,12 +22,24 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, and its key.
-fn self_signed(dir: &Path, name: &str) -> anyhow::Result<()> {
+/// A self-signed certificate authority `{name}-ca` (webpki, rightly, refuses a
+/// CA certificate presented as the server's own).
+fn authority(dir: &Path, name: &str) -> anyhow::Result<()> {
     run(Command::new("openssl").current_dir(dir).args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout", &format!("{name}.key"), "-out", &format!("{name}.crt"),
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &format!("/CN={name}-ca"),
+        "-keyout", &format!("{name}-ca.key"), "-out", &format!("{name}-ca.crt"),
+    ]))
+}
+
+/// The server's key and certificate for `localhost` and 127.0.0.1, signed by `test-ca`.
+fn server_certificate(dir: &Path) -> anyhow::Result<()> {
+    run(Command::new("openssl").current_dir(dir).args([
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr",
+    ]))?;
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")?;
+    run(Command::new("openssl").current_dir(dir).args([
+        "x509", "-req", "-in", "server.csr", "-CA", "test-ca.crt", "-CAkey", "test-ca.key", "-CAcreateserial",
+        "-days", "1", "-extfile", "server.ext", "-out", "server.crt",
     ]))
 }
 
@@ -36,8 +48,9 @@ impl TlsCluster {
         let bin = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
         let dir = tempfile::Builder::new().prefix("pw-tls-").tempdir()?;
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        self_signed(dir.path(), "server")?;
-        self_signed(dir.path(), "stranger")?;
+        authority(dir.path(), "test")?;
+        authority(dir.path(), "stranger")?;
+        server_certificate(dir.path())?;
         run(Command::new("chown").arg("postgres").arg(dir.path()).arg(dir.path().join("server.key")))?;
         let data = dir.path().join("data");
         let as_postgres = |program: &str| {
@@ -86,8 +99,8 @@ async fn the_database_connection_speaks_tls_and_verifies_the_server() -> anyhow:
     }
     kms_sidecar::payments::ensure_tls_provider();
     let cluster = TlsCluster::start()?;
-    let root = cluster.dir.path().join("server.crt");
-    let stranger = cluster.dir.path().join("stranger.crt");
+    let root = cluster.dir.path().join("test-ca.crt");
+    let stranger = cluster.dir.path().join("stranger-ca.crt");
     for params in ["sslmode=require".to_owned(), format!("sslmode=verify-full&sslrootcert={}", root.display())] {
         let database = Database::connect_lazy(&cluster.url(&params), 1)?;
         database.check().await.map_err(|e| anyhow::anyhow!("{params}: {e}"))?;

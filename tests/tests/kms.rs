@@ -2,7 +2,7 @@
 //! every tampering fails closed, and data keys are cached and retired.
 
 use base64::Engine;
-use harness::{Emulators, Sidecar, SidecarConfig};
+use harness::{Emulators, Sidecar};
 use hyper::StatusCode;
 use kms_sidecar::crypto::format;
 use serde_json::json;
@@ -126,11 +126,9 @@ async fn ten_thousand_encryptions_take_a_handful_of_kms_calls() -> anyhow::Resul
 async fn after_the_maximum_age_a_new_data_key_is_used() -> anyhow::Result<()> {
     let emulators = Emulators::from_env()?;
     let (alias, _) = emulators.create_kms_key().await?;
-    let sidecar = Sidecar::start_with(SidecarConfig {
-        extra: "[cache]\nmax_age_secs = 1\n".into(),
-        ..emulators.kms_sidecar_config(&alias)?
-    })
-    .await?;
+    let mut config = emulators.kms_sidecar_config(&alias)?;
+    config.extra.push_str("\n[cache]\nmax_age_secs = 1\n");
+    let sidecar = Sidecar::start_with(config).await?;
     let wrapped = |response: &harness::Response| -> anyhow::Result<Vec<u8>> {
         let record = B64.decode(response.json["data"].as_str().unwrap_or_default())?;
         Ok(format::parse(&record)?.wrapped_key.to_vec())

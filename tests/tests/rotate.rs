@@ -73,7 +73,11 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
     .execute(&mut conn)
     .await?;
 
-    let old_config = emulators.kms_sidecar_config(&old_alias)?;
+    // rotate-keys reads the sidecars' own files: no admin port (its token is the harness's).
+    let kms_config = |alias: &str| -> anyhow::Result<SidecarConfig> {
+        Ok(SidecarConfig { admin_port: None, ..emulators.kms_sidecar_config(alias)? })
+    };
+    let old_config = kms_config(&old_alias)?;
     let old = Sidecar::start_with(old_config.clone()).await?;
     for n in 0..ROWS_PER_COLUMN {
         for sealed in SEALED_COLUMNS {
@@ -110,7 +114,7 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
     drop(old);
 
     // A new KMS key; the old one listed as retired while the records move.
-    let mut moving = emulators.kms_sidecar_config(&new_alias)?;
+    let mut moving = kms_config(&new_alias)?;
     moving.keys = format!("retired_key_refs = [\"{old_arn}\"]\nepoch = 2\n{}", moving.keys);
     let during = Sidecar::start_with(moving.clone()).await?;
     read_everything(&during, &db).await?;
@@ -122,7 +126,7 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
 
     // The old key retired: everything reads; a record still under it does not,
     // and KMS is not asked about it.
-    let mut retired = emulators.kms_sidecar_config(&new_alias)?;
+    let mut retired = kms_config(&new_alias)?;
     retired.keys = format!("epoch = 2\n{}", retired.keys);
     let after = Sidecar::start_with(retired).await?;
     read_everything(&after, &db).await?;
