@@ -69,6 +69,44 @@ pub struct JwtVerifier {
     /// Supabase Auth's `iss`, when the project's is configured: travelers'
     /// tokens must name it.
     issuer: Option<String>,
+    verified: VerifiedTokens,
+}
+
+/// Travelers' tokens verified lately, by their exact text. The same bytes
+/// verify the same way until `exp` (plus leeway) passes, so a hit skips the
+/// signature and claims work, not the expiry: an entry lives until the token's
+/// expiry or `VERIFIED_FOR`, whichever comes first. Bounded by `MAX_VERIFIED`.
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: std::sync::Mutex<HashMap<String, (Traveler, u64)>>,
+}
+
+const VERIFIED_FOR_SECS: u64 = 60;
+const MAX_VERIFIED: usize = 10_000;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: u64) -> Option<Traveler> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(token).filter(|(_, until)| now < *until).map(|(traveler, _)| traveler.clone())
+    }
+
+    fn insert(&self, token: &str, traveler: &Traveler, now: u64) {
+        let Some(expires) = traveler.claims["exp"].as_u64() else { return };
+        let until = (expires + LEEWAY_SECS).min(now + VERIFIED_FOR_SECS);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_VERIFIED {
+                entries.retain(|_, (_, until)| now < *until);
+                if entries.len() >= MAX_VERIFIED {
+                    entries.clear();
+                }
+            }
+            entries.insert(token.to_owned(), (traveler.clone(), until));
+        }
+    }
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -113,7 +151,13 @@ impl JwtVerifier {
         if secret.is_none() && keys.is_empty() {
             return Err("neither a JWT secret nor a JWKS key is configured".into());
         }
-        Ok(Self { secret, jwks: keys, audience: audience.to_owned(), issuer: issuer.map(str::to_owned) })
+        Ok(Self {
+            secret,
+            jwks: keys,
+            audience: audience.to_owned(),
+            issuer: issuer.map(str::to_owned),
+            verified: VerifiedTokens::default(),
+        })
     }
 
     /// The token from an `Authorization` header value.
@@ -126,6 +170,16 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Traveler, AuthError> {
+        let now = unix_now();
+        if let Some(traveler) = self.verified.get(token, now) {
+            return Ok(traveler);
+        }
+        let traveler = self.verify_afresh(token)?;
+        self.verified.insert(token, &traveler, now);
+        Ok(traveler)
+    }
+
+    fn verify_afresh(&self, token: &str) -> Result<Traveler, AuthError> {
         let claims = self.decode(token, true)?;
         let parsed: Claims = serde_json::from_value(claims.clone()).map_err(|_| AuthError::Malformed)?;
         if parsed.role.as_deref() != Some("authenticated") {
@@ -294,6 +348,30 @@ mod tests {
         assert_eq!(verifier().verify_service(&traveler), Err(AuthError::WrongRole));
         let forged = token(json!({"role": "service_role", "exp": now() + 600}), "another-secret-of-at-least-32-characters!!");
         assert_eq!(verifier().verify_service(&forged), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_its_expiry_at_most_a_minute() {
+        let verified = VerifiedTokens::default();
+        let now = 1_000_000;
+        let traveler = |exp: u64| Traveler { user_id: uuid::Uuid::nil(), claims: json!({ "exp": exp }) };
+        verified.insert("short", &traveler(now + 10), now);
+        verified.insert("long", &traveler(now + 3_600), now);
+        assert!(verified.get("short", now + 10 + LEEWAY_SECS - 1).is_some(), "within exp and leeway");
+        assert!(verified.get("short", now + 10 + LEEWAY_SECS).is_none(), "expired");
+        assert!(verified.get("long", now + VERIFIED_FOR_SECS - 1).is_some());
+        assert!(verified.get("long", now + VERIFIED_FOR_SECS).is_none(), "verified afresh after a minute");
+        assert!(verified.get("shorT", now).is_none(), "other bytes are another token");
+    }
+
+    #[test]
+    fn a_cached_token_still_refuses_forgeries_of_it() {
+        let verifier = verifier();
+        let good = token(valid(), SECRET);
+        assert!(verifier.verify(&good).is_ok());
+        assert!(verifier.verify(&good).is_ok(), "served from the cache");
+        let forged = format!("{}x", good);
+        assert!(verifier.verify(&forged).is_err(), "other bytes are verified afresh");
     }
 
     #[test]

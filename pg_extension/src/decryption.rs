@@ -6,6 +6,8 @@
 
 /// The role a DBA grants for system decryption (created by the extension).
 pub const SYSTEM_DECRYPT_ROLE: &str = "parker_wallet_system_decrypt";
+/// The same, for the catalog lookup.
+pub const SYSTEM_DECRYPT_ROLE_C: &std::ffi::CStr = c"parker_wallet_system_decrypt";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Attestation {
@@ -82,6 +84,11 @@ mod tests {
 
     fn id(text: &str) -> Option<uuid::Uuid> {
         uuid::Uuid::parse_str(text).ok()
+    }
+
+    #[test]
+    fn both_spellings_of_the_role_agree() {
+        assert_eq!(SYSTEM_DECRYPT_ROLE_C.to_str(), Ok(SYSTEM_DECRYPT_ROLE));
     }
 
     #[test]

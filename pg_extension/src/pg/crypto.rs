@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::raise;
 use super::settings::{SIDECAR_SOCKET, SIDECAR_TIMEOUT_MS};
-use crate::decryption::{self, Attestation, SYSTEM_DECRYPT_ROLE};
+use crate::decryption::{self, Attestation, SYSTEM_DECRYPT_ROLE_C};
 use crate::sidecar::{self, SidecarError};
 
 fn socket_path() -> PathBuf {
@@ -33,14 +33,23 @@ fn call(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>)
     })
 }
 
-/// The current role, when it is a member (directly or not) of the system
-/// decryption role (which a database still at 0.2.0 does not have yet).
+/// The current role, when it is a member (directly or not; superusers are
+/// members of every role) of the system decryption role, which a database
+/// still at 0.2.0 does not have yet. Catalog-cache lookups, not a query: this
+/// runs on every system decryption.
 fn system_decrypt_role() -> Option<String> {
-    let query = format!(
-        "SELECT CASE WHEN pg_catalog.to_regrole('{SYSTEM_DECRYPT_ROLE}') IS NULL THEN NULL
-                     WHEN pg_catalog.pg_has_role('{SYSTEM_DECRYPT_ROLE}', 'MEMBER') THEN current_user::text END"
-    );
-    Spi::get_one::<String>(&query).ok().flatten()
+    // SAFETY: called from a SQL function, so inside a transaction with the
+    // catalog caches available; the name is copied before the palloc'd string
+    // could be freed.
+    unsafe {
+        let role = pg_sys::get_role_oid(SYSTEM_DECRYPT_ROLE_C.as_ptr(), true);
+        let current = pg_sys::GetUserId();
+        if role == pg_sys::InvalidOid || !pg_sys::is_member_of_role(current, role) {
+            return None;
+        }
+        let name = pg_sys::GetUserNameFromId(current, false);
+        Some(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
 }
 
 /// Who this call is for, or an insufficient_privilege error before any byte
