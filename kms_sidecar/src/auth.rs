@@ -78,7 +78,7 @@ pub struct JwtVerifier {
 /// expiry or `VERIFIED_FOR`, whichever comes first. Bounded by `MAX_VERIFIED`.
 #[derive(Default)]
 struct VerifiedTokens {
-    entries: std::sync::Mutex<HashMap<String, (Traveler, u64)>>,
+    entries: std::sync::Mutex<HashMap<String, (std::sync::Arc<Traveler>, u64)>>,
 }
 
 const VERIFIED_FOR_SECS: u64 = 60;
@@ -89,12 +89,12 @@ fn unix_now() -> u64 {
 }
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Traveler> {
+    fn get(&self, token: &str, now: u64) -> Option<std::sync::Arc<Traveler>> {
         let entries = self.entries.lock().ok()?;
-        entries.get(token).filter(|(_, until)| now < *until).map(|(traveler, _)| traveler.clone())
+        entries.get(token).filter(|(_, until)| now < *until).map(|(traveler, _)| std::sync::Arc::clone(traveler))
     }
 
-    fn insert(&self, token: &str, traveler: &Traveler, now: u64) {
+    fn insert(&self, token: &str, traveler: &std::sync::Arc<Traveler>, now: u64) {
         let Some(expires) = traveler.claims["exp"].as_u64() else { return };
         let until = (expires + LEEWAY_SECS).min(now + VERIFIED_FOR_SECS);
         if let Ok(mut entries) = self.entries.lock() {
@@ -104,7 +104,7 @@ impl VerifiedTokens {
                     entries.clear();
                 }
             }
-            entries.insert(token.to_owned(), (traveler.clone(), until));
+            entries.insert(token.to_owned(), (std::sync::Arc::clone(traveler), until));
         }
     }
 }
@@ -170,11 +170,20 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Traveler, AuthError> {
+        self.verified_traveler(token).map(|traveler| (*traveler).clone())
+    }
+
+    /// The traveler's id only: what the crypto routes need, without copying claims.
+    pub fn verify_subject(&self, token: &str) -> Result<uuid::Uuid, AuthError> {
+        self.verified_traveler(token).map(|traveler| traveler.user_id)
+    }
+
+    fn verified_traveler(&self, token: &str) -> Result<std::sync::Arc<Traveler>, AuthError> {
         let now = unix_now();
         if let Some(traveler) = self.verified.get(token, now) {
             return Ok(traveler);
         }
-        let traveler = self.verify_afresh(token)?;
+        let traveler = std::sync::Arc::new(self.verify_afresh(token)?);
         self.verified.insert(token, &traveler, now);
         Ok(traveler)
     }
@@ -354,7 +363,7 @@ mod tests {
     fn a_verified_token_is_remembered_until_its_expiry_at_most_a_minute() {
         let verified = VerifiedTokens::default();
         let now = 1_000_000;
-        let traveler = |exp: u64| Traveler { user_id: uuid::Uuid::nil(), claims: json!({ "exp": exp }) };
+        let traveler = |exp: u64| std::sync::Arc::new(Traveler { user_id: uuid::Uuid::nil(), claims: json!({ "exp": exp }) });
         verified.insert("short", &traveler(now + 10), now);
         verified.insert("long", &traveler(now + 3_600), now);
         assert!(verified.get("short", now + 10 + LEEWAY_SECS - 1).is_some(), "within exp and leeway");
