@@ -91,7 +91,7 @@ fn catalog_findings(schemas: Vec<String>) -> Vec<Finding> {
     let roles: Vec<String> = API_ROLES.iter().map(|r| (*r).to_owned()).collect();
     let more = Spi::connect(|client| {
         let mut found = Vec::new();
-        for row in client.select(FUNCTION_FACTS_SQL, None, &[schemas.clone().into(), roles.into()])? {
+        for row in client.select(FUNCTION_FACTS_SQL, None, &[schemas.clone().into(), roles.clone().into()])? {
             let function = FunctionFacts {
                 name: row.get(1)?.unwrap_or_default(),
                 security_definer: row.get(2)?.unwrap_or(false),
@@ -125,9 +125,8 @@ fn catalog_findings(schemas: Vec<String>) -> Vec<Finding> {
             memberships.push((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
         }
         found.extend(definer_role_findings(&memberships));
-        let api_roles: Vec<String> = API_ROLES.iter().map(|r| (*r).to_owned()).collect();
         let mut decrypting = Vec::new();
-        for row in client.select(SYSTEM_DECRYPT_MEMBERS_SQL, None, &[api_roles.into()])? {
+        for row in client.select(SYSTEM_DECRYPT_MEMBERS_SQL, None, &[roles.clone().into()])? {
             decrypting.push(row.get::<String>(1)?.unwrap_or_default());
         }
         found.extend(system_decrypt_findings(&decrypting));
