@@ -96,86 +96,47 @@ fn default_epoch() -> u32 {
     1
 }
 
+/// Every table below is optional, and so is each of its settings: what is
+/// not given is the `Default`, which the docs' sample configuration shows.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
-    #[serde(default = "default_max_age_secs")]
     pub max_age_secs: u64,
-    #[serde(default = "default_max_messages")]
     pub max_messages: u64,
-    #[serde(default = "default_max_entries")]
     pub max_entries: usize,
-}
-
-fn default_max_age_secs() -> u64 {
-    300
-}
-fn default_max_messages() -> u64 {
-    100_000
-}
-fn default_max_entries() -> usize {
-    1_000
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { max_age_secs: default_max_age_secs(), max_messages: default_max_messages(), max_entries: default_max_entries() }
+        Self { max_age_secs: 300, max_messages: 100_000, max_entries: 1_000 }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Wallet and booking requests of one traveler running at once (each may
     /// hold a pooled connection); keep it well below `database.max_connections`.
-    #[serde(default = "default_per_traveler_requests")]
     pub per_traveler_requests: usize,
     /// More of one traveler's requests wait their turn, holding no connection...
-    #[serde(default = "default_per_traveler_queue")]
     pub per_traveler_queue: usize,
     /// ...for at most this long; beyond either, 429 `too_many_requests`.
-    #[serde(default = "default_per_traveler_wait_secs")]
     pub per_traveler_wait_secs: u64,
-}
-
-fn default_max_body_bytes() -> usize {
-    64 * 1024
-}
-
-fn default_per_traveler_requests() -> usize {
-    2
-}
-
-fn default_per_traveler_queue() -> usize {
-    32
-}
-
-fn default_per_traveler_wait_secs() -> u64 {
-    30
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_body_bytes: default_max_body_bytes(),
-            per_traveler_requests: default_per_traveler_requests(),
-            per_traveler_queue: default_per_traveler_queue(),
-            per_traveler_wait_secs: default_per_traveler_wait_secs(),
-        }
+        Self { max_body_bytes: 64 * 1024, per_traveler_requests: 2, per_traveler_queue: 32, per_traveler_wait_secs: 30 }
     }
 }
 
 /// Which peer uids belong to which caller class.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CallerMap {
-    #[serde(default)]
     pub database: Vec<u32>,
-    #[serde(default)]
     pub edge: Vec<u32>,
-    #[serde(default)]
     pub admin: Vec<u32>,
 }
 
@@ -190,22 +151,22 @@ impl CallerMap {
 
 /// The wallet database (its URL is the secret `PW_DATABASE_URL`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    #[serde(default = "default_pool_size")]
     pub max_connections: u32,
 }
 
-fn default_pool_size() -> u32 {
-    8
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { max_connections: 8 }
+    }
 }
 
 /// How travelers' JWTs are verified: the project secret `PW_JWT_SECRET` (HS256)
 /// and/or a JWKS file for Supabase's asymmetric keys.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
-    #[serde(default = "default_audience")]
     pub audience: String,
     pub jwks_file: Option<PathBuf>,
     /// Supabase Auth's issuer (`https://<project>.supabase.co/auth/v1`): when
@@ -213,113 +174,77 @@ pub struct AuthSettings {
     pub issuer: Option<String>,
 }
 
-fn default_audience() -> String {
-    "authenticated".to_owned()
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { audience: "authenticated".to_owned(), jwks_file: None, issuer: None }
+    }
 }
 
 /// Stripe (its secret key is `PW_STRIPE_SECRET_KEY`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StripeSettings {
     /// Another API base than Stripe's (an emulator in tests).
     pub api_base: Option<String>,
-    #[serde(default = "default_stripe_timeout_ms")]
     pub timeout_ms: u64,
     /// How far a webhook's signed timestamp may be from now.
-    #[serde(default = "default_webhook_tolerance")]
     pub webhook_tolerance_secs: i64,
 }
 
-fn default_webhook_tolerance() -> i64 {
-    300
-}
-
-fn default_stripe_timeout_ms() -> u64 {
-    10_000
+impl Default for StripeSettings {
+    fn default() -> Self {
+        Self { api_base: None, timeout_ms: 10_000, webhook_tolerance_secs: 300 }
+    }
 }
 
 /// Duffel (its access token is `PW_DUFFEL_ACCESS_TOKEN`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DuffelSettings {
-    #[serde(default = "default_duffel_base")]
     pub api_base: String,
-    #[serde(default = "default_duffel_timeout_ms")]
     pub timeout_ms: u64,
 }
 
-fn default_duffel_base() -> String {
-    "https://api.duffel.com".to_owned()
-}
-
-fn default_duffel_timeout_ms() -> u64 {
-    30_000
+impl Default for DuffelSettings {
+    fn default() -> Self {
+        Self { api_base: "https://api.duffel.com".to_owned(), timeout_ms: 30_000 }
+    }
 }
 
 /// The booking saga's policy.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct BookingSettings {
     /// The page where a traveler completes 3-D Secure; `{booking_id}` is
     /// replaced. Sent in the outbox email: it carries the booking, never a secret.
-    #[serde(default = "default_authentication_url")]
     pub authentication_url: String,
     /// How long an authorization may wait for capture. Visa's limit for
     /// merchant-initiated transactions is 5 days, the shortest of the networks.
-    #[serde(default = "default_capture_window_hours")]
     pub capture_window_hours: i64,
     /// The reconciler alerts on authorizations this close to the deadline.
-    #[serde(default = "default_alert_before_hours")]
     pub alert_before_hours: i64,
     /// The reconciler leaves a booking alone until it is this old (a live
     /// request may still be working on it).
-    #[serde(default = "default_reconcile_after_secs")]
     pub reconcile_after_secs: i64,
     /// An order that Duffel does not list this long after an ambiguous create
     /// is taken as not created, and the authorization is released.
-    #[serde(default = "default_order_settle_secs")]
     pub order_settle_secs: i64,
     /// A booking still waiting for 3-D Secure this long is declined and its
     /// PaymentIntent canceled by the reconciler (the offer is long gone).
-    #[serde(default = "default_authentication_expiry_hours")]
     pub authentication_expiry_hours: i64,
 }
 
 impl Default for BookingSettings {
     fn default() -> Self {
         Self {
-            authentication_url: default_authentication_url(),
-            capture_window_hours: default_capture_window_hours(),
-            alert_before_hours: default_alert_before_hours(),
-            reconcile_after_secs: default_reconcile_after_secs(),
-            order_settle_secs: default_order_settle_secs(),
-            authentication_expiry_hours: default_authentication_expiry_hours(),
+            authentication_url: "https://app.parkerflight.com/bookings/{booking_id}/authenticate".to_owned(),
+            capture_window_hours: 120,
+            alert_before_hours: 24,
+            reconcile_after_secs: 120,
+            order_settle_secs: 600,
+            authentication_expiry_hours: 24,
         }
     }
-}
-
-fn default_authentication_url() -> String {
-    "https://app.parkerflight.com/bookings/{booking_id}/authenticate".to_owned()
-}
-
-fn default_capture_window_hours() -> i64 {
-    120
-}
-
-fn default_alert_before_hours() -> i64 {
-    24
-}
-
-fn default_reconcile_after_secs() -> i64 {
-    120
-}
-
-fn default_order_settle_secs() -> i64 {
-    600
-}
-
-fn default_authentication_expiry_hours() -> i64 {
-    24
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -574,7 +499,19 @@ mod tests {
         let settings = load(&minimal()).unwrap();
         assert_eq!(settings.environment, Environment::Development);
         assert_eq!(settings.cache.max_age_secs, 300);
+        assert_eq!((settings.limits.max_body_bytes, settings.limits.per_traveler_requests), (64 * 1024, 2));
+        assert_eq!(settings.bookings.capture_window_hours, 120);
         assert_eq!(settings.callers.class_of(0), None);
+    }
+
+    #[test]
+    fn an_empty_table_takes_every_default_and_a_partial_one_the_rest() {
+        let settings = load(&format!("{}[database]\n[stripe]\ntimeout_ms = 5\n[duffel]\n[auth]\n", minimal())).unwrap();
+        assert_eq!(settings.database.map(|d| d.max_connections), Some(8));
+        let stripe = settings.stripe.unwrap();
+        assert_eq!((stripe.timeout_ms, stripe.webhook_tolerance_secs), (5, 300));
+        assert_eq!(settings.duffel.map(|d| d.api_base), Some("https://api.duffel.com".to_owned()));
+        assert_eq!(settings.auth.map(|a| a.audience), Some("authenticated".to_owned()));
     }
 
     #[test]
