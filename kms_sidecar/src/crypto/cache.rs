@@ -61,7 +61,7 @@ impl EncryptionSlot {
 /// Unwrapped keys by (key reference, epoch, wrapped bytes).
 #[derive(Default)]
 pub struct DecryptionCache {
-    entries: HashMap<(String, u32, Vec<u8>), Arc<CachedKey>>,
+    entries: HashMap<KeyId, Arc<CachedKey>>,
 }
 
 impl DecryptionCache {
@@ -80,16 +80,7 @@ impl DecryptionCache {
     /// Adds a key, evicting expired ones and then the oldest beyond `max_entries`;
     /// returns how many were evicted.
     pub fn insert(&mut self, key: Arc<CachedKey>, policy: &CachePolicy, now: Instant) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|_, k| now.duration_since(k.created) < policy.max_age);
-        while self.entries.len() >= policy.max_entries.max(1) {
-            let oldest = self.entries.iter().min_by_key(|(_, k)| k.created).map(|(id, _)| id.clone());
-            match oldest {
-                Some(id) => self.entries.remove(&id),
-                None => break,
-            };
-        }
-        let evicted = before - self.entries.len();
+        let evicted = make_room(&mut self.entries, |k| k.created, policy, now);
         self.entries.insert((key.key_ref.clone(), key.key_epoch, key.wrapped.clone()), key);
         evicted
     }
@@ -104,7 +95,7 @@ impl DecryptionCache {
 /// `max_entries`): a forged record sent again costs no second provider call.
 #[derive(Default)]
 pub struct RefusedKeys {
-    entries: HashMap<(String, u32, Vec<u8>), Instant>,
+    entries: HashMap<KeyId, Instant>,
 }
 
 impl RefusedKeys {
@@ -115,16 +106,26 @@ impl RefusedKeys {
     }
 
     pub fn insert(&mut self, key_ref: &str, epoch: u32, wrapped: &[u8], policy: &CachePolicy, now: Instant) {
-        self.entries.retain(|_, refused| now.duration_since(*refused) < policy.max_age);
-        while self.entries.len() >= policy.max_entries.max(1) {
-            let oldest = self.entries.iter().min_by_key(|(_, refused)| **refused).map(|(id, _)| id.clone());
-            match oldest {
-                Some(id) => self.entries.remove(&id),
-                None => break,
-            };
-        }
+        make_room(&mut self.entries, |refused| *refused, policy, now);
         self.entries.insert((key_ref.to_owned(), epoch, wrapped.to_vec()), now);
     }
+}
+
+type KeyId = (String, u32, Vec<u8>);
+
+/// Room for one more entry: drops those older than `max_age`, then the oldest
+/// until fewer than `max_entries` remain; returns how many were dropped.
+fn make_room<V>(entries: &mut HashMap<KeyId, V>, since: impl Fn(&V) -> Instant, policy: &CachePolicy, now: Instant) -> usize {
+    let before = entries.len();
+    entries.retain(|_, entry| now.duration_since(since(entry)) < policy.max_age);
+    while entries.len() >= policy.max_entries.max(1) {
+        let oldest = entries.iter().min_by_key(|(_, entry)| since(entry)).map(|(id, _)| id.clone());
+        match oldest {
+            Some(id) => entries.remove(&id),
+            None => break,
+        };
+    }
+    before - entries.len()
 }
 
 #[cfg(test)]
