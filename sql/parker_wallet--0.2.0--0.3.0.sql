@@ -14,7 +14,10 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'parker_wallet_system_decrypt') THEN
     CREATE ROLE parker_wallet_system_decrypt NOLOGIN NOINHERIT;
   END IF;
-  ALTER ROLE parker_wallet_system_decrypt NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT;
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'parker_wallet_system_decrypt'
+               AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolcanlogin OR rolreplication OR rolbypassrls OR rolinherit)) THEN
+    ALTER ROLE parker_wallet_system_decrypt NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT;
+  END IF;
   FOR member_name IN
     SELECT pg_catalog.pg_get_userbyid(m.member) FROM pg_catalog.pg_auth_members m
       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid

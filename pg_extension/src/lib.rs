@@ -70,8 +70,13 @@ BEGIN
         USING HINT = 'Revoke them (or drop the role), then create the extension again.';
     END IF;
     -- Whoever created a role of that name first, it ends up with no powers of its own.
-    EXECUTE pg_catalog.format(
-      'ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT', role_name);
+    -- Written only when needed: concurrent installs in other databases of the
+    -- cluster would otherwise update the same pg_authid row and fail.
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) role_name
+               AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolcanlogin OR rolreplication OR rolbypassrls OR rolinherit)) THEN
+      EXECUTE pg_catalog.format(
+        'ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT', role_name);
+    END IF;
   END LOOP;
 END
 $roles$;
@@ -87,7 +92,10 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'parker_wallet_system_decrypt') THEN
     CREATE ROLE parker_wallet_system_decrypt NOLOGIN NOINHERIT;
   END IF;
-  ALTER ROLE parker_wallet_system_decrypt NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT;
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'parker_wallet_system_decrypt'
+               AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolcanlogin OR rolreplication OR rolbypassrls OR rolinherit)) THEN
+    ALTER ROLE parker_wallet_system_decrypt NOSUPERUSER NOCREATEDB NOCREATEROLE NOLOGIN NOREPLICATION NOBYPASSRLS NOINHERIT;
+  END IF;
   FOR member_name IN
     SELECT pg_catalog.pg_get_userbyid(m.member) FROM pg_catalog.pg_auth_members m
       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid

@@ -562,6 +562,10 @@ async fn catalog(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
 /// superuser), then the after-create script by hand, since supautils has no
 /// after-update hook.
 async fn update_extension(db: &TestDb, conn: &mut PgConnection) -> anyhow::Result<()> {
+    // The 0.1.0 -> 0.2.0 script alters the cluster's definer roles every time:
+    // two updates at once in one cluster would update the same pg_authid rows.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     sqlx::raw_sql("ALTER EXTENSION parker_wallet UPDATE").execute(&mut *conn).await?;
     if db.template() == Template::Supabase {
         let script = harness::crate_dir().join("../pg_extension/supautils/parker_wallet/after-create.sql");
