@@ -194,11 +194,7 @@ impl JwtVerifier {
         if parsed.role.as_deref() != Some("authenticated") {
             return Err(AuthError::WrongRole);
         }
-        let user_id = parsed
-            .sub
-            .as_deref()
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or(AuthError::NoSubject)?;
+        let user_id = parsed.sub.as_deref().and_then(|s| uuid::Uuid::parse_str(s).ok()).ok_or(AuthError::NoSubject)?;
         Ok(Traveler { user_id, claims })
     }
 
@@ -219,7 +215,8 @@ impl JwtVerifier {
         let (key, algorithm) = match header.alg {
             Algorithm::HS256 => (self.secret.as_ref().ok_or(AuthError::UnknownKey)?, Algorithm::HS256),
             Algorithm::RS256 | Algorithm::ES256 => {
-                let (key, algorithm) = header.kid.as_ref().and_then(|kid| self.jwks.get(kid)).ok_or(AuthError::UnknownKey)?;
+                let (key, algorithm) =
+                    header.kid.as_ref().and_then(|kid| self.jwks.get(kid)).ok_or(AuthError::UnknownKey)?;
                 if *algorithm != header.alg {
                     return Err(AuthError::UnknownKey);
                 }
@@ -308,7 +305,10 @@ mod tests {
             }
             token(claims, SECRET)
         };
-        assert_eq!(v.verify(&token(valid(), "another-secret-of-sufficient-length-000000")).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(
+            v.verify(&token(valid(), "another-secret-of-sufficient-length-000000")).unwrap_err(),
+            AuthError::BadSignature
+        );
         assert_eq!(v.verify(&with(json!({ "exp": now() - 3600 }))).unwrap_err(), AuthError::Expired);
         assert_eq!(v.verify(&with(json!({ "aud": "other" }))).unwrap_err(), AuthError::WrongAudience);
         assert_eq!(v.verify(&with(json!({ "role": "anon" }))).unwrap_err(), AuthError::WrongRole);
@@ -325,7 +325,9 @@ mod tests {
         early["nbf"] = json!(now() + 600);
         assert_eq!(verifier().verify(&token(early, SECRET)).unwrap_err(), AuthError::NotYetValid);
         let issuer = "https://project.supabase.co/auth/v1";
-        let strict = JwtVerifier::new(Some(&SecretString::from(SECRET.to_owned())), None, "authenticated", Some(issuer)).unwrap();
+        let strict =
+            JwtVerifier::new(Some(&SecretString::from(SECRET.to_owned())), None, "authenticated", Some(issuer))
+                .unwrap();
         let mut named = valid();
         named["iss"] = json!(issuer);
         assert!(strict.verify(&token(named.clone(), SECRET)).is_ok());
@@ -344,7 +346,8 @@ mod tests {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), b64.encode(valid().to_string()));
         assert!(verifier().verify(&none).is_err());
-        let hs512 = encode(&Header::new(Algorithm::HS512), &valid(), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        let hs512 =
+            encode(&Header::new(Algorithm::HS512), &valid(), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
         assert_eq!(verifier().verify(&hs512).unwrap_err(), AuthError::UnknownKey);
     }
 
@@ -355,7 +358,8 @@ mod tests {
         assert!(verifier().verify(&service).is_err(), "a service key is not a traveler");
         let traveler = token(valid(), SECRET);
         assert_eq!(verifier().verify_service(&traveler), Err(AuthError::WrongRole));
-        let forged = token(json!({"role": "service_role", "exp": now() + 600}), "another-secret-of-at-least-32-characters!!");
+        let forged =
+            token(json!({"role": "service_role", "exp": now() + 600}), "another-secret-of-at-least-32-characters!!");
         assert_eq!(verifier().verify_service(&forged), Err(AuthError::BadSignature));
     }
 
@@ -363,7 +367,8 @@ mod tests {
     fn a_verified_token_is_remembered_until_its_expiry_at_most_a_minute() {
         let verified = VerifiedTokens::default();
         let now = 1_000_000;
-        let traveler = |exp: u64| std::sync::Arc::new(Traveler { user_id: uuid::Uuid::nil(), claims: json!({ "exp": exp }) });
+        let traveler =
+            |exp: u64| std::sync::Arc::new(Traveler { user_id: uuid::Uuid::nil(), claims: json!({ "exp": exp }) });
         verified.insert("short", &traveler(now + 10), now);
         verified.insert("long", &traveler(now + 3_600), now);
         assert!(verified.get("short", now + 10 + LEEWAY_SECS - 1).is_some(), "within exp and leeway");

@@ -325,9 +325,7 @@ impl Settings {
         for (key, value) in overrides {
             figment = figment.merge(figment::providers::Serialized::default(key, value));
         }
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -373,7 +371,9 @@ impl Settings {
             return Err(setting("cache.max_messages", "at most 2^32 records per data key (AES-GCM nonce limit)"));
         }
         let mut seen = BTreeMap::new();
-        for (class, uids) in [("database", &self.callers.database), ("edge", &self.callers.edge), ("admin", &self.callers.admin)] {
+        for (class, uids) in
+            [("database", &self.callers.database), ("edge", &self.callers.edge), ("admin", &self.callers.admin)]
+        {
             for uid in uids {
                 if let Some(other) = seen.insert(*uid, class) {
                     return Err(setting("callers", format!("uid {uid} is in both {other} and {class}")));
@@ -448,7 +448,10 @@ impl Secrets {
             }
         }
         if secrets.aws_access_key_id.is_some() != secrets.aws_secret_access_key.is_some() {
-            return Err(setting("AWS_SECRET_ACCESS_KEY", "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither"));
+            return Err(setting(
+                "AWS_SECRET_ACCESS_KEY",
+                "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither",
+            ));
         }
         Ok(secrets)
     }
@@ -520,7 +523,10 @@ mod tests {
             (minimal().replace("\"local\"", "\"aws-kms\""), "keys.aws_kms"),
             (format!("environment = \"production\"\n{}", minimal()), "keys.provider"),
             (format!("{}[tcp]\nlisten = \"0.0.0.0:8080\"\n", minimal()), "tcp.listen"),
-            (format!("{}[tcp]\nlisten = \"127.0.0.1:8080\"\ncaller_class = \"database\"\n", minimal()), "tcp.caller_class"),
+            (
+                format!("{}[tcp]\nlisten = \"127.0.0.1:8080\"\ncaller_class = \"database\"\n", minimal()),
+                "tcp.caller_class",
+            ),
             (minimal().replace("[keys]", "[keys]\nretired_key_refs = [\"\"]"), "keys.retired_key_refs"),
             (format!("{}[callers]\nedge = [1]\nadmin = [1]\n", minimal()), "callers"),
             (minimal().replace("[keys]", "[socket2]\n[keys]"), "socket2"),
@@ -534,7 +540,8 @@ mod tests {
 
     #[test]
     fn caller_classes_map_by_uid() {
-        let settings = load(&format!("{}[callers]\ndatabase = [105]\nedge = [1000]\nadmin = [0]\n", minimal())).unwrap();
+        let settings =
+            load(&format!("{}[callers]\ndatabase = [105]\nedge = [1000]\nadmin = [0]\n", minimal())).unwrap();
         assert_eq!(settings.callers.class_of(105), Some(CallerClass::Database));
         assert_eq!(settings.callers.class_of(0), Some(CallerClass::Admin));
         assert_eq!(settings.callers.class_of(7), None);

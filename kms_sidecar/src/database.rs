@@ -95,15 +95,21 @@ impl Database {
         // A server-side idle timeout would free the lock behind the holder's back.
         sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await?;
         let held = match wait {
-            None => sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?,
+            None => {
+                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
             Some(wait) => {
                 sqlx::query(&format!("SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)))
                     .execute(&mut *tx)
                     .await?;
-                match sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(key).execute(&mut *tx).await {
+                match sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                {
                     Ok(_) => true,
                     Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => false,
                     Err(other) => return Err(other),
@@ -114,7 +120,11 @@ impl Database {
     }
 
     /// A transaction acting for `traveler`, as role `parker_wallet_sidecar`.
-    pub async fn as_traveler(&self, traveler: &Traveler, meta: &RequestMeta) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pub async fn as_traveler(
+        &self,
+        traveler: &Traveler,
+        meta: &RequestMeta,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut headers = serde_json::Map::new();
         if let Some(forwarded) = &meta.forwarded_for {

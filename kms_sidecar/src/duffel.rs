@@ -56,10 +56,15 @@ pub trait DuffelPort: Send + Sync {
 
     /// The order whose metadata names `booking_id`, among orders created since
     /// `since`; `None` when there is none.
-    async fn find_order(&self, booking_id: uuid::Uuid, since: chrono::DateTime<chrono::Utc>) -> Result<Option<DuffelOrder>, DuffelError>;
+    async fn find_order(
+        &self,
+        booking_id: uuid::Uuid,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<DuffelOrder>, DuffelError>;
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 pub struct HttpDuffel {
     client: HttpsClient,
@@ -70,7 +75,10 @@ pub struct HttpDuffel {
 
 impl std::fmt::Debug for HttpDuffel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpDuffel").field("api_base", &self.api_base).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("HttpDuffel")
+            .field("api_base", &self.api_base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,16 +89,18 @@ impl HttpDuffel {
     /// `api_base`: `https://api.duffel.com` in production.
     pub fn new(api_base: &str, token: SecretString, timeout: Duration) -> Result<Self, DuffelError> {
         crate::payments::ensure_tls_provider();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { client, api_base: api_base.trim_end_matches('/').to_owned(), token, timeout })
     }
 
-    async fn call(&self, method: hyper::Method, path_and_query: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, DuffelError> {
+    async fn call(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, DuffelError> {
         let request = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path_and_query}", self.api_base))
@@ -103,10 +113,12 @@ impl HttpDuffel {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| DuffelError::Unavailable(e.to_string()))?;
             let status = response.status().as_u16();
-            let bytes = response.into_body().collect().await.map_err(|e| DuffelError::Unavailable(e.to_string()))?.to_bytes();
+            let bytes =
+                response.into_body().collect().await.map_err(|e| DuffelError::Unavailable(e.to_string()))?.to_bytes();
             Ok::<_, DuffelError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, exchange).await.map_err(|_| DuffelError::Timeout)??;
+        let (status, bytes) =
+            tokio::time::timeout(self.timeout, exchange).await.map_err(|_| DuffelError::Timeout)??;
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if (200..300).contains(&status) {
             return Ok(body);
@@ -156,7 +168,11 @@ impl DuffelPort for HttpDuffel {
         order_of(&answer["data"]).ok_or_else(|| DuffelError::Unavailable("order answer without an id".into()))
     }
 
-    async fn find_order(&self, booking_id: uuid::Uuid, since: chrono::DateTime<chrono::Utc>) -> Result<Option<DuffelOrder>, DuffelError> {
+    async fn find_order(
+        &self,
+        booking_id: uuid::Uuid,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<DuffelOrder>, DuffelError> {
         let wanted = booking_id.to_string();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -217,7 +233,9 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let client = HttpDuffel::new("http://127.0.0.1:1", SecretString::from("duffel_test_secret"), Duration::from_secs(1)).unwrap();
+        let client =
+            HttpDuffel::new("http://127.0.0.1:1", SecretString::from("duffel_test_secret"), Duration::from_secs(1))
+                .unwrap();
         assert!(!format!("{client:?}").contains("duffel_test_secret"));
     }
 }

@@ -174,22 +174,16 @@ async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Res
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {
     let migrator = Migrator::from_dir(dir)?;
     let url = database_url.ok_or_else(|| anyhow::anyhow!("set DATABASE_URL or --database-url"))?;
-    let mut conn = sqlx::PgConnection::connect(&url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let mut conn =
+        sqlx::PgConnection::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
     match action {
         MigrateAction::Up { to } => {
             let applied = migrator.up(&mut conn, to).await?;
             println!("applied {} migration(s): {applied:?}", applied.len());
         }
         MigrateAction::Down { to } => {
-            let newest_applied = migrator
-                .status(&mut conn)
-                .await?
-                .iter()
-                .filter(|m| m.applied_at.is_some())
-                .map(|m| m.version)
-                .max();
+            let newest_applied =
+                migrator.status(&mut conn).await?.iter().filter(|m| m.applied_at.is_some()).map(|m| m.version).max();
             let Some(newest) = newest_applied else {
                 println!("nothing to revert");
                 return Ok(());

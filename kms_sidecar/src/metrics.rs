@@ -55,9 +55,16 @@ impl Metrics {
         counter(
             "parker_wallet_data_key_cache_total",
             "Data-key cache lookups.",
-            &[("{result=\"hit\"}", get(&self.data_key_cache_hits)), ("{result=\"miss\"}", get(&self.data_key_cache_misses))],
+            &[
+                ("{result=\"hit\"}", get(&self.data_key_cache_hits)),
+                ("{result=\"miss\"}", get(&self.data_key_cache_misses)),
+            ],
         );
-        counter("parker_wallet_data_keys_evicted_total", "Data keys evicted and zeroized.", &[("", get(&self.data_keys_evicted))]);
+        counter(
+            "parker_wallet_data_keys_evicted_total",
+            "Data keys evicted and zeroized.",
+            &[("", get(&self.data_keys_evicted))],
+        );
         counter(
             "parker_wallet_crypto_operations_total",
             "Record encryptions and decryptions.",
@@ -72,7 +79,11 @@ impl Metrics {
             "Records refused for their key reference, epoch or a wrapped key refused lately, without a key-provider call.",
             &[("", get(&self.records_refused_before_kms))],
         );
-        counter("parker_wallet_requests_refused_total", "Requests refused for their caller class.", &[("", get(&self.requests_refused))]);
+        counter(
+            "parker_wallet_requests_refused_total",
+            "Requests refused for their caller class.",
+            &[("", get(&self.requests_refused))],
+        );
         let states: Vec<(String, u64)> = crate::bookings::saga::State::ALL
             .iter()
             .zip(&self.bookings_entered)

@@ -191,13 +191,12 @@ impl Migrator {
 
     /// Applied versions with their checksums, refusing edited or unknown migrations.
     async fn verified_applied(&self, conn: &mut PgConnection) -> Result<BTreeMap<i64, Vec<u8>>, MigrateError> {
-        let applied: BTreeMap<i64, Vec<u8>> = sqlx::query_as::<_, (i64, Vec<u8>)>(
-            "SELECT version, checksum FROM parker_migrations.applied",
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
+        let applied: BTreeMap<i64, Vec<u8>> =
+            sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT version, checksum FROM parker_migrations.applied")
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
         for (version, checksum) in &applied {
             let Some(migration) = self.migrations.iter().find(|m| m.version == *version) else {
                 return Err(MigrateError::UnknownApplied(*version));
@@ -209,7 +208,12 @@ impl Migrator {
         Ok(applied)
     }
 
-    async fn apply(&self, conn: &mut PgConnection, migration: &Migration, direction: Direction) -> Result<(), MigrateError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        migration: &Migration,
+        direction: Direction,
+    ) -> Result<(), MigrateError> {
         let (sql, label) = match direction {
             Direction::Up => (&migration.up_sql, "up"),
             Direction::Down => (&migration.down_sql, "down"),
@@ -223,14 +227,15 @@ impl Migrator {
         let mut tx = conn.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(apply_error)?;
         let bookkeeping = match direction {
-            Direction::Up => sqlx::query(
-                "INSERT INTO parker_migrations.applied (version, name, checksum) VALUES ($1, $2, $3)",
-            )
-            .bind(migration.version)
-            .bind(&migration.name)
-            .bind(&migration.checksum),
-            Direction::Down => sqlx::query("DELETE FROM parker_migrations.applied WHERE version = $1")
-                .bind(migration.version),
+            Direction::Up => {
+                sqlx::query("INSERT INTO parker_migrations.applied (version, name, checksum) VALUES ($1, $2, $3)")
+                    .bind(migration.version)
+                    .bind(&migration.name)
+                    .bind(&migration.checksum)
+            }
+            Direction::Down => {
+                sqlx::query("DELETE FROM parker_migrations.applied WHERE version = $1").bind(migration.version)
+            }
         };
         bookkeeping.execute(&mut *tx).await?;
         tx.commit().await.map_err(apply_error)?;
@@ -251,9 +256,8 @@ async fn unlock(conn: &mut PgConnection) -> Result<(), MigrateError> {
 }
 
 async fn ensure_bookkeeping(conn: &mut PgConnection) -> Result<(), MigrateError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('parker_migrations.applied') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('parker_migrations.applied') IS NOT NULL").fetch_one(&mut *conn).await?;
     if exists {
         return Ok(());
     }

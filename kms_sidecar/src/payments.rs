@@ -21,7 +21,13 @@ pub enum StripeError {
     /// Stripe refused the request (4xx): final for this request.
     /// `payment_intent`: the PaymentIntent a refused confirmation left behind.
     #[error("Stripe refused the request ({status}): {message}")]
-    Refused { status: u16, code: Option<String>, decline_code: Option<String>, message: String, payment_intent: Option<String> },
+    Refused {
+        status: u16,
+        code: Option<String>,
+        decline_code: Option<String>,
+        message: String,
+        payment_intent: Option<String>,
+    },
     /// Stripe could not be reached, or failed (5xx): may be retried.
     #[error("Stripe is unavailable: {0}")]
     Unavailable(String),
@@ -131,17 +137,31 @@ pub struct OffSessionAuthorization<'a> {
 pub trait StripePort: Send + Sync {
     /// Creates the traveler's Stripe customer; `idempotency_key` makes a retry
     /// return the same customer.
-    async fn create_customer(&self, user_id: uuid::Uuid, email: Option<&str>, idempotency_key: &str) -> Result<String, StripeError>;
+    async fn create_customer(
+        &self,
+        user_id: uuid::Uuid,
+        email: Option<&str>,
+        idempotency_key: &str,
+    ) -> Result<String, StripeError>;
 
     /// A SetupIntent for saving a card for off-session use.
-    async fn create_setup_intent(&self, customer_id: &str, idempotency_key: Option<&str>) -> Result<CreatedSetupIntent, StripeError>;
+    async fn create_setup_intent(
+        &self,
+        customer_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreatedSetupIntent, StripeError>;
 
     async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntentView, StripeError>;
 
     /// The card behind a payment method; `Refused` (422-like) when it is not a card.
     async fn retrieve_card(&self, payment_method_id: &str) -> Result<CardDetails, StripeError>;
 
-    async fn attach_payment_method(&self, payment_method_id: &str, customer_id: &str, idempotency_key: &str) -> Result<(), StripeError>;
+    async fn attach_payment_method(
+        &self,
+        payment_method_id: &str,
+        customer_id: &str,
+        idempotency_key: &str,
+    ) -> Result<(), StripeError>;
 
     async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError>;
 
@@ -149,7 +169,10 @@ pub trait StripePort: Send + Sync {
     async fn customer_deleted(&self, customer_id: &str) -> Result<bool, StripeError>;
 
     /// PaymentIntent with `confirm`, `off_session` and `capture_method = manual`.
-    async fn authorize_off_session(&self, authorization: &OffSessionAuthorization<'_>) -> Result<PaymentIntentView, StripeError>;
+    async fn authorize_off_session(
+        &self,
+        authorization: &OffSessionAuthorization<'_>,
+    ) -> Result<PaymentIntentView, StripeError>;
 
     async fn capture_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError>;
 
@@ -160,7 +183,13 @@ pub trait StripePort: Send + Sync {
     /// The customer's PaymentIntents created at or after `since` (unix seconds)
     /// whose metadata has `key` = `value`: how a booking finds the
     /// authorization a crash kept it from recording.
-    async fn find_payment_intents(&self, customer_id: &str, since: i64, key: &str, value: &str) -> Result<Vec<PaymentIntentView>, StripeError>;
+    async fn find_payment_intents(
+        &self,
+        customer_id: &str,
+        since: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<PaymentIntentView>, StripeError>;
 
     /// Refunds a captured PaymentIntent in full.
     async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError>;
@@ -216,17 +245,22 @@ impl AsyncStripe {
         Ok(Self { client, timeout })
     }
 
-    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T, stripe::StripeError>>) -> Result<T, StripeError> {
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, stripe::StripeError>>,
+    ) -> Result<T, StripeError> {
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(StripeError::Timeout),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(stripe::StripeError::Stripe(error, status))) if refusal_is_final(status) => Err(StripeError::Refused {
-                status,
-                code: error.code.as_ref().map(|c| c.to_string()),
-                decline_code: error.decline_code.clone(),
-                message: error.message.clone().unwrap_or_default(),
-                payment_intent: error.payment_intent.as_ref().map(|intent| intent.id.to_string()),
-            }),
+            Ok(Err(stripe::StripeError::Stripe(error, status))) if refusal_is_final(status) => {
+                Err(StripeError::Refused {
+                    status,
+                    code: error.code.as_ref().map(|c| c.to_string()),
+                    decline_code: error.decline_code.clone(),
+                    message: error.message.clone().unwrap_or_default(),
+                    payment_intent: error.payment_intent.as_ref().map(|intent| intent.id.to_string()),
+                })
+            }
             Ok(Err(stripe::StripeError::Timeout)) => Err(StripeError::Timeout),
             Ok(Err(other)) => Err(StripeError::Unavailable(other.to_string())),
         }
@@ -267,21 +301,27 @@ fn strategy(key: &str) -> Result<RequestStrategy, StripeError> {
 
 #[async_trait::async_trait]
 impl StripePort for AsyncStripe {
-    async fn create_customer(&self, user_id: uuid::Uuid, email: Option<&str>, idempotency_key: &str) -> Result<String, StripeError> {
+    async fn create_customer(
+        &self,
+        user_id: uuid::Uuid,
+        email: Option<&str>,
+        idempotency_key: &str,
+    ) -> Result<String, StripeError> {
         let mut request = CreateCustomer::new().metadata(HashMap::from([("user_id".to_owned(), user_id.to_string())]));
         if let Some(email) = email {
             request = request.email(email);
         }
-        let customer = self
-            .bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client))
-            .await?;
+        let customer =
+            self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
         Ok(customer.id.to_string())
     }
 
-    async fn create_setup_intent(&self, customer_id: &str, idempotency_key: Option<&str>) -> Result<CreatedSetupIntent, StripeError> {
-        let request = CreateSetupIntent::new()
-            .customer(customer_id)
-            .usage(CreateSetupIntentUsage::OffSession);
+    async fn create_setup_intent(
+        &self,
+        customer_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreatedSetupIntent, StripeError> {
+        let request = CreateSetupIntent::new().customer(customer_id).usage(CreateSetupIntentUsage::OffSession);
         let mut customized = request.customize();
         if let Some(key) = idempotency_key {
             customized = customized.request_strategy(strategy(key)?);
@@ -305,7 +345,8 @@ impl StripePort for AsyncStripe {
 
     async fn retrieve_card(&self, payment_method_id: &str) -> Result<CardDetails, StripeError> {
         let method = self.bounded(RetrievePaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await?;
-        let card = method.card.ok_or_else(|| StripeError::invalid("not_a_card", "the payment method is not a card".into()))?;
+        let card =
+            method.card.ok_or_else(|| StripeError::invalid("not_a_card", "the payment method is not a card".into()))?;
         Ok(CardDetails {
             payment_method_id: method.id.to_string(),
             customer_id: method.customer.as_ref().map(|c| c.id().to_string()),
@@ -319,9 +360,16 @@ impl StripePort for AsyncStripe {
         })
     }
 
-    async fn attach_payment_method(&self, payment_method_id: &str, customer_id: &str, idempotency_key: &str) -> Result<(), StripeError> {
+    async fn attach_payment_method(
+        &self,
+        payment_method_id: &str,
+        customer_id: &str,
+        idempotency_key: &str,
+    ) -> Result<(), StripeError> {
         let request = AttachPaymentMethod::new(payment_method_id.to_owned()).customer(customer_id);
-        self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await.map(drop)
+        self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client))
+            .await
+            .map(drop)
     }
 
     async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError> {
@@ -330,13 +378,18 @@ impl StripePort for AsyncStripe {
 
     async fn customer_deleted(&self, customer_id: &str) -> Result<bool, StripeError> {
         match self.bounded(RetrieveCustomer::new(customer_id.to_owned()).send(&self.client)).await {
-            Ok(RetrieveCustomerReturned::DeletedCustomer(_)) | Err(StripeError::Refused { status: 404, .. }) => Ok(true),
+            Ok(RetrieveCustomerReturned::DeletedCustomer(_)) | Err(StripeError::Refused { status: 404, .. }) => {
+                Ok(true)
+            }
             Ok(RetrieveCustomerReturned::Customer(_)) => Ok(false),
             Err(other) => Err(other),
         }
     }
 
-    async fn authorize_off_session(&self, authorization: &OffSessionAuthorization<'_>) -> Result<PaymentIntentView, StripeError> {
+    async fn authorize_off_session(
+        &self,
+        authorization: &OffSessionAuthorization<'_>,
+    ) -> Result<PaymentIntentView, StripeError> {
         let currency: stripe_types::Currency = authorization
             .currency
             .parse()
@@ -356,13 +409,15 @@ impl StripePort for AsyncStripe {
 
     async fn capture_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError> {
         let request = CapturePaymentIntent::new(id.to_owned());
-        let intent = self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
+        let intent =
+            self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
         Ok(intent_view(intent))
     }
 
     async fn cancel_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<PaymentIntentView, StripeError> {
         let request = CancelPaymentIntent::new(id.to_owned());
-        let intent = self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
+        let intent =
+            self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await?;
         Ok(intent_view(intent))
     }
 
@@ -371,17 +426,31 @@ impl StripePort for AsyncStripe {
         Ok(intent_view(intent))
     }
 
-    async fn find_payment_intents(&self, customer_id: &str, since: i64, key: &str, value: &str) -> Result<Vec<PaymentIntentView>, StripeError> {
+    async fn find_payment_intents(
+        &self,
+        customer_id: &str,
+        since: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<PaymentIntentView>, StripeError> {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
-            let mut request = ListPaymentIntent::new().customer(customer_id).created(stripe_types::RangeQueryTs::gte(since)).limit(100);
+            let mut request = ListPaymentIntent::new()
+                .customer(customer_id)
+                .created(stripe_types::RangeQueryTs::gte(since))
+                .limit(100);
             if let Some(last) = &after {
                 request = request.starting_after(last.as_str());
             }
             let page = self.bounded(request.send(&self.client)).await?;
             after = page.data.last().map(|intent| intent.id.to_string());
-            found.extend(page.data.into_iter().filter(|intent| intent.metadata.get(key).map(String::as_str) == Some(value)).map(intent_view));
+            found.extend(
+                page.data
+                    .into_iter()
+                    .filter(|intent| intent.metadata.get(key).map(String::as_str) == Some(value))
+                    .map(intent_view),
+            );
             if !page.has_more || after.is_none() {
                 return Ok(found);
             }
@@ -392,7 +461,9 @@ impl StripePort for AsyncStripe {
 
     async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError> {
         let request = CreateRefund::new().payment_intent(id);
-        self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client)).await.map(drop)
+        self.bounded(request.customize().request_strategy(strategy(idempotency_key)?).send(&self.client))
+            .await
+            .map(drop)
     }
 }
 
@@ -412,7 +483,10 @@ mod tests {
         assert_eq!(event["data"]["object"]["client_secret"], REDACTED);
         assert_eq!(event["data"]["object"]["next_action"]["redirect_to_url"]["url"], REDACTED);
         assert_eq!(event["list"], serde_json::json!([{ "client_secret": null }, REDACTED]));
-        assert_eq!((event["id"].as_str(), event["data"]["object"]["status"].as_str()), (Some("evt_1"), Some("succeeded")));
+        assert_eq!(
+            (event["id"].as_str(), event["data"]["object"]["status"].as_str()),
+            (Some("evt_1"), Some("succeeded"))
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub fn columns(table: Option<&str>, column: Option<&str>) -> Result<Vec<SealedCo
             SealedColumn::find(table, column).map(|sealed| vec![sealed]).ok_or_else(|| RotateError::NotSealed {
                 table: table.to_owned(),
                 column: column.to_owned(),
-                known: SEALED_COLUMNS.iter().map(|s| format!("{}.{}", s.table, s.column)).collect::<Vec<_>>().join(", "),
+                known: SEALED_COLUMNS
+                    .iter()
+                    .map(|s| format!("{}.{}", s.table, s.column))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         }
     }
@@ -80,7 +84,13 @@ pub async fn rotate_column(
             }
         }
         tx.commit().await?;
-        tracing::info!(table, column, examined = report.examined, rewrapped = report.rewrapped, "rotate-keys batch committed");
+        tracing::info!(
+            table,
+            column,
+            examined = report.examined,
+            rewrapped = report.rewrapped,
+            "rotate-keys batch committed"
+        );
     }
     Ok(report)
 }

@@ -60,11 +60,11 @@ mod tests {
 
     #[test]
     fn refuses_ambiguity_empty_values_and_missing_files() {
+        assert_eq!(load_secret("T", |_| Some("x".into())).unwrap_err(), SecretError::Ambiguous { name: "T".into() });
         assert_eq!(
-            load_secret("T", |_| Some("x".into())).unwrap_err(),
-            SecretError::Ambiguous { name: "T".into() }
+            load_secret("T", |k| (k == "T").then(String::new)).unwrap_err(),
+            SecretError::Empty { name: "T".into() }
         );
-        assert_eq!(load_secret("T", |k| (k == "T").then(String::new)).unwrap_err(), SecretError::Empty { name: "T".into() });
         assert!(matches!(
             load_secret("T", |k| (k == "T_FILE").then(|| "/nonexistent/secret".into())),
             Err(SecretError::Unreadable { .. })

@@ -74,9 +74,11 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
             Arc::new(LocalKeyring::load_or_create(&file)?)
         }
         ProviderKind::AwsKms => {
-            let aws = settings.keys.aws_kms.clone().ok_or_else(|| {
-                ConfigError::Setting { setting: "keys.aws_kms", problem: "missing".into() }
-            })?;
+            let aws = settings
+                .keys
+                .aws_kms
+                .clone()
+                .ok_or_else(|| ConfigError::Setting { setting: "keys.aws_kms", problem: "missing".into() })?;
             let credentials = secrets.aws_access_key_id.clone().zip(secrets.aws_secret_access_key.clone());
             Arc::new(
                 AwsKms::connect(&AwsKmsSettings {
@@ -93,9 +95,10 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
     let metrics = Arc::new(Metrics::default());
     let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.key_schedule(), Arc::clone(&metrics));
     let database = match (&settings.database, &secrets.database_url) {
-        (Some(db), Some(url)) => Some(crate::database::Database::connect_lazy(url, db.max_connections).map_err(|e| {
-            ConfigError::Setting { setting: "PW_DATABASE_URL", problem: e.to_string() }
-        })?),
+        (Some(db), Some(url)) => Some(
+            crate::database::Database::connect_lazy(url, db.max_connections)
+                .map_err(|e| ConfigError::Setting { setting: "PW_DATABASE_URL", problem: e.to_string() })?,
+        ),
         _ => None,
     };
     let verifier = match &settings.auth {
@@ -108,16 +111,25 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
                 None => None,
             };
             Some(
-                crate::auth::JwtVerifier::new(secrets.jwt_secret.as_ref(), jwks.as_deref(), &auth.audience, auth.issuer.as_deref())
-                    .map_err(|problem| ConfigError::Setting { setting: "auth", problem })?,
+                crate::auth::JwtVerifier::new(
+                    secrets.jwt_secret.as_ref(),
+                    jwks.as_deref(),
+                    &auth.audience,
+                    auth.issuer.as_deref(),
+                )
+                .map_err(|problem| ConfigError::Setting { setting: "auth", problem })?,
             )
         }
         None => None,
     };
     let stripe: Option<Arc<dyn crate::payments::StripePort>> = match (&settings.stripe, &secrets.stripe_secret_key) {
         (Some(config), Some(key)) => Some(Arc::new(
-            crate::payments::AsyncStripe::new(key, config.api_base.as_deref(), Duration::from_millis(config.timeout_ms))
-                .map_err(|e| ConfigError::Setting { setting: "stripe", problem: e.to_string() })?,
+            crate::payments::AsyncStripe::new(
+                key,
+                config.api_base.as_deref(),
+                Duration::from_millis(config.timeout_ms),
+            )
+            .map_err(|e| ConfigError::Setting { setting: "stripe", problem: e.to_string() })?,
         )),
         _ => None,
     };
@@ -161,10 +173,11 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
     let socket_path = settings.socket.path.clone();
     let listener = bind_socket(&socket_path, settings.socket_mode()?, group)?;
     let tcp = match &settings.tcp {
-        Some(tcp) => Some(TcpListener::bind(tcp.listen).await.map_err(|source| ServeError::Tcp {
-            address: tcp.listen.to_string(),
-            source,
-        })?),
+        Some(tcp) => Some(
+            TcpListener::bind(tcp.listen)
+                .await
+                .map_err(|source| ServeError::Tcp { address: tcp.listen.to_string(), source })?,
+        ),
         None => None,
     };
     tracing::info!(socket = %socket_path.display(), tcp = ?settings.tcp.as_ref().map(|t| t.listen), "kms-sidecar listening");
@@ -228,8 +241,11 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
 fn spawn_connection<S, Svc>(graceful: &GracefulShutdown, stream: S, service: Svc)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    Svc: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = routes::HttpResponse, Error = std::convert::Infallible>
-        + Send
+    Svc: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = routes::HttpResponse,
+            Error = std::convert::Infallible,
+        > + Send
         + 'static,
     Svc::Future: Send + 'static,
 {

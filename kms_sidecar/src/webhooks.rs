@@ -22,7 +22,8 @@ pub enum SignatureError {
 /// An event id as `stripe_events` stores it (the table's CHECK says the same):
 /// `evt_` and letters, digits or underscores.
 pub fn is_event_id(id: &str) -> bool {
-    id.strip_prefix("evt_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    id.strip_prefix("evt_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// Whether any string (or key) of the event holds a NUL character, which
@@ -38,7 +39,13 @@ pub fn holds_nul(value: &serde_json::Value) -> bool {
 }
 
 /// Checks `header` for `body` at time `now` (unix seconds).
-pub fn verify(header: Option<&str>, body: &[u8], secrets: &[SecretString], tolerance_secs: i64, now: i64) -> Result<(), SignatureError> {
+pub fn verify(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[SecretString],
+    tolerance_secs: i64,
+    now: i64,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp: Option<i64> = None;
     let mut signatures: Vec<Vec<u8>> = Vec::new();

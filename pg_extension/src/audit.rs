@@ -37,9 +37,7 @@ pub enum ClientIp {
 /// The first hop of `x-forwarded-for`, else `x-real-ip`, else the connection.
 /// A header that is present but malformed yields no address, never an error.
 pub fn client_ip(forwarded_for: Option<&str>, real_ip: Option<&str>) -> ClientIp {
-    let header = forwarded_for
-        .map(|list| list.split(',').next().unwrap_or(""))
-        .or(real_ip);
+    let header = forwarded_for.map(|list| list.split(',').next().unwrap_or("")).or(real_ip);
     match header {
         Some(value) => ClientIp::FromHeader(parse_ip(value)),
         None => ClientIp::FromConnection,
@@ -68,12 +66,7 @@ pub fn redacted_columns(requested: &[String], table_columns: &[String]) -> Vec<S
     let mut columns: Vec<String> = requested
         .iter()
         .cloned()
-        .chain(
-            ALWAYS_REDACTED
-                .iter()
-                .filter(|c| table_columns.iter().any(|t| t == *c))
-                .map(|c| (*c).to_owned()),
-        )
+        .chain(ALWAYS_REDACTED.iter().filter(|c| table_columns.iter().any(|t| t == *c)).map(|c| (*c).to_owned()))
         .collect();
     columns.sort();
     columns.dedup();
@@ -83,10 +76,8 @@ pub fn redacted_columns(requested: &[String], table_columns: &[String]) -> Vec<S
 /// A jsonb object that, concatenated onto a row (`row || overlay`), replaces each
 /// redacted column's value with the marker.
 pub fn redaction_overlay(columns: &[String]) -> String {
-    let overlay: serde_json::Map<String, serde_json::Value> = columns
-        .iter()
-        .map(|c| (c.clone(), serde_json::Value::String(REDACTED_MARKER.to_owned())))
-        .collect();
+    let overlay: serde_json::Map<String, serde_json::Value> =
+        columns.iter().map(|c| (c.clone(), serde_json::Value::String(REDACTED_MARKER.to_owned()))).collect();
     serde_json::Value::Object(overlay).to_string()
 }
 
@@ -236,9 +227,9 @@ mod tests {
     }
 
     fn first_break(rows: &[AuditRow]) -> Option<(i64, ChainBreak)> {
-        rows.iter().enumerate().find_map(|(i, row)| {
-            check_link(i.checked_sub(1).map(|p| &rows[p]), row).map(|b| (row.chain_seq, b))
-        })
+        rows.iter()
+            .enumerate()
+            .find_map(|(i, row)| check_link(i.checked_sub(1).map(|p| &rows[p]), row).map(|b| (row.chain_seq, b)))
     }
 
     #[test]

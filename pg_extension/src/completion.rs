@@ -16,13 +16,41 @@ pub struct Criterion {
 
 /// The scoring table, in the order items are reported.
 pub const CRITERIA: [Criterion; 7] = [
-    Criterion { field: "first_name", weight: 10, recommendation: "Add your first name exactly as it appears on your passport." },
-    Criterion { field: "last_name", weight: 10, recommendation: "Add your last name exactly as it appears on your passport." },
-    Criterion { field: "date_of_birth", weight: 15, recommendation: "Add your date of birth: airlines require it to issue a ticket." },
-    Criterion { field: "phone_number", weight: 15, recommendation: "Add a mobile number so we can reach you about your bookings." },
-    Criterion { field: "phone_verified", weight: 15, recommendation: "Verify your phone number to get booking alerts by SMS." },
-    Criterion { field: "payment_method", weight: 25, recommendation: "Add a valid card so we can book flights for you automatically." },
-    Criterion { field: "notification_preferences", weight: 10, recommendation: "Choose how you want to be notified about price drops and bookings." },
+    Criterion {
+        field: "first_name",
+        weight: 10,
+        recommendation: "Add your first name exactly as it appears on your passport.",
+    },
+    Criterion {
+        field: "last_name",
+        weight: 10,
+        recommendation: "Add your last name exactly as it appears on your passport.",
+    },
+    Criterion {
+        field: "date_of_birth",
+        weight: 15,
+        recommendation: "Add your date of birth: airlines require it to issue a ticket.",
+    },
+    Criterion {
+        field: "phone_number",
+        weight: 15,
+        recommendation: "Add a mobile number so we can reach you about your bookings.",
+    },
+    Criterion {
+        field: "phone_verified",
+        weight: 15,
+        recommendation: "Verify your phone number to get booking alerts by SMS.",
+    },
+    Criterion {
+        field: "payment_method",
+        weight: 25,
+        recommendation: "Add a valid card so we can book flights for you automatically.",
+    },
+    Criterion {
+        field: "notification_preferences",
+        weight: 10,
+        recommendation: "Choose how you want to be notified about price drops and bookings.",
+    },
 ];
 
 /// Oldest plausible traveler: an older date of birth is a typo, not a person.

@@ -56,7 +56,9 @@ pub fn attest(
         return Ok(Attestation::Traveler(owner));
     }
     match system_role() {
-        Some(role) if !role.is_empty() && role.len() <= 63 && role.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) => {
+        Some(role)
+            if !role.is_empty() && role.len() <= 63 && role.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) =>
+        {
             Ok(Attestation::System { role })
         }
         Some(_) => Err(Refusal::UnsendableRole),
@@ -109,6 +111,9 @@ mod tests {
     fn bad_owners_and_unsendable_roles_are_refused() {
         assert_eq!(attest(None, id(ALICE), || None), Err(Refusal::NoRecordOwner));
         assert_eq!(attest(Some("alice"), id(ALICE), || None), Err(Refusal::NoRecordOwner));
-        assert_eq!(attest(Some(BOB), None, || Some("evil\r\nparker-wallet-subject: x".into())), Err(Refusal::UnsendableRole));
+        assert_eq!(
+            attest(Some(BOB), None, || Some("evil\r\nparker-wallet-subject: x".into())),
+            Err(Refusal::UnsendableRole)
+        );
     }
 }

@@ -134,7 +134,10 @@ mod tests {
         assert!(flag_enabled(&listed, Some(&user)));
         assert!(!flag_enabled(&Flag { enabled: false, ..listed.clone() }, Some(&user)), "kill switch");
         assert!(!flag_enabled(&listed, None));
-        assert!(!flag_enabled(&Flag { enabled: true, rollout_percent: 100, allow_list: vec![] }, Some(&uuid::Uuid::nil())));
+        assert!(!flag_enabled(
+            &Flag { enabled: true, rollout_percent: 100, allow_list: vec![] },
+            Some(&uuid::Uuid::nil())
+        ));
         assert!(flag_enabled(&Flag { enabled: true, rollout_percent: 100, allow_list: vec![] }, Some(&user)));
     }
 

@@ -12,10 +12,10 @@ pub mod claims;
 pub mod completion;
 pub mod decryption;
 pub mod flags;
-pub mod sidecar;
 pub mod pg;
 pub mod rls;
 pub mod security;
+pub mod sidecar;
 pub mod subject_pin;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -10,15 +10,8 @@ use crate::security::DEFINER_ROLES;
 pub const OWNER_EXPRESSION: &str = "(select wallet.uid())";
 
 /// Request-context functions that cost a call per row when not wrapped in `(select ...)`.
-const PER_ROW_CALLS: &[&str] = &[
-    "wallet.uid()",
-    "wallet.jwt()",
-    "auth.uid()",
-    "auth.jwt()",
-    "auth.role()",
-    "auth.email()",
-    "current_setting(",
-];
+const PER_ROW_CALLS: &[&str] =
+    &["wallet.uid()", "wallet.jwt()", "auth.uid()", "auth.jwt()", "auth.role()", "auth.email()", "current_setting("];
 
 /// One policy as the catalog describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,18 +68,14 @@ pub struct TableFacts {
 impl TableFacts {
     /// Columns referenced by any policy, sorted, each once.
     pub fn policy_columns(&self) -> Vec<String> {
-        let mut columns: Vec<String> =
-            self.policies.iter().flat_map(|p| p.columns.iter().cloned()).collect();
+        let mut columns: Vec<String> = self.policies.iter().flat_map(|p| p.columns.iter().cloned()).collect();
         columns.sort();
         columns.dedup();
         columns
     }
 
     pub fn unindexed_policy_columns(&self) -> Vec<String> {
-        self.policy_columns()
-            .into_iter()
-            .filter(|column| !self.index_leading_columns.contains(column))
-            .collect()
+        self.policy_columns().into_iter().filter(|column| !self.index_leading_columns.contains(column)).collect()
     }
 
     /// Everything worth fixing, each as `code: explanation`. Empty means protected.
@@ -98,26 +87,41 @@ impl TableFacts {
     pub fn rls_findings(&self) -> Vec<RlsFinding> {
         let mut findings = Vec::new();
         if !self.rls_enabled {
-            findings.push(RlsFinding::new("rls_disabled", "row level security is not enabled, every role with a grant sees every row".to_owned()));
+            findings.push(RlsFinding::new(
+                "rls_disabled",
+                "row level security is not enabled, every role with a grant sees every row".to_owned(),
+            ));
         } else if self.policies.is_empty() {
-            findings.push(RlsFinding::new("no_policies", "row level security is on but no policy exists, so only the owner and BYPASSRLS roles see rows".to_owned()));
+            findings.push(RlsFinding::new(
+                "no_policies",
+                "row level security is on but no policy exists, so only the owner and BYPASSRLS roles see rows"
+                    .to_owned(),
+            ));
         }
         if !self.rls_forced {
-            findings.push(RlsFinding::new("rls_not_forced", "the table owner bypasses the policies (ALTER TABLE ... FORCE ROW LEVEL SECURITY)".to_owned()));
+            findings.push(RlsFinding::new(
+                "rls_not_forced",
+                "the table owner bypasses the policies (ALTER TABLE ... FORCE ROW LEVEL SECURITY)".to_owned(),
+            ));
         }
         for column in self.unindexed_policy_columns() {
-            findings.push(RlsFinding::new("unindexed_policy_column", format!("no index leads with {column}, so each policy check scans")));
+            findings.push(RlsFinding::new(
+                "unindexed_policy_column",
+                format!("no index leads with {column}, so each policy check scans"),
+            ));
         }
         for policy in &self.policies {
             let expressions = [&policy.using_expr, &policy.check_expr];
-            let always_true = expressions
-                .iter()
-                .any(|e| e.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("true")));
+            let always_true =
+                expressions.iter().any(|e| e.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("true")));
             // The wallet's own NOLOGIN definer roles get such policies on
             // purpose (each on the tables it alone writes or reads); anyone else's
             // lets every row through.
             if policy.permissive && always_true && !policy.only_for_definer_roles() {
-                findings.push(RlsFinding::new("always_true_policy", format!("policy {} lets every row through", policy.name)));
+                findings.push(RlsFinding::new(
+                    "always_true_policy",
+                    format!("policy {} lets every row through", policy.name),
+                ));
             }
             // As splinter's 0015: travelers edit their own user_metadata.
             if expressions.iter().any(|e| e.as_deref().is_some_and(|e| e.contains("user_metadata"))) {
@@ -126,11 +130,8 @@ impl TableFacts {
                     format!("policy {} trusts user_metadata, which the user edits", policy.name),
                 ));
             }
-            let mut unwrapped: Vec<&str> = expressions
-                .iter()
-                .filter_map(|e| e.as_deref())
-                .flat_map(unwrapped_per_row_calls)
-                .collect();
+            let mut unwrapped: Vec<&str> =
+                expressions.iter().filter_map(|e| e.as_deref()).flat_map(unwrapped_per_row_calls).collect();
             unwrapped.dedup();
             for call in unwrapped {
                 findings.push(RlsFinding::new(
@@ -200,7 +201,7 @@ pub fn owner_policy_statements(
         statements.push(format!("DROP POLICY {quoted_policy} ON {quoted_table}"));
     }
     statements.push(format!(
-            "CREATE POLICY {quoted_policy} ON {quoted_table} AS PERMISSIVE FOR ALL TO {roles} \
+        "CREATE POLICY {quoted_policy} ON {quoted_table} AS PERMISSIVE FOR ALL TO {roles} \
              USING ({OWNER_EXPRESSION} = {quoted_column}) \
              WITH CHECK ({OWNER_EXPRESSION} = {quoted_column})"
     ));
@@ -238,14 +239,9 @@ mod tests {
 
     #[test]
     fn an_unprotected_table_is_flagged() {
-        let table = TableFacts {
-            rls_enabled: false,
-            rls_forced: false,
-            policies: vec![],
-            index_leading_columns: vec![],
-        };
-        let codes: Vec<String> =
-            table.findings().iter().map(|f| f.split(':').next().unwrap().to_owned()).collect();
+        let table =
+            TableFacts { rls_enabled: false, rls_forced: false, policies: vec![], index_leading_columns: vec![] };
+        let codes: Vec<String> = table.findings().iter().map(|f| f.split(':').next().unwrap().to_owned()).collect();
         assert_eq!(codes, ["rls_disabled", "rls_not_forced"]);
     }
 
@@ -272,10 +268,7 @@ mod tests {
             unwrapped_per_row_calls("((wallet.uid() = user_id) OR (( SELECT auth.uid() AS uid) = owner))"),
             ["wallet.uid()"]
         );
-        assert_eq!(
-            unwrapped_per_row_calls("(user_id = (current_setting('x'::text))::uuid)"),
-            ["current_setting("]
-        );
+        assert_eq!(unwrapped_per_row_calls("(user_id = (current_setting('x'::text))::uuid)"), ["current_setting("]);
         // A function of another schema that merely ends the same way is not ours.
         assert_eq!(unwrapped_per_row_calls("(myschema.auth.uid() = x)"), Vec::<&str>::new());
     }
@@ -309,13 +302,8 @@ mod tests {
 
     #[test]
     fn policy_statements_force_rls_and_wrap_the_subject() {
-        let statements = owner_policy_statements(
-            "public.cards",
-            "cards_owner",
-            "user_id",
-            &["authenticated".to_owned()],
-            true,
-        );
+        let statements =
+            owner_policy_statements("public.cards", "cards_owner", "user_id", &["authenticated".to_owned()], true);
         assert_eq!(statements.len(), 4);
         assert_eq!(statements[2], "DROP POLICY cards_owner ON public.cards");
         assert!(statements[1].contains("FORCE ROW LEVEL SECURITY"));

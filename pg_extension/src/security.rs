@@ -32,7 +32,10 @@ pub const WALLET_DEFINERS: &[(&str, &str)] = &[
     ("wallet.audit_trigger()", "parker_wallet_auditor"),
     ("wallet.completion_trigger()", "parker_wallet_scorer"),
     ("wallet.flag_enabled(name text, user_id uuid)", "parker_wallet_flag_reader"),
-    ("wallet_internal.record_stripe_event(event_id text, event_type text, event_payload jsonb)", "parker_wallet_event_recorder"),
+    (
+        "wallet_internal.record_stripe_event(event_id text, event_type text, event_payload jsonb)",
+        "parker_wallet_event_recorder",
+    ),
     ("wallet_internal.traveler_of_stripe_object(customer_id text, payment_method_id text)", "parker_wallet_lookup"),
     ("wallet_internal.bookings_to_reconcile(min_age interval)", "parker_wallet_lookup"),
     ("wallet_internal.campaign_owner(campaign uuid)", "parker_wallet_lookup"),
@@ -95,13 +98,7 @@ pub struct FunctionFacts {
 /// The schemas of a `search_path` setting, unquoted, in order.
 pub fn search_path_schemas(config: &[String]) -> Option<Vec<String>> {
     let value = config.iter().find_map(|c| c.strip_prefix("search_path="))?;
-    Some(
-        value
-            .split(',')
-            .map(|s| s.trim().trim_matches('"').to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
-    )
+    Some(value.split(',').map(|s| s.trim().trim_matches('"').to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
 impl FunctionFacts {
@@ -464,14 +461,20 @@ mod tests {
     #[test]
     fn definer_role_members_matviews_and_the_extension_schema() {
         let found = definer_role_findings(&[("service_role".into(), "parker_wallet_auditor".into())]);
-        assert_eq!((codes(&found), found[0].object_name.as_str()), (vec!["definer_role_has_members"], "parker_wallet_auditor"));
+        assert_eq!(
+            (codes(&found), found[0].object_name.as_str()),
+            (vec!["definer_role_has_members"], "parker_wallet_auditor")
+        );
         let matview = MaterializedViewSecurity { name: "public.m".into(), api_readers: vec!["anon".into()] };
         assert_eq!(codes(&matview.findings()), ["materialized_view_in_api"]);
         assert!(MaterializedViewSecurity { api_readers: vec![], ..matview }.findings().is_empty());
         assert_eq!(codes(&extension_schema_findings("wallet", false)), ["extension_schema_not_superuser_owned"]);
         assert!(extension_schema_findings("wallet", true).is_empty());
         let decrypting = system_decrypt_findings(&["authenticated".into()]);
-        assert_eq!((codes(&decrypting), decrypting[0].object_name.as_str()), (vec!["system_decrypt_for_api_role"], "authenticated"));
+        assert_eq!(
+            (codes(&decrypting), decrypting[0].object_name.as_str()),
+            (vec!["system_decrypt_for_api_role"], "authenticated")
+        );
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub fn request(
     mut check_interrupts: impl FnMut(),
 ) -> Result<Response, SidecarError> {
     let deadline = Instant::now() + timeout;
-    let unreachable = |e: std::io::Error| SidecarError::Unreachable { socket: socket.to_owned(), reason: e.to_string() };
+    let unreachable =
+        |e: std::io::Error| SidecarError::Unreachable { socket: socket.to_owned(), reason: e.to_string() };
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: sidecar\r\nContent-Type: application/json\r\n");
     for (name, value) in headers {
         // A header must not be able to end itself and start another.
@@ -101,7 +102,8 @@ pub fn parse_response(bytes: &[u8]) -> Result<Option<Response>, SidecarError> {
     let Some(header_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };
-    let head = std::str::from_utf8(&bytes[..header_end]).map_err(|_| SidecarError::Protocol("header is not text".into()))?;
+    let head =
+        std::str::from_utf8(&bytes[..header_end]).map_err(|_| SidecarError::Protocol("header is not text".into()))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
@@ -140,13 +142,23 @@ mod tests {
 
     #[test]
     fn a_header_cannot_smuggle_another() {
-        let error = request(Path::new("/nonexistent/s.sock"), "GET", "/", &[("x", "a\r\nb: c")], None, Duration::from_secs(1), || {});
+        let error = request(
+            Path::new("/nonexistent/s.sock"),
+            "GET",
+            "/",
+            &[("x", "a\r\nb: c")],
+            None,
+            Duration::from_secs(1),
+            || {},
+        );
         assert!(matches!(error, Err(SidecarError::Protocol(_))), "{error:?}");
     }
 
     #[test]
     fn a_missing_socket_is_unreachable() {
-        let error = request(Path::new("/nonexistent/s.sock"), "GET", "/healthz", &[], None, Duration::from_secs(1), || {}).unwrap_err();
+        let error =
+            request(Path::new("/nonexistent/s.sock"), "GET", "/healthz", &[], None, Duration::from_secs(1), || {})
+                .unwrap_err();
         assert!(matches!(error, SidecarError::Unreachable { .. }));
     }
 
@@ -164,7 +176,8 @@ mod tests {
         });
         let mut polls = 0;
         let started = Instant::now();
-        let error = request(&path, "GET", "/healthz", &[], None, Duration::from_millis(300), || polls += 1).unwrap_err();
+        let error =
+            request(&path, "GET", "/healthz", &[], None, Duration::from_millis(300), || polls += 1).unwrap_err();
         assert_eq!(error, SidecarError::Timeout { after: Duration::from_millis(300) });
         assert!(started.elapsed() < Duration::from_millis(900));
         assert!(polls >= 3, "interrupts polled {polls} times");

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 /// One client's operation, called back to back.
-pub type Operation = Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send>;
+pub type Operation =
+    Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> + Send>;
 
 pub struct Figures {
     pub ops_per_sec: f64,
@@ -18,7 +19,12 @@ pub fn print_row(label: &str, result: &Figures) {
 
 fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Figures { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
 }
 
@@ -49,4 +55,3 @@ where
     }
     Ok(figures(all, started.elapsed()))
 }
-

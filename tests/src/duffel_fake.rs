@@ -107,9 +107,16 @@ async fn handle(faults: &Faults, orders: &Mutex<Vec<Value>>, gone: &Mutex<Vec<St
                 && data["passengers"].as_array().is_some_and(|p| !p.is_empty())
                 && payment["type"] == "balance"
                 && payment["amount"].as_str().is_some_and(|a| a.parse::<f64>().is_ok())
-                && payment["currency"].as_str().is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
+                && payment["currency"]
+                    .as_str()
+                    .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
             if !valid {
-                return error(422, "validation_error", "invalid_order", "The order request does not follow the documented shape");
+                return error(
+                    422,
+                    "validation_error",
+                    "invalid_order",
+                    "The order request does not follow the documented shape",
+                );
             }
             if gone.lock().unwrap_or_else(PoisonError::into_inner).contains(&offer) {
                 return fault_reply(422);

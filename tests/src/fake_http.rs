@@ -31,7 +31,9 @@ pub type Reply = Response<Full<Bytes>>;
 pub fn json_reply(status: u16, body: &serde_json::Value) -> Reply {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -75,7 +77,8 @@ where
                         Ok::<_, Infallible>(handler(seen).await)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -107,7 +110,11 @@ pub struct Faults {
 
 impl Faults {
     pub fn inject(&self, method: &str, path_fragment: &str, fault: Fault) {
-        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((method.to_owned(), path_fragment.to_owned(), fault));
+        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((
+            method.to_owned(),
+            path_fragment.to_owned(),
+            fault,
+        ));
     }
 
     pub fn clear(&self) {
@@ -117,7 +124,9 @@ impl Faults {
     pub fn take(&self, seen: &Seen) -> Option<Fault> {
         let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let path = seen.target.split('?').next().unwrap_or_default();
-        let index = queued.iter().position(|(method, fragment, _)| *method == seen.method && path.contains(fragment.as_str()))?;
+        let index = queued
+            .iter()
+            .position(|(method, fragment, _)| *method == seen.method && path.contains(fragment.as_str()))?;
         Some(queued.remove(index).2)
     }
 

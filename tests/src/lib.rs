@@ -54,9 +54,8 @@ pub const TEMPLATE_DB: &str = "pw_template";
 pub const TRAVELER_LOGIN: &str = "pw_test_traveler";
 
 fn env(name: &str) -> Result<String> {
-    std::env::var(name).with_context(|| {
-        format!("{name} is not set: run the tests through scripts/test.sh, which starts the stack")
-    })
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the tests through scripts/test.sh, which starts the stack"))
 }
 
 /// The login that runs the migrations and owns the wallet's tables and the test
@@ -160,12 +159,12 @@ impl TestDb {
         // (TEMPORARY taken from PUBLIC).
         let public_temp: bool = source != TEMPLATE_DB
             || sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                "SELECT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                              WHERE d.datname = $1 AND a.grantee = 0 AND a.privilege_type = 'TEMPORARY')",
-        )
-                .bind(source)
-                .fetch_one(&mut superuser)
-                .await?;
+            )
+            .bind(source)
+            .fetch_one(&mut superuser)
+            .await?;
         if !public_temp {
             sqlx::raw_sql(&format!("REVOKE TEMPORARY ON DATABASE {name} FROM PUBLIC")).execute(&mut superuser).await?;
         }
@@ -489,7 +488,8 @@ impl Sidecar {
         let response = match self.admin_port {
             Some(port) => {
                 let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-                send_raw(stream, "GET", "/metrics", &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))], Vec::new()).await?
+                send_raw(stream, "GET", "/metrics", &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))], Vec::new())
+                    .await?
             }
             None => self.request("GET", "/metrics", None).await?,
         };
@@ -507,7 +507,13 @@ impl Sidecar {
     }
 
     /// A request with headers of the caller's choosing (a traveler's token, say).
-    pub async fn request_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<serde_json::Value>) -> Result<Response> {
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Response> {
         let stream = tokio::net::UnixStream::connect(&self.socket).await?;
         let mut all = vec![("content-type", "application/json")];
         all.extend_from_slice(headers);
@@ -562,11 +568,7 @@ pub fn with_stripe(mut config: SidecarConfig, api_base: &str) -> SidecarConfig {
 pub async fn localstripe_post(localstripe_url: &str, path: &str, form: &[(&str, &str)]) -> Result<Response> {
     let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
     let bearer = format!("Bearer {STRIPE_KEY}");
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let body = form.iter().map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))).collect::<Vec<_>>().join("&");
     send_raw(
         stream,
         "POST",
@@ -613,10 +615,7 @@ pub fn wallet_sidecar_config(db: &TestDb) -> Result<SidecarConfig> {
     Ok(SidecarConfig {
         callers: format!("edge = [{}]", own_uid()),
         extra: "[database]\nmax_connections = 4\n\n[auth]\naudience = \"authenticated\"\n".into(),
-        env: vec![
-            ("PW_DATABASE_URL".into(), db.url("pw_test_sidecar")?),
-            ("PW_JWT_SECRET".into(), JWT_SECRET.into()),
-        ],
+        env: vec![("PW_DATABASE_URL".into(), db.url("pw_test_sidecar")?), ("PW_JWT_SECRET".into(), JWT_SECRET.into())],
         ..Default::default()
     })
 }
@@ -633,7 +632,14 @@ pub async fn new_traveler(db: &TestDb) -> Result<String> {
 }
 
 /// A request as the traveler (their token), with optional `Idempotency-Key`.
-pub async fn call(sidecar: &Sidecar, method: &str, path: &str, token: &str, key: Option<&str>, body: Option<serde_json::Value>) -> Result<Response> {
+pub async fn call(
+    sidecar: &Sidecar,
+    method: &str,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> Result<Response> {
     let bearer = format!("Bearer {token}");
     let mut headers = vec![("authorization", bearer.as_str())];
     if let Some(key) = key {
@@ -656,7 +662,12 @@ pub async fn setup_intent(sidecar: &Sidecar, token: &str) -> Result<Response> {
 
 /// What the browser does with Stripe.js: a card into a PaymentMethod, then the
 /// SetupIntent confirmed with it. Returns the SetupIntent id.
-pub async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> Result<String> {
+pub async fn card_saved_through_stripe(
+    sidecar: &Sidecar,
+    token: &str,
+    localstripe: &str,
+    number: &str,
+) -> Result<String> {
     let intent = setup_intent(sidecar, token).await?;
     anyhow::ensure!(intent.status == StatusCode::OK, "{}", intent.text);
     let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
@@ -664,12 +675,19 @@ pub async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstri
     let method = localstripe_post(
         localstripe,
         "/v1/payment_methods",
-        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2031"), ("card[cvc]", "123")],
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2031"),
+            ("card[cvc]", "123"),
+        ],
     )
     .await?;
     let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
     let path = format!("/v1/setup_intents/{id}/confirm");
-    let mut confirmed = localstripe_post(localstripe, &path, &[("payment_method", &pm), ("client_secret", &secret)]).await?;
+    let mut confirmed =
+        localstripe_post(localstripe, &path, &[("payment_method", &pm), ("client_secret", &secret)]).await?;
     if confirmed.json["status"] == "requires_action" {
         // A card that always asks for 3-D Secure: the traveler completes it, as Stripe.js would.
         confirmed = localstripe_post(localstripe, &path, &[("client_secret", &secret)]).await?;
@@ -681,7 +699,15 @@ pub async fn card_saved_through_stripe(sidecar: &Sidecar, token: &str, localstri
 /// A card in the traveler's wallet, saved the way the app does it; returns its row id.
 pub async fn wallet_card(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> Result<String> {
     let setup_intent = card_saved_through_stripe(sidecar, token, localstripe, number).await?;
-    let added = call(sidecar, "POST", "/v1/wallet/payment-methods", token, None, Some(serde_json::json!({ "setup_intent_id": setup_intent }))).await?;
+    let added = call(
+        sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        token,
+        None,
+        Some(serde_json::json!({ "setup_intent_id": setup_intent })),
+    )
+    .await?;
     anyhow::ensure!(added.status.is_success(), "{}", added.text);
     Ok(added.json["data"]["id"].as_str().unwrap_or_default().to_owned())
 }
@@ -713,7 +739,13 @@ where
 }
 
 /// One HTTP/1.1 request with any headers and body bytes.
-pub async fn send_raw<S>(stream: S, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Response>
+pub async fn send_raw<S>(
+    stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Response>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -725,11 +757,8 @@ where
     }
     let response = sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type =
+        response.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();

@@ -24,7 +24,8 @@ fn stripe_error(status: u16) -> Reply {
 async fn forward(upstream: &str, seen: &Seen) -> Reply {
     let result = async {
         let stream = tokio::net::TcpStream::connect(upstream.trim_start_matches("http://")).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         let mut request = hyper::Request::builder().method(seen.method.as_str()).uri(seen.target.as_str());
         for (name, value) in &seen.headers {
@@ -35,7 +36,9 @@ async fn forward(upstream: &str, seen: &Seen) -> Reply {
         let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
         let mut reply = hyper::Response::new(Full::new(body));
         *reply.status_mut() = status;
-        reply.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+        reply
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
         Ok::<_, anyhow::Error>(reply)
     }
     .await;

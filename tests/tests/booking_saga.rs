@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use harness::TestDb;
 use kms_sidecar::auth::Traveler;
 use kms_sidecar::bookings::open::{self, Opened};
 use kms_sidecar::bookings::{flow, reconcile, Actor, BookingLocks, Driver, Ports};
@@ -17,9 +18,9 @@ use kms_sidecar::database::{Database, RequestMeta};
 use kms_sidecar::duffel::{DuffelError, DuffelOrder, DuffelPort, OrderRequest};
 use kms_sidecar::metrics::Metrics;
 use kms_sidecar::payments::{
-    CardDetails, CreatedSetupIntent, IntentStatus, OffSessionAuthorization, PaymentIntentView, SetupIntentView, StripeError, StripePort,
+    CardDetails, CreatedSetupIntent, IntentStatus, OffSessionAuthorization, PaymentIntentView, SetupIntentView,
+    StripeError, StripePort,
 };
-use harness::TestDb;
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -133,7 +134,10 @@ impl StripePort for ScriptedStripe {
         unimplemented!("not used by bookings")
     }
 
-    async fn authorize_off_session(&self, request: &OffSessionAuthorization<'_>) -> Result<PaymentIntentView, StripeError> {
+    async fn authorize_off_session(
+        &self,
+        request: &OffSessionAuthorization<'_>,
+    ) -> Result<PaymentIntentView, StripeError> {
         lock(&self.calls).push((request.idempotency_key.to_owned(), request.payment_method_id.to_owned()));
         if let Some(made) = lock(&self.by_key).get(request.idempotency_key) {
             return Ok(made.view());
@@ -142,12 +146,18 @@ impl StripePort for ScriptedStripe {
         let id = format!("pi_{}", uuid::Uuid::new_v4().simple());
         let (made, answer) = match step {
             Script::Intent(status, code, decline) => {
-                let made = Made { id, status, error_code: code.map(str::to_owned), decline_code: decline.map(str::to_owned) };
+                let made =
+                    Made { id, status, error_code: code.map(str::to_owned), decline_code: decline.map(str::to_owned) };
                 let view = made.view();
                 (made, Ok(view))
             }
             Script::Declined(code, decline) => {
-                let made = Made { id: id.clone(), status: IntentStatus::RequiresPaymentMethod, error_code: Some(code.into()), decline_code: decline.map(str::to_owned) };
+                let made = Made {
+                    id: id.clone(),
+                    status: IntentStatus::RequiresPaymentMethod,
+                    error_code: Some(code.into()),
+                    decline_code: decline.map(str::to_owned),
+                };
                 let error = StripeError::Refused {
                     status: 402,
                     code: Some(code.to_owned()),
@@ -157,7 +167,10 @@ impl StripePort for ScriptedStripe {
                 };
                 (made, Err(error))
             }
-            Script::LostAnswer => (Made { id, status: IntentStatus::RequiresCapture, error_code: None, decline_code: None }, Err(StripeError::Timeout)),
+            Script::LostAnswer => (
+                Made { id, status: IntentStatus::RequiresCapture, error_code: None, decline_code: None },
+                Err(StripeError::Timeout),
+            ),
         };
         lock(&self.intents).insert(made.id.clone(), made.clone());
         lock(&self.by_key).insert(request.idempotency_key.to_owned(), made);
@@ -173,7 +186,9 @@ impl StripePort for ScriptedStripe {
 
     async fn cancel_payment_intent(&self, id: &str, _: &str) -> Result<PaymentIntentView, StripeError> {
         match self.status(id) {
-            Some(IntentStatus::Succeeded | IntentStatus::Canceled) => Err(refused(400, "payment_intent_unexpected_state", None)),
+            Some(IntentStatus::Succeeded | IntentStatus::Canceled) => {
+                Err(refused(400, "payment_intent_unexpected_state", None))
+            }
             _ => self.set(id, IntentStatus::Canceled),
         }
     }
@@ -183,7 +198,13 @@ impl StripePort for ScriptedStripe {
     }
 
     /// Finds nothing: these tests lean on the idempotency key alone.
-    async fn find_payment_intents(&self, _: &str, _: i64, _: &str, _: &str) -> Result<Vec<PaymentIntentView>, StripeError> {
+    async fn find_payment_intents(
+        &self,
+        _: &str,
+        _: i64,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<PaymentIntentView>, StripeError> {
         Ok(Vec::new())
     }
 
@@ -200,7 +221,11 @@ impl DuffelPort for ConfirmingDuffel {
     async fn create_order(&self, order: &OrderRequest<'_>) -> Result<DuffelOrder, DuffelError> {
         Ok(DuffelOrder { id: format!("ord_{}", order.booking_id.simple()), booking_reference: Some("SCRIPT".into()) })
     }
-    async fn find_order(&self, _: uuid::Uuid, _: chrono::DateTime<chrono::Utc>) -> Result<Option<DuffelOrder>, DuffelError> {
+    async fn find_order(
+        &self,
+        _: uuid::Uuid,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<DuffelOrder>, DuffelError> {
         Ok(None)
     }
 }
@@ -243,7 +268,12 @@ impl Saga {
         Ok(Self {
             database: Database::connect_lazy(&SecretString::from(db.url("pw_test_sidecar")?), 4)?,
             db,
-            crypto: EnvelopeCrypto::new(Arc::new(keyring), CachePolicy::default(), KeySchedule { epoch: 1, ..Default::default() }, Arc::new(Metrics::default())),
+            crypto: EnvelopeCrypto::new(
+                Arc::new(keyring),
+                CachePolicy::default(),
+                KeySchedule { epoch: 1, ..Default::default() },
+                Arc::new(Metrics::default()),
+            ),
             metrics: Metrics::default(),
             policy: BookingSettings { order_settle_secs: 0, ..BookingSettings::default() },
             locks: BookingLocks::default(),
@@ -299,10 +329,17 @@ async fn a_hard_decline_moves_to_the_backup_card_with_its_own_key() -> anyhow::R
     for decline in ["insufficient_funds", "expired_card", "do_not_honor"] {
         let saga = Saga::new(vec![Script::Declined("card_declined", Some(decline))]).await?;
         let booking = saga.book("k").await?;
-        assert_eq!((booking.state.as_str(), booking.card_attempt, booking.card_last4.as_deref()), ("captured", 2, Some("4444")), "{decline}");
+        assert_eq!(
+            (booking.state.as_str(), booking.card_attempt, booking.card_last4.as_deref()),
+            ("captured", 2, Some("4444")),
+            "{decline}"
+        );
         let metrics = saga.metrics.render();
         assert!(metrics.contains("parker_wallet_booking_states_total{state=\"captured\"} 1"), "{metrics}");
-        assert!(metrics.contains("parker_wallet_booking_states_total{state=\"authorizing\"} 1"), "the card switch: {metrics}");
+        assert!(
+            metrics.contains("parker_wallet_booking_states_total{state=\"authorizing\"} 1"),
+            "the card switch: {metrics}"
+        );
         let calls = saga.stripe.calls();
         assert_eq!(calls.len(), 2, "{decline}: one try per card");
         assert_eq!((calls[0].1.as_str(), calls[1].1.as_str()), ("pm_default", "pm_backup"));
@@ -315,7 +352,10 @@ async fn a_hard_decline_moves_to_the_backup_card_with_its_own_key() -> anyhow::R
                 .bind(booking.id)
                 .fetch_one(&mut saga.db.admin().await?)
                 .await?;
-        assert!(declined_intent.is_some_and(|pi| Some(pi) != booking.stripe_payment_intent_id), "the first card's PaymentIntent stays in the history");
+        assert!(
+            declined_intent.is_some_and(|pi| Some(pi) != booking.stripe_payment_intent_id),
+            "the first card's PaymentIntent stays in the history"
+        );
     }
     Ok(())
 }
@@ -329,7 +369,12 @@ async fn fraud_declines_never_try_another_card() -> anyhow::Result<()> {
         assert_eq!(saga.stripe.calls().len(), 1, "{decline}: the backup card is not tried");
     }
     // A decline that leaves the PaymentIntent failed (not a 402) counts the same way.
-    let saga = Saga::new(vec![Script::Intent(IntentStatus::RequiresPaymentMethod, Some("card_declined"), Some("stolen_card"))]).await?;
+    let saga = Saga::new(vec![Script::Intent(
+        IntentStatus::RequiresPaymentMethod,
+        Some("card_declined"),
+        Some("stolen_card"),
+    )])
+    .await?;
     assert_eq!(saga.book("k").await?.state, "declined");
     assert_eq!(saga.stripe.calls().len(), 1);
     Ok(())
@@ -343,12 +388,16 @@ async fn off_session_authentication_required_asks_the_traveler_not_the_backup() 
     assert_eq!(saga.stripe.calls().len(), 1, "no backup card on an authentication decline");
     let intent = booking.stripe_payment_intent_id.clone().unwrap_or_default();
     assert!(intent.starts_with("pi_"), "the PaymentIntent left by the 402 is kept for on-session confirmation");
-    let (kind, payload): (String, serde_json::Value) = sqlx::query_as("SELECT kind, payload FROM notification_outbox WHERE user_id = $1")
-        .bind(saga.actor.traveler.user_id)
-        .fetch_one(&mut saga.db.admin().await?)
-        .await?;
+    let (kind, payload): (String, serde_json::Value) =
+        sqlx::query_as("SELECT kind, payload FROM notification_outbox WHERE user_id = $1")
+            .bind(saga.actor.traveler.user_id)
+            .fetch_one(&mut saga.db.admin().await?)
+            .await?;
     assert_eq!(kind, "complete_authentication");
-    assert!(payload["link"].as_str().is_some_and(|l| l.ends_with(&format!("/bookings/{}/authenticate", booking.id))), "{payload}");
+    assert!(
+        payload["link"].as_str().is_some_and(|l| l.ends_with(&format!("/bookings/{}/authenticate", booking.id))),
+        "{payload}"
+    );
     assert!(!payload.to_string().contains("secret"), "{payload}");
 
     // Not authenticated yet: the same error code stays; resume says to wait.
@@ -380,7 +429,11 @@ async fn an_authentication_never_completed_expires_and_releases_the_card() -> an
     let booking = saga.book("k").await?;
     assert_eq!(booking.state, "requires_authentication");
     let report = reconcile::run(saga.ports(), 0).await?;
-    assert_eq!((report.settled, report.lines[0].to.as_str()), (0, "requires_authentication"), "waiting is fine for a while");
+    assert_eq!(
+        (report.settled, report.lines[0].to.as_str()),
+        (0, "requires_authentication"),
+        "waiting is fine for a while"
+    );
     saga.policy.authentication_expiry_hours = 0;
     let report = reconcile::run(saga.ports(), 0).await?;
     assert_eq!((report.settled, report.lines[0].to.as_str()), (1, "declined"), "{report:?}");
@@ -413,7 +466,10 @@ async fn an_authentication_completed_but_never_resumed_is_carried_on_not_cancele
 async fn a_lost_answer_is_replayed_by_the_same_key_never_charged_twice() -> anyhow::Result<()> {
     let saga = Saga::new(vec![Script::LostAnswer]).await?;
     let booking = saga.book("k").await?;
-    assert_eq!((booking.state.as_str(), booking.reconcile_from.as_deref()), ("needs_reconciliation", Some("authorizing")));
+    assert_eq!(
+        (booking.state.as_str(), booking.reconcile_from.as_deref()),
+        ("needs_reconciliation", Some("authorizing"))
+    );
     assert!(booking.stripe_payment_intent_id.is_none(), "the answer was lost: no id known");
 
     // The reconciler asks Stripe again with the same key; Stripe replays the PaymentIntent it made.

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use harness::duffel_fake::{FakeDuffel, DUFFEL_TOKEN};
 use harness::fake_http::Fault;
 use harness::stripe_proxy::StripeProxy;
-use harness::{call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Response, Sidecar, SidecarConfig, TestDb};
+use harness::{
+    call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Response, Sidecar,
+    SidecarConfig, TestDb,
+};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
@@ -126,7 +129,14 @@ impl Booker {
     async fn intents(&self, booking_id: &str) -> anyhow::Result<Vec<Value>> {
         let stream = tokio::net::TcpStream::connect(self.localstripe.trim_start_matches("http://")).await?;
         let bearer = format!("Bearer {}", harness::STRIPE_KEY);
-        let page = harness::send_raw(stream, "GET", "/v1/payment_intents?limit=100", &[("authorization", &bearer)], Vec::new()).await?;
+        let page = harness::send_raw(
+            stream,
+            "GET",
+            "/v1/payment_intents?limit=100",
+            &[("authorization", &bearer)],
+            Vec::new(),
+        )
+        .await?;
         let all = page.json["data"].as_array().cloned().unwrap_or_default();
         Ok(all.into_iter().filter(|pi| pi["metadata"]["booking_id"] == booking_id).collect())
     }
@@ -183,7 +193,10 @@ async fn a_booking_is_authorized_then_ordered_then_captured_exactly_once() -> an
     assert_eq!(metadata["merchant_initiated"], "true");
     let orders = b.duffel.orders_for(&id);
     assert_eq!(orders.len(), 1);
-    assert_eq!((orders[0]["total_amount"].as_str(), orders[0]["total_currency"].as_str()), (Some("420.00"), Some("EUR")));
+    assert_eq!(
+        (orders[0]["total_amount"].as_str(), orders[0]["total_currency"].as_str()),
+        (Some("420.00"), Some("EUR"))
+    );
     assert_eq!(orders[0]["passengers"][0]["family_name"], "Lovelace");
 
     // The same request again: the same booking, nothing charged or ordered twice.
@@ -196,7 +209,10 @@ async fn a_booking_is_authorized_then_ordered_then_captured_exactly_once() -> an
 
     // The passengers are sealed at rest, and the traveler reads the row under RLS.
     let mut admin = b.db.admin().await?;
-    let sealed: Vec<u8> = sqlx::query_scalar("SELECT passengers_sealed FROM booking_charges WHERE id = $1::uuid").bind(&id).fetch_one(&mut admin).await?;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT passengers_sealed FROM booking_charges WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&mut admin)
+        .await?;
     assert_eq!(sealed[0], 3, "an envelope record, version 3 (bound to its row)");
     assert!(!String::from_utf8_lossy(&sealed).contains("Lovelace"));
     let stranger = traveler_token(&uuid::Uuid::new_v4().to_string(), json!({}));
@@ -210,8 +226,14 @@ async fn refusals_name_their_reason_and_charge_nothing() -> anyhow::Result<()> {
     let b = booker(&[VISA], false).await?;
     let body = b.body(&offer());
     let no_consent = b.book("k-consent", &body).await?;
-    assert_eq!((no_consent.status, no_consent.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("consent_required")));
-    sqlx::query("UPDATE campaigns SET consent_at = now() WHERE id = $1::uuid").bind(&b.campaign).execute(&mut b.db.admin().await?).await?;
+    assert_eq!(
+        (no_consent.status, no_consent.json["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("consent_required"))
+    );
+    sqlx::query("UPDATE campaigns SET consent_at = now() WHERE id = $1::uuid")
+        .bind(&b.campaign)
+        .execute(&mut b.db.admin().await?)
+        .await?;
 
     for (patch, status, code) in [
         (json!({ "amount": 0 }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount"),
@@ -235,23 +257,32 @@ async fn refusals_name_their_reason_and_charge_nothing() -> anyhow::Result<()> {
     let booked = b.book("k-1", &body).await?;
     assert_eq!(booked.json["data"]["state"], "captured", "{}", booked.text);
     let reused = b.book("k-1", &b.body(&offer())).await?;
-    assert_eq!((reused.status, reused.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    assert_eq!(
+        (reused.status, reused.json["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
+    );
 
     // A traveler without a usable card.
     let cardless = new_traveler(&b.db).await?;
-    let campaign: String = sqlx::query_scalar("INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'x', now()) RETURNING id::text")
-        .bind(&cardless)
-        .fetch_one(&mut b.db.admin().await?)
-        .await?;
+    let campaign: String = sqlx::query_scalar(
+        "INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'x', now()) RETURNING id::text",
+    )
+    .bind(&cardless)
+    .fetch_one(&mut b.db.admin().await?)
+    .await?;
     let mut theirs = body.clone();
     theirs["campaign_id"] = json!(campaign);
     let token = traveler_token(&cardless, json!({}));
     let refused = call(b.sidecar(), "POST", "/v1/bookings", &token, Some("k-x"), Some(theirs.clone())).await?;
-    assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("no_usable_card")));
+    assert_eq!(
+        (refused.status, refused.json["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("no_usable_card"))
+    );
     // Someone else's campaign is not found, not "forbidden".
     let foreign = b.book("k-foreign", &theirs).await?;
     assert_eq!((foreign.status, foreign.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("campaign_not_found")));
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM booking_charges").fetch_one(&mut b.db.admin().await?).await?;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM booking_charges").fetch_one(&mut b.db.admin().await?).await?;
     assert_eq!(rows, 1, "only the good request made a booking");
     Ok(())
 }
@@ -270,8 +301,14 @@ fn service_key() -> anyhow::Result<String> {
 async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
     let b = booker(&[VISA], true).await?;
     let service_key = service_key()?;
-    let booked = call(b.sidecar(), "POST", "/v1/bookings", &service_key, Some("cron-1"), Some(b.body(&offer()))).await?;
-    assert_eq!((booked.status, booked.json["data"]["state"].as_str()), (StatusCode::CREATED, Some("captured")), "{}", booked.text);
+    let booked =
+        call(b.sidecar(), "POST", "/v1/bookings", &service_key, Some("cron-1"), Some(b.body(&offer()))).await?;
+    assert_eq!(
+        (booked.status, booked.json["data"]["state"].as_str()),
+        (StatusCode::CREATED, Some("captured")),
+        "{}",
+        booked.text
+    );
     let owner: String = sqlx::query_scalar("SELECT user_id::text FROM booking_charges WHERE id = $1::uuid")
         .bind(id_of(&booked))
         .fetch_one(&mut b.db.admin().await?)
@@ -434,10 +471,11 @@ async fn three_d_secure_waits_for_the_traveler_then_resumes() -> anyhow::Result<
     let id = id_of(&booked);
     assert!(b.duffel.orders_for(&id).is_empty(), "no order before the card is authorized");
 
-    let (kind, payload): (String, Value) = sqlx::query_as("SELECT kind, payload FROM notification_outbox WHERE user_id = $1::uuid")
-        .bind(&b.user)
-        .fetch_one(&mut b.db.admin().await?)
-        .await?;
+    let (kind, payload): (String, Value) =
+        sqlx::query_as("SELECT kind, payload FROM notification_outbox WHERE user_id = $1::uuid")
+            .bind(&b.user)
+            .fetch_one(&mut b.db.admin().await?)
+            .await?;
     assert_eq!(kind, "complete_authentication");
     assert_eq!(payload["booking_id"], id.as_str());
     assert!(payload["link"].as_str().is_some_and(|l| l.contains(&id)), "{payload}");
@@ -446,7 +484,11 @@ async fn three_d_secure_waits_for_the_traveler_then_resumes() -> anyhow::Result<
     let shown = b.show(&id).await?;
     let secret = shown.json["data"]["authentication"]["client_secret"].as_str().unwrap_or_default().to_owned();
     assert!(secret.contains("_secret_"), "{}", shown.text);
-    assert!(shown.json["data"]["authentication"]["payment_method"].as_str().is_some_and(|pm| pm.starts_with("pm_")), "{}", shown.text);
+    assert!(
+        shown.json["data"]["authentication"]["payment_method"].as_str().is_some_and(|pm| pm.starts_with("pm_")),
+        "{}",
+        shown.text
+    );
     let resume_path = format!("/v1/bookings/{id}/resume");
     let early = call(b.sidecar(), "POST", &resume_path, &b.token, None, None).await?;
     assert_eq!((early.status, early.json["code"].as_str()), (StatusCode::CONFLICT, Some("authentication_pending")));
@@ -461,7 +503,12 @@ async fn three_d_secure_waits_for_the_traveler_then_resumes() -> anyhow::Result<
     .await?;
     assert_eq!(authenticated.json["status"], "requires_capture", "{}", authenticated.text);
     let resumed = call(b.sidecar(), "POST", &resume_path, &b.token, None, None).await?;
-    assert_eq!((resumed.status, resumed.json["data"]["state"].as_str()), (StatusCode::OK, Some("captured")), "{}", resumed.text);
+    assert_eq!(
+        (resumed.status, resumed.json["data"]["state"].as_str()),
+        (StatusCode::OK, Some("captured")),
+        "{}",
+        resumed.text
+    );
     assert_eq!(states(&resumed), ["authorizing", "requires_authentication", "ordering", "capturing", "captured"]);
     assert_eq!(b.intents(&id).await?.len(), 1);
     Ok(())
@@ -472,9 +519,12 @@ async fn a_hard_decline_falls_back_to_the_backup_card_once() -> anyhow::Result<(
     let b = booker(&[VISA, DECLINED_AT_CHARGE], true).await?;
     // Make the failing card the default; the Visa becomes the backup.
     let cards = call(b.sidecar(), "GET", "/v1/wallet/payment-methods", &b.token, None, None).await?;
-    let failing = cards.json["data"].as_array().and_then(|c| c.iter().find(|c| c["last4"] == "0341")).map(|c| c["id"].clone());
+    let failing =
+        cards.json["data"].as_array().and_then(|c| c.iter().find(|c| c["last4"] == "0341")).map(|c| c["id"].clone());
     let failing = failing.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let switched = call(b.sidecar(), "POST", &format!("/v1/wallet/payment-methods/{failing}/default"), &b.token, None, None).await?;
+    let switched =
+        call(b.sidecar(), "POST", &format!("/v1/wallet/payment-methods/{failing}/default"), &b.token, None, None)
+            .await?;
     assert!(switched.status.is_success(), "{}", switched.text);
 
     let booked = b.book("k-backup", &b.body(&offer())).await?;
@@ -502,7 +552,14 @@ struct Crash {
 
 #[tokio::test]
 async fn a_sigkill_at_any_step_ends_in_exactly_one_charge_or_none() -> anyhow::Result<()> {
-    let crash = |at_stripe, method, path, fault, refuse_order, ends| Crash { at_stripe, method, path, fault, refuse_order, ends };
+    let crash = |at_stripe, method, path, fault, refuse_order, ends| Crash {
+        at_stripe,
+        method,
+        path,
+        fault,
+        refuse_order,
+        ends,
+    };
     let cases = [
         crash(true, "POST", "/v1/payment_intents", Fault::Hang, false, "captured"),
         crash(true, "POST", "/v1/payment_intents", Fault::ActThenHang, false, "captured"),
@@ -532,7 +589,14 @@ async fn a_sigkill_at_any_step_ends_in_exactly_one_charge_or_none() -> anyhow::R
             tokio::spawn(async move {
                 let stream = tokio::net::UnixStream::connect(socket).await?;
                 let bearer = format!("Bearer {token}");
-                harness::send_raw(stream, "POST", "/v1/bookings", &[("authorization", &bearer), ("idempotency-key", &key), ("content-type", "application/json")], body.to_string().into_bytes()).await
+                harness::send_raw(
+                    stream,
+                    "POST",
+                    "/v1/bookings",
+                    &[("authorization", &bearer), ("idempotency-key", &key), ("content-type", "application/json")],
+                    body.to_string().into_bytes(),
+                )
+                .await
             })
         };
         faults.hung().await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
@@ -615,7 +679,12 @@ async fn a_burst_beyond_the_lease_pool_waits_its_turn() -> anyhow::Result<()> {
         .collect();
     for booking in burst {
         let response = booking.await??;
-        assert_eq!((response.status, standing(&response)), (StatusCode::CREATED, (Some("captured"), None)), "{}", response.text);
+        assert_eq!(
+            (response.status, standing(&response)),
+            (StatusCode::CREATED, (Some("captured"), None)),
+            "{}",
+            response.text
+        );
     }
     Ok(())
 }

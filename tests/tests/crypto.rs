@@ -44,9 +44,18 @@ async fn records_round_trip_and_refuse_another_context() -> anyhow::Result<()> {
 
     for (wrong, what) in [
         (context(BOB), "another traveler (with that traveler's own token)"),
-        (json!({ "user_id": ALICE, "table": "traveler_profiles", "column": "encrypted_card_data", "record_id": ROW }), "another table"),
-        (json!({ "user_id": ALICE, "table": "payment_methods", "column": "last4", "record_id": ROW }), "another column"),
-        (row_context(ALICE, "0000000b-0000-4000-8000-000000000002"), "another row of the same traveler, table and column"),
+        (
+            json!({ "user_id": ALICE, "table": "traveler_profiles", "column": "encrypted_card_data", "record_id": ROW }),
+            "another table",
+        ),
+        (
+            json!({ "user_id": ALICE, "table": "payment_methods", "column": "last4", "record_id": ROW }),
+            "another column",
+        ),
+        (
+            row_context(ALICE, "0000000b-0000-4000-8000-000000000002"),
+            "another row of the same traveler, table and column",
+        ),
     ] {
         let response = sidecar.crypto("decrypt", &record, &wrong).await?;
         assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{what}");
@@ -66,8 +75,13 @@ async fn records_round_trip_and_refuse_another_context() -> anyhow::Result<()> {
 async fn the_crypto_routes_are_no_decryption_oracle() -> anyhow::Result<()> {
     let port = harness::free_port()?;
     let sidecar = Sidecar::start_with(SidecarConfig {
-        extra: format!("[auth]\naudience = \"authenticated\"\n\n[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"edge\"\n"),
-        env: vec![("PW_JWT_SECRET".into(), harness::JWT_SECRET.into()), ("PW_SERVICE_TOKEN".into(), "svc-token".into())],
+        extra: format!(
+            "[auth]\naudience = \"authenticated\"\n\n[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"edge\"\n"
+        ),
+        env: vec![
+            ("PW_JWT_SECRET".into(), harness::JWT_SECRET.into()),
+            ("PW_SERVICE_TOKEN".into(), "svc-token".into()),
+        ],
         admin_port: None,
         ..SidecarConfig::traveler_crypto()?
     })
@@ -77,17 +91,33 @@ async fn the_crypto_routes_are_no_decryption_oracle() -> anyhow::Result<()> {
         let path = format!("/v1/crypto/{operation}");
         let body = json!({ "data": alices, "context": context(ALICE) });
         let anonymous = sidecar.request("POST", &path, Some(body.clone())).await?;
-        assert_eq!((anonymous.status, anonymous.json["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{operation}");
+        assert_eq!(
+            (anonymous.status, anonymous.json["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            "{operation}"
+        );
         let bobs_token = bearer(BOB);
         let as_bob = sidecar.request_with("POST", &path, &[("authorization", &bobs_token)], Some(body.clone())).await?;
-        assert_eq!((as_bob.status, as_bob.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("subject_mismatch")), "{operation}");
+        assert_eq!(
+            (as_bob.status, as_bob.json["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("subject_mismatch")),
+            "{operation}"
+        );
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let service = send_raw(tcp, "POST", &path, &[("authorization", "Bearer svc-token")], body.to_string().into_bytes()).await?;
-        assert_eq!((service.status, service.json["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{operation} on TCP");
+        let service =
+            send_raw(tcp, "POST", &path, &[("authorization", "Bearer svc-token")], body.to_string().into_bytes())
+                .await?;
+        assert_eq!(
+            (service.status, service.json["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            "{operation} on TCP"
+        );
     }
     // Operators have no crypto route: their system work (rotate-keys) runs in-process.
     let operator = Sidecar::start().await?;
-    let response = operator.request("POST", "/v1/crypto/decrypt", Some(json!({ "data": alices, "context": context(ALICE) }))).await?;
+    let response = operator
+        .request("POST", "/v1/crypto/decrypt", Some(json!({ "data": alices, "context": context(ALICE) })))
+        .await?;
     assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("caller_not_allowed")));
     Ok(())
 }
@@ -100,13 +130,43 @@ async fn bad_input_gets_a_stable_problem_code() -> anyhow::Result<()> {
     let cases = [
         (json!({ "data": "not base64!", "context": context(ALICE) }), "/v1/crypto/encrypt", 400, "invalid_request"),
         (json!({ "data": "", "context": context(ALICE), "extra": 1 }), "/v1/crypto/encrypt", 400, "invalid_request"),
-        (json!({ "data": "", "context": { "user_id": ALICE, "table": "x; drop table y", "column": "c" } }), "/v1/crypto/encrypt", 400, "invalid_context"),
-        (json!({ "data": "", "context": { "user_id": "nope", "table": "t", "column": "c" } }), "/v1/crypto/encrypt", 400, "invalid_context"),
+        (
+            json!({ "data": "", "context": { "user_id": ALICE, "table": "x; drop table y", "column": "c" } }),
+            "/v1/crypto/encrypt",
+            400,
+            "invalid_context",
+        ),
+        (
+            json!({ "data": "", "context": { "user_id": "nope", "table": "t", "column": "c" } }),
+            "/v1/crypto/encrypt",
+            400,
+            "invalid_context",
+        ),
         (json!({ "data": "", "context": unbound }), "/v1/crypto/encrypt", 400, "invalid_context"),
-        (json!({ "data": "", "context": { "user_id": ALICE, "table": "t", "column": "c", "record_id": "7" } }), "/v1/crypto/encrypt", 400, "invalid_context"),
-        (json!({ "data": B64.encode([1, 0, 0, 0]), "context": context(ALICE) }), "/v1/crypto/decrypt", 422, "unsupported_ciphertext_version"),
-        (json!({ "data": B64.encode([9]), "context": context(ALICE) }), "/v1/crypto/decrypt", 422, "unsupported_ciphertext_version"),
-        (json!({ "data": B64.encode([3, 5, b'a']), "context": context(ALICE) }), "/v1/crypto/decrypt", 422, "malformed_ciphertext"),
+        (
+            json!({ "data": "", "context": { "user_id": ALICE, "table": "t", "column": "c", "record_id": "7" } }),
+            "/v1/crypto/encrypt",
+            400,
+            "invalid_context",
+        ),
+        (
+            json!({ "data": B64.encode([1, 0, 0, 0]), "context": context(ALICE) }),
+            "/v1/crypto/decrypt",
+            422,
+            "unsupported_ciphertext_version",
+        ),
+        (
+            json!({ "data": B64.encode([9]), "context": context(ALICE) }),
+            "/v1/crypto/decrypt",
+            422,
+            "unsupported_ciphertext_version",
+        ),
+        (
+            json!({ "data": B64.encode([3, 5, b'a']), "context": context(ALICE) }),
+            "/v1/crypto/decrypt",
+            422,
+            "malformed_ciphertext",
+        ),
     ];
     for (body, path, status, code) in cases {
         let response = sidecar.request_with("POST", path, &[("authorization", &alice)], Some(body.clone())).await?;
@@ -116,20 +176,37 @@ async fn bad_input_gets_a_stable_problem_code() -> anyhow::Result<()> {
     let unbound_open = sidecar.crypto("decrypt", &record, &unbound).await?;
     assert_eq!(unbound_open.json["code"], "invalid_context", "a v3 record needs its record_id");
     let headers = [("authorization", alice.as_str())];
-    let garbage = send_raw(tokio::net::UnixStream::connect(&sidecar.socket).await?, "POST", "/v1/crypto/encrypt", &headers, b"{not json".to_vec()).await?;
+    let garbage = send_raw(
+        tokio::net::UnixStream::connect(&sidecar.socket).await?,
+        "POST",
+        "/v1/crypto/encrypt",
+        &headers,
+        b"{not json".to_vec(),
+    )
+    .await?;
     assert_eq!(garbage.json["code"], "invalid_request");
     let huge = vec![b'a'; 200 * 1024];
-    let too_large = send_raw(tokio::net::UnixStream::connect(&sidecar.socket).await?, "POST", "/v1/crypto/encrypt", &headers, huge).await?;
-    assert_eq!((too_large.status, too_large.json["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    let too_large =
+        send_raw(tokio::net::UnixStream::connect(&sidecar.socket).await?, "POST", "/v1/crypto/encrypt", &headers, huge)
+            .await?;
+    assert_eq!(
+        (too_large.status, too_large.json["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn a_caller_outside_the_map_is_refused_everything() -> anyhow::Result<()> {
     let sidecar = Sidecar::start_with(SidecarConfig { callers: "edge = [4242]".into(), ..Default::default() }).await?;
-    for (method, path) in [("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/crypto/encrypt"), ("GET", "/metrics")] {
+    for (method, path) in [("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/crypto/encrypt"), ("GET", "/metrics")]
+    {
         let response = sidecar.request(method, path, Some(json!({}))).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("caller_not_allowed")), "{path}");
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("caller_not_allowed")),
+            "{path}"
+        );
     }
     Ok(())
 }
@@ -157,7 +234,10 @@ async fn the_database_caller_gets_the_crypto_routes_only() -> anyhow::Result<()>
     let encrypt_body = json!({ "data": B64.encode(b"x"), "context": context(ALICE) }).to_string();
     let alice = format!("parker-wallet-subject: traveler {ALICE}");
     assert_eq!(as_postgres("POST", "/v1/crypto/encrypt", &alice, &encrypt_body)?.0, "200");
-    assert_eq!(as_postgres("POST", "/v1/crypto/encrypt", "parker-wallet-subject: system billing", &encrypt_body)?.0, "200");
+    assert_eq!(
+        as_postgres("POST", "/v1/crypto/encrypt", "parker-wallet-subject: system billing", &encrypt_body)?.0,
+        "200"
+    );
     for (subject, code) in [
         ("x-none: 1", "subject_required"),
         ("parker-wallet-subject: traveler nobody", "subject_required"),
@@ -189,7 +269,10 @@ async fn secrets_never_reach_the_log_and_tcp_needs_the_service_token() -> anyhow
     .await?;
     let tcp = || tokio::net::TcpStream::connect(("127.0.0.1", port));
     let anonymous = send_raw(tcp().await?, "GET", "/healthz", &[], vec![]).await?;
-    assert_eq!((anonymous.status, anonymous.json["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_service_token")));
+    assert_eq!(
+        (anonymous.status, anonymous.json["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_service_token"))
+    );
     let wrong = send_raw(tcp().await?, "GET", "/healthz", &[("authorization", "Bearer nope")], vec![]).await?;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let bearer = format!("Bearer {token}");
@@ -216,11 +299,9 @@ async fn misconfiguration_fails_at_start_naming_the_setting() -> anyhow::Result<
     assert!(error.contains("exited during start-up"), "{error}");
     assert!(error.contains("keys.provider"), "{error}");
 
-    let tcp_without_token = Sidecar::start_with(SidecarConfig {
-        extra: "[tcp]\nlisten = \"127.0.0.1:9\"\n".into(),
-        ..Default::default()
-    })
-    .await;
+    let tcp_without_token =
+        Sidecar::start_with(SidecarConfig { extra: "[tcp]\nlisten = \"127.0.0.1:9\"\n".into(), ..Default::default() })
+            .await;
     let error = tcp_without_token.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("PW_SERVICE_TOKEN"), "{error}");
     Ok(())

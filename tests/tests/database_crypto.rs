@@ -14,7 +14,10 @@ const CONTEXT: &str = r#"{"user_id":"a11ce000-0000-4000-8000-000000000001","tabl
 const OTHER_CONTEXT: &str = r#"{"user_id":"b0b00000-0000-4000-8000-000000000002","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-000000000001"}"#;
 
 fn context_of(user: &str) -> String {
-    format!(r#"{{"user_id":"{user}","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-00000000000{}"}}"#, &user[..1])
+    format!(
+        r#"{{"user_id":"{user}","table":"payment_methods","column":"encrypted_card_data","record_id":"0000000a-0000-4000-8000-00000000000{}"}}"#,
+        &user[..1]
+    )
 }
 
 #[tokio::test]
@@ -42,7 +45,10 @@ async fn sql_round_trips_through_the_sidecar_and_binds_the_context() -> anyhow::
     assert_eq!(sqlstate(&error).as_deref(), Some("22000"), "{error}");
     assert!(error.to_string().contains("decryption_failed"), "{error}");
 
-    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, '{\"user_id\":\"nope\"}'::jsonb)").execute(&mut conn).await.unwrap_err();
+    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, '{\"user_id\":\"nope\"}'::jsonb)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("22023"), "{error}");
 
     let health: serde_json::Value = sqlx::query_scalar("SELECT wallet.sidecar_health()").fetch_one(&mut conn).await?;
@@ -55,7 +61,11 @@ async fn travelers_cannot_call_the_crypto_functions() -> anyhow::Result<()> {
     let db = TestDb::migrated().await?;
     let mut conn = db.traveler().await?;
     let mut tx = as_traveler(&mut conn, r#"{"sub":"a11ce000-0000-4000-8000-000000000001"}"#).await?;
-    let error = sqlx::query("SELECT wallet.decrypt('\\x02'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut *tx).await.unwrap_err();
+    let error = sqlx::query("SELECT wallet.decrypt('\\x02'::bytea, $1::jsonb)")
+        .bind(CONTEXT)
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{error}");
     Ok(())
 }
@@ -66,9 +76,11 @@ async fn travelers_cannot_call_the_crypto_functions() -> anyhow::Result<()> {
 async fn wallet_decrypt_is_bound_to_who_asks(template: Template) -> anyhow::Result<()> {
     let db = TestDb::migrated_on(template).await?;
     let mut superuser = db.superuser().await?;
-    sqlx::raw_sql("GRANT EXECUTE ON FUNCTION wallet.encrypt(bytea, jsonb), wallet.decrypt(bytea, jsonb) TO authenticated")
-        .execute(&mut superuser)
-        .await?;
+    sqlx::raw_sql(
+        "GRANT EXECUTE ON FUNCTION wallet.encrypt(bytea, jsonb), wallet.decrypt(bytea, jsonb) TO authenticated",
+    )
+    .execute(&mut superuser)
+    .await?;
     let mut conn = db.traveler().await?;
     let mut sealed = Vec::new();
     for user in [ALICE, BOB] {
@@ -111,7 +123,8 @@ async fn wallet_decrypt_is_bound_to_who_asks(template: Template) -> anyhow::Resu
     .execute(&mut superuser)
     .await?;
     let mut tx = harness::as_role(&mut conn, &system, "").await?;
-    let bobs = sqlx::query_scalar::<_, String>(decrypt).bind(&sealed[1]).bind(context_of(BOB)).fetch_one(&mut *tx).await;
+    let bobs =
+        sqlx::query_scalar::<_, String>(decrypt).bind(&sealed[1]).bind(context_of(BOB)).fetch_one(&mut *tx).await;
     drop(tx);
     sqlx::raw_sql(&format!("DROP OWNED BY {system}; DROP ROLE {system};")).execute(&mut superuser).await?;
     assert_eq!(bobs?, format!("card of {BOB}"), "{template}: system decryption, granted explicitly");
@@ -120,9 +133,10 @@ async fn wallet_decrypt_is_bound_to_who_asks(template: Template) -> anyhow::Resu
     // inside this transaction, rolled back).
     let mut tx = sqlx::Connection::begin(&mut superuser).await?;
     sqlx::raw_sql("GRANT parker_wallet_system_decrypt TO authenticated").execute(&mut *tx).await?;
-    let codes: Vec<String> = sqlx::query_scalar("SELECT code FROM wallet.security_report() WHERE object_name = 'authenticated'")
-        .fetch_all(&mut *tx)
-        .await?;
+    let codes: Vec<String> =
+        sqlx::query_scalar("SELECT code FROM wallet.security_report() WHERE object_name = 'authenticated'")
+            .fetch_all(&mut *tx)
+            .await?;
     tx.rollback().await?;
     assert_eq!(codes, ["system_decrypt_for_api_role"], "{template}");
     Ok(())
@@ -135,7 +149,8 @@ async fn a_missing_sidecar_is_a_clean_error_and_health_says_so() -> anyhow::Resu
     let db = TestDb::migrated().await?;
     let mut conn = db.admin().await?;
     sqlx::query("SET parker_wallet.sidecar_socket = '/nonexistent/parker/sidecar.sock'").execute(&mut conn).await?;
-    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
+    let error =
+        sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("08006"), "{error}");
     assert!(error.to_string().contains("unreachable"), "{error}");
     let health: serde_json::Value = sqlx::query_scalar("SELECT wallet.sidecar_health()").fetch_one(&mut conn).await?;
@@ -173,7 +188,8 @@ async fn a_hung_sidecar_times_out_on_time() -> anyhow::Result<()> {
     let db = TestDb::migrated().await?;
     let mut conn = session_on(&db, &socket, 300).await?;
     let started = Instant::now();
-    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
+    let error =
+        sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(sqlstate(&error).as_deref(), Some("58030"), "{error}");
     assert!(error.to_string().contains("within 300 ms"), "{error}");
@@ -193,7 +209,8 @@ async fn a_cancel_interrupts_the_wait() -> anyhow::Result<()> {
         sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&mut other).await
     });
     let started = Instant::now();
-    let error = sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
+    let error =
+        sqlx::query("SELECT wallet.encrypt('x'::bytea, $1::jsonb)").bind(CONTEXT).execute(&mut conn).await.unwrap_err();
     let took = started.elapsed();
     canceller.await??;
     assert_eq!(sqlstate(&error).as_deref(), Some("57014"), "{error}");

@@ -26,20 +26,53 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 /// CA certificate presented as the server's own).
 fn authority(dir: &Path, name: &str) -> anyhow::Result<()> {
     run(Command::new("openssl").current_dir(dir).args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &format!("/CN={name}-ca"),
-        "-keyout", &format!("{name}-ca.key"), "-out", &format!("{name}-ca.crt"),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={name}-ca"),
+        "-keyout",
+        &format!("{name}-ca.key"),
+        "-out",
+        &format!("{name}-ca.crt"),
     ]))
 }
 
 /// The server's key and certificate for `localhost` and 127.0.0.1, signed by `test-ca`.
 fn server_certificate(dir: &Path) -> anyhow::Result<()> {
     run(Command::new("openssl").current_dir(dir).args([
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
     ]))?;
     std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")?;
     run(Command::new("openssl").current_dir(dir).args([
-        "x509", "-req", "-in", "server.csr", "-CA", "test-ca.crt", "-CAkey", "test-ca.key", "-CAcreateserial",
-        "-days", "1", "-extfile", "server.ext", "-out", "server.crt",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "test-ca.crt",
+        "-CAkey",
+        "test-ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
     ]))
 }
 
@@ -69,7 +102,12 @@ impl TlsCluster {
              -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key -c fsync=off",
             dir = dir.path().display()
         );
-        run(as_postgres("pg_ctl").args(["-w", "-t", "30", "-l"]).arg(dir.path().join("log")).arg("-D").arg(&data).args(["-o", &options, "start"]))?;
+        run(as_postgres("pg_ctl")
+            .args(["-w", "-t", "30", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "start"]))?;
         Ok(Self { dir, port })
     }
 

@@ -44,21 +44,23 @@ async fn flag_buckets_match_parker_flights_typescript(template: Template) -> any
     // And the flag answer follows the bucket at the edge of the rollout.
     let (id, bucket) = &expected[0];
     for (rollout, inside) in [(*bucket, false), (bucket + 1, true)] {
-        sqlx::query("INSERT INTO feature_flags (name, enabled, rollout_percent) VALUES ('edge', true, $1)
-                     ON CONFLICT (name) DO UPDATE SET rollout_percent = EXCLUDED.rollout_percent")
-            .bind(rollout)
-            .execute(&mut admin)
-            .await?;
-        let answer: bool = sqlx::query_scalar("SELECT wallet.flag_enabled('edge', $1::uuid)")
-            .bind(id)
-            .fetch_one(&mut admin)
-            .await?;
+        sqlx::query(
+            "INSERT INTO feature_flags (name, enabled, rollout_percent) VALUES ('edge', true, $1)
+                     ON CONFLICT (name) DO UPDATE SET rollout_percent = EXCLUDED.rollout_percent",
+        )
+        .bind(rollout)
+        .execute(&mut admin)
+        .await?;
+        let answer: bool =
+            sqlx::query_scalar("SELECT wallet.flag_enabled('edge', $1::uuid)").bind(id).fetch_one(&mut admin).await?;
         assert_eq!(answer, inside, "bucket {bucket}, rollout {rollout}");
     }
     Ok(())
 }
 
-async fn refresh_all_completion_backfills_every_traveler_in_committed_batches(template: Template) -> anyhow::Result<()> {
+async fn refresh_all_completion_backfills_every_traveler_in_committed_batches(
+    template: Template,
+) -> anyhow::Result<()> {
     let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
     sqlx::raw_sql(
@@ -101,26 +103,23 @@ async fn a_travelers_change_is_audited_with_their_request_and_stays_private(temp
     }
 
     let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
-    let trail: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT user_id::text, action, host(ip_address), user_agent FROM traveler_data_audit",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let trail: Vec<(String, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT user_id::text, action, host(ip_address), user_agent FROM traveler_data_audit")
+            .fetch_all(&mut *tx)
+            .await?;
     assert_eq!(
         trail,
         [(ALICE.to_owned(), "INSERT".to_owned(), Some("203.0.113.9".to_owned()), Some("alice-phone/1.0".to_owned()))]
     );
-    let score: i32 = sqlx::query_scalar("SELECT completeness_score FROM profile_completion_tracking")
-        .fetch_one(&mut *tx)
-        .await?;
+    let score: i32 =
+        sqlx::query_scalar("SELECT completeness_score FROM profile_completion_tracking").fetch_one(&mut *tx).await?;
     assert_eq!(score, 10, "the tracking trigger ran for the traveler's own write");
     let error = sqlx::query("DELETE FROM traveler_data_audit").execute(&mut *tx).await.unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("42501"));
     tx.rollback().await?;
 
-    let broken: Option<String> = sqlx::query_scalar("SELECT reason FROM wallet.verify_audit_chain()")
-        .fetch_optional(&mut admin)
-        .await?;
+    let broken: Option<String> =
+        sqlx::query_scalar("SELECT reason FROM wallet.verify_audit_chain()").fetch_optional(&mut admin).await?;
     assert_eq!(broken, None);
     Ok(())
 }

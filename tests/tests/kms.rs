@@ -69,7 +69,8 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
     assert_eq!(B64.decode(decrypted.json["data"].as_str().unwrap_or_default())?, b"card metadata");
 
     let (_, other_arn) = emulators.create_kms_key().await?;
-    let missing_arn = arn.rsplit_once('/').map(|(a, _)| format!("{a}/00000000-0000-0000-0000-000000000000")).unwrap_or_default();
+    let missing_arn =
+        arn.rsplit_once('/').map(|(a, _)| format!("{a}/00000000-0000-0000-0000-000000000000")).unwrap_or_default();
     let decrypt_calls = |metrics: &str| counter(metrics, "parker_wallet_kms_calls_total{operation=\"decrypt\"}");
     let calls_before = decrypt_calls(&second.metrics().await?);
     // Checked before KMS is asked: the key named, and the epoch.
@@ -79,14 +80,24 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
         (with_header(&record, Some(&missing_arn), None, false), "a key that does not exist"),
     ] {
         let response = crypto(&second, "decrypt", &tampered).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_not_accepted")), "{what}: {}", response.text);
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("key_not_accepted")),
+            "{what}: {}",
+            response.text
+        );
     }
     assert_eq!(decrypt_calls(&second.metrics().await?), calls_before, "no KMS call for a key or epoch not configured");
     // Only KMS can tell a tampered wrapped key; it is asked once, then remembered.
     let tampered = with_header(&record, None, None, true);
     for _ in 0..5 {
         let response = crypto(&second, "decrypt", &tampered).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_rejected")), "{}", response.text);
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("key_rejected")),
+            "{}",
+            response.text
+        );
         // KMS's own words stay in the log.
         assert!(!response.text.contains("Exception"), "{}", response.text);
     }
@@ -151,11 +162,19 @@ async fn an_unreachable_kms_is_unavailable_not_a_wrong_answer() -> anyhow::Resul
     let ready = sidecar.request("GET", "/readyz", None).await?;
     assert_eq!((ready.status, ready.json["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")));
     let encrypted = crypto(&sidecar, "encrypt", "eA==").await?;
-    assert_eq!((encrypted.status, encrypted.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("key_provider_unavailable")));
+    assert_eq!(
+        (encrypted.status, encrypted.json["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("key_provider_unavailable"))
+    );
     // Neither answer carries the provider's error text (it names the endpoint).
     let endpoint = format!("127.0.0.1:{closed_port}");
     assert!(ready.json["key_provider"].get("detail").is_none(), "{}", ready.text);
-    assert!(!ready.text.contains(&endpoint) && !encrypted.text.contains(&endpoint), "{} {}", ready.text, encrypted.text);
+    assert!(
+        !ready.text.contains(&endpoint) && !encrypted.text.contains(&endpoint),
+        "{} {}",
+        ready.text,
+        encrypted.text
+    );
     Ok(())
 }
 
@@ -171,8 +190,9 @@ async fn sigterm_drains_in_flight_requests() -> anyhow::Result<()> {
     let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
     let bearer = format!("Bearer {}", harness::traveler_token(ALICE, json!({})));
     let body = json!({ "data": "eA==", "context": context() }).to_string().into_bytes();
-    let in_flight =
-        tokio::spawn(async move { harness::send_raw(stream, "POST", "/v1/crypto/encrypt", &[("authorization", &bearer)], body).await });
+    let in_flight = tokio::spawn(async move {
+        harness::send_raw(stream, "POST", "/v1/crypto/encrypt", &[("authorization", &bearer)], body).await
+    });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let status = tokio::task::spawn_blocking(move || sidecar.terminate()).await??;
     let response = in_flight.await??;

@@ -136,14 +136,19 @@ async fn no_api_role_can_attach_triggers_truncate_or_reference(template: Templat
         for table in TABLES {
             for statement in [attach_trigger(table), format!("TRUNCATE public.{table}")] {
                 let mut tx = as_role(&mut api, role, Some(ALICE)).await?;
-                assert_eq!(refused(&mut tx, &statement).await?.as_deref(), Some("42501"), "{template} {role}: {statement}");
+                assert_eq!(
+                    refused(&mut tx, &statement).await?.as_deref(),
+                    Some("42501"),
+                    "{template} {role}: {statement}"
+                );
                 tx.rollback().await?;
             }
-            let references: bool = sqlx::query_scalar("SELECT has_any_column_privilege($1, $2::regclass, 'REFERENCES')")
-                .bind(role)
-                .bind(format!("public.{table}"))
-                .fetch_one(&mut api)
-                .await?;
+            let references: bool =
+                sqlx::query_scalar("SELECT has_any_column_privilege($1, $2::regclass, 'REFERENCES')")
+                    .bind(role)
+                    .bind(format!("public.{table}"))
+                    .fetch_one(&mut api)
+                    .await?;
             assert!(!references, "{template} {role} REFERENCES {table}");
         }
     }
@@ -241,7 +246,10 @@ async fn api_roles_hold_exactly_the_intended_privileges(template: Template) -> a
             ("authenticated", "traveler_profiles" | "campaigns") => &["DELETE", "SELECT"],
             (
                 "authenticated",
-                "wallet_customers" | "payment_methods" | "profile_completion_tracking" | "traveler_data_audit"
+                "wallet_customers"
+                | "payment_methods"
+                | "profile_completion_tracking"
+                | "traveler_data_audit"
                 | "booking_charge_events",
             ) => &reads,
             ("authenticated", _) => &[],
@@ -368,9 +376,11 @@ async fn every_broken_chain_is_reported_not_only_the_first(template: Template) -
 
 /// A flag whose allow list names Alice only.
 async fn beta_flag_for_alice(db: &TestDb) -> anyhow::Result<()> {
-    sqlx::raw_sql(&format!("INSERT INTO feature_flags (name, enabled, allow_list) VALUES ('beta', true, '{{{ALICE}}}')"))
-        .execute(&mut db.admin().await?)
-        .await?;
+    sqlx::raw_sql(&format!(
+        "INSERT INTO feature_flags (name, enabled, allow_list) VALUES ('beta', true, '{{{ALICE}}}')"
+    ))
+    .execute(&mut db.admin().await?)
+    .await?;
     Ok(())
 }
 
@@ -426,7 +436,10 @@ async fn the_security_report_is_empty_and_finds_each_planted_defect(template: Te
     update_extension(&before, &mut before_admin).await?;
     let before_findings = findings(&mut before_admin).await?;
     for code in ["definer_search_path_unpinned", "api_role_dangerous_privilege", "database_temp_for_public"] {
-        assert!(before_findings.iter().any(|(c, _)| c == code), "{template}, before 0008: {code} in {before_findings:?}");
+        assert!(
+            before_findings.iter().any(|(c, _)| c == code),
+            "{template}, before 0008: {code} in {before_findings:?}"
+        );
     }
 
     let db = TestDb::migrated_on(template).await?;
@@ -506,7 +519,10 @@ async fn a_squatted_wallet_schema_is_refused(template: Template) -> anyhow::Resu
     // The installer: the superuser, or on Supabase postgres through supautils.
     let mut installer = if template == Template::Plain { db.superuser().await? } else { db.admin().await? };
     let error = sqlx::raw_sql("CREATE EXTENSION parker_wallet").execute(&mut installer).await.unwrap_err();
-    assert!(error.to_string().contains("schema wallet exists and belongs to a role that is not a superuser"), "{error}");
+    assert!(
+        error.to_string().contains("schema wallet exists and belongs to a role that is not a superuser"),
+        "{error}"
+    );
     let ran: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet.ran_as").fetch_one(&mut squatter).await?;
     assert_eq!(ran, 0, "{template}");
     Ok(())

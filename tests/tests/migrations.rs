@@ -52,9 +52,8 @@ async fn migrations_refuse_to_run_without_the_extension(template: Template) -> a
     assert!(matches!(error, MigrateError::Apply { version: 2, .. }), "{error}");
     assert!(error.to_string().contains("extension parker_wallet is not installed"), "{error}");
     // The failed migration left nothing behind: only the shim (0001) is applied.
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM parker_migrations.applied ORDER BY 1")
-        .fetch_all(&mut conn)
-        .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM parker_migrations.applied ORDER BY 1").fetch_all(&mut conn).await?;
     assert_eq!(applied, [1]);
     assert!(sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass('public.traveler_profiles')::text")
         .fetch_one(&mut conn)
@@ -66,9 +65,7 @@ async fn migrations_refuse_to_run_without_the_extension(template: Template) -> a
 async fn an_edited_applied_migration_is_refused(template: Template) -> anyhow::Result<()> {
     let db = TestDb::migrated_on(template).await?;
     let mut conn = db.admin().await?;
-    sqlx::query("UPDATE parker_migrations.applied SET checksum = '\\x00' WHERE version = 2")
-        .execute(&mut conn)
-        .await?;
+    sqlx::query("UPDATE parker_migrations.applied SET checksum = '\\x00' WHERE version = 2").execute(&mut conn).await?;
     let migrator = Migrator::from_dir(&migrations_dir())?;
     let error = migrator.up(&mut conn, None).await.unwrap_err();
     assert!(matches!(error, MigrateError::ChecksumMismatch { version: 2, .. }), "{error}");
@@ -125,7 +122,11 @@ async fn client_secrets_stored_earlier_are_redacted(template: Template) -> anyho
     )
     .fetch_one(&mut superuser)
     .await?;
-    assert_eq!(event["data"]["object"], serde_json::json!({ "id": "seti_1", "client_secret": "[redacted]", "note": "say \"hi\"" }), "{template}");
+    assert_eq!(
+        event["data"]["object"],
+        serde_json::json!({ "id": "seti_1", "client_secret": "[redacted]", "note": "say \"hi\"" }),
+        "{template}"
+    );
     assert_eq!(answer, serde_json::json!({ "setup_intent_id": "seti_1", "client_secret": "[redacted]" }), "{template}");
     Ok(())
 }

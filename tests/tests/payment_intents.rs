@@ -11,12 +11,22 @@ use secrecy::SecretString;
 
 async fn stripe_with_card(number: &str) -> anyhow::Result<(AsyncStripe, String, String)> {
     let emulators = Emulators::from_env()?;
-    let stripe = AsyncStripe::new(&SecretString::from(STRIPE_KEY.to_owned()), Some(&emulators.localstripe_url), Duration::from_secs(5))?;
+    let stripe = AsyncStripe::new(
+        &SecretString::from(STRIPE_KEY.to_owned()),
+        Some(&emulators.localstripe_url),
+        Duration::from_secs(5),
+    )?;
     let customer = stripe.create_customer(uuid::Uuid::new_v4(), None, &uuid::Uuid::new_v4().to_string()).await?;
     let method = localstripe_post(
         &emulators.localstripe_url,
         "/v1/payment_methods",
-        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2031"), ("card[cvc]", "123")],
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2031"),
+            ("card[cvc]", "123"),
+        ],
     )
     .await?;
     let pm = method.json["id"].as_str().unwrap_or_default().to_owned();

@@ -138,10 +138,8 @@ async fn a_traveler_can_edit_their_own_profile_and_consent(template: Template) -
     tx.commit().await?;
 
     let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
-    let error = sqlx::query("UPDATE traveler_profiles SET phone_number = '0770 090 0123'")
-        .execute(&mut *tx)
-        .await
-        .unwrap_err();
+    let error =
+        sqlx::query("UPDATE traveler_profiles SET phone_number = '0770 090 0123'").execute(&mut *tx).await.unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("23514"), "E.164 check: {error}");
     Ok(())
 }
@@ -183,10 +181,7 @@ async fn switching_subject_mid_transaction_is_refused(template: Template) -> any
     let mut conn = db.traveler().await?;
     let mut tx = as_traveler(&mut conn, &claims(ALICE)).await?;
     assert_eq!(visible_rows(&mut tx, "payment_methods").await?, [ALICE]);
-    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
-        .bind(claims(BOB))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)").bind(claims(BOB)).execute(&mut *tx).await?;
     let error = visible_rows(&mut tx, "payment_methods").await.unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("42501"), "{error}");
     tx.rollback().await?;
@@ -236,7 +231,14 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
     let mut tables: Vec<&str> = report.iter().map(|r| r.0.as_str()).collect();
     tables.sort_unstable();
     let mut expected = USER_TABLES.to_vec();
-    expected.extend(["booking_charge_events", "booking_charges", "feature_flags", "idempotency_keys", "notification_outbox", "stripe_events"]);
+    expected.extend([
+        "booking_charge_events",
+        "booking_charges",
+        "feature_flags",
+        "idempotency_keys",
+        "notification_outbox",
+        "stripe_events",
+    ]);
     expected.sort_unstable();
     assert_eq!(tables, expected);
     for (table, enabled, forced, policies, columns, indexed, findings) in &report {
@@ -249,8 +251,14 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
         // definer roles that reads or writes the table (migration 0008).
         let definer_policies = match table.as_str() {
             "payment_methods" => 2,
-            "traveler_data_audit" | "traveler_profiles" | "profile_completion_tracking" | "feature_flags"
-            | "stripe_events" | "wallet_customers" | "campaigns" | "booking_charges" => 1,
+            "traveler_data_audit"
+            | "traveler_profiles"
+            | "profile_completion_tracking"
+            | "feature_flags"
+            | "stripe_events"
+            | "wallet_customers"
+            | "campaigns"
+            | "booking_charges" => 1,
             _ => 0,
         };
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();

@@ -30,7 +30,9 @@ fn rotate(sidecar: &Sidecar, config: &SidecarConfig, db: &TestDb, epoch: u32) ->
 }
 
 /// Every sealed record in the database: (table, column, row id, owner, record).
-async fn sealed_records(db: &TestDb) -> anyhow::Result<Vec<(&'static str, &'static str, uuid::Uuid, uuid::Uuid, Vec<u8>)>> {
+async fn sealed_records(
+    db: &TestDb,
+) -> anyhow::Result<Vec<(&'static str, &'static str, uuid::Uuid, uuid::Uuid, Vec<u8>)>> {
     let mut conn = db.admin().await?;
     let mut all = Vec::new();
     for sealed in SEALED_COLUMNS {
@@ -84,7 +86,8 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
             let id = uuid::Uuid::new_v4();
             let user = uuid::Uuid::parse_str(ALICE)?;
             let plaintext = format!("{} {id}", sealed.table);
-            let encrypted = old.crypto("encrypt", &B64.encode(&plaintext), &context(sealed.table, sealed.column, id, user)).await?;
+            let encrypted =
+                old.crypto("encrypt", &B64.encode(&plaintext), &context(sealed.table, sealed.column, id, user)).await?;
             anyhow::ensure!(encrypted.status == StatusCode::OK, "{}", encrypted.text);
             let record = B64.decode(encrypted.json["data"].as_str().unwrap_or_default())?;
             let insert = match sealed.table {
@@ -95,7 +98,14 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
                                       VALUES ($1, $2, $5, 'key-' || $4::text, '\\x00', 'off_rot', $3, 100, 'eur', 'captured')",
                 other => anyhow::bail!("this test has no row shape for the sealed table {other}: add one"),
             };
-            sqlx::query(insert).bind(id).bind(user).bind(&record).bind(n.to_string()).bind(campaign).execute(&mut conn).await?;
+            sqlx::query(insert)
+                .bind(id)
+                .bind(user)
+                .bind(&record)
+                .bind(n.to_string())
+                .bind(campaign)
+                .execute(&mut conn)
+                .await?;
         }
     }
     let before = sealed_records(&db).await?;
@@ -104,7 +114,10 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
     // A new epoch, same key: every column, in batches.
     let output = rotate(&old, &old_config, &db, 2)?;
     for sealed in SEALED_COLUMNS {
-        let line = format!("rotate-keys {}.{}: {ROWS_PER_COLUMN} examined, {ROWS_PER_COLUMN} rewrapped", sealed.table, sealed.column);
+        let line = format!(
+            "rotate-keys {}.{}: {ROWS_PER_COLUMN} examined, {ROWS_PER_COLUMN} rewrapped",
+            sealed.table, sealed.column
+        );
         assert!(output.contains(&line), "{output}");
     }
     for (.., record) in sealed_records(&db).await? {
@@ -121,7 +134,11 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
     let output = rotate(&during, &moving, &db, 2)?;
     assert!(output.contains(&format!("{ROWS_PER_COLUMN} examined, {ROWS_PER_COLUMN} rewrapped")), "{output}");
     let again = rotate(&during, &moving, &db, 2)?;
-    assert_eq!(again.matches(&format!("{ROWS_PER_COLUMN} examined, 0 rewrapped")).count(), SEALED_COLUMNS.len(), "{again}");
+    assert_eq!(
+        again.matches(&format!("{ROWS_PER_COLUMN} examined, 0 rewrapped")).count(),
+        SEALED_COLUMNS.len(),
+        "{again}"
+    );
     drop(during);
 
     // The old key retired: everything reads; a record still under it does not,
@@ -135,7 +152,10 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
     }
     let (table, column, id, user, stale) = &before[0];
     let refused = after.crypto("decrypt", &B64.encode(stale), &context(table, column, *id, *user)).await?;
-    assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key_not_accepted")));
+    assert_eq!(
+        (refused.status, refused.json["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("key_not_accepted"))
+    );
     Ok(())
 }
 

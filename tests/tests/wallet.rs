@@ -1,7 +1,10 @@
 //! The wallet routes' foundation: a traveler's JWT decides whose wallet the
 //! sidecar reads, and the sidecar itself is held by RLS.
 
-use harness::{call, card_saved_through_stripe, new_traveler, setup_intent, traveler_token, wallet_sidecar_config, Sidecar, SidecarConfig, TestDb};
+use harness::{
+    call, card_saved_through_stripe, new_traveler, setup_intent, traveler_token, wallet_sidecar_config, Sidecar,
+    SidecarConfig, TestDb,
+};
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -28,7 +31,14 @@ async fn seeded() -> anyhow::Result<TestDb> {
 
 async fn list(sidecar: &Sidecar, token: &str) -> anyhow::Result<harness::Response> {
     let bearer = format!("Bearer {token}");
-    sidecar.request_with("GET", "/v1/wallet/payment-methods", &[("authorization", &bearer), ("user-agent", "edge-fn/1")], None).await
+    sidecar
+        .request_with(
+            "GET",
+            "/v1/wallet/payment-methods",
+            &[("authorization", &bearer), ("user-agent", "edge-fn/1")],
+            None,
+        )
+        .await
 }
 
 #[tokio::test]
@@ -37,9 +47,11 @@ async fn a_traveler_lists_only_their_cards_default_first_expired_flagged() -> an
     let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
     let alice = list(&sidecar, &traveler_token(ALICE, json!({}))).await?;
     assert_eq!(alice.status, StatusCode::OK, "{}", alice.text);
-    let last4: Vec<&str> = alice.json["data"].as_array().unwrap().iter().map(|c| c["last4"].as_str().unwrap()).collect();
+    let last4: Vec<&str> =
+        alice.json["data"].as_array().unwrap().iter().map(|c| c["last4"].as_str().unwrap()).collect();
     assert_eq!(last4, ["4242", "4444", "0005"], "default first, then newest");
-    let expired: Vec<bool> = alice.json["data"].as_array().unwrap().iter().map(|c| c["expired"].as_bool().unwrap()).collect();
+    let expired: Vec<bool> =
+        alice.json["data"].as_array().unwrap().iter().map(|c| c["expired"].as_bool().unwrap()).collect();
     assert_eq!(expired, [false, false, true]);
     assert!(!alice.text.contains("encrypted"), "no ciphertext in the listing");
 
@@ -67,7 +79,11 @@ async fn bad_tokens_are_401_with_a_stable_code() -> anyhow::Result<()> {
         ("garbage".to_owned(), "not a JWT"),
     ] {
         let response = list(&sidecar, &token).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{what}");
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            "{what}"
+        );
     }
     let missing = sidecar.request("GET", "/v1/wallet/payment-methods", None).await?;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
@@ -77,13 +93,24 @@ async fn bad_tokens_are_401_with_a_stable_code() -> anyhow::Result<()> {
 #[tokio::test]
 async fn only_edge_callers_reach_the_wallet_and_it_needs_configuring() -> anyhow::Result<()> {
     let db = seeded().await?;
-    let as_admin = Sidecar::start_with(SidecarConfig { callers: format!("admin = [{}]", harness::own_uid()), ..wallet_sidecar_config(&db)? }).await?;
+    let as_admin = Sidecar::start_with(SidecarConfig {
+        callers: format!("admin = [{}]", harness::own_uid()),
+        ..wallet_sidecar_config(&db)?
+    })
+    .await?;
     let refused = list(&as_admin, &traveler_token(ALICE, json!({}))).await?;
     assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("caller_not_allowed")));
 
-    let unconfigured = Sidecar::start_with(SidecarConfig { callers: format!("edge = [{}]", harness::own_uid()), ..Default::default() }).await?;
+    let unconfigured = Sidecar::start_with(SidecarConfig {
+        callers: format!("edge = [{}]", harness::own_uid()),
+        ..Default::default()
+    })
+    .await?;
     let response = list(&unconfigured, &traveler_token(ALICE, json!({}))).await?;
-    assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("wallet_not_configured")));
+    assert_eq!(
+        (response.status, response.json["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("wallet_not_configured"))
+    );
 
     // Bookings: the same caller rule; a wallet without [stripe] and [duffel] cannot book.
     let token = traveler_token(ALICE, json!({}));
@@ -92,7 +119,10 @@ async fn only_edge_callers_reach_the_wallet_and_it_needs_configuring() -> anyhow
     let wallet_only = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
     let body = json!({ "campaign_id": uuid::Uuid::nil(), "offer_id": "off_1", "passengers": [], "amount": 1, "currency": "eur" });
     let unbookable = call(&wallet_only, "POST", "/v1/bookings", &token, Some("k"), Some(body)).await?;
-    assert_eq!((unbookable.status, unbookable.json["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("bookings_not_configured")));
+    assert_eq!(
+        (unbookable.status, unbookable.json["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("bookings_not_configured"))
+    );
     Ok(())
 }
 
@@ -107,7 +137,8 @@ async fn the_sidecars_database_role_is_held_by_rls() -> anyhow::Result<()> {
         .bind(format!(r#"{{"sub":"{ALICE}","role":"authenticated"}}"#))
         .execute(&mut *tx)
         .await?;
-    let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT user_id::text FROM payment_methods").fetch_all(&mut *tx).await?;
+    let owners: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT user_id::text FROM payment_methods").fetch_all(&mut *tx).await?;
     assert_eq!(owners, [ALICE]);
     let moved = sqlx::query(&format!("UPDATE payment_methods SET is_default = false WHERE user_id = '{BOB}'"))
         .execute(&mut *tx)
@@ -129,7 +160,9 @@ async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> a
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
+    let sidecar = std::sync::Arc::new(
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?,
+    );
     let token = traveler_token(&user, json!({ "email": format!("{user}@example.com") }));
     let calls: Vec<_> = (0..20)
         .map(|_| {
@@ -160,7 +193,11 @@ async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> a
     .bind(&user)
     .fetch_one(&mut admin)
     .await?;
-    assert_eq!((rows, agent.as_deref(), ip.as_deref()), (1, Some("edge-fn/1"), Some("198.51.100.23")), "audited with the caller's request");
+    assert_eq!(
+        (rows, agent.as_deref(), ip.as_deref()),
+        (1, Some("edge-fn/1"), Some("198.51.100.23")),
+        "audited with the caller's request"
+    );
     Ok(())
 }
 
@@ -169,10 +206,18 @@ async fn stripe_down_is_a_502_and_nothing_is_written() -> anyhow::Result<()> {
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{closed}/"))).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{closed}/")))
+            .await?;
     let response = setup_intent(&sidecar, &traveler_token(&user, json!({}))).await?;
-    assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("stripe_unavailable")), "{}", response.text);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers").fetch_one(&mut db.admin().await?).await?;
+    assert_eq!(
+        (response.status, response.json["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("stripe_unavailable")),
+        "{}",
+        response.text
+    );
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wallet_customers").fetch_one(&mut db.admin().await?).await?;
     assert_eq!(rows, 0);
     Ok(())
 }
@@ -183,51 +228,97 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let token = traveler_token(&user, json!({}));
     let stripe = emulators.localstripe_url.as_str();
 
     let first_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
-    let first = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": first_intent }))).await?;
+    let first = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &token,
+        None,
+        Some(json!({ "setup_intent_id": first_intent })),
+    )
+    .await?;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    assert_eq!((first.json["data"]["last4"].as_str(), first.json["data"]["is_default"].as_bool()), (Some("4242"), Some(true)));
+    assert_eq!(
+        (first.json["data"]["last4"].as_str(), first.json["data"]["is_default"].as_bool()),
+        (Some("4242"), Some(true))
+    );
     let first_id = first.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
     // Adding the same SetupIntent again, or the same card through another one, updates the row.
-    let again = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": first_intent }))).await?;
+    let again = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &token,
+        None,
+        Some(json!({ "setup_intent_id": first_intent })),
+    )
+    .await?;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     let same_card = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
-    let deduped = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": same_card }))).await?;
+    let deduped = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &token,
+        None,
+        Some(json!({ "setup_intent_id": same_card })),
+    )
+    .await?;
     assert_eq!((deduped.status, deduped.json["data"]["id"].as_str()), (StatusCode::OK, Some(first_id.as_str())));
 
     let second_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4000056655665556").await?;
-    let second = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": second_intent }))).await?;
+    let second = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &token,
+        None,
+        Some(json!({ "setup_intent_id": second_intent })),
+    )
+    .await?;
     assert_eq!((second.status, second.json["data"]["is_default"].as_bool()), (StatusCode::CREATED, Some(false)));
     let second_id = second.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
     // The stored metadata is ciphertext that only this traveler's context (and row) opens.
     let mut admin = db.admin().await?;
-    let (sealed, pm): (Vec<u8>, String) = sqlx::query_as("SELECT encrypted_card_data, stripe_payment_method_id FROM payment_methods WHERE id = $1::uuid")
-        .bind(&first_id)
-        .fetch_one(&mut admin)
-        .await?;
-    let context = json!({ "user_id": user, "table": "payment_methods", "column": "encrypted_card_data", "record_id": first_id });
-    let opened = sidecar.crypto("decrypt", &base64::engine::general_purpose::STANDARD.encode(&sealed), &context).await?;
-    let metadata: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(opened.json["data"].as_str().unwrap_or_default())?)?;
+    let (sealed, pm): (Vec<u8>, String) =
+        sqlx::query_as("SELECT encrypted_card_data, stripe_payment_method_id FROM payment_methods WHERE id = $1::uuid")
+            .bind(&first_id)
+            .fetch_one(&mut admin)
+            .await?;
+    let context =
+        json!({ "user_id": user, "table": "payment_methods", "column": "encrypted_card_data", "record_id": first_id });
+    let opened =
+        sidecar.crypto("decrypt", &base64::engine::general_purpose::STANDARD.encode(&sealed), &context).await?;
+    let metadata: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(opened.json["data"].as_str().unwrap_or_default())?,
+    )?;
     assert_eq!((metadata["last4"].as_str(), metadata["payment_method_id"].as_str()), (Some("4242"), Some(pm.as_str())));
     assert!(metadata["fingerprint"].is_string());
 
     // Switch the default, then delete it: the remaining card is promoted.
-    let switched = call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{second_id}/default"), &token, None, None).await?;
+    let switched =
+        call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{second_id}/default"), &token, None, None).await?;
     assert_eq!(switched.json["data"]["is_default"], true, "{}", switched.text);
     let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
     assert_eq!(listing.json["data"][0]["id"].as_str(), Some(second_id.as_str()), "default first");
-    let deleted = call(&sidecar, "DELETE", &format!("/v1/wallet/payment-methods/{second_id}"), &token, None, None).await?;
+    let deleted =
+        call(&sidecar, "DELETE", &format!("/v1/wallet/payment-methods/{second_id}"), &token, None, None).await?;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
     let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
     let remaining = listing.json["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(remaining.len(), 1);
-    assert_eq!((remaining[0]["id"].as_str(), remaining[0]["is_default"].as_bool()), (Some(first_id.as_str()), Some(true)));
+    assert_eq!(
+        (remaining[0]["id"].as_str(), remaining[0]["is_default"].as_bool()),
+        (Some(first_id.as_str()), Some(true))
+    );
     Ok(())
 }
 
@@ -236,18 +327,43 @@ async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let (alice, bob) = (new_traveler(&db).await?, new_traveler(&db).await?);
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let (alice_token, bob_token) = (traveler_token(&alice, json!({})), traveler_token(&bob, json!({})));
-    let alices_intent = card_saved_through_stripe(&sidecar, &alice_token, &emulators.localstripe_url, "4242424242424242").await?;
-    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &alice_token, None, Some(json!({ "setup_intent_id": alices_intent }))).await?;
+    let alices_intent =
+        card_saved_through_stripe(&sidecar, &alice_token, &emulators.localstripe_url, "4242424242424242").await?;
+    let added = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &alice_token,
+        None,
+        Some(json!({ "setup_intent_id": alices_intent })),
+    )
+    .await?;
     let card = added.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
     setup_intent(&sidecar, &bob_token).await?; // Bob has a customer of his own.
-    let stolen = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, None, Some(json!({ "setup_intent_id": alices_intent }))).await?;
+    let stolen = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &bob_token,
+        None,
+        Some(json!({ "setup_intent_id": alices_intent })),
+    )
+    .await?;
     assert_eq!((stolen.status, stolen.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("setup_intent_not_found")));
-    for (method, path) in [("POST", format!("/v1/wallet/payment-methods/{card}/default")), ("DELETE", format!("/v1/wallet/payment-methods/{card}"))] {
+    for (method, path) in [
+        ("POST", format!("/v1/wallet/payment-methods/{card}/default")),
+        ("DELETE", format!("/v1/wallet/payment-methods/{card}")),
+    ] {
         let response = call(&sidecar, method, &path, &bob_token, None, None).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("card_not_found")), "{path}");
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("card_not_found")),
+            "{path}"
+        );
     }
     for (body, code) in [
         (json!({ "setup_intent_id": "pi_123" }), "invalid_request"),
@@ -267,28 +383,41 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
+    let sidecar = std::sync::Arc::new(
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?,
+    );
     let token = traveler_token(&user, json!({}));
     let mut cards = Vec::new();
     for number in ["4242424242424242", "4000056655665556", "5555555555554444"] {
         let intent = card_saved_through_stripe(&sidecar, &token, &emulators.localstripe_url, number).await?;
-        let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": intent }))).await?;
+        let added = call(
+            &sidecar,
+            "POST",
+            "/v1/wallet/payment-methods",
+            &token,
+            None,
+            Some(json!({ "setup_intent_id": intent })),
+        )
+        .await?;
         cards.push(added.json["data"]["id"].as_str().unwrap_or_default().to_owned());
     }
     let switches: Vec<_> = (0..30)
         .map(|n| {
             let sidecar = std::sync::Arc::clone(&sidecar);
             let (token, card) = (token.clone(), cards[n % cards.len()].clone());
-            tokio::spawn(async move { call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None, None).await })
+            tokio::spawn(async move {
+                call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None, None).await
+            })
         })
         .collect();
     for switch in switches {
         assert_eq!(switch.await??.status, StatusCode::OK);
     }
-    let defaults: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE user_id = $1::uuid AND is_default")
-        .bind(&user)
-        .fetch_one(&mut db.admin().await?)
-        .await?;
+    let defaults: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE user_id = $1::uuid AND is_default")
+            .bind(&user)
+            .fetch_one(&mut db.admin().await?)
+            .await?;
     assert_eq!(defaults, 1);
     Ok(())
 }
@@ -298,7 +427,9 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = std::sync::Arc::new(Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?);
+    let sidecar = std::sync::Arc::new(
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?,
+    );
     let token = traveler_token(&user, json!({}));
 
     let first = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
@@ -308,19 +439,37 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
 
     // A stored refusal replays too; the same key on another request is refused.
     let missing = json!({ "setup_intent_id": "seti_doesnotexist" });
-    let refused = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing.clone())).await?;
+    let refused =
+        call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing.clone())).await?;
     assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
-    let refused_again = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing)).await?;
-    assert_eq!((refused_again.status, refused_again.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("setup_intent_not_found")));
-    let reused = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(json!({ "setup_intent_id": "seti_other" }))).await?;
-    assert_eq!((reused.status, reused.json["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    let refused_again =
+        call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing)).await?;
+    assert_eq!(
+        (refused_again.status, refused_again.json["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("setup_intent_not_found"))
+    );
+    let reused = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &token,
+        Some("k-2"),
+        Some(json!({ "setup_intent_id": "seti_other" })),
+    )
+    .await?;
+    assert_eq!(
+        (reused.status, reused.json["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
+    );
 
     // Concurrent duplicates: one runs, the others wait their turn (409) or replay it.
     let racers: Vec<_> = (0..10)
         .map(|_| {
             let sidecar = std::sync::Arc::clone(&sidecar);
             let token = token.clone();
-            tokio::spawn(async move { call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-race"), None).await })
+            tokio::spawn(async move {
+                call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-race"), None).await
+            })
         })
         .collect();
     let mut intents = std::collections::BTreeSet::new();
@@ -338,8 +487,11 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
 
     // Keys expire after 24 hours; the purge job removes them and the key is free again.
     let mut admin = db.admin().await?;
-    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'k-1'").execute(&mut admin).await?;
-    let purged: i64 = sqlx::query_scalar("SELECT wallet_internal.purge_expired_idempotency_keys()").fetch_one(&mut admin).await?;
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'k-1'")
+        .execute(&mut admin)
+        .await?;
+    let purged: i64 =
+        sqlx::query_scalar("SELECT wallet_internal.purge_expired_idempotency_keys()").fetch_one(&mut admin).await?;
     assert_eq!(purged, 1);
     let fresh = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
     assert_ne!(fresh.json["setup_intent_id"], first.json["setup_intent_id"]);
@@ -362,10 +514,16 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
 async fn a_token_whose_user_is_gone_is_403_before_stripe_is_called() -> anyhow::Result<()> {
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let ghost = uuid::Uuid::new_v4().to_string();
     let refused = setup_intent(&sidecar, &traveler_token(&ghost, json!({}))).await?;
-    assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("traveler_not_found")), "{}", refused.text);
+    assert_eq!(
+        (refused.status, refused.json["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("traveler_not_found")),
+        "{}",
+        refused.text
+    );
     assert!(harness::stripe_customers_of(&emulators.localstripe_url, &ghost).await?.is_empty());
     Ok(())
 }
@@ -378,11 +536,16 @@ async fn idempotency_keys_outside_printable_ascii_are_400_and_the_longest_still_
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let token = traveler_token(&user, json!({}));
     for key in ["clé-1", "key with spaces"] {
         let refused = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(key), None).await?;
-        assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{key}");
+        assert_eq!(
+            (refused.status, refused.json["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{key}"
+        );
     }
     assert!(harness::stripe_customers_of(&emulators.localstripe_url, &user).await?.is_empty(), "refused before Stripe");
 
@@ -403,8 +566,14 @@ async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
     config.extra = config.extra.replace("timeout_ms = 3000", "timeout_ms = 500");
     let sidecar = Sidecar::start_with(config).await?;
     let response = setup_intent(&sidecar, &traveler_token(&user, json!({}))).await?;
-    assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("stripe_timeout")), "{}", response.text);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers").fetch_one(&mut db.admin().await?).await?;
+    assert_eq!(
+        (response.status, response.json["code"].as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("stripe_timeout")),
+        "{}",
+        response.text
+    );
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wallet_customers").fetch_one(&mut db.admin().await?).await?;
     assert_eq!(rows, 0, "nothing half-written");
     Ok(())
 }
@@ -433,7 +602,8 @@ async fn the_edge_function_example_lists_the_travelers_cards() -> anyhow::Result
     assert!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(answer["status"], 200, "{answer}");
-    let last4: Vec<&str> = answer["body"]["data"].as_array().unwrap().iter().filter_map(|c| c["last4"].as_str()).collect();
+    let last4: Vec<&str> =
+        answer["body"]["data"].as_array().unwrap().iter().filter_map(|c| c["last4"].as_str()).collect();
     assert_eq!(last4, ["4242", "4444", "0005"]);
 
     let anonymous: serde_json::Value = serde_json::from_slice(&run(None)?.stdout)?;
@@ -448,7 +618,8 @@ async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<(
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let token = traveler_token(&user, json!({}));
     let intent = setup_intent(&sidecar, &token).await?;
     let secret = intent.json["client_secret"].as_str().unwrap_or_default();
@@ -465,7 +636,15 @@ async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<(
     let result: serde_json::Value = serde_json::from_str(printed.trim().lines().last().unwrap_or_default())?;
     assert_eq!((result["ok"].as_bool(), result["status"].as_str()), (Some(true), Some("succeeded")), "{printed}");
 
-    let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(json!({ "setup_intent_id": intent.json["setup_intent_id"] }))).await?;
+    let added = call(
+        &sidecar,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &token,
+        None,
+        Some(json!({ "setup_intent_id": intent.json["setup_intent_id"] })),
+    )
+    .await?;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
     let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
     assert_eq!(listing.json["data"][0]["last4"], "4242");
@@ -477,20 +656,28 @@ async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::R
     let emulators = harness::Emulators::from_env()?;
     let db = TestDb::migrated().await?;
     let user = new_traveler(&db).await?;
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let token = traveler_token(&user, json!({}));
     let bearer = format!("Bearer {token}");
 
     let huge = json!({ "setup_intent_id": "seti_".to_owned() + &"a".repeat(200 * 1024) });
     let too_large = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(huge)).await?;
-    assert_eq!((too_large.status, too_large.json["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    assert_eq!(
+        (too_large.status, too_large.json["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
 
     // Hostile header values travel as data: the audit keeps no address for them.
     let response = sidecar
         .request_with(
             "POST",
             "/v1/wallet/setup-intents",
-            &[("authorization", &bearer), ("x-forwarded-for", "'); DROP TABLE payment_methods; --"), ("user-agent", "\\'; SELECT pg_sleep(10); --")],
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-for", "'); DROP TABLE payment_methods; --"),
+                ("user-agent", "\\'; SELECT pg_sleep(10); --"),
+            ],
             None,
         )
         .await?;
@@ -502,7 +689,8 @@ async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::R
     .fetch_one(&mut db.admin().await?)
     .await?;
     assert_eq!((ip, agent.as_deref()), (None, Some("\\'; SELECT pg_sleep(10); --")));
-    let intact: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods").fetch_one(&mut db.admin().await?).await?;
+    let intact: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment_methods").fetch_one(&mut db.admin().await?).await?;
     assert_eq!(intact, 0);
     Ok(())
 }
@@ -542,7 +730,11 @@ async fn one_traveler_flooding_does_not_starve_another() -> anyhow::Result<()> {
         if response.status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(response.json["code"], "too_many_requests", "{}", response.text);
             assert_eq!(response.content_type.as_deref(), Some("application/problem+json"));
-            assert_eq!(response.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "says when to retry");
+            assert_eq!(
+                response.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+                Some("1"),
+                "says when to retry"
+            );
         }
         *statuses.entry(response.status.as_u16()).or_insert(0) += 1;
     }

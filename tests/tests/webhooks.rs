@@ -10,11 +10,23 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-async fn deliver(sidecar: &Sidecar, event: &serde_json::Value, secret: &str, at: i64) -> anyhow::Result<harness::Response> {
+async fn deliver(
+    sidecar: &Sidecar,
+    event: &serde_json::Value,
+    secret: &str,
+    at: i64,
+) -> anyhow::Result<harness::Response> {
     let body = event.to_string().into_bytes();
     let signature = sign(&body, secret, at);
     let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
-    harness::send_raw(stream, "POST", "/v1/webhooks/stripe", &[("stripe-signature", &signature), ("content-type", "application/json")], body).await
+    harness::send_raw(
+        stream,
+        "POST",
+        "/v1/webhooks/stripe",
+        &[("stripe-signature", &signature), ("content-type", "application/json")],
+        body,
+    )
+    .await
 }
 
 fn event(id: &str, kind: &str, object: serde_json::Value) -> serde_json::Value {
@@ -38,7 +50,8 @@ async fn world() -> anyhow::Result<World> {
     let db = TestDb::migrated().await?;
     let user = uuid::Uuid::new_v4().to_string();
     sqlx::query("INSERT INTO auth.users (id) VALUES ($1::uuid)").bind(&user).execute(&mut db.admin().await?).await?;
-    let sidecar = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
     let token = traveler_token(&user, json!({}));
     Ok(World { db, sidecar, stripe: emulators.localstripe_url, token, user })
 }
@@ -46,21 +59,39 @@ async fn world() -> anyhow::Result<World> {
 /// A SetupIntent confirmed with a card at Stripe, not yet stored by the wallet.
 async fn confirmed_intent(w: &World, number: &str) -> anyhow::Result<(String, String, String)> {
     let bearer = format!("Bearer {}", w.token);
-    let intent = w.sidecar.request_with("POST", "/v1/wallet/setup-intents", &[("authorization", &bearer)], None).await?;
+    let intent =
+        w.sidecar.request_with("POST", "/v1/wallet/setup-intents", &[("authorization", &bearer)], None).await?;
     let (id, secret, customer) = (
         intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned(),
         intent.json["client_secret"].as_str().unwrap_or_default().to_owned(),
         intent.json["customer_id"].as_str().unwrap_or_default().to_owned(),
     );
-    let pm = harness::localstripe_post(&w.stripe, "/v1/payment_methods", &[("type", "card"), ("card[number]", number), ("card[exp_month]", "10"), ("card[exp_year]", "2032"), ("card[cvc]", "123")]).await?;
+    let pm = harness::localstripe_post(
+        &w.stripe,
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "10"),
+            ("card[exp_year]", "2032"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await?;
     let pm = pm.json["id"].as_str().unwrap_or_default().to_owned();
-    harness::localstripe_post(&w.stripe, &format!("/v1/setup_intents/{id}/confirm"), &[("payment_method", &pm), ("client_secret", &secret)]).await?;
+    harness::localstripe_post(
+        &w.stripe,
+        &format!("/v1/setup_intents/{id}/confirm"),
+        &[("payment_method", &pm), ("client_secret", &secret)],
+    )
+    .await?;
     Ok((id, customer, pm))
 }
 
 async fn cards(w: &World) -> anyhow::Result<Vec<serde_json::Value>> {
     let bearer = format!("Bearer {}", w.token);
-    let listing = w.sidecar.request_with("GET", "/v1/wallet/payment-methods", &[("authorization", &bearer)], None).await?;
+    let listing =
+        w.sidecar.request_with("GET", "/v1/wallet/payment-methods", &[("authorization", &bearer)], None).await?;
     Ok(listing.json["data"].as_array().cloned().unwrap_or_default())
 }
 
@@ -73,7 +104,11 @@ async fn setup_intent_succeeded_stores_the_card_once() -> anyhow::Result<()> {
     let w = world().await?;
     let (intent, customer, _) = confirmed_intent(&w, "4242424242424242").await?;
     // The payload is deliberately thin: the sidecar fetches the SetupIntent itself.
-    let succeeded = event(&event_id(), "setup_intent.succeeded", json!({ "id": intent, "object": "setup_intent", "customer": customer }));
+    let succeeded = event(
+        &event_id(),
+        "setup_intent.succeeded",
+        json!({ "id": intent, "object": "setup_intent", "customer": customer }),
+    );
     let first = deliver(&w.sidecar, &succeeded, WEBHOOK_SECRET, now()).await?;
     assert_eq!((first.status, first.json["applied"].as_bool()), (StatusCode::OK, Some(true)), "{}", first.text);
     let again = deliver(&w.sidecar, &succeeded, WEBHOOK_SECRET, now()).await?;
@@ -84,7 +119,15 @@ async fn setup_intent_succeeded_stores_the_card_once() -> anyhow::Result<()> {
 
     // The traveler's own POST of the same SetupIntent agrees with the webhook: still one card.
     let bearer = format!("Bearer {}", w.token);
-    let posted = w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+    let posted = w
+        .sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/payment-methods",
+            &[("authorization", &bearer)],
+            Some(json!({ "setup_intent_id": intent })),
+        )
+        .await?;
     assert_eq!(posted.status, StatusCode::OK, "{}", posted.text);
     assert_eq!(cards(&w).await?.len(), 1);
     Ok(())
@@ -94,9 +137,17 @@ async fn setup_intent_succeeded_stores_the_card_once() -> anyhow::Result<()> {
 async fn bad_or_stale_signatures_are_400_and_store_nothing() -> anyhow::Result<()> {
     let w = world().await?;
     let unknown = event(&event_id(), "invoice.created", json!({ "id": "in_1", "customer": "cus_x" }));
-    for (secret, at, what) in [("whsec_wrong", now(), "another secret"), (WEBHOOK_SECRET, now() - 400, "too old"), (WEBHOOK_SECRET, now() + 400, "from the future")] {
+    for (secret, at, what) in [
+        ("whsec_wrong", now(), "another secret"),
+        (WEBHOOK_SECRET, now() - 400, "too old"),
+        (WEBHOOK_SECRET, now() + 400, "from the future"),
+    ] {
         let response = deliver(&w.sidecar, &unknown, secret, at).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signature")), "{what}");
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_signature")),
+            "{what}"
+        );
     }
     let unsigned = w.sidecar.request("POST", "/v1/webhooks/stripe", Some(unknown.clone())).await?;
     assert_eq!(unsigned.json["code"], "invalid_signature");
@@ -118,7 +169,12 @@ async fn signed_events_the_table_cannot_hold_are_400_and_store_nothing() -> anyh
     let with_nul = event(&event_id(), "invoice.created", json!({ "id": "in_1", "metadata": { "note": "a\u{0}b" } }));
     for (event, what) in [(odd_id, "an id of another form"), (with_nul, "a NUL character")] {
         let response = deliver(&w.sidecar, &event, WEBHOOK_SECRET, now()).await?;
-        assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{what}: {}", response.text);
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{what}: {}",
+            response.text
+        );
     }
     assert_eq!(events_stored(&w).await?, 0);
     Ok(())
@@ -129,10 +185,19 @@ async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
     let w = world().await?;
     let (intent, _, pm) = confirmed_intent(&w, "4242424242424242").await?;
     let bearer = format!("Bearer {}", w.token);
-    w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+    w.sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/payment-methods",
+            &[("authorization", &bearer)],
+            Some(json!({ "setup_intent_id": intent })),
+        )
+        .await?;
 
     // A stale "detached" while the card is still attached at Stripe changes nothing.
-    let detached = |id: String| event(&id, "payment_method.detached", json!({ "id": pm, "object": "payment_method", "customer": null }));
+    let detached = |id: String| {
+        event(&id, "payment_method.detached", json!({ "id": pm, "object": "payment_method", "customer": null }))
+    };
     let early = deliver(&w.sidecar, &detached(event_id()), WEBHOOK_SECRET, now()).await?;
     assert_eq!(early.json["applied"], false, "{}", early.text);
     assert_eq!(cards(&w).await?.len(), 1);
@@ -149,11 +214,25 @@ async fn customer_deleted_at_stripe_empties_the_wallet() -> anyhow::Result<()> {
     let w = world().await?;
     let (intent, customer, _) = confirmed_intent(&w, "4242424242424242").await?;
     let bearer = format!("Bearer {}", w.token);
-    w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+    w.sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/payment-methods",
+            &[("authorization", &bearer)],
+            Some(json!({ "setup_intent_id": intent })),
+        )
+        .await?;
     let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
     let key = format!("Bearer {}", harness::STRIPE_KEY);
-    harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new()).await?;
-    let deleted = deliver(&w.sidecar, &event(&event_id(), "customer.deleted", json!({ "id": customer, "object": "customer" })), WEBHOOK_SECRET, now()).await?;
+    harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new())
+        .await?;
+    let deleted = deliver(
+        &w.sidecar,
+        &event(&event_id(), "customer.deleted", json!({ "id": customer, "object": "customer" })),
+        WEBHOOK_SECRET,
+        now(),
+    )
+    .await?;
     assert_eq!(deleted.json["applied"], true, "{}", deleted.text);
     assert!(cards(&w).await?.is_empty());
     let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers WHERE user_id = $1::uuid")
@@ -182,27 +261,49 @@ async fn webhooks_registered_with_localstripe_are_verified_and_applied() -> anyh
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let (socket, answers) = (socket.clone(), answers.clone());
                 async move {
-                    let signature = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let signature = request
+                        .headers()
+                        .get("stripe-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
                     let body = request.into_body().collect().await?.to_bytes().to_vec();
                     let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let forwarded = async {
                         let stream = tokio::net::UnixStream::connect(&socket).await?;
-                        harness::send_raw(stream, "POST", "/v1/webhooks/stripe", &[("stripe-signature", &signature)], body).await
+                        harness::send_raw(
+                            stream,
+                            "POST",
+                            "/v1/webhooks/stripe",
+                            &[("stripe-signature", &signature)],
+                            body,
+                        )
+                        .await
                     }
                     .await;
                     let status = forwarded.map(|r| r.status).unwrap_or(StatusCode::BAD_GATEWAY);
                     let _ = answers.send((event, status));
-                    Ok::<_, hyper::Error>(hyper::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap_or_default())
+                    Ok::<_, hyper::Error>(
+                        hyper::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap_or_default(),
+                    )
                 }
             });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
         }
     });
     let hook = format!("pw-e2e-{}", uuid::Uuid::new_v4().simple());
     let registered = harness::localstripe_post(
         &w.stripe,
         &format!("/_config/webhooks/{hook}"),
-        &[("url", &format!("http://127.0.0.1:{port}/stripe")), ("secret", WEBHOOK_SECRET), ("events[]", "customer.created"), ("events[]", "customer.deleted")],
+        &[
+            ("url", &format!("http://127.0.0.1:{port}/stripe")),
+            ("secret", WEBHOOK_SECRET),
+            ("events[]", "customer.created"),
+            ("events[]", "customer.deleted"),
+        ],
     )
     .await?;
     assert!(registered.status.is_success(), "{}", registered.text);
@@ -218,7 +319,8 @@ async fn webhooks_registered_with_localstripe_are_verified_and_applied() -> anyh
 
     let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
     let key = format!("Bearer {}", harness::STRIPE_KEY);
-    harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new()).await?;
+    harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new())
+        .await?;
     let (_, status) = wait_for("customer.deleted", &customer, &mut received).await?;
     assert_eq!(status, StatusCode::OK);
     let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM wallet_customers WHERE user_id = $1::uuid")
@@ -258,11 +360,21 @@ async fn an_automatically_updated_card_gets_its_new_expiry() -> anyhow::Result<(
     let w = world().await?;
     let (intent, _, pm) = confirmed_intent(&w, "4242424242424242").await?;
     let bearer = format!("Bearer {}", w.token);
-    w.sidecar.request_with("POST", "/v1/wallet/payment-methods", &[("authorization", &bearer)], Some(json!({ "setup_intent_id": intent }))).await?;
+    w.sidecar
+        .request_with(
+            "POST",
+            "/v1/wallet/payment-methods",
+            &[("authorization", &bearer)],
+            Some(json!({ "setup_intent_id": intent })),
+        )
+        .await?;
 
     let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
     let key = format!("Bearer {}", harness::STRIPE_KEY);
-    let mut method = harness::send_raw(stream, "GET", &format!("/v1/payment_methods/{pm}"), &[("authorization", &key)], Vec::new()).await?.json;
+    let mut method =
+        harness::send_raw(stream, "GET", &format!("/v1/payment_methods/{pm}"), &[("authorization", &key)], Vec::new())
+            .await?
+            .json;
     method["card"]["exp_month"] = json!(3);
     method["card"]["exp_year"] = json!(2035);
     let served = method.to_string();
@@ -283,20 +395,32 @@ async fn an_automatically_updated_card_gets_its_new_expiry() -> anyhow::Result<(
                     )
                 }
             });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
         }
     });
-    let updated_stripe = Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&w.db)?, &format!("http://127.0.0.1:{port}/"))).await?;
+    let updated_stripe =
+        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&w.db)?, &format!("http://127.0.0.1:{port}/")))
+            .await?;
     let updated = deliver(
         &updated_stripe,
-        &event(&event_id(), "payment_method.automatically_updated", json!({ "id": pm, "object": "payment_method", "customer": method["customer"] })),
+        &event(
+            &event_id(),
+            "payment_method.automatically_updated",
+            json!({ "id": pm, "object": "payment_method", "customer": method["customer"] }),
+        ),
         WEBHOOK_SECRET,
         now(),
     )
     .await?;
     assert_eq!(updated.json["applied"], true, "{}", updated.text);
     let stored = cards(&w).await?;
-    assert_eq!((stored.len(), stored[0]["exp_month"].as_i64(), stored[0]["exp_year"].as_i64()), (1, Some(3), Some(2035)));
+    assert_eq!(
+        (stored.len(), stored[0]["exp_month"].as_i64(), stored[0]["exp_year"].as_i64()),
+        (1, Some(3), Some(2035))
+    );
     Ok(())
 }
 
@@ -312,9 +436,10 @@ async fn rows_holding_a_client_secret(db: &TestDb) -> anyhow::Result<Vec<String>
     .await?;
     let mut found = Vec::new();
     for table in tables {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t WHERE t::text LIKE '%\\_secret\\_%'"))
-            .fetch_all(&mut conn)
-            .await?;
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT t::text FROM {table} t WHERE t::text LIKE '%\\_secret\\_%'"))
+                .fetch_all(&mut conn)
+                .await?;
         found.extend(rows.into_iter().map(|row| format!("{table}: {row}")));
     }
     Ok(found)
@@ -337,7 +462,14 @@ async fn no_client_secret_rests_in_any_table() -> anyhow::Result<()> {
     let intent = first.json["setup_intent_id"].as_str().unwrap_or_default();
     let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
     let key = format!("Bearer {}", harness::STRIPE_KEY);
-    let object = harness::send_raw(stream, "GET", &format!("/v1/setup_intents/{intent}"), &[("authorization", &key)], Vec::new()).await?;
+    let object = harness::send_raw(
+        stream,
+        "GET",
+        &format!("/v1/setup_intents/{intent}"),
+        &[("authorization", &key)],
+        Vec::new(),
+    )
+    .await?;
     assert_eq!(object.json["client_secret"], secret.as_str(), "{}", object.text);
     let created = event(&event_id(), "setup_intent.created", object.json);
     let delivered = deliver(&w.sidecar, &created, WEBHOOK_SECRET, now()).await?;

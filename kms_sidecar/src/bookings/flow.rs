@@ -97,11 +97,18 @@ impl Hold {
     /// A request waits its turn (404 first, before any lock, when the booking
     /// is not the caller's); the reconciler waits briefly. `Ok(None)`: the
     /// reconciler found the booking busy.
-    pub(crate) async fn take(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, driver: Driver) -> Result<Option<Self>, ApiError> {
+    pub(crate) async fn take(
+        ports: Ports<'_>,
+        actor: &Actor,
+        id: uuid::Uuid,
+        driver: Driver,
+    ) -> Result<Option<Self>, ApiError> {
         let (queued, wait) = match driver {
             Driver::Request => {
                 read(ports, actor, id).await?;
-                let queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id)).await.map_err(|_| ApiError::BookingInProgress)?;
+                let queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id))
+                    .await
+                    .map_err(|_| ApiError::BookingInProgress)?;
                 (Some(queued), REQUEST_WAIT)
             }
             Driver::Reconciler => (None, RECONCILER_WAIT),
@@ -120,7 +127,12 @@ impl Hold {
 
 /// Drives `id` until it is final or waits for someone (the traveler, the
 /// reconciler). `Ok(None)`: the reconciler found it busy.
-pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, driver: Driver) -> Result<Option<Booking>, ApiError> {
+pub async fn drive(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: uuid::Uuid,
+    driver: Driver,
+) -> Result<Option<Booking>, ApiError> {
     let Some(mut hold) = Hold::take(ports, actor, id, driver).await? else {
         return Ok(None);
     };
@@ -130,7 +142,13 @@ pub async fn drive(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, driver: Driv
 }
 
 /// Runs steps until the booking is final or waits for someone.
-async fn run_steps(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, lease: &mut Lease, mut fresh: bool) -> Result<Booking, ApiError> {
+async fn run_steps(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: uuid::Uuid,
+    lease: &mut Lease,
+    mut fresh: bool,
+) -> Result<Booking, ApiError> {
     loop {
         let booking = read(ports, actor, id).await?;
         let next = match booking.state() {
@@ -139,9 +157,12 @@ async fn run_steps(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid, lease: &mut 
             State::Capturing => capture(ports, actor, &booking, fresh).await?,
             State::Voiding => void(ports, actor, &booking).await?,
             State::Refunding => refund(ports, actor, &booking).await?,
-            State::RequiresAuthentication | State::NeedsReconciliation | State::Captured | State::Voided | State::Refunded | State::Declined => {
-                return Ok(booking)
-            }
+            State::RequiresAuthentication
+            | State::NeedsReconciliation
+            | State::Captured
+            | State::Voided
+            | State::Refunded
+            | State::Declined => return Ok(booking),
         };
         tracing::info!(booking = %id, from = booking.state.as_str(), to = next.as_str(), "booking moved");
         fresh = true;
@@ -155,7 +176,14 @@ pub async fn read(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Boo
     Ok(booking)
 }
 
-async fn record(ports: Ports<'_>, actor: &Actor, booking: &Booking, outcome: Outcome, backup_available: bool, facts: Facts) -> Result<State, ApiError> {
+async fn record(
+    ports: Ports<'_>,
+    actor: &Actor,
+    booking: &Booking,
+    outcome: Outcome,
+    backup_available: bool,
+    facts: Facts,
+) -> Result<State, ApiError> {
     let made_order = facts.duffel_order_id.clone().map(|id| (id, facts.booking_reference.clone()));
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     match store::record(&mut tx, booking, &outcome, backup_available, facts).await {
@@ -204,10 +232,11 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
     let user_id = booking.user_id;
     let (customer, cards, account_age_days, first_booking) = {
         let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        let customer: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let customer: Option<String> =
+            sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let cards = store::usable_cards(&mut tx, user_id).await?;
         // Both as of the booking's creation, so a retry sends Stripe the same
         // request (another body under the same idempotency key is refused).
@@ -226,8 +255,17 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
         (customer, cards, age, first)
     };
     let (Some(customer), Some(first_card)) = (customer, cards.first()) else {
-        let facts = Facts { failure: failure("no_usable_card", "the traveler has no usable card on file"), ..Facts::default() };
-        return record(ports, actor, booking, Outcome::Declined { code: Some("no_usable_card".into()), decline_code: None }, false, facts).await;
+        let facts =
+            Facts { failure: failure("no_usable_card", "the traveler has no usable card on file"), ..Facts::default() };
+        return record(
+            ports,
+            actor,
+            booking,
+            Outcome::Declined { code: Some("no_usable_card".into()), decline_code: None },
+            false,
+            facts,
+        )
+        .await;
     };
     // The card is chosen and stored before Stripe hears of it; a card chosen
     // under an earlier lease may have reached Stripe.
@@ -293,18 +331,26 @@ async fn authorize(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bo
         }
         Err(StripeError::Refused { code, decline_code, message, payment_intent, .. }) => {
             let reason = decline_reason(&code, &decline_code, "stripe_refused");
-            (Outcome::Declined { code, decline_code }, Facts { payment_intent_id: payment_intent, failure: failure(reason, message), ..Facts::default() })
+            (
+                Outcome::Declined { code, decline_code },
+                Facts { payment_intent_id: payment_intent, failure: failure(reason, message), ..Facts::default() },
+            )
         }
-        Err(error @ (StripeError::Unavailable(_) | StripeError::Timeout)) => {
-            (Outcome::Ambiguous, Facts { failure: failure("stripe_unreachable", error.to_string()), ..Facts::default() })
-        }
+        Err(error @ (StripeError::Unavailable(_) | StripeError::Timeout)) => (
+            Outcome::Ambiguous,
+            Facts { failure: failure("stripe_unreachable", error.to_string()), ..Facts::default() },
+        ),
     };
-    let backup = cards.iter().find(|card| Some(card.id) != booking.payment_method_id && Some(&card.stripe_payment_method_id) != booking.stripe_payment_method_id.as_ref());
+    let backup = cards.iter().find(|card| {
+        Some(card.id) != booking.payment_method_id
+            && Some(&card.stripe_payment_method_id) != booking.stripe_payment_method_id.as_ref()
+    });
     let backup_available = attempt == 1 && backup.is_some();
     facts.next_card = backup.cloned();
     // Written only if the outcome leads to `requires_authentication`.
     if facts.payment_intent_id.is_some() {
-        facts.outbox = Some(authentication_email(ports.policy, &booking, facts.payment_intent_id.as_deref().unwrap_or("")));
+        facts.outbox =
+            Some(authentication_email(ports.policy, &booking, facts.payment_intent_id.as_deref().unwrap_or("")));
     }
     record(ports, actor, &booking, outcome, backup_available, facts).await
 }
@@ -328,7 +374,12 @@ fn authentication_email(policy: &BookingSettings, booking: &Booking, payment_int
 
 /// The PaymentIntent an earlier holder made for this attempt, if any: by the
 /// id it recorded, else by the attempt tag in Stripe's metadata.
-async fn find_intent(ports: Ports<'_>, booking: &Booking, customer: &str, attempt_tag: &str) -> Result<Option<PaymentIntentView>, ApiError> {
+async fn find_intent(
+    ports: Ports<'_>,
+    booking: &Booking,
+    customer: &str,
+    attempt_tag: &str,
+) -> Result<Option<PaymentIntentView>, ApiError> {
     if let Some(id) = &booking.stripe_payment_intent_id {
         return Ok(Some(ports.stripe.retrieve_payment_intent(id).await?));
     }
@@ -337,21 +388,30 @@ async fn find_intent(ports: Ports<'_>, booking: &Booking, customer: &str, attemp
     Ok(found.pop())
 }
 
-async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool, lease: &mut Lease) -> Result<State, ApiError> {
+async fn order(
+    ports: Ports<'_>,
+    actor: &Actor,
+    booking: &Booking,
+    fresh: bool,
+    lease: &mut Lease,
+) -> Result<State, ApiError> {
     let confirmed = |order: crate::duffel::DuffelOrder| Facts {
         duffel_order_id: Some(order.id),
         booking_reference: order.booking_reference,
         ..Facts::default()
     };
     if let Some(id) = &booking.duffel_order_id {
-        let order = crate::duffel::DuffelOrder { id: id.clone(), booking_reference: booking.duffel_booking_reference.clone() };
+        let order =
+            crate::duffel::DuffelOrder { id: id.clone(), booking_reference: booking.duffel_booking_reference.clone() };
         return record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await;
     }
     if !fresh {
         // An earlier holder may have sent the order; Duffel cannot dedupe a
         // create, so it is looked for, never sent again.
         let reason = match ports.duffel.find_order(booking.id, booking.search_from()).await {
-            Ok(Some(order)) => return record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await,
+            Ok(Some(order)) => {
+                return record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await
+            }
             Ok(None) => "an earlier attempt may have reached Duffel; its order is not listed (yet)".to_owned(),
             Err(error) => error.to_string(),
         };
@@ -361,10 +421,13 @@ async fn order(ports: Ports<'_>, actor: &Actor, booking: &Booking, fresh: bool, 
     if !lease.is_held().await {
         return Err(ApiError::BookingInProgress);
     }
-    let sealed = ports.crypto.decrypt(&booking.passengers_sealed, &PASSENGERS.context(booking.user_id, booking.id)).await?;
-    let passengers: serde_json::Value = serde_json::from_slice(&sealed).map_err(|e| ApiError::Internal(format!("sealed passengers: {e}")))?;
+    let sealed =
+        ports.crypto.decrypt(&booking.passengers_sealed, &PASSENGERS.context(booking.user_id, booking.id)).await?;
+    let passengers: serde_json::Value =
+        serde_json::from_slice(&sealed).map_err(|e| ApiError::Internal(format!("sealed passengers: {e}")))?;
     let total = Money::new(booking.amount, &booking.currency)?;
-    let request = OrderRequest { booking_id: booking.id, offer_id: &booking.offer_id, passengers: &passengers, total: &total };
+    let request =
+        OrderRequest { booking_id: booking.id, offer_id: &booking.offer_id, passengers: &passengers, total: &total };
     match ports.duffel.create_order(&request).await {
         Ok(order) => record(ports, actor, booking, Outcome::DuffelConfirmed, false, confirmed(order)).await,
         Err(crate::duffel::DuffelError::Refused { code, message, .. }) => {
@@ -434,7 +497,10 @@ async fn void(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<Stat
         Ok(IntentStatus::Canceled) => record(ports, actor, booking, Outcome::Released, false, keep()).await,
         Ok(IntentStatus::Succeeded) => record(ports, actor, booking, Outcome::Captured, false, keep()).await,
         Ok(other) => {
-            let facts = Facts { failure: failure("void_failed", format!("PaymentIntent {other:?} after cancel")), ..Facts::default() };
+            let facts = Facts {
+                failure: failure("void_failed", format!("PaymentIntent {other:?} after cancel")),
+                ..Facts::default()
+            };
             record(ports, actor, booking, Outcome::Ambiguous, false, facts).await
         }
         Err(error) => {
@@ -477,7 +543,12 @@ pub async fn resume(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<B
 
 /// Cancels a PaymentIntent under the step's idempotency key; when Stripe
 /// refuses (already canceled, or captured meanwhile), what it is now.
-async fn cancel_intent(ports: Ports<'_>, booking: &Booking, intent: &str, step: &str) -> Result<IntentStatus, StripeError> {
+async fn cancel_intent(
+    ports: Ports<'_>,
+    booking: &Booking,
+    intent: &str,
+    step: &str,
+) -> Result<IntentStatus, StripeError> {
     let key = idempotency_key(booking.id, step, booking.card_attempt as u8);
     match ports.stripe.cancel_payment_intent(intent, &key).await {
         Ok(view) => Ok(view.status),
@@ -495,7 +566,11 @@ async fn release_intent(ports: Ports<'_>, booking: &Booking, intent: &str, step:
 
 /// The traveler never authenticated: cancel the PaymentIntent, decline the
 /// booking. `None` when busy or no longer waiting.
-pub async fn expire_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Booking>, ApiError> {
+pub async fn expire_authentication(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: uuid::Uuid,
+) -> Result<Option<Booking>, ApiError> {
     let Some(mut hold) = Hold::take(ports, actor, id, Driver::Reconciler).await? else {
         return Ok(None);
     };
@@ -547,7 +622,9 @@ async fn settle_authentication(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) 
     let pending = match &view.status {
         IntentStatus::RequiresAction | IntentStatus::Processing | IntentStatus::Other(_) => true,
         // Off-session `authentication_required` leaves it here until the traveler confirms.
-        IntentStatus::RequiresPaymentMethod => matches!(view.error_code.as_deref(), None | Some("authentication_required")),
+        IntentStatus::RequiresPaymentMethod => {
+            matches!(view.error_code.as_deref(), None | Some("authentication_required"))
+        }
         _ => false,
     };
     if pending {

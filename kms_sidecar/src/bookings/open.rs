@@ -69,8 +69,9 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
     }
     tx.commit().await?;
 
-    let passengers =
-        zeroize::Zeroizing::new(serde_json::to_vec(&input.passengers).map_err(|e| ApiError::BadRequest(e.to_string()))?);
+    let passengers = zeroize::Zeroizing::new(
+        serde_json::to_vec(&input.passengers).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    );
     // The row id is chosen here: the sealed passengers are bound to it.
     let id = uuid::Uuid::new_v4();
     let sealed = ports.crypto.encrypt(&passengers, &PASSENGERS.context(user_id, id)).await?;
@@ -121,20 +122,27 @@ fn validate(input: &NewBooking) -> Result<Money, ApiError> {
     }
     let passengers = input.passengers.as_array().filter(|list| (1..=9).contains(&list.len()));
     let passengers_ok = passengers.is_some_and(|list| {
-        list.iter().all(|p| p["id"].as_str().is_some_and(|id| !id.is_empty()) && p["given_name"].is_string() && p["family_name"].is_string())
+        list.iter().all(|p| {
+            p["id"].as_str().is_some_and(|id| !id.is_empty())
+                && p["given_name"].is_string()
+                && p["family_name"].is_string()
+        })
     });
     if !passengers_ok {
-        return Err(ApiError::InvalidBooking("passengers must be 1 to 9 objects with id, given_name and family_name".into()));
+        return Err(ApiError::InvalidBooking(
+            "passengers must be 1 to 9 objects with id, given_name and family_name".into(),
+        ));
     }
     if let Some(route) = &input.route {
         let legs: Vec<&str> = route.split('-').collect();
-        if !(2..=6).contains(&legs.len()) || !legs.iter().all(|l| l.len() == 3 && l.bytes().all(|b| b.is_ascii_uppercase())) {
+        if !(2..=6).contains(&legs.len())
+            || !legs.iter().all(|l| l.len() == 3 && l.bytes().all(|b| b.is_ascii_uppercase()))
+        {
             return Err(ApiError::InvalidBooking("route must be IATA codes joined by '-', e.g. LHR-JFK".into()));
         }
     }
     Ok(Money::new(input.amount, &input.currency)?)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -167,7 +175,10 @@ mod tests {
             ("off_123", one.clone(), Some("lhr-jfk")),
             ("off_123", one.clone(), Some("LHR")),
         ] {
-            assert!(matches!(validate(&input(offer, passengers, route)), Err(ApiError::InvalidBooking(_))), "{offer} {route:?}");
+            assert!(
+                matches!(validate(&input(offer, passengers, route)), Err(ApiError::InvalidBooking(_))),
+                "{offer} {route:?}"
+            );
         }
     }
 }

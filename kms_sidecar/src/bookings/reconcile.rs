@@ -39,23 +39,28 @@ impl Report {
 pub async fn run(ports: Ports<'_>, min_age_secs: i64) -> Result<Report, ApiError> {
     let candidates: Vec<(uuid::Uuid, uuid::Uuid)> = {
         let mut tx = ports.database.as_system().await?;
-        let rows = sqlx::query_as("SELECT booking_id, user_id FROM wallet_internal.bookings_to_reconcile(make_interval(secs => $1))")
-            .bind(min_age_secs as f64)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query_as(
+            "SELECT booking_id, user_id FROM wallet_internal.bookings_to_reconcile(make_interval(secs => $1))",
+        )
+        .bind(min_age_secs as f64)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         rows
     };
     let mut report = Report { examined: candidates.len(), ..Report::default() };
     for (booking_id, user_id) in candidates {
-        let actor = Actor { traveler: Traveler::acting_for(user_id, "parker-wallet/reconciler"), meta: RequestMeta::default() };
+        let actor =
+            Actor { traveler: Traveler::acting_for(user_id, "parker-wallet/reconciler"), meta: RequestMeta::default() };
         let line = match settle(ports, &actor, booking_id).await {
             Ok(Some(line)) => line,
             Ok(None) => {
                 report.busy += 1;
                 continue;
             }
-            Err(error) => Line { booking_id, from: "?".into(), to: "?".into(), alert: Some(format!("reconcile failed: {error}")) },
+            Err(error) => {
+                Line { booking_id, from: "?".into(), to: "?".into(), alert: Some(format!("reconcile failed: {error}")) }
+            }
         };
         if State::parse(&line.to).is_some_and(State::is_final) {
             report.settled += 1;
@@ -107,7 +112,12 @@ async fn reopen(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State)
     reopened
 }
 
-async fn reopen_held(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State) -> Result<Option<bool>, ApiError> {
+async fn reopen_held(
+    ports: Ports<'_>,
+    actor: &Actor,
+    booking: &Booking,
+    step: State,
+) -> Result<Option<bool>, ApiError> {
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     let current = store::load(&mut tx, booking.id).await?;
     if current.state() != State::NeedsReconciliation {
@@ -116,11 +126,16 @@ async fn reopen_held(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: S
     if step == State::Ordering && current.duffel_order_id.is_some() {
         store::reopen(&mut tx, &current, State::Ordering, None).await?;
     } else if step == State::Ordering {
-        let found = ports.duffel.find_order(booking.id, booking.search_from()).await.map_err(|e| ApiError::Internal(format!("Duffel: {e}")))?;
+        let found = ports
+            .duffel
+            .find_order(booking.id, booking.search_from())
+            .await
+            .map_err(|e| ApiError::Internal(format!("Duffel: {e}")))?;
         match found {
             Some(order) => store::reopen(&mut tx, &current, State::Ordering, Some(&order)).await?,
             None => {
-                let settled = chrono::Utc::now() - current.updated_at > chrono::Duration::seconds(ports.policy.order_settle_secs);
+                let settled =
+                    chrono::Utc::now() - current.updated_at > chrono::Duration::seconds(ports.policy.order_settle_secs);
                 if !settled {
                     return Ok(None);
                 }
@@ -155,6 +170,10 @@ fn alert_for(ports: Ports<'_>, booking: &Booking) -> Option<String> {
         }
     }
     (state == State::NeedsReconciliation).then(|| {
-        format!("still unsettled at {}: {}", booking.reconcile_from.as_deref().unwrap_or("?"), booking.failure_reason.as_deref().unwrap_or(""))
+        format!(
+            "still unsettled at {}: {}",
+            booking.reconcile_from.as_deref().unwrap_or("?"),
+            booking.failure_reason.as_deref().unwrap_or("")
+        )
     })
 }

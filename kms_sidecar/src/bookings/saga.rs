@@ -105,7 +105,10 @@ pub fn classify_decline(code: Option<&str>, decline_code: Option<&str>) -> Decli
 pub enum Outcome {
     Authorized,
     NeedsAuthentication,
-    Declined { code: Option<String>, decline_code: Option<String> },
+    Declined {
+        code: Option<String>,
+        decline_code: Option<String>,
+    },
     DuffelConfirmed,
     /// Duffel said no for certain (4xx, `order_not_created`).
     DuffelFailed,
@@ -190,8 +193,16 @@ mod tests {
     #[test]
     fn hard_declines_try_the_backup_card_once() {
         for code in ["expired_card", "insufficient_funds", "do_not_honor", "generic_decline"] {
-            assert_eq!(next(State::Authorizing, &declined(code), true), Some(Transition { to: State::Authorizing, try_backup_card: true }), "{code}");
-            assert_eq!(next(State::Authorizing, &declined(code), false).unwrap().to, State::Declined, "{code}, no backup left");
+            assert_eq!(
+                next(State::Authorizing, &declined(code), true),
+                Some(Transition { to: State::Authorizing, try_backup_card: true }),
+                "{code}"
+            );
+            assert_eq!(
+                next(State::Authorizing, &declined(code), false).unwrap().to,
+                State::Declined,
+                "{code}, no backup left"
+            );
         }
     }
 
@@ -202,7 +213,10 @@ mod tests {
         }
         let auth = Outcome::Declined { code: Some("authentication_required".into()), decline_code: None };
         assert_eq!(next(State::Authorizing, &auth, true).unwrap(), go(State::RequiresAuthentication));
-        assert_eq!(next(State::Authorizing, &Outcome::NeedsAuthentication, true).unwrap(), go(State::RequiresAuthentication));
+        assert_eq!(
+            next(State::Authorizing, &Outcome::NeedsAuthentication, true).unwrap(),
+            go(State::RequiresAuthentication)
+        );
     }
 
     #[test]

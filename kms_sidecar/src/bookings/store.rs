@@ -57,13 +57,16 @@ impl Booking {
     /// The step whose outcome a reconciler must find out.
     pub fn pending_step(&self) -> State {
         match self.state() {
-            State::NeedsReconciliation => self.reconcile_from.as_deref().and_then(State::parse).unwrap_or(State::Authorizing),
+            State::NeedsReconciliation => {
+                self.reconcile_from.as_deref().and_then(State::parse).unwrap_or(State::Authorizing)
+            }
             other => other,
         }
     }
 }
 
-const COLUMNS: &str = "id, user_id, campaign_id, idempotency_key, request_fingerprint, offer_id, route, passengers_sealed,
+const COLUMNS: &str =
+    "id, user_id, campaign_id, idempotency_key, request_fingerprint, offer_id, route, passengers_sealed,
     amount, currency, state, reconcile_from, card_attempt, payment_method_id, stripe_payment_method_id, card_brand,
     card_last4, stripe_payment_intent_id, duffel_order_id, duffel_booking_reference, failure_code, failure_reason,
     authorized_at, created_at, updated_at";
@@ -77,11 +80,13 @@ pub async fn load(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Booking, ApiE
 }
 
 pub async fn by_key(tx: &mut PgConnection, user_id: uuid::Uuid, key: &str) -> Result<Option<Booking>, ApiError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM public.booking_charges WHERE user_id = $1 AND idempotency_key = $2"))
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(tx)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM public.booking_charges WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(tx)
+    .await?)
 }
 
 /// A card the saga may charge: saved, not expired.
@@ -130,10 +135,17 @@ pub struct Outbox {
 
 /// Moves `booking` from its state by `outcome`, storing `facts`. Refuses an
 /// outcome the saga does not allow there, and a row that moved meanwhile.
-pub async fn record(tx: &mut PgConnection, booking: &Booking, outcome: &Outcome, backup_available: bool, facts: Facts) -> Result<State, ApiError> {
+pub async fn record(
+    tx: &mut PgConnection,
+    booking: &Booking,
+    outcome: &Outcome,
+    backup_available: bool,
+    facts: Facts,
+) -> Result<State, ApiError> {
     let from = booking.state();
-    let transition = saga::next(from, outcome, backup_available)
-        .ok_or_else(|| ApiError::Internal(format!("booking {}: {outcome:?} cannot happen in {}", booking.id, from.as_str())))?;
+    let transition = saga::next(from, outcome, backup_available).ok_or_else(|| {
+        ApiError::Internal(format!("booking {}: {outcome:?} cannot happen in {}", booking.id, from.as_str()))
+    })?;
     let to = transition.to;
     let reconcile_from = (to == State::NeedsReconciliation).then(|| from.as_str());
     let (failure_code, failure_reason) = facts.failure.unzip();
@@ -213,7 +225,12 @@ pub async fn choose_first_card(tx: &mut PgConnection, booking: &Booking, card: &
 }
 
 /// Keeps the order Duffel made for a booking whose row moved meanwhile.
-pub async fn keep_order(tx: &mut PgConnection, id: uuid::Uuid, order: &str, reference: Option<&str>) -> Result<(), ApiError> {
+pub async fn keep_order(
+    tx: &mut PgConnection,
+    id: uuid::Uuid,
+    order: &str,
+    reference: Option<&str>,
+) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE public.booking_charges
             SET duffel_order_id = coalesce(duffel_order_id, $2),
@@ -230,7 +247,12 @@ pub async fn keep_order(tx: &mut PgConnection, id: uuid::Uuid, order: &str, refe
 
 /// Puts a booking the reconciler took back to the step it will redo; with the
 /// order Duffel turned out to have made, when there is one.
-pub async fn reopen(tx: &mut PgConnection, booking: &Booking, step: State, duffel_order: Option<&crate::duffel::DuffelOrder>) -> Result<(), ApiError> {
+pub async fn reopen(
+    tx: &mut PgConnection,
+    booking: &Booking,
+    step: State,
+    duffel_order: Option<&crate::duffel::DuffelOrder>,
+) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE public.booking_charges
             SET state = $2, reconcile_from = NULL,
@@ -256,18 +278,21 @@ pub struct HistoryEntry {
 }
 
 pub async fn history(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<HistoryEntry>, ApiError> {
-    Ok(sqlx::query_as("SELECT state, failure_code, stripe_payment_intent_id AS payment_intent_id, at
-           FROM public.booking_charge_events WHERE booking_id = $1 ORDER BY id")
-        .bind(id)
-        .fetch_all(tx)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT state, failure_code, stripe_payment_intent_id AS payment_intent_id, at
+           FROM public.booking_charge_events WHERE booking_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(tx)
+    .await?)
 }
 
 /// The booking as the API shows it.
 pub fn view(booking: &Booking, history: &[HistoryEntry], capture_window: chrono::Duration) -> serde_json::Value {
-    let card = booking.card_last4.as_ref().map(|last4| {
-        json!({ "brand": booking.card_brand, "last4": last4, "attempt": booking.card_attempt })
-    });
+    let card = booking
+        .card_last4
+        .as_ref()
+        .map(|last4| json!({ "brand": booking.card_brand, "last4": last4, "attempt": booking.card_attempt }));
     let failure = booking.failure_code.as_ref().map(|code| json!({ "code": code, "reason": booking.failure_reason }));
     json!({
         "id": booking.id,

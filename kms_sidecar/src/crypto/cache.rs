@@ -37,7 +37,10 @@ pub struct CachedKey {
 
 impl std::fmt::Debug for CachedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedKey").field("key_ref", &self.key_ref).field("created", &self.created).finish_non_exhaustive()
+        f.debug_struct("CachedKey")
+            .field("key_ref", &self.key_ref)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,7 +68,14 @@ pub struct DecryptionCache {
 }
 
 impl DecryptionCache {
-    pub fn get(&mut self, key_ref: &str, epoch: u32, wrapped: &[u8], policy: &CachePolicy, now: Instant) -> Option<Arc<CachedKey>> {
+    pub fn get(
+        &mut self,
+        key_ref: &str,
+        epoch: u32,
+        wrapped: &[u8],
+        policy: &CachePolicy,
+        now: Instant,
+    ) -> Option<Arc<CachedKey>> {
         let id = (key_ref.to_owned(), epoch, wrapped.to_vec());
         match self.entries.get(&id) {
             Some(key) if now.duration_since(key.created) < policy.max_age => Some(Arc::clone(key)),
@@ -115,7 +125,12 @@ type KeyId = (String, u32, Vec<u8>);
 
 /// Room for one more entry: drops those older than `max_age`, then the oldest
 /// until fewer than `max_entries` remain; returns how many were dropped.
-fn make_room<V>(entries: &mut HashMap<KeyId, V>, since: impl Fn(&V) -> Instant, policy: &CachePolicy, now: Instant) -> usize {
+fn make_room<V>(
+    entries: &mut HashMap<KeyId, V>,
+    since: impl Fn(&V) -> Instant,
+    policy: &CachePolicy,
+    now: Instant,
+) -> usize {
     let before = entries.len();
     entries.retain(|_, entry| now.duration_since(since(entry)) < policy.max_age);
     while entries.len() >= policy.max_entries.max(1) {

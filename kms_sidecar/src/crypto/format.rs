@@ -104,8 +104,14 @@ impl Envelope<'_> {
 }
 
 /// The header and nonce of a new record; the sealed bytes are appended to it.
-pub fn encode_header(key_ref: &str, key_epoch: u32, wrapped_key: &[u8], nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>, FormatError> {
-    let key_ref_len = u8::try_from(key_ref.len()).ok().filter(|n| *n > 0).ok_or(FormatError::Invalid("key reference length"))?;
+pub fn encode_header(
+    key_ref: &str,
+    key_epoch: u32,
+    wrapped_key: &[u8],
+    nonce: &[u8; NONCE_LEN],
+) -> Result<Vec<u8>, FormatError> {
+    let key_ref_len =
+        u8::try_from(key_ref.len()).ok().filter(|n| *n > 0).ok_or(FormatError::Invalid("key reference length"))?;
     let wrapped_len = u16::try_from(wrapped_key.len())
         .ok()
         .filter(|n| *n > 0 && (*n as usize) <= MAX_WRAPPED_KEY_LEN)

@@ -60,7 +60,12 @@ impl std::fmt::Debug for EnvelopeCrypto {
 }
 
 impl EnvelopeCrypto {
-    pub fn new(provider: Arc<dyn KeyProvider>, policy: CachePolicy, schedule: KeySchedule, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        provider: Arc<dyn KeyProvider>,
+        policy: CachePolicy,
+        schedule: KeySchedule,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             provider,
             policy,
@@ -120,7 +125,12 @@ impl EnvelopeCrypto {
     /// The data key of a record: from the cache, or from the provider once the
     /// record's key reference and epoch are ones this sidecar accepts and the
     /// provider has not refused this wrapped key lately.
-    async fn decryption_key(&self, key_ref: &str, key_epoch: u32, wrapped: &[u8]) -> Result<Arc<CachedKey>, CryptoError> {
+    async fn decryption_key(
+        &self,
+        key_ref: &str,
+        key_epoch: u32,
+        wrapped: &[u8],
+    ) -> Result<Arc<CachedKey>, CryptoError> {
         let cached = self
             .decryption
             .lock()
@@ -155,10 +165,8 @@ impl EnvelopeCrypto {
                 return Err(error.into());
             }
         };
-        let key = self.cached_key(
-            GeneratedKey { plaintext, wrapped: wrapped.to_vec(), key_ref: key_ref.to_owned() },
-            key_epoch,
-        );
+        let key = self
+            .cached_key(GeneratedKey { plaintext, wrapped: wrapped.to_vec(), key_ref: key_ref.to_owned() }, key_epoch);
         self.remember_for_decryption(&key);
         Ok(key)
     }
@@ -309,8 +317,14 @@ mod tests {
         let other_row = row_context(ALICE, "t", "00000000-0000-4000-8000-0000000000f2");
         assert!(matches!(crypto.decrypt(&record, &other_row).await, Err(CryptoError::DecryptFailed)));
         let no_row = EncryptionContext { record_id: None, ..context(ALICE, "t") };
-        assert!(matches!(crypto.decrypt(&record, &no_row).await, Err(CryptoError::Context(InvalidContext::RecordIdRequired))));
-        assert!(matches!(crypto.encrypt(b"x", &no_row).await, Err(CryptoError::Context(InvalidContext::RecordIdRequired))));
+        assert!(matches!(
+            crypto.decrypt(&record, &no_row).await,
+            Err(CryptoError::Context(InvalidContext::RecordIdRequired))
+        ));
+        assert!(matches!(
+            crypto.encrypt(b"x", &no_row).await,
+            Err(CryptoError::Context(InvalidContext::RecordIdRequired))
+        ));
     }
 
     #[tokio::test]
@@ -347,7 +361,10 @@ mod tests {
             forged(envelope.key_ref, 9, envelope.wrapped_key),
         ] {
             for _ in 0..3 {
-                assert!(matches!(crypto.decrypt(&record, &context(ALICE, "t")).await, Err(CryptoError::KeyNotAccepted(_))));
+                assert!(matches!(
+                    crypto.decrypt(&record, &context(ALICE, "t")).await,
+                    Err(CryptoError::KeyNotAccepted(_))
+                ));
             }
         }
         assert_eq!(metrics.kms_calls(), calls, "no provider call for a key or epoch not configured");
@@ -365,7 +382,10 @@ mod tests {
         let record = forged(envelope.key_ref, 1, &wrapped);
         let calls = metrics.kms_calls();
         for _ in 0..5 {
-            assert!(matches!(crypto.decrypt(&record, &context(ALICE, "t")).await, Err(CryptoError::Key(KeyError::Invalid(_)))));
+            assert!(matches!(
+                crypto.decrypt(&record, &context(ALICE, "t")).await,
+                Err(CryptoError::Key(KeyError::Invalid(_)))
+            ));
         }
         assert_eq!(metrics.kms_calls(), calls + 1, "one provider call, then the refusal is remembered");
     }
@@ -382,7 +402,12 @@ mod tests {
             + &std::fs::read_to_string(dir.path().join("keys")).unwrap();
         std::fs::write(dir.path().join("new-keys"), both).unwrap();
         let ring = Arc::new(LocalKeyring::load_or_create(&dir.path().join("new-keys")).unwrap());
-        let unlisted = EnvelopeCrypto::new(Arc::clone(&ring) as Arc<dyn KeyProvider>, CachePolicy::default(), schedule(1), Arc::new(Metrics::default()));
+        let unlisted = EnvelopeCrypto::new(
+            Arc::clone(&ring) as Arc<dyn KeyProvider>,
+            CachePolicy::default(),
+            schedule(1),
+            Arc::new(Metrics::default()),
+        );
         assert!(matches!(unlisted.decrypt(&record, &context(ALICE, "t")).await, Err(CryptoError::KeyNotAccepted(_))));
         let listed = KeySchedule { epoch: 1, retired_key_refs: BTreeSet::from([old_ref]) };
         let new = EnvelopeCrypto::new(ring, CachePolicy::default(), listed, Arc::new(Metrics::default()));
@@ -446,7 +471,8 @@ mod tests {
         let record = old.encrypt(b"card", &ctx).await.unwrap();
         assert!(old.is_current(&record).await.unwrap());
         let ring = LocalKeyring::load_or_create(&dir.path().join("keys")).unwrap();
-        let next = EnvelopeCrypto::new(Arc::new(ring), CachePolicy::default(), schedule(2), Arc::new(Metrics::default()));
+        let next =
+            EnvelopeCrypto::new(Arc::new(ring), CachePolicy::default(), schedule(2), Arc::new(Metrics::default()));
         assert!(!next.is_current(&record).await.unwrap());
         let rewrapped = next.rewrap(&record, &ctx).await.unwrap();
         assert!(next.is_current(&rewrapped).await.unwrap());

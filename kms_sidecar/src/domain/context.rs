@@ -159,7 +159,8 @@ mod tests {
         let unbound = EncryptionContext::try_from(input(USER, "t", "c")).unwrap();
         assert_eq!(unbound.aad_bytes(true), Err(InvalidContext::RecordIdRequired));
         assert_eq!(
-            EncryptionContext::try_from(ContextInput { record_id: Some("7".into()), ..input(USER, "t", "c") }).unwrap_err(),
+            EncryptionContext::try_from(ContextInput { record_id: Some("7".into()), ..input(USER, "t", "c") })
+                .unwrap_err(),
             InvalidContext::BadRecordId
         );
     }

@@ -9,6 +9,6 @@ mod subject;
 
 pub use caller::CallerClass;
 pub use context::{EncryptionContext, Identifier, InvalidContext};
+pub use money::{InvalidMoney, Money, MAX_AMOUNT};
 pub use sealed::{SealedColumn, SEALED_COLUMNS};
 pub use subject::{Subject, SUBJECT_HEADER};
-pub use money::{InvalidMoney, Money, MAX_AMOUNT};

@@ -31,7 +31,9 @@ impl Money {
             return Err(InvalidMoney::Amount);
         }
         let currency = currency.to_ascii_lowercase();
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) || matches!(currency.parse::<stripe_types::Currency>(), Ok(stripe_types::Currency::Unknown(_)) | Err(_))
+        if currency.len() != 3
+            || !currency.bytes().all(|b| b.is_ascii_lowercase())
+            || matches!(currency.parse::<stripe_types::Currency>(), Ok(stripe_types::Currency::Unknown(_)) | Err(_))
         {
             return Err(InvalidMoney::Currency);
         }

@@ -13,11 +13,15 @@ pub struct SealedColumn {
 }
 
 /// The card metadata Stripe gave for a saved card.
-pub const CARD_METADATA: SealedColumn =
-    SealedColumn { table: "payment_methods", column: "encrypted_card_data", version_column: Some("encryption_version") };
+pub const CARD_METADATA: SealedColumn = SealedColumn {
+    table: "payment_methods",
+    column: "encrypted_card_data",
+    version_column: Some("encryption_version"),
+};
 
 /// The passengers of a booking, for Duffel.
-pub const PASSENGERS: SealedColumn = SealedColumn { table: "booking_charges", column: "passengers_sealed", version_column: None };
+pub const PASSENGERS: SealedColumn =
+    SealedColumn { table: "booking_charges", column: "passengers_sealed", version_column: None };
 
 pub const SEALED_COLUMNS: &[SealedColumn] = &[CARD_METADATA, PASSENGERS];
 

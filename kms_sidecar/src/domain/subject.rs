@@ -8,7 +8,9 @@ use super::EncryptionContext;
 pub enum Subject {
     Traveler(uuid::Uuid),
     /// A database role the extension found holding `parker_wallet_system_decrypt`.
-    System { role: String },
+    System {
+        role: String,
+    },
 }
 
 /// The header the extension sends with every crypto call: `traveler <uuid>`
@@ -43,8 +45,13 @@ mod tests {
     const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 
     fn context(user: &str) -> EncryptionContext {
-        EncryptionContext::try_from(ContextInput { user_id: user.into(), table: "t".into(), column: "c".into(), record_id: None })
-            .unwrap()
+        EncryptionContext::try_from(ContextInput {
+            user_id: user.into(),
+            table: "t".into(),
+            column: "c".into(),
+            record_id: None,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -57,7 +64,15 @@ mod tests {
 
     #[test]
     fn an_attestation_that_names_nobody_is_none() {
-        for header in ["", "traveler", "traveler not-a-uuid", "system ", "admin x", &format!("system {}", "r".repeat(64)), "system a\nb"] {
+        for header in [
+            "",
+            "traveler",
+            "traveler not-a-uuid",
+            "system ",
+            "admin x",
+            &format!("system {}", "r".repeat(64)),
+            "system a\nb",
+        ] {
             assert_eq!(Subject::attested(header), None, "{header:?}");
         }
     }

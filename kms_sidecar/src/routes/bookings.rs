@@ -15,8 +15,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::wallet::{caller_headers, Answer, CallerHeaders};
 use crate::auth::{AuthError, JwtVerifier, Traveler};
-use crate::bookings::store::{self, Booking};
 use crate::bookings::open::{self, Opened};
+use crate::bookings::store::{self, Booking};
 use crate::bookings::{flow, Actor, Driver, Ports};
 use crate::database::RequestMeta;
 use crate::state::AppState;
@@ -89,7 +89,8 @@ async fn answer(state: &AppState, actor: &Actor, booking: &Booking, status: Stat
 /// `POST /v1/bookings`.
 pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Answer, ApiError> {
     let Headers { caller, meta, idempotency_key } = headers(state, &request, true)?;
-    let key = idempotency_key.ok_or_else(|| ApiError::BadRequest("POST /v1/bookings needs an Idempotency-Key header".into()))?;
+    let key = idempotency_key
+        .ok_or_else(|| ApiError::BadRequest("POST /v1/bookings needs an Idempotency-Key header".into()))?;
     let body = super::read_body(request, state.settings.limits.max_body_bytes).await?;
     let ports = Ports::of(state)?;
     let traveler = match caller {

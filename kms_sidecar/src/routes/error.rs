@@ -83,7 +83,9 @@ impl ApiError {
     pub fn as_problem(&self) -> Problem {
         match self {
             // Database errors are not cloneable; their problem carries no detail anyway.
-            Self::Database(_) | Self::Internal(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            Self::Database(_) | Self::Internal(_) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
+            }
             other => Self::describe(other),
         }
     }
@@ -110,7 +112,9 @@ impl ApiError {
             Self::Forbidden => Problem::new(StatusCode::FORBIDDEN, "caller_not_allowed", "Caller not allowed"),
             Self::NotFound(_) => Problem::not_found(),
             Self::MethodNotAllowed => Problem::method_not_allowed(),
-            Self::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
+            Self::TooLarge(_) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large")
+            }
             Self::HeadersTooLarge(_) => Problem::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
@@ -120,14 +124,24 @@ impl ApiError {
             Self::Context(_) | Self::Crypto(CryptoError::Context(_)) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_context", "Invalid encryption context")
             }
-            Self::TooManyRequests => Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
-            Self::SubjectRequired(_) => Problem::new(StatusCode::FORBIDDEN, "subject_required", "Caller names no subject"),
-            Self::SubjectMismatch => Problem::new(StatusCode::FORBIDDEN, "subject_mismatch", "Record of another subject"),
+            Self::TooManyRequests => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests")
+            }
+            Self::SubjectRequired(_) => {
+                Problem::new(StatusCode::FORBIDDEN, "subject_required", "Caller names no subject")
+            }
+            Self::SubjectMismatch => {
+                Problem::new(StatusCode::FORBIDDEN, "subject_mismatch", "Record of another subject")
+            }
             Self::Crypto(CryptoError::KeyNotAccepted(_)) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "key_not_accepted", "The record's key is not accepted")
             }
             Self::Crypto(CryptoError::Format(FormatError::VersionOne | FormatError::UnknownVersion(_))) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_ciphertext_version", "Unsupported ciphertext version")
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unsupported_ciphertext_version",
+                    "Unsupported ciphertext version",
+                )
             }
             Self::Crypto(CryptoError::Format(_)) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed_ciphertext", "Malformed ciphertext")
@@ -141,8 +155,12 @@ impl ApiError {
             Self::Crypto(CryptoError::Key(KeyError::Unavailable(_))) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "key_provider_unavailable", "Key provider unavailable")
             }
-            Self::Unauthorized(_) => Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid or missing traveler token"),
-            Self::NotConfigured => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "wallet_not_configured", "Wallet not configured"),
+            Self::Unauthorized(_) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid or missing traveler token")
+            }
+            Self::NotConfigured => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "wallet_not_configured", "Wallet not configured")
+            }
             Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable")
             }
@@ -155,7 +173,9 @@ impl ApiError {
             Self::InvalidMoney(crate::domain::InvalidMoney::Currency) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_currency", "Invalid currency")
             }
-            Self::InvalidBooking(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_booking", "Invalid booking request"),
+            Self::InvalidBooking(_) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_booking", "Invalid booking request")
+            }
             Self::CampaignNotFound => Problem::new(StatusCode::NOT_FOUND, "campaign_not_found", "No such campaign"),
             Self::ConsentRequired => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent_required", "No consent for off-session charges")
@@ -170,7 +190,9 @@ impl ApiError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "bookings_not_configured", "Bookings not configured")
             }
             Self::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
-            Self::SetupIntentNotFound => Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent"),
+            Self::SetupIntentNotFound => {
+                Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent")
+            }
             Self::TravelerNotFound => {
                 Problem::new(StatusCode::FORBIDDEN, "traveler_not_found", "The token's user has no account")
             }
@@ -178,7 +200,9 @@ impl ApiError {
                 Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
             }
             Self::InvalidId(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_id", "Invalid id"),
-            Self::InvalidSignature(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_signature", "Invalid webhook signature"),
+            Self::InvalidSignature(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_signature", "Invalid webhook signature")
+            }
             Self::IdempotencyKeyReused => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency-Key reused")
             }

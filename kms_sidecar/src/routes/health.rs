@@ -48,7 +48,10 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
     };
     let provider = state.crypto.provider().name();
     if ready {
-        json_response(StatusCode::OK, &json!({ "status": "ready", "key_provider": { "name": provider, "status": "ok" } }))
+        json_response(
+            StatusCode::OK,
+            &json!({ "status": "ready", "key_provider": { "name": provider, "status": "ok" } }),
+        )
     } else {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -97,7 +97,10 @@ pub async fn run(
         Err(error) => {
             let problem = error.as_problem();
             (problem.status < 500).then(|| {
-                (StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST), serde_json::to_value(&problem).unwrap_or_default())
+                (
+                    StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    serde_json::to_value(&problem).unwrap_or_default(),
+                )
             })
         }
     };

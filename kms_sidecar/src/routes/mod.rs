@@ -143,7 +143,11 @@ fn check_headers(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn route(
+    state: &Arc<AppState>,
+    caller: Option<CallerClass>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     check_headers(request.headers())?;
     let path = request.uri().path().to_owned();
     let route = Route::parse(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
@@ -165,13 +169,18 @@ async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Requ
             Ok(json_response(status, &answer))
         }
         (Method::POST, Route::Bookings) => Ok(answer_response(bookings::create(state, request).await?, false)),
-        (Method::GET, Route::Booking(id)) => Ok(answer_response(bookings::show(state, request, parse_id(id)?).await?, false)),
+        (Method::GET, Route::Booking(id)) => {
+            Ok(answer_response(bookings::show(state, request, parse_id(id)?).await?, false))
+        }
         (Method::POST, Route::BookingResume(id)) => {
             Ok(answer_response(bookings::resume(state, request, parse_id(id)?).await?, false))
         }
         (
             Method::GET | Method::POST | Method::DELETE,
-            route @ (Route::WalletCards | Route::WalletSetupIntents | Route::WalletCard(_) | Route::WalletCardDefault(_)),
+            route @ (Route::WalletCards
+            | Route::WalletSetupIntents
+            | Route::WalletCard(_)
+            | Route::WalletCardDefault(_)),
         ) => {
             let call = wallet::authenticate(state, &request)?;
             let _admission = admit(state, call.traveler.user_id).await?;
@@ -192,7 +201,8 @@ async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Requ
                     idempotency::run(&call, &name, &body, wallet::make_default(&call, parse_id(id)?)).await?
                 }
                 (&Method::DELETE, Route::WalletCard(id)) => {
-                    idempotency::run(&call, &name, &body, wallet::delete_payment_method(state, &call, parse_id(id)?)).await?
+                    idempotency::run(&call, &name, &body, wallet::delete_payment_method(state, &call, parse_id(id)?))
+                        .await?
                 }
                 _ => return Err(ApiError::MethodNotAllowed),
             };
@@ -207,10 +217,9 @@ async fn route(state: &Arc<AppState>, caller: Option<CallerClass>, request: Requ
 fn answer_response((status, body): wallet::Answer, replayed: bool) -> HttpResponse {
     let mut response = json_response(status, &body);
     if status.as_u16() >= 400 {
-        response.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/problem+json"),
-        );
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/problem+json"));
     }
     if replayed {
         response.headers_mut().insert("idempotent-replayed", hyper::header::HeaderValue::from_static("true"));
@@ -229,7 +238,9 @@ pub(crate) async fn read_body(request: Request<Incoming>, limit: usize) -> Resul
     }
     match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::TooLarge(limit)),
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::TooLarge(limit))
+        }
         Err(error) => Err(ApiError::BadRequest(format!("reading the body: {error}"))),
     }
 }
@@ -238,18 +249,16 @@ pub(crate) async fn read_body(request: Request<Incoming>, limit: usize) -> Resul
 pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     response
 }
 
 fn text_response(body: String) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
     response
 }

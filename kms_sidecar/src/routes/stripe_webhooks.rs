@@ -52,7 +52,8 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     }
     let tolerance = state.settings.stripe.as_ref().map_or(300, |s| s.webhook_tolerance_secs);
     let now = chrono::Utc::now().timestamp();
-    crate::webhooks::verify(signature, body, &state.webhook_secrets, tolerance, now).map_err(ApiError::InvalidSignature)?;
+    crate::webhooks::verify(signature, body, &state.webhook_secrets, tolerance, now)
+        .map_err(ApiError::InvalidSignature)?;
 
     let event: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("event: {e}")))?;
     let (Some(id), Some(kind)) = (text(&event, "/id"), text(&event, "/type")) else {
@@ -106,14 +107,26 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
         },
         ("payment_method.detached", _, Some(pm)) => {
             let card = stripe.retrieve_card(pm).await?;
-            if card.customer_id.is_none() { Effect::ForgetCard(pm.to_owned()) } else { Effect::Nothing }
+            if card.customer_id.is_none() {
+                Effect::ForgetCard(pm.to_owned())
+            } else {
+                Effect::Nothing
+            }
         }
         ("payment_method.automatically_updated" | "payment_method.updated", _, Some(pm)) => {
             let card = stripe.retrieve_card(pm).await?;
-            if card.customer_id.is_some() { Effect::StoreCard(card) } else { Effect::Nothing }
+            if card.customer_id.is_some() {
+                Effect::StoreCard(card)
+            } else {
+                Effect::Nothing
+            }
         }
         ("customer.deleted", Some(customer), _) => {
-            if stripe.customer_deleted(customer).await? { Effect::ForgetWallet } else { Effect::Nothing }
+            if stripe.customer_deleted(customer).await? {
+                Effect::ForgetWallet
+            } else {
+                Effect::Nothing
+            }
         }
         _ => Effect::Nothing,
     };
@@ -129,10 +142,11 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     let mut replaced = None;
     let applied = match effect {
         Effect::StoreCard(card) => {
-            let owner: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             match owner {
                 Some(customer) if card.customer_id.as_deref().is_none_or(|c| c == customer) => {
                     replaced = persist_card(state, &mut tx, user_id, &customer, &card).await?.1;
@@ -143,12 +157,13 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
         }
         Effect::ForgetCard(pm) => {
             lock_wallet(&mut tx, user_id).await?;
-            let card: Option<uuid::Uuid> =
-                sqlx::query_scalar("SELECT id FROM public.payment_methods WHERE user_id = $1 AND stripe_payment_method_id = $2")
-                    .bind(user_id)
-                    .bind(&pm)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let card: Option<uuid::Uuid> = sqlx::query_scalar(
+                "SELECT id FROM public.payment_methods WHERE user_id = $1 AND stripe_payment_method_id = $2",
+            )
+            .bind(user_id)
+            .bind(&pm)
+            .fetch_optional(&mut *tx)
+            .await?;
             match card {
                 Some(card) => {
                     remove_card(&mut tx, user_id, card).await?;
@@ -159,8 +174,14 @@ pub async fn receive(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
         }
         Effect::ForgetWallet => {
             lock_wallet(&mut tx, user_id).await?;
-            sqlx::query("DELETE FROM public.payment_methods WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM public.wallet_customers WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM public.payment_methods WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM public.wallet_customers WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
             true
         }
         Effect::Nothing => false,

@@ -123,8 +123,9 @@ struct AddCard {
 }
 
 fn stripe_id(text: &str, prefix: &str) -> bool {
-    text.strip_prefix(prefix)
-        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 250 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    text.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 250 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
 }
 
 /// `POST /v1/wallet/payment-methods {setup_intent_id}`: stores the card a
@@ -272,7 +273,11 @@ pub(crate) async fn detach_replaced(stripe: &dyn crate::payments::StripePort, re
 }
 
 /// Deletes a card row and, when it was the default, promotes the newest remaining card.
-pub(crate) async fn remove_card(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid, card_id: uuid::Uuid) -> Result<(), ApiError> {
+pub(crate) async fn remove_card(
+    tx: &mut sqlx::PgConnection,
+    user_id: uuid::Uuid,
+    card_id: uuid::Uuid,
+) -> Result<(), ApiError> {
     let was_default: bool = sqlx::query_scalar("DELETE FROM public.payment_methods WHERE id = $1 RETURNING is_default")
         .bind(card_id)
         .fetch_optional(&mut *tx)
@@ -302,11 +307,13 @@ pub async fn make_default(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<
         .bind(card_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE public.payment_methods SET is_default = true WHERE user_id = $1 AND id = $2 AND NOT is_default")
-        .bind(traveler.user_id)
-        .bind(card_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE public.payment_methods SET is_default = true WHERE user_id = $1 AND id = $2 AND NOT is_default",
+    )
+    .bind(traveler.user_id)
+    .bind(card_id)
+    .execute(&mut *tx)
+    .await?;
     let card = card_by_id(&mut tx, traveler.user_id, card_id).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, json!({ "data": card })))
@@ -314,18 +321,23 @@ pub async fn make_default(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<
 
 /// `DELETE /v1/wallet/payment-methods/{id}`: detaches the card at Stripe, deletes
 /// it, and promotes the most recently added remaining card if it was the default.
-pub async fn delete_payment_method(state: &AppState, call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
+pub async fn delete_payment_method(
+    state: &AppState,
+    call: &WalletCall<'_>,
+    card_id: uuid::Uuid,
+) -> Result<Answer, ApiError> {
     let (traveler, database, meta) = (&call.traveler, call.database, &call.meta);
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
     let mut tx = database.as_traveler(traveler, meta).await?;
     lock_wallet(&mut tx, traveler.user_id).await?;
-    let payment_method: String =
-        sqlx::query_scalar("SELECT stripe_payment_method_id FROM public.payment_methods WHERE user_id = $1 AND id = $2")
-            .bind(traveler.user_id)
-            .bind(card_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(ApiError::CardNotFound)?;
+    let payment_method: String = sqlx::query_scalar(
+        "SELECT stripe_payment_method_id FROM public.payment_methods WHERE user_id = $1 AND id = $2",
+    )
+    .bind(traveler.user_id)
+    .bind(card_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::CardNotFound)?;
     match stripe.detach_payment_method(&payment_method).await {
         // Already detached (or gone) at Stripe: nothing left to undo there.
         Ok(()) | Err(crate::payments::StripeError::Refused { status: 400 | 404, .. }) => {}
@@ -349,10 +361,11 @@ async fn ensure_customer(
 ) -> Result<String, ApiError> {
     let mut tx = database.as_traveler(traveler, meta).await?;
     lock_traveler(&mut tx, "customer", traveler.user_id).await?;
-    let existing: Option<String> = sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
-        .bind(traveler.user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
+            .bind(traveler.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some(customer) = existing {
         return Ok(customer);
     }
@@ -380,7 +393,8 @@ pub async fn with_client_secret(state: &AppState, (status, mut body): Answer) ->
     };
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
     let intent = stripe.retrieve_setup_intent(&id).await?;
-    let secret = intent.client_secret.ok_or_else(|| ApiError::Internal(format!("SetupIntent {id} has no client secret")))?;
+    let secret =
+        intent.client_secret.ok_or_else(|| ApiError::Internal(format!("SetupIntent {id} has no client secret")))?;
     body["client_secret"] = json!(secrecy::ExposeSecret::expose_secret(&secret));
     Ok((status, body))
 }
@@ -390,10 +404,8 @@ pub async fn with_client_secret(state: &AppState, (status, mut body): Answer) ->
 pub async fn create_setup_intent(state: &AppState, call: &WalletCall<'_>) -> Result<Answer, ApiError> {
     let traveler = &call.traveler;
     let stripe = state.stripe.as_deref().ok_or(ApiError::NotConfigured)?;
-    let idempotency_key = call
-        .idempotency_key
-        .as_deref()
-        .map(|key| format!("parker-wallet:setup-intent:{}:{key}", traveler.user_id));
+    let idempotency_key =
+        call.idempotency_key.as_deref().map(|key| format!("parker-wallet:setup-intent:{}:{key}", traveler.user_id));
     let customer = ensure_customer(call.database, stripe, traveler, &call.meta).await?;
     let intent = stripe.create_setup_intent(&customer, idempotency_key.as_deref()).await?;
     Ok((

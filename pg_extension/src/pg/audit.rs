@@ -11,8 +11,8 @@ use pgrx::{datum::DatumWithOid, PgOid, PgRelation};
 use super::identity::{current_subject, request_header};
 use super::{raise, spi_failed};
 use crate::audit::{
-    bounded_user_agent, client_ip, redacted_columns, redaction_overlay, AuditRow, ChainScan, ClientIp,
-    GENESIS_HASH, SYSTEM_ACTOR,
+    bounded_user_agent, client_ip, redacted_columns, redaction_overlay, AuditRow, ChainScan, ClientIp, GENESIS_HASH,
+    SYSTEM_ACTOR,
 };
 
 /// The trigger's name on every audited table.
@@ -69,9 +69,7 @@ fn as_uuid_bytes(id: pgrx::Uuid) -> [u8; 16] {
 /// row sees the row committed before it. Other users' chains do not wait.
 fn lock_chain(user_id: &[u8; 16]) {
     const AUDIT_LOCK_CLASS: i32 = 0x5057_4155; // "PWAU"
-    let folded = user_id
-        .chunks_exact(4)
-        .fold(0u32, |acc, c| acc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let folded = user_id.chunks_exact(4).fold(0u32, |acc, c| acc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     // SAFETY: a builtin taking two int4 arguments, called with two int4 datums.
     unsafe {
         pgrx::fcinfo::direct_function_call_as_datum(
@@ -151,9 +149,7 @@ fn audit_trigger<'a>(
                 },
             )
         };
-        let overlay = pgrx::JsonB(
-            serde_json::from_str(&redaction_overlay(&redact)).unwrap_or(serde_json::Value::Null),
-        );
+        let overlay = pgrx::JsonB(serde_json::from_str(&redaction_overlay(&redact)).unwrap_or(serde_json::Value::Null));
         let args = [
             old_arg,
             new_arg,
@@ -229,10 +225,7 @@ fn request_client_ip() -> Option<pgrx::Inet> {
 
 /// The address from the proxy headers, and whether to use the connection's instead.
 fn request_ip() -> (Option<String>, bool) {
-    match client_ip(
-        request_header("x-forwarded-for").as_deref(),
-        request_header("x-real-ip").as_deref(),
-    ) {
+    match client_ip(request_header("x-forwarded-for").as_deref(), request_header("x-real-ip").as_deref()) {
         ClientIp::FromHeader(address) => (address.map(|a| a.to_string()), false),
         ClientIp::FromConnection => (None, true),
     }
@@ -333,12 +326,7 @@ const CHAIN_SQL: &str = concat!(
 #[search_path(pg_catalog, pg_temp)]
 fn verify_audit_chain() -> TableIterator<
     'static,
-    (
-        name!(id, pgrx::Uuid),
-        name!(user_id, pgrx::Uuid),
-        name!(chain_seq, i64),
-        name!(reason, String),
-    ),
+    (name!(id, pgrx::Uuid), name!(user_id, pgrx::Uuid), name!(chain_seq, i64), name!(reason, String)),
 > {
     // A cursor, so a trail of millions of rows is read a batch at a time.
     const FETCH_ROWS: std::ffi::c_long = 10_000;
@@ -374,11 +362,6 @@ fn verify_audit_chain() -> TableIterator<
     })
     .unwrap_or_else(|e| spi_failed(e));
     TableIterator::new(broken.into_iter().map(|(row, reason)| {
-        (
-            pgrx::Uuid::from_bytes(row.id),
-            pgrx::Uuid::from_bytes(row.user_id),
-            row.chain_seq,
-            reason.as_str().to_owned(),
-        )
+        (pgrx::Uuid::from_bytes(row.id), pgrx::Uuid::from_bytes(row.user_id), row.chain_seq, reason.as_str().to_owned())
     }))
 }

@@ -58,9 +58,11 @@ fn month_day(value: Option<i32>) -> u32 {
 }
 
 /// Scores `users` (as of the database's `current_date`).
-fn score_users(client: &mut SpiClient<'_>, facts_plan: &OwnedPreparedStatement, users: &[pgrx::Uuid])
-    -> Result<Vec<(pgrx::Uuid, Completion)>, pgrx::spi::Error>
-{
+fn score_users(
+    client: &mut SpiClient<'_>,
+    facts_plan: &OwnedPreparedStatement,
+    users: &[pgrx::Uuid],
+) -> Result<Vec<(pgrx::Uuid, Completion)>, pgrx::spi::Error> {
     let mut scored = Vec::with_capacity(users.len());
     for row in client.update(facts_plan, None, &[users.to_vec().into()])? {
         let Some(user_id) = row.get::<pgrx::Uuid>(1)? else { continue };
@@ -106,9 +108,7 @@ fn with_plans<T>(
                 let text_array = PgBuiltInOids::TEXTARRAYOID.oid();
                 (
                     client.prepare_mut(FACTS_SQL, &[uuid_array])?.keep(),
-                    client
-                        .prepare_mut(UPSERT_SQL, &[uuid_array, int_array, int_array, text_array, text_array])?
-                        .keep(),
+                    client.prepare_mut(UPSERT_SQL, &[uuid_array, int_array, int_array, text_array, text_array])?.keep(),
                 )
             }
         };
@@ -147,10 +147,8 @@ fn refresh_users(users: &[pgrx::Uuid]) -> usize {
 #[pg_extern(stable)]
 fn profile_completeness(
     user_id: pgrx::Uuid,
-) -> TableIterator<
-    'static,
-    (name!(score, i32), name!(missing_fields, Vec<String>), name!(recommendations, Vec<String>)),
-> {
+) -> TableIterator<'static, (name!(score, i32), name!(missing_fields, Vec<String>), name!(recommendations, Vec<String>))>
+{
     let completion = with_plans(|client, facts, _| {
         let scored = score_users(client, facts, &[user_id])?;
         Ok(scored.first().map(|(_, c)| *c).unwrap_or(Completion { score: 0, missing_mask: 0 }))
@@ -182,9 +180,10 @@ fn refresh_completion_batch(
     after: pgrx::Uuid,
     batch_size: i32,
 ) -> TableIterator<'static, (name!(last_user_id, Option<pgrx::Uuid>), name!(refreshed, i32))> {
-    let users = Spi::get_one_with_args::<Vec<pgrx::Uuid>>(NEXT_USERS_SQL, &[after.into(), i64::from(batch_size.max(1)).into()])
-        .unwrap_or_else(|e| spi_failed(e))
-        .unwrap_or_default();
+    let users =
+        Spi::get_one_with_args::<Vec<pgrx::Uuid>>(NEXT_USERS_SQL, &[after.into(), i64::from(batch_size.max(1)).into()])
+            .unwrap_or_else(|e| spi_failed(e))
+            .unwrap_or_default();
     let refreshed = if users.is_empty() { 0 } else { refresh_users(&users) };
     TableIterator::once((users.last().copied(), i32::try_from(refreshed).unwrap_or(i32::MAX)))
 }

@@ -17,17 +17,19 @@ use crate::decryption::{self, Attestation, SYSTEM_DECRYPT_ROLE_C};
 use crate::sidecar::{self, SidecarError};
 
 fn socket_path() -> PathBuf {
-    SIDECAR_SOCKET
-        .get()
-        .map(|path| PathBuf::from(path.to_string_lossy().into_owned()))
-        .unwrap_or_default()
+    SIDECAR_SOCKET.get().map(|path| PathBuf::from(path.to_string_lossy().into_owned())).unwrap_or_default()
 }
 
 fn timeout() -> Duration {
     Duration::from_millis(u64::try_from(SIDECAR_TIMEOUT_MS.get()).unwrap_or(2_000))
 }
 
-fn call(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<sidecar::Response, SidecarError> {
+fn call(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<sidecar::Response, SidecarError> {
     sidecar::request(&socket_path(), method, path, headers, body, timeout(), || {
         pgrx::check_for_interrupts!();
     })
@@ -86,7 +88,9 @@ fn raise_problem(status: u16, body: &[u8]) -> ! {
         }
         "key_not_accepted" => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
         "payload_too_large" => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        "caller_not_allowed" | "subject_required" | "subject_mismatch" => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "caller_not_allowed" | "subject_required" | "subject_mismatch" => {
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
+        }
         _ => PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
     };
     raise(sqlstate, format!("parker_wallet: sidecar refused ({status} {code}): {detail}"))
@@ -103,8 +107,8 @@ fn crypto_call(operation: &str, data: &[u8], context: JsonB) -> Vec<u8> {
     })
     .to_string();
     let headers = [("parker-wallet-subject", subject.as_str())];
-    let response =
-        call("POST", &format!("/v1/crypto/{operation}"), &headers, Some(body.as_bytes())).unwrap_or_else(|e| raise_transport(e));
+    let response = call("POST", &format!("/v1/crypto/{operation}"), &headers, Some(body.as_bytes()))
+        .unwrap_or_else(|e| raise_transport(e));
     if response.status != 200 {
         raise_problem(response.status, &response.body);
     }

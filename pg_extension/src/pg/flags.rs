@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 
 use super::identity::current_subject;
 use super::{raise, spi_failed};
-use crate::flags::{bucket, flag_enabled as decide, asks_only_about_oneself, Flag};
+use crate::flags::{asks_only_about_oneself, bucket, flag_enabled as decide, Flag};
 
 /// Whether the role that is really asking can read `feature_flags` itself. Inside
 /// this SECURITY DEFINER function `current_user` is the flag reader; the outer

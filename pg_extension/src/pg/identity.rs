@@ -29,10 +29,7 @@ fn uid() -> Option<pgrx::Uuid> {
 
 /// [`uid`] for Rust callers.
 pub(crate) fn current_subject() -> Option<uuid::Uuid> {
-    let subject = claims::subject(
-        current_claims().as_deref(),
-        setting_text(c"request.jwt.claim.sub").as_deref(),
-    );
+    let subject = claims::subject(current_claims().as_deref(), setting_text(c"request.jwt.claim.sub").as_deref());
     if PIN_JWT_SUBJECT.get() {
         match decide(PINNED_SUBJECT.get(), subject) {
             PinDecision::Keep => {}

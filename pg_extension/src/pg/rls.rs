@@ -11,11 +11,7 @@ use crate::rls::{owner_index_name, owner_policy_name, owner_policy_statements, P
 /// its `owner_column`: RLS enabled and forced, one owner policy for `roles`, and an
 /// index on the owner column if none leads with it. Safe to run again.
 #[pg_extern]
-fn enable_owner_rls(
-    target: PgRelation,
-    owner_column: &str,
-    roles: default!(Vec<String>, "'{authenticated}'"),
-) {
+fn enable_owner_rls(target: PgRelation, owner_column: &str, roles: default!(Vec<String>, "'{authenticated}'")) {
     // Keep only the oid: an open relation would make ALTER TABLE refuse ("in use").
     let target = {
         let oid = target.oid();
@@ -32,10 +28,7 @@ fn enable_owner_rls(
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "enable_owner_rls: no such table")
     };
     if kind != "r" && kind != "p" {
-        raise(
-            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("enable_owner_rls: {schema}.{name} is not a table"),
-        );
+        raise(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("enable_owner_rls: {schema}.{name} is not a table"));
     }
     let column_type = Spi::get_one_with_args::<String>(
         "SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
@@ -84,11 +77,8 @@ fn enable_owner_rls(
     .unwrap_or_else(|e| spi_failed(e));
     if indexed != Some(true) {
         let index = quote_identifier(owner_index_name(&name, owner_column));
-        Spi::run(&format!(
-            "CREATE INDEX {index} ON {quoted_table} ({})",
-            quote_identifier(owner_column)
-        ))
-        .unwrap_or_else(|e| spi_failed(e));
+        Spi::run(&format!("CREATE INDEX {index} ON {quoted_table} ({})", quote_identifier(owner_column)))
+            .unwrap_or_else(|e| spi_failed(e));
     }
 }
 

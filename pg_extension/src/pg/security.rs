@@ -6,9 +6,9 @@ use pgrx::prelude::*;
 use super::rls::catalog_tables;
 use super::spi_failed;
 use crate::security::{
-    database_findings, definer_role_findings, extension_schema_findings, system_decrypt_findings, Finding, FunctionFacts,
-    MaterializedViewSecurity, SequenceSecurity, TableSecurity, ViewSecurity, API_ROLES, DANGEROUS_TABLE_PRIVILEGES,
-    DEFINER_ROLES,
+    database_findings, definer_role_findings, extension_schema_findings, system_decrypt_findings, Finding,
+    FunctionFacts, MaterializedViewSecurity, SequenceSecurity, TableSecurity, ViewSecurity, API_ROLES,
+    DANGEROUS_TABLE_PRIVILEGES, DEFINER_ROLES,
 };
 
 /// Functions and procedures of `$1`, with the API roles of `$2` that may execute them.
@@ -84,8 +84,12 @@ fn catalog_findings(schemas: Vec<String>) -> Vec<Finding> {
     let mut findings: Vec<Finding> = catalog_tables(schemas.clone(), API_ROLES, DANGEROUS_TABLE_PRIVILEGES)
         .into_iter()
         .flat_map(|table| {
-            TableSecurity { name: format!("{}.{}", table.schema, table.name), rls: table.rls, dangerous_grants: table.grants }
-                .findings()
+            TableSecurity {
+                name: format!("{}.{}", table.schema, table.name),
+                rls: table.rls,
+                dangerous_grants: table.grants,
+            }
+            .findings()
         })
         .collect();
     let roles: Vec<String> = API_ROLES.iter().map(|r| (*r).to_owned()).collect();
@@ -131,11 +135,17 @@ fn catalog_findings(schemas: Vec<String>) -> Vec<Finding> {
         }
         found.extend(system_decrypt_findings(&decrypting));
         for row in client.select(EXTENSION_SCHEMA_SQL, None, &[])? {
-            found.extend(extension_schema_findings(&row.get::<String>(1)?.unwrap_or_default(), row.get(2)?.unwrap_or(false)));
+            found.extend(extension_schema_findings(
+                &row.get::<String>(1)?.unwrap_or_default(),
+                row.get(2)?.unwrap_or(false),
+            ));
         }
         let database = client.select(TEMP_FOR_PUBLIC_SQL, Some(1), &[])?;
         let database = database.first();
-        found.extend(database_findings(&database.get::<String>(1)?.unwrap_or_default(), database.get(2)?.unwrap_or(false)));
+        found.extend(database_findings(
+            &database.get::<String>(1)?.unwrap_or_default(),
+            database.get(2)?.unwrap_or(false),
+        ));
         Ok::<_, pgrx::spi::Error>(found)
     })
     .unwrap_or_else(|e| spi_failed(e));
@@ -160,7 +170,9 @@ fn security_report(
     ),
 > {
     let schemas: Vec<String> = schemas.into_iter().flatten().collect();
-    TableIterator::new(catalog_findings(schemas).into_iter().map(|f| {
-        (f.code.to_owned(), f.level.as_str().to_owned(), f.object_type.to_owned(), f.object_name, f.detail)
-    }))
+    TableIterator::new(
+        catalog_findings(schemas).into_iter().map(|f| {
+            (f.code.to_owned(), f.level.as_str().to_owned(), f.object_type.to_owned(), f.object_name, f.detail)
+        }),
+    )
 }

@@ -9,7 +9,8 @@ pub static PIN_JWT_SUBJECT: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Where the kms-sidecar listens. Superuser-only: a session must not be able to
 /// send its plaintext to a socket of its choosing.
-pub static SIDECAR_SOCKET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"/run/parker-wallet/sidecar.sock"));
+pub static SIDECAR_SOCKET: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"/run/parker-wallet/sidecar.sock"));
 
 /// How long a backend waits for the sidecar before giving up.
 pub static SIDECAR_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);

@@ -31,7 +31,9 @@ mod tests {
         }
     }
 
-    #[pg_test(error = "request.jwt.claims changed its subject within a transaction; set the claims once, at the start of each transaction")]
+    #[pg_test(
+        error = "request.jwt.claims changed its subject within a transaction; set the claims once, at the start of each transaction"
+    )]
     fn uid_refuses_a_second_subject_in_one_transaction() {
         set_claims(&format!(r#"{{"sub":"{ALICE}"}}"#));
         assert_eq!(uid().as_deref(), Some(ALICE));
@@ -59,7 +61,10 @@ mod tests {
 
     #[pg_test]
     fn request_header_reads_postgrest_headers() {
-        Spi::run(r#"SELECT set_config('request.headers', '{"user-agent":"curl/8","x-forwarded-for":"203.0.113.9"}', true)"#).unwrap();
+        Spi::run(
+            r#"SELECT set_config('request.headers', '{"user-agent":"curl/8","x-forwarded-for":"203.0.113.9"}', true)"#,
+        )
+        .unwrap();
         let agent = Spi::get_one::<String>("SELECT wallet.request_header('User-Agent')").unwrap();
         assert_eq!(agent.as_deref(), Some("curl/8"));
         assert_eq!(Spi::get_one::<String>("SELECT wallet.request_header('nope')").unwrap(), None);
@@ -100,10 +105,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(columns, Some(vec!["owner".to_owned()]));
-        let index_count = Spi::get_one::<i64>(
-            "SELECT count(*) FROM pg_index WHERE indrelid = 'public.notes'::regclass",
-        )
-        .unwrap();
+        let index_count =
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_index WHERE indrelid = 'public.notes'::regclass").unwrap();
         assert_eq!(index_count, Some(2), "primary key plus one owner index, not one per call");
     }
 
@@ -127,7 +130,10 @@ mod tests {
         Spi::run("CREATE POLICY slow ON loose USING (wallet.uid() = owner)").unwrap();
         let findings = findings_of("loose");
         assert!(findings.iter().any(|f| f.starts_with("per_row_call: policy slow calls wallet.uid()")), "{findings:?}");
-        assert!(findings.iter().any(|f| f.starts_with("unindexed_policy_column: no index leads with owner")), "{findings:?}");
+        assert!(
+            findings.iter().any(|f| f.starts_with("unindexed_policy_column: no index leads with owner")),
+            "{findings:?}"
+        );
     }
 
     #[pg_test(error = "enable_owner_rls: public.notes has no column nobody")]
@@ -185,9 +191,15 @@ mod tests {
     #[pg_test]
     fn tracking_follows_profile_and_card_changes() {
         install_schema();
-        Spi::run(&format!("INSERT INTO traveler_profiles (user_id, first_name, last_name) VALUES ('{ALICE}', 'Ada', 'Lovelace')")).unwrap();
+        Spi::run(&format!(
+            "INSERT INTO traveler_profiles (user_id, first_name, last_name) VALUES ('{ALICE}', 'Ada', 'Lovelace')"
+        ))
+        .unwrap();
         assert_eq!(tracked_score(ALICE), Some(20));
-        Spi::run("UPDATE traveler_profiles SET date_of_birth = '1990-12-10', notification_preferences = '{\"email\":true}'").unwrap();
+        Spi::run(
+            "UPDATE traveler_profiles SET date_of_birth = '1990-12-10', notification_preferences = '{\"email\":true}'",
+        )
+        .unwrap();
         assert_eq!(tracked_score(ALICE), Some(45));
         add_card(ALICE, "expired", 2001);
         assert_eq!(tracked_score(ALICE), Some(45), "an expired card does not count");
@@ -216,7 +228,10 @@ mod tests {
     fn refresh_batch_backfills_users_in_id_order() {
         install_schema();
         Spi::run("ALTER TABLE traveler_profiles DISABLE TRIGGER traveler_profiles_completion").unwrap();
-        Spi::run(&format!("INSERT INTO traveler_profiles (user_id, first_name) VALUES ('{ALICE}', 'Ada'), ('{BOB}', 'Bob')")).unwrap();
+        Spi::run(&format!(
+            "INSERT INTO traveler_profiles (user_id, first_name) VALUES ('{ALICE}', 'Ada'), ('{BOB}', 'Bob')"
+        ))
+        .unwrap();
         assert_eq!(tracked_score(ALICE), None);
         let (last, done) = Spi::get_two::<pgrx::Uuid, i32>(
             "SELECT * FROM wallet.refresh_completion_batch('00000000-0000-0000-0000-000000000000', 1)",
@@ -224,9 +239,12 @@ mod tests {
         .unwrap();
         assert_eq!((last.map(|u| u.to_string()), done), (Some(ALICE.to_owned()), Some(1)));
         assert_eq!((tracked_score(ALICE), tracked_score(BOB)), (Some(10), None));
-        let done = Spi::get_one::<i32>(&format!("SELECT refreshed FROM wallet.refresh_completion_batch('{ALICE}', 10)")).unwrap();
+        let done =
+            Spi::get_one::<i32>(&format!("SELECT refreshed FROM wallet.refresh_completion_batch('{ALICE}', 10)"))
+                .unwrap();
         assert_eq!((done, tracked_score(BOB)), (Some(1), Some(10)));
-        let done = Spi::get_one::<i32>(&format!("SELECT refreshed FROM wallet.refresh_completion_batch('{BOB}', 10)")).unwrap();
+        let done = Spi::get_one::<i32>(&format!("SELECT refreshed FROM wallet.refresh_completion_batch('{BOB}', 10)"))
+            .unwrap();
         assert_eq!(done, Some(0));
     }
 
@@ -243,7 +261,9 @@ mod tests {
         assert_eq!(audit_count("true"), 1, "an update that changes nothing is not logged");
         Spi::run("UPDATE traveler_profiles SET first_name = 'Augusta'").unwrap();
         Spi::run("DELETE FROM traveler_profiles").unwrap();
-        let actions = Spi::get_one::<Vec<String>>("SELECT array_agg(action ORDER BY chain_seq) FROM traveler_data_audit").unwrap();
+        let actions =
+            Spi::get_one::<Vec<String>>("SELECT array_agg(action ORDER BY chain_seq) FROM traveler_data_audit")
+                .unwrap();
         assert_eq!(actions, Some(vec!["INSERT".into(), "UPDATE".into(), "DELETE".into()]));
         let (ip, agent) = Spi::get_two::<String, String>(
             "SELECT host(ip_address), user_agent FROM traveler_data_audit WHERE chain_seq = 2",
@@ -255,7 +275,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((old.as_deref(), new.as_deref()), (Some("Ada"), Some("Augusta")));
-        assert_eq!(audit_count(&format!("user_id = '{ALICE}' AND record_id IS NOT NULL AND table_name = 'traveler_profiles'")), 3);
+        assert_eq!(
+            audit_count(&format!("user_id = '{ALICE}' AND record_id IS NOT NULL AND table_name = 'traveler_profiles'")),
+            3
+        );
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM wallet.verify_audit_chain()").unwrap(), Some(0));
     }
 
@@ -295,7 +318,8 @@ mod tests {
         three_audited_changes();
         // The superuser owns the table, so the append-only guard lets it through.
         Spi::run("UPDATE traveler_data_audit SET new_data = '{\"name\":\"forged\"}' WHERE chain_seq = 2").unwrap();
-        let (seq, reason) = Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
+        let (seq, reason) =
+            Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
         assert_eq!((seq, reason.as_deref()), (Some(2), Some("content_changed")));
     }
 
@@ -303,7 +327,8 @@ mod tests {
     fn a_deleted_audit_row_is_reported() {
         three_audited_changes();
         Spi::run("DELETE FROM traveler_data_audit WHERE chain_seq = 2").unwrap();
-        let (seq, reason) = Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
+        let (seq, reason) =
+            Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
         assert_eq!((seq, reason.as_deref()), (Some(3), Some("sequence_gap")));
     }
 
@@ -367,8 +392,10 @@ mod tests {
     #[pg_test(error = "wallet.flag_enabled answers only about the requesting traveler (wallet.uid())")]
     fn a_traveler_cannot_ask_about_another_travelers_flags() {
         install_schema();
-        Spi::run(&format!("INSERT INTO feature_flags (name, enabled, allow_list) VALUES ('listed', true, '{{{ALICE}}}')"))
-            .unwrap();
+        Spi::run(&format!(
+            "INSERT INTO feature_flags (name, enabled, allow_list) VALUES ('listed', true, '{{{ALICE}}}')"
+        ))
+        .unwrap();
         Spi::run("SET LOCAL ROLE authenticated").unwrap();
         set_claims(&format!(r#"{{"sub":"{BOB}"}}"#));
         assert!(!flag("listed", BOB), "about oneself: answered");

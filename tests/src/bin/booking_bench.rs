@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use harness::bench::{print_row, run, Figures, Operation};
 use harness::duffel_fake::{FakeDuffel, DUFFEL_TOKEN};
-use harness::{call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar, TestDb, STRIPE_KEY};
+use harness::{
+    call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar, TestDb, STRIPE_KEY,
+};
 use kms_sidecar::domain::Money;
 use kms_sidecar::duffel::{DuffelPort, HttpDuffel, OrderRequest};
 use kms_sidecar::payments::{AsyncStripe, OffSessionAuthorization, StripePort};
@@ -39,25 +41,40 @@ async fn main() -> anyhow::Result<()> {
     let sidecar = Arc::new(Sidecar::start_with(config).await?);
     wallet_card(&sidecar, &token, &emulators.localstripe_url, "4242424242424242").await?;
     let mut admin = db.admin().await?;
-    let campaign: String = sqlx::query_scalar("INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'bench', now()) RETURNING id::text")
-        .bind(&user)
-        .fetch_one(&mut admin)
-        .await?;
-    let (customer, payment_method): (String, String) =
-        sqlx::query_as("SELECT stripe_customer_id, stripe_payment_method_id FROM payment_methods WHERE user_id = $1::uuid")
-            .bind(&user)
-            .fetch_one(&mut admin)
-            .await?;
+    let campaign: String = sqlx::query_scalar(
+        "INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'bench', now()) RETURNING id::text",
+    )
+    .bind(&user)
+    .fetch_one(&mut admin)
+    .await?;
+    let (customer, payment_method): (String, String) = sqlx::query_as(
+        "SELECT stripe_customer_id, stripe_payment_method_id FROM payment_methods WHERE user_id = $1::uuid",
+    )
+    .bind(&user)
+    .fetch_one(&mut admin)
+    .await?;
 
-    let stripe = Arc::new(AsyncStripe::new(&SecretString::from(STRIPE_KEY.to_owned()), Some(&emulators.localstripe_url), Duration::from_secs(10))?);
-    let duffel_client = Arc::new(HttpDuffel::new(&duffel.url, SecretString::from(DUFFEL_TOKEN.to_owned()), Duration::from_secs(10))?);
+    let stripe = Arc::new(AsyncStripe::new(
+        &SecretString::from(STRIPE_KEY.to_owned()),
+        Some(&emulators.localstripe_url),
+        Duration::from_secs(10),
+    )?);
+    let duffel_client =
+        Arc::new(HttpDuffel::new(&duffel.url, SecretString::from(DUFFEL_TOKEN.to_owned()), Duration::from_secs(10))?);
     let counter = Arc::new(AtomicU64::new(0));
 
-    println!("{:<52} {:>10} {:>10} {:>10}", format!("booking, {} s per row", duration.as_secs()), "bookings/s", "p50 µs", "p99 µs");
+    println!(
+        "{:<52} {:>10} {:>10} {:>10}",
+        format!("booking, {} s per row", duration.as_secs()),
+        "bookings/s",
+        "p50 µs",
+        "p99 µs"
+    );
     let mut rows: Vec<(usize, Figures, Figures)> = Vec::new();
     for clients in [1, 8] {
         let bare = run(clients, duration, || {
-            let (stripe, duffel_client, counter) = (Arc::clone(&stripe), Arc::clone(&duffel_client), Arc::clone(&counter));
+            let (stripe, duffel_client, counter) =
+                (Arc::clone(&stripe), Arc::clone(&duffel_client), Arc::clone(&counter));
             let (customer, payment_method) = (customer.clone(), payment_method.clone());
             async move {
                 let operation: Operation = Box::new(move || {
@@ -80,7 +97,14 @@ async fn main() -> anyhow::Result<()> {
                         let total = Money::new(42_000, "eur")?;
                         let offer = format!("off_bare{n}");
                         let passengers = passengers();
-                        duffel_client.create_order(&OrderRequest { booking_id, offer_id: &offer, passengers: &passengers, total: &total }).await?;
+                        duffel_client
+                            .create_order(&OrderRequest {
+                                booking_id,
+                                offer_id: &offer,
+                                passengers: &passengers,
+                                total: &total,
+                            })
+                            .await?;
                         stripe.capture_payment_intent(&intent.id, &format!("{key}:capture")).await?;
                         Ok(())
                     })
@@ -91,7 +115,8 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         print_row(&format!("bare calls (authorize, order, capture), {clients} clients"), &bare);
         let saga = run(clients, duration, || {
-            let (sidecar, counter, token, campaign) = (Arc::clone(&sidecar), Arc::clone(&counter), token.clone(), campaign.clone());
+            let (sidecar, counter, token, campaign) =
+                (Arc::clone(&sidecar), Arc::clone(&counter), token.clone(), campaign.clone());
             async move {
                 let operation: Operation = Box::new(move || {
                     let (sidecar, token) = (Arc::clone(&sidecar), token.clone());
@@ -99,7 +124,9 @@ async fn main() -> anyhow::Result<()> {
                     let body = json!({ "campaign_id": campaign, "offer_id": format!("off_saga{n}"), "amount": 42_000,
                                        "currency": "eur", "route": "LIS-JFK", "passengers": passengers() });
                     Box::pin(async move {
-                        let booked = call(&sidecar, "POST", "/v1/bookings", &token, Some(&format!("bench-{n}")), Some(body)).await?;
+                        let booked =
+                            call(&sidecar, "POST", "/v1/bookings", &token, Some(&format!("bench-{n}")), Some(body))
+                                .await?;
                         anyhow::ensure!(booked.json["data"]["state"] == "captured", "{}", booked.text);
                         Ok(())
                     })

@@ -38,8 +38,10 @@ async fn sidecar_client(
         let body = body.clone();
         let bearer = bearer.clone();
         Box::pin(async move {
-            let request =
-                hyper::Request::post(path).header("host", "sidecar").header("authorization", bearer).body(Full::new(body))?;
+            let request = hyper::Request::post(path)
+                .header("host", "sidecar")
+                .header("authorization", bearer)
+                .body(Full::new(body))?;
             let response = sender.lock().await.send_request(request).await?;
             let status = response.status();
             response.into_body().collect().await?;
@@ -57,17 +59,27 @@ async fn main() -> anyhow::Result<()> {
     let record = [7u8; 256];
     let sidecar = Sidecar::start_with(SidecarConfig::traveler_crypto()?).await?;
     let context: serde_json::Value = serde_json::from_str(CONTEXT)?;
-    let bearer = format!("Bearer {}", harness::traveler_token(context["user_id"].as_str().unwrap_or_default(), json!({})));
+    let bearer =
+        format!("Bearer {}", harness::traveler_token(context["user_id"].as_str().unwrap_or_default(), json!({})));
     let encrypted = sidecar.crypto("encrypt", &B64.encode(record), &context).await?;
     let ciphertext = encrypted.json["data"].as_str().unwrap_or_default().to_owned();
 
-    println!("\n{:<52} {:>10} {:>10} {:>10}", format!("256-byte records, {seconds} s per row"), "ops/s", "p50 µs", "p99 µs");
+    println!(
+        "\n{:<52} {:>10} {:>10} {:>10}",
+        format!("256-byte records, {seconds} s per row"),
+        "ops/s",
+        "p50 µs",
+        "p99 µs"
+    );
     let mut socket_best = 0f64;
-    for (label, path, data) in [("encrypt", "/v1/crypto/encrypt", B64.encode(record)), ("decrypt", "/v1/crypto/decrypt", ciphertext.clone())] {
+    for (label, path, data) in
+        [("encrypt", "/v1/crypto/encrypt", B64.encode(record)), ("decrypt", "/v1/crypto/decrypt", ciphertext.clone())]
+    {
         for clients in [1, 8, 64] {
             let socket = sidecar.socket.clone();
             let data = data.clone();
-            let result = run(clients, duration, || sidecar_client(socket.clone(), path, data.clone(), bearer.clone())).await?;
+            let result =
+                run(clients, duration, || sidecar_client(socket.clone(), path, data.clone(), bearer.clone())).await?;
             socket_best = socket_best.max(result.ops_per_sec);
             print_row(&format!("sidecar socket, {label}, {clients} clients"), &result);
         }
@@ -96,20 +108,19 @@ async fn main() -> anyhow::Result<()> {
                 let alias = alias.clone();
                 let kms_ciphertext = kms_ciphertext.clone();
                 async move {
-                    let operation: Operation =
-                        Box::new(move || {
-                            let kms = kms.clone();
-                            let alias = alias.clone();
-                            let kms_ciphertext = kms_ciphertext.clone();
-                            Box::pin(async move {
-                                if decrypting {
-                                    kms.decrypt().ciphertext_blob(Blob::new(kms_ciphertext)).send().await?;
-                                } else {
-                                    kms.encrypt().key_id(alias).plaintext(Blob::new(record.to_vec())).send().await?;
-                                }
-                                Ok(())
-                            })
-                        });
+                    let operation: Operation = Box::new(move || {
+                        let kms = kms.clone();
+                        let alias = alias.clone();
+                        let kms_ciphertext = kms_ciphertext.clone();
+                        Box::pin(async move {
+                            if decrypting {
+                                kms.decrypt().ciphertext_blob(Blob::new(kms_ciphertext)).send().await?;
+                            } else {
+                                kms.encrypt().key_id(alias).plaintext(Blob::new(record.to_vec())).send().await?;
+                            }
+                            Ok(())
+                        })
+                    });
                     Ok(operation)
                 }
             })

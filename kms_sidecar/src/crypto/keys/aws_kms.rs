@@ -45,7 +45,9 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(error
             let message = service.err().message().unwrap_or("");
             let detail = format!("{code}: {message}");
             match code {
-                "DependencyTimeoutException" | "KMSInternalException" | "ThrottlingException"
+                "DependencyTimeoutException"
+                | "KMSInternalException"
+                | "ThrottlingException"
                 | "LimitExceededException" => KeyError::Unavailable(detail),
                 // About these bytes, not the key: the only refusals worth remembering.
                 "InvalidCiphertextException" | "IncorrectKeyException" => KeyError::Invalid(detail),
@@ -63,9 +65,8 @@ fn context_map(context: &KmsContext) -> HashMap<String, String> {
 
 impl AwsKms {
     pub async fn connect(settings: &AwsKmsSettings) -> Self {
-        let timeouts = aws_sdk_kms::config::timeout::TimeoutConfig::builder()
-            .operation_timeout(settings.timeout)
-            .build();
+        let timeouts =
+            aws_sdk_kms::config::timeout::TimeoutConfig::builder().operation_timeout(settings.timeout).build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()))
             .timeout_config(timeouts);
@@ -118,7 +119,12 @@ impl KeyProvider for AwsKms {
         Ok(GeneratedKey { plaintext, wrapped, key_ref })
     }
 
-    async fn decrypt_data_key(&self, key_ref: &str, wrapped: &[u8], context: &KmsContext) -> Result<DataKeyBytes, KeyError> {
+    async fn decrypt_data_key(
+        &self,
+        key_ref: &str,
+        wrapped: &[u8],
+        context: &KmsContext,
+    ) -> Result<DataKeyBytes, KeyError> {
         let output = self
             .client
             .decrypt()

@@ -73,9 +73,8 @@ impl LocalKeyring {
         for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let malformed = || KeyringError::Malformed { path: shown.clone(), line: index + 1 };
             let (id, encoded) = line.trim().split_once(':').ok_or_else(malformed)?;
-            let key = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| malformed())?,
-            );
+            let key =
+                Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| malformed())?);
             if key.len() != 32 || id.is_empty() {
                 return Err(malformed());
             }
@@ -118,7 +117,12 @@ impl KeyProvider for LocalKeyring {
         Ok(GeneratedKey { plaintext, wrapped, key_ref: Self::key_ref(id) })
     }
 
-    async fn decrypt_data_key(&self, key_ref: &str, wrapped: &[u8], context: &KmsContext) -> Result<DataKeyBytes, KeyError> {
+    async fn decrypt_data_key(
+        &self,
+        key_ref: &str,
+        wrapped: &[u8],
+        context: &KmsContext,
+    ) -> Result<DataKeyBytes, KeyError> {
         let cipher = self
             .keys
             .iter()
