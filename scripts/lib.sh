@@ -11,7 +11,8 @@ PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_CONFIG="$PG_BIN/pg_config"
 [ -x "$PG_CONFIG" ] || PG_CONFIG=/usr/bin/pg_config
 
-# Pinned tool versions: TOOLCHAIN.md explains why pgrx is 0.18.1 here.
+# Pinned tool versions. pgrx is 0.18.1: every pgrx 0.19 release needs a newer
+# Rust (1.96) than the toolchain these machines carry (1.95).
 PGRX_VERSION=0.18.1
 LOCALSTRIPE_VERSION=1.15.10
 MOTO_VERSION=5.2.5

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: the extension's unit and #[pg_test] tests, the sidecar's unit
-# tests, and the end-to-end tests against a throwaway stack.
+# Checks formatting and lints, then runs every test: the extension's unit and
+# #[pg_test] tests, the sidecar's unit tests, and the end-to-end tests against a
+# throwaway stack.
 #
 #   scripts/test.sh               everything
 #   scripts/test.sh e2e [FILTER]  only the workspace tests (optionally filtered by name)
@@ -13,6 +14,14 @@ case "$only" in all|e2e) ;; *) die "usage: $0 [e2e [FILTER]]" ;; esac
 
 "$PW_ROOT/scripts/bootstrap.sh"
 cd "$PW_ROOT"
+
+# Style and lints first (the full run only): seconds once built, and a failure
+# here says what to fix.
+if [ "$only" = all ]; then
+  say "cargo fmt --check and cargo clippy -D warnings"
+  cargo fmt --all --check
+  cargo clippy --quiet --workspace --all-targets -- -D warnings
+fi
 
 # Every runner's output also goes to a log, so the run can end with one total.
 results=$(mktemp /tmp/parker-wallet-results.XXXXXX)

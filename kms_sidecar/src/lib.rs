@@ -1,37 +1,62 @@
-//! Parker Wallet's sidecar.
+//! Parker Wallet's sidecar (`kms-sidecar`): the one process that holds the KMS
+//! credentials and the Stripe and Duffel keys. On a local Unix socket it
+//! serves envelope encryption to the database and to Edge Functions, the
+//! traveler's wallet (saved cards, Stripe webhooks) and the booking saga
+//! (authorize, order, capture); it also runs the operator commands (migrate,
+//! rotate-keys, reconcile). The binary keeps its first name, `kms-sidecar`.
 //!
-//! The map, outside in:
-//! - [`server`]: transport. Binds the Unix socket (and optional loopback TCP),
-//!   learns each caller's class, speaks HTTP/1.1 (hyper).
-//! - [`routes`]: one module per route group; one error type ([`routes::ApiError`])
-//!   mapped once to RFC 9457 problems ([`problem`]).
-//! - [`domain`]: validated values (`EncryptionContext`, `CallerClass`); [`auth`]:
-//!   the verified traveler behind a request (Supabase JWT).
-//! - [`database`]: the Postgres adapter (RLS-bound, claims set per transaction);
-//!   [`payments`]: the Stripe port and its async-stripe implementation.
-//! - [`crypto`]: envelope encryption — the v3 record format, the data-key cache,
-//!   and the key providers (AWS KMS, local keyring) behind one trait.
-//! - [`migrate`], [`rotate`]: operator commands.
-//! - [`fairness`]: per-traveler concurrency cap, so one traveler cannot hold the pool.
-//! - [`config`], [`secrets`], [`metrics`], [`telemetry`]: start-up and operations.
+//! Imports point one way: transport → domain → adapters. No domain or adapter
+//! module uses a route's types; domain errors are mapped to HTTP once, in
+//! `routes::error`.
 
-pub mod auth;
-pub mod bookings;
-pub mod config;
-pub mod crypto;
-pub mod database;
-pub mod domain;
-pub mod duffel;
-pub mod fairness;
-pub mod metrics;
-pub mod migrate;
-pub mod payments;
+// Transport: sockets, HTTP, the routes.
+/// The peer's uid on the Unix socket (SO_PEERCRED), which names its caller class.
 pub mod peer;
+/// RFC 9457 problem+json: the body of every error answer.
 pub mod problem;
-pub mod rotate;
+/// The route table, one module per route group, the views (response bodies) and `ApiError`.
 pub mod routes;
-pub mod secrets;
+/// Binds the Unix socket (and optional loopback TCP), learns each caller's class, serves HTTP/1.1.
 pub mod server;
+/// What every handler can reach, built once at start; the domain's views of it.
 pub mod state;
+
+// Domain: validated values and the rules.
+/// Supabase access tokens verified (HS256, or RS256/ES256 against a JWKS).
+pub mod auth;
+/// Booking charges: the saga's rules, steps, holds, 3-D Secure and the reconciler.
+pub mod bookings;
+/// Envelope encryption: the record format, the data-key cache, the key providers (AWS KMS, local).
+pub mod crypto;
+/// Validated values: encryption context, caller class, subject, money, actor, sealed columns.
+pub mod domain;
+/// Per-traveler concurrency cap, so one traveler cannot hold the pool.
+pub mod fairness;
+/// What makes two requests the same request for an `Idempotency-Key`.
+pub mod idempotency;
+/// The traveler's wallet: Stripe customer, SetupIntents, saved cards, Stripe events.
+pub mod wallet;
+
+// Adapters: what the sidecar talks to.
+/// Postgres: RLS-bound transactions acting for a traveler, and leases.
+pub mod db;
+/// Duffel: the port and its HTTP client.
+pub mod duffel;
+/// Stripe: the port, its async-stripe client, webhook signatures.
+pub mod stripe;
+
+// Operations.
+/// Settings (TOML, `PW__` variables, flags), validated at start.
+pub mod config;
+/// Counters, rendered in Prometheus' text format at `/metrics`.
+pub mod metrics;
+/// `kms-sidecar migrate`: the SQL migrations under `migrations/`.
+pub mod migrate;
+/// Whether the key provider answers (`/readyz`), checked at most every few seconds.
+pub mod readiness;
+/// `kms-sidecar rotate-keys`: every sealed column re-wrapped under the current key and epoch.
+pub mod rotate;
+/// Secrets from the environment or files, never from the settings file; redacted in `Debug`.
+pub mod secrets;
+/// Logging (`tracing`), JSON or text.
 pub mod telemetry;
-pub mod webhooks;

@@ -20,7 +20,7 @@ struct Cli {
 /// Where the settings come from: a TOML file, `PW__SECTION__KEY` variables, flags.
 #[derive(clap::Args, Clone)]
 struct ConfigArgs {
-    /// TOML settings file (see docs/sidecar-config.md).
+    /// TOML settings file (see docs/sidecar.md, "Running").
     #[arg(long, env = "PW_CONFIG")]
     config: Option<PathBuf>,
     /// Overrides socket.path.
@@ -99,7 +99,7 @@ enum MigrateAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
-    kms_sidecar::payments::ensure_tls_provider();
+    kms_sidecar::stripe::ensure_tls_provider();
     let result = match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::RotateKeys { config, table, column, batch_size, database_url } => {
@@ -152,9 +152,11 @@ async fn rotate_keys(
 async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Result<()> {
     let (settings, secrets) = config.load()?;
     let state = server::build_state(settings, secrets).await?;
-    let ports = kms_sidecar::bookings::Ports::of(&state).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ports = state
+        .booking_ports()
+        .ok_or_else(|| anyhow::anyhow!("reconcile needs [database], [stripe] and [duffel] in the configuration"))?;
     let min_age = min_age_secs.unwrap_or(state.settings.bookings.reconcile_after_secs);
-    let report = kms_sidecar::bookings::reconcile::run(ports, min_age).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = kms_sidecar::bookings::reconcile::run(ports, min_age).await?;
     for line in &report.lines {
         println!("{}", serde_json::to_string(line)?);
     }

@@ -1,6 +1,31 @@
 //! The sidecar's counters, rendered in Prometheus' text format at /metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counts by one label's value. Values named up front are shown at 0 before
+/// their first count, so a dashboard sees the series from the start.
+#[derive(Debug, Default)]
+pub struct LabelledCounter(Mutex<Vec<(&'static str, u64)>>);
+
+impl LabelledCounter {
+    pub fn with_values(values: &[&'static str]) -> Self {
+        Self(Mutex::new(values.iter().map(|value| (*value, 0)).collect()))
+    }
+
+    pub fn add(&self, value: &'static str) {
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match counts.iter_mut().find(|(known, _)| *known == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+
+    fn samples(&self, label: &str) -> Vec<(String, u64)> {
+        let counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.iter().map(|(value, count)| (format!("{{{label}=\"{value}\"}}"), *count)).collect()
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -16,8 +41,8 @@ pub struct Metrics {
     /// provider refused lately, without a provider call.
     pub records_refused_before_kms: AtomicU64,
     pub requests_refused: AtomicU64,
-    /// Booking states entered, by state (in `saga::State::ALL` order).
-    pub bookings_entered: [AtomicU64; crate::bookings::saga::State::ALL.len()],
+    /// Booking states entered, by state (the server names every state up front).
+    pub bookings_entered: LabelledCounter,
 }
 
 impl Metrics {
@@ -25,10 +50,8 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn booking_entered(&self, state: crate::bookings::saga::State) {
-        if let Some(index) = crate::bookings::saga::State::ALL.iter().position(|s| *s == state) {
-            Self::add(&self.bookings_entered[index]);
-        }
+    pub fn booking_entered(&self, state: &'static str) {
+        self.bookings_entered.add(state);
     }
 
     pub fn kms_calls(&self) -> u64 {
@@ -84,11 +107,7 @@ impl Metrics {
             "Requests refused for their caller class.",
             &[("", get(&self.requests_refused))],
         );
-        let states: Vec<(String, u64)> = crate::bookings::saga::State::ALL
-            .iter()
-            .zip(&self.bookings_entered)
-            .map(|(state, count)| (format!("{{state=\"{}\"}}", state.as_str()), get(count)))
-            .collect();
+        let states = self.bookings_entered.samples("state");
         let samples: Vec<(&str, u64)> = states.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
         counter(
             "parker_wallet_booking_states_total",

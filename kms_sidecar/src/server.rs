@@ -92,11 +92,15 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
             )
         }
     };
-    let metrics = Arc::new(Metrics::default());
+    let booking_states = crate::bookings::saga::State::ALL.map(crate::bookings::saga::State::as_str);
+    let metrics = Arc::new(Metrics {
+        bookings_entered: crate::metrics::LabelledCounter::with_values(&booking_states),
+        ..Metrics::default()
+    });
     let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.key_schedule(), Arc::clone(&metrics));
     let database = match (&settings.database, &secrets.database_url) {
         (Some(db), Some(url)) => Some(
-            crate::database::Database::connect_lazy(url, db.max_connections)
+            crate::db::Database::connect_lazy(url, db.max_connections)
                 .map_err(|e| ConfigError::Setting { setting: "PW_DATABASE_URL", problem: e.to_string() })?,
         ),
         _ => None,
@@ -122,14 +126,10 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         }
         None => None,
     };
-    let stripe: Option<Arc<dyn crate::payments::StripePort>> = match (&settings.stripe, &secrets.stripe_secret_key) {
+    let stripe: Option<Arc<dyn crate::stripe::StripePort>> = match (&settings.stripe, &secrets.stripe_secret_key) {
         (Some(config), Some(key)) => Some(Arc::new(
-            crate::payments::AsyncStripe::new(
-                key,
-                config.api_base.as_deref(),
-                Duration::from_millis(config.timeout_ms),
-            )
-            .map_err(|e| ConfigError::Setting { setting: "stripe", problem: e.to_string() })?,
+            crate::stripe::AsyncStripe::new(key, config.api_base.as_deref(), Duration::from_millis(config.timeout_ms))
+                .map_err(|e| ConfigError::Setting { setting: "stripe", problem: e.to_string() })?,
         )),
         _ => None,
     };
@@ -151,7 +151,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         crypto,
         metrics,
         service_token: secrets.service_token,
-        readiness: Default::default(),
+        readiness: crate::readiness::ReadinessCache::default(),
         booking_locks: Default::default(),
         traveler_gate,
     }))

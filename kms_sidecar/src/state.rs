@@ -1,27 +1,57 @@
-//! What every request handler can reach.
+//! What every request handler can reach, built once at start (`server`), and
+//! the domain's views of it ([`AppState::wallet`], [`AppState::booking_ports`]).
 
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
+use crate::auth::JwtVerifier;
+use crate::bookings::{BookingLocks, Ports};
 use crate::config::Settings;
 use crate::crypto::EnvelopeCrypto;
+use crate::db::Database;
+use crate::duffel::DuffelPort;
+use crate::fairness::TravelerGate;
 use crate::metrics::Metrics;
+use crate::readiness::ReadinessCache;
+use crate::stripe::StripePort;
+use crate::wallet::Wallet;
 
 pub struct AppState {
     pub settings: Settings,
     /// The wallet's database and token verifier; `None` in crypto-only deployments.
-    pub database: Option<crate::database::Database>,
-    pub verifier: Option<crate::auth::JwtVerifier>,
-    pub stripe: Option<Arc<dyn crate::payments::StripePort>>,
-    pub duffel: Option<Arc<dyn crate::duffel::DuffelPort>>,
+    pub database: Option<Database>,
+    pub verifier: Option<JwtVerifier>,
+    pub stripe: Option<Arc<dyn StripePort>>,
+    pub duffel: Option<Arc<dyn DuffelPort>>,
     pub webhook_secrets: Vec<SecretString>,
     pub crypto: EnvelopeCrypto,
     pub metrics: Arc<Metrics>,
     pub service_token: Option<SecretString>,
-    pub readiness: crate::routes::health::ReadinessCache,
-    pub booking_locks: crate::bookings::BookingLocks,
-    pub traveler_gate: Arc<crate::fairness::TravelerGate>,
+    pub readiness: ReadinessCache,
+    pub booking_locks: BookingLocks,
+    pub traveler_gate: Arc<TravelerGate>,
+}
+
+impl AppState {
+    /// The wallet, when a database is configured (Stripe is optional to it).
+    pub fn wallet(&self) -> Option<Wallet<'_>> {
+        let database = self.database.as_ref()?;
+        Some(Wallet { database, stripe: self.stripe.as_deref(), crypto: &self.crypto })
+    }
+
+    /// What the booking saga needs, when everything it calls is configured.
+    pub fn booking_ports(&self) -> Option<Ports<'_>> {
+        Some(Ports {
+            database: self.database.as_ref()?,
+            stripe: self.stripe.as_deref()?,
+            duffel: self.duffel.as_deref()?,
+            crypto: &self.crypto,
+            policy: &self.settings.bookings,
+            locks: &self.booking_locks,
+            metrics: &self.metrics,
+        })
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -180,7 +180,8 @@ mod tests {
     /// (see the next test).
     #[test]
     fn each_field_costs_its_weight() {
-        let cases: [(&str, fn(&mut ProfileFacts)); 6] = [
+        type Remove = fn(&mut ProfileFacts);
+        let cases: [(&str, Remove); 6] = [
             ("first_name", |f| f.first_name = None),
             ("last_name", |f| f.last_name = Some("  ".into())),
             ("date_of_birth", |f| f.date_of_birth = None),

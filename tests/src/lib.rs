@@ -1,4 +1,4 @@
-//! The end-to-end test harness, shared by every test in `tests/tests/`.
+//! The end-to-end test harness, shared by every test in `tests/tests/e2e/`.
 //!
 //! `scripts/test.sh` starts one stack per run (two throwaway PostgreSQL clusters,
 //! localstripe, moto) and exports where it is (`PW_*` variables, see
@@ -30,6 +30,9 @@
 //! exist on both.
 //!
 //! Databases are left behind for post-mortems; the clusters are deleted with the run.
+
+// Test code: a failed unwrap is a failed test (or benchmark), with its message.
+#![allow(clippy::unwrap_used)]
 
 pub mod bench;
 pub mod duffel_fake;

@@ -5,11 +5,10 @@
 
 use serde_json::Value;
 
-use super::flow::{Actor, Ports};
-use super::store;
+use super::{store, Actor, BookingError, Ports};
+use crate::db::Database;
 use crate::domain::sealed::PASSENGERS;
 use crate::domain::Money;
-use crate::routes::ApiError;
 
 /// What fingerprints a booking request (with the traveler and the body).
 const ROUTE: &str = "POST /v1/bookings";
@@ -34,19 +33,30 @@ pub enum Opened {
     Existing(uuid::Uuid),
 }
 
-fn parse(body: &[u8]) -> Result<NewBooking, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+fn parse(body: &[u8]) -> Result<NewBooking, BookingError> {
+    serde_json::from_slice(body).map_err(|e| BookingError::InvalidRequest(format!("body: {e}")))
 }
 
 /// The campaign a request names (before acting for its owner).
-pub fn campaign_of(body: &[u8]) -> Result<uuid::Uuid, ApiError> {
+fn campaign_of(body: &[u8]) -> Result<uuid::Uuid, BookingError> {
     Ok(parse(body)?.campaign_id)
 }
 
-pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Result<Opened, ApiError> {
+/// The owner of the campaign a request names: whom a server-side caller (the
+/// project's service key) books for.
+pub async fn campaign_owner(database: &Database, body: &[u8]) -> Result<uuid::Uuid, BookingError> {
+    let campaign = campaign_of(body)?;
+    let mut tx = database.as_system().await?;
+    let owner: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT wallet_internal.campaign_owner($1)").bind(campaign).fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    owner.ok_or(BookingError::CampaignNotFound)
+}
+
+pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Result<Opened, BookingError> {
     let input = parse(body)?;
     let user_id = actor.traveler.user_id;
-    let print = crate::routes::request_fingerprint(ROUTE, user_id, body);
+    let print = crate::idempotency::fingerprint(ROUTE, user_id, body);
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     if let Some(existing) = store::by_key(&mut tx, user_id, key).await? {
         tx.commit().await?;
@@ -60,17 +70,17 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
             .fetch_optional(&mut *tx)
             .await?;
     match consent {
-        None => return Err(ApiError::CampaignNotFound),
-        Some(None) => return Err(ApiError::ConsentRequired),
+        None => return Err(BookingError::CampaignNotFound),
+        Some(None) => return Err(BookingError::ConsentRequired),
         Some(Some(_)) => {}
     }
     if store::usable_cards(&mut tx, user_id).await?.is_empty() {
-        return Err(ApiError::NoUsableCard);
+        return Err(BookingError::NoUsableCard);
     }
     tx.commit().await?;
 
     let passengers = zeroize::Zeroizing::new(
-        serde_json::to_vec(&input.passengers).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        serde_json::to_vec(&input.passengers).map_err(|e| BookingError::InvalidRequest(e.to_string()))?,
     );
     // The row id is chosen here: the sealed passengers are bound to it.
     let id = uuid::Uuid::new_v4();
@@ -97,28 +107,28 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
     let opened = match inserted {
         Some(id) => Opened::New(id),
         // A concurrent twin inserted first: join it.
-        None => same_request(&store::by_key(&mut tx, user_id, key).await?.ok_or(ApiError::BookingInProgress)?, &print)?,
+        None => same_request(&store::by_key(&mut tx, user_id, key).await?.ok_or(BookingError::InProgress)?, &print)?,
     };
     tx.commit().await?;
     Ok(opened)
 }
 
 /// The same key again: the same request joins its booking; another is refused.
-fn same_request(existing: &store::Booking, print: &[u8]) -> Result<Opened, ApiError> {
+fn same_request(existing: &store::Booking, print: &[u8]) -> Result<Opened, BookingError> {
     if existing.request_fingerprint != print {
-        return Err(ApiError::IdempotencyKeyReused);
+        return Err(BookingError::IdempotencyKeyReused);
     }
     Ok(Opened::Existing(existing.id))
 }
 
 /// Checks what the database CHECKs would refuse later, with clearer words.
-fn validate(input: &NewBooking) -> Result<Money, ApiError> {
+fn validate(input: &NewBooking) -> Result<Money, BookingError> {
     let offer_ok = input
         .offer_id
         .strip_prefix("off_")
         .is_some_and(|rest| (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
     if !offer_ok {
-        return Err(ApiError::InvalidBooking("offer_id must be a Duffel offer id (off_...)".into()));
+        return Err(BookingError::InvalidBooking("offer_id must be a Duffel offer id (off_...)".into()));
     }
     let passengers = input.passengers.as_array().filter(|list| (1..=9).contains(&list.len()));
     let passengers_ok = passengers.is_some_and(|list| {
@@ -129,7 +139,7 @@ fn validate(input: &NewBooking) -> Result<Money, ApiError> {
         })
     });
     if !passengers_ok {
-        return Err(ApiError::InvalidBooking(
+        return Err(BookingError::InvalidBooking(
             "passengers must be 1 to 9 objects with id, given_name and family_name".into(),
         ));
     }
@@ -138,7 +148,7 @@ fn validate(input: &NewBooking) -> Result<Money, ApiError> {
         if !(2..=6).contains(&legs.len())
             || !legs.iter().all(|l| l.len() == 3 && l.bytes().all(|b| b.is_ascii_uppercase()))
         {
-            return Err(ApiError::InvalidBooking("route must be IATA codes joined by '-', e.g. LHR-JFK".into()));
+            return Err(BookingError::InvalidBooking("route must be IATA codes joined by '-', e.g. LHR-JFK".into()));
         }
     }
     Ok(Money::new(input.amount, &input.currency)?)
@@ -176,7 +186,7 @@ mod tests {
             ("off_123", one.clone(), Some("LHR")),
         ] {
             assert!(
-                matches!(validate(&input(offer, passengers, route)), Err(ApiError::InvalidBooking(_))),
+                matches!(validate(&input(offer, passengers, route)), Err(BookingError::InvalidBooking(_))),
                 "{offer} {route:?}"
             );
         }

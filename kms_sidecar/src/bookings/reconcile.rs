@@ -5,12 +5,11 @@
 
 use serde::Serialize;
 
-use super::flow::{self, Actor, Driver, Ports};
+use super::hold::{Driver, Hold};
 use super::saga::State;
 use super::store::{self, Booking};
-use crate::auth::Traveler;
-use crate::database::RequestMeta;
-use crate::routes::ApiError;
+use super::{flow, Actor, BookingError, Ports};
+use crate::domain::{RequestMeta, Traveler};
 
 #[derive(Debug, Serialize)]
 pub struct Line {
@@ -36,7 +35,7 @@ impl Report {
 }
 
 /// One pass. `min_age_secs`: leave younger bookings to their live requests.
-pub async fn run(ports: Ports<'_>, min_age_secs: i64) -> Result<Report, ApiError> {
+pub async fn run(ports: Ports<'_>, min_age_secs: i64) -> Result<Report, BookingError> {
     let candidates: Vec<(uuid::Uuid, uuid::Uuid)> = {
         let mut tx = ports.database.as_system().await?;
         let rows = sqlx::query_as(
@@ -70,7 +69,7 @@ pub async fn run(ports: Ports<'_>, min_age_secs: i64) -> Result<Report, ApiError
     Ok(report)
 }
 
-async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Line>, ApiError> {
+async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Option<Line>, BookingError> {
     let before = flow::read(ports, actor, id).await?;
     let from = before.state.clone();
     let step = before.pending_step();
@@ -80,7 +79,7 @@ async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Optio
         if chrono::Utc::now() - before.updated_at < expiry {
             return Ok(Some(Line { booking_id: id, from: from.clone(), to: from, alert: None }));
         }
-        let Some(after) = flow::expire_authentication(ports, actor, id).await? else {
+        let Some(after) = super::expire_authentication(ports, actor, id).await? else {
             return Ok(None);
         };
         return Ok(Some(Line { booking_id: id, from, to: after.state, alert: None }));
@@ -103,8 +102,8 @@ async fn settle(ports: Ports<'_>, actor: &Actor, id: uuid::Uuid) -> Result<Optio
 /// Puts a `needs_reconciliation` booking back on its step, after finding out
 /// what Duffel did when the step was the order. `Ok(None)`: too early to tell;
 /// `Ok(Some(false))`: busy.
-async fn reopen(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State) -> Result<Option<bool>, ApiError> {
-    let Some(hold) = flow::Hold::take(ports, actor, booking.id, Driver::Reconciler).await? else {
+async fn reopen(ports: Ports<'_>, actor: &Actor, booking: &Booking, step: State) -> Result<Option<bool>, BookingError> {
+    let Some(hold) = Hold::take(ports, actor, booking.id, Driver::Reconciler).await? else {
         return Ok(Some(false));
     };
     let reopened = reopen_held(ports, actor, booking, step).await;
@@ -117,7 +116,7 @@ async fn reopen_held(
     actor: &Actor,
     booking: &Booking,
     step: State,
-) -> Result<Option<bool>, ApiError> {
+) -> Result<Option<bool>, BookingError> {
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     let current = store::load(&mut tx, booking.id).await?;
     if current.state() != State::NeedsReconciliation {
@@ -126,11 +125,7 @@ async fn reopen_held(
     if step == State::Ordering && current.duffel_order_id.is_some() {
         store::reopen(&mut tx, &current, State::Ordering, None).await?;
     } else if step == State::Ordering {
-        let found = ports
-            .duffel
-            .find_order(booking.id, booking.search_from())
-            .await
-            .map_err(|e| ApiError::Internal(format!("Duffel: {e}")))?;
+        let found = ports.duffel.find_order(booking.id, booking.search_from()).await?;
         match found {
             Some(order) => store::reopen(&mut tx, &current, State::Ordering, Some(&order)).await?,
             None => {

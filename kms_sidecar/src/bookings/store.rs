@@ -2,11 +2,10 @@
 //! [`record`], which checks the transition against the saga's rules and writes
 //! the row, its history (by trigger) and any outbox message in one transaction.
 
-use serde_json::json;
 use sqlx::PgConnection;
 
 use super::saga::{self, Outcome, State};
-use crate::routes::ApiError;
+use super::BookingError;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Booking {
@@ -71,15 +70,15 @@ const COLUMNS: &str =
     card_last4, stripe_payment_intent_id, duffel_order_id, duffel_booking_reference, failure_code, failure_reason,
     authorized_at, created_at, updated_at";
 
-pub async fn load(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Booking, ApiError> {
+pub async fn load(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Booking, BookingError> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM public.booking_charges WHERE id = $1"))
         .bind(id)
         .fetch_optional(tx)
         .await?
-        .ok_or(ApiError::BookingNotFound)
+        .ok_or(BookingError::NotFound)
 }
 
-pub async fn by_key(tx: &mut PgConnection, user_id: uuid::Uuid, key: &str) -> Result<Option<Booking>, ApiError> {
+pub async fn by_key(tx: &mut PgConnection, user_id: uuid::Uuid, key: &str) -> Result<Option<Booking>, BookingError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM public.booking_charges WHERE user_id = $1 AND idempotency_key = $2"
     ))
@@ -99,7 +98,7 @@ pub struct UsableCard {
 }
 
 /// The traveler's usable cards, default first, then newest.
-pub async fn usable_cards(tx: &mut PgConnection, user_id: uuid::Uuid) -> Result<Vec<UsableCard>, ApiError> {
+pub async fn usable_cards(tx: &mut PgConnection, user_id: uuid::Uuid) -> Result<Vec<UsableCard>, BookingError> {
     Ok(sqlx::query_as(
         "SELECT id, stripe_payment_method_id, brand, last4 FROM public.payment_methods
           WHERE user_id = $1
@@ -141,10 +140,10 @@ pub async fn record(
     outcome: &Outcome,
     backup_available: bool,
     facts: Facts,
-) -> Result<State, ApiError> {
+) -> Result<State, BookingError> {
     let from = booking.state();
     let transition = saga::next(from, outcome, backup_available).ok_or_else(|| {
-        ApiError::Internal(format!("booking {}: {outcome:?} cannot happen in {}", booking.id, from.as_str()))
+        BookingError::Internal(format!("booking {}: {outcome:?} cannot happen in {}", booking.id, from.as_str()))
     })?;
     let to = transition.to;
     let reconcile_from = (to == State::NeedsReconciliation).then(|| from.as_str());
@@ -173,7 +172,7 @@ pub async fn record(
     .execute(&mut *tx)
     .await?;
     if result.rows_affected() != 1 {
-        return Err(ApiError::BookingInProgress);
+        return Err(BookingError::InProgress);
     }
     // The decline above is in the history with its PaymentIntent; the next
     // card gets a PaymentIntent of its own.
@@ -208,7 +207,11 @@ pub async fn record(
 }
 
 /// Chooses the first card of a booking (the default), before Stripe is asked.
-pub async fn choose_first_card(tx: &mut PgConnection, booking: &Booking, card: &UsableCard) -> Result<(), ApiError> {
+pub async fn choose_first_card(
+    tx: &mut PgConnection,
+    booking: &Booking,
+    card: &UsableCard,
+) -> Result<(), BookingError> {
     sqlx::query(
         "UPDATE public.booking_charges
             SET card_attempt = 1, payment_method_id = $2, stripe_payment_method_id = $3, card_brand = $4, card_last4 = $5
@@ -230,7 +233,7 @@ pub async fn keep_order(
     id: uuid::Uuid,
     order: &str,
     reference: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), BookingError> {
     sqlx::query(
         "UPDATE public.booking_charges
             SET duffel_order_id = coalesce(duffel_order_id, $2),
@@ -252,7 +255,7 @@ pub async fn reopen(
     booking: &Booking,
     step: State,
     duffel_order: Option<&crate::duffel::DuffelOrder>,
-) -> Result<(), ApiError> {
+) -> Result<(), BookingError> {
     sqlx::query(
         "UPDATE public.booking_charges
             SET state = $2, reconcile_from = NULL,
@@ -269,7 +272,8 @@ pub async fn reopen(
     Ok(())
 }
 
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+/// One state the booking entered (`booking_charge_events`).
+#[derive(Debug, sqlx::FromRow)]
 pub struct HistoryEntry {
     pub state: String,
     pub failure_code: Option<String>,
@@ -277,7 +281,7 @@ pub struct HistoryEntry {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
-pub async fn history(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<HistoryEntry>, ApiError> {
+pub async fn history(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<HistoryEntry>, BookingError> {
     Ok(sqlx::query_as(
         "SELECT state, failure_code, stripe_payment_intent_id AS payment_intent_id, at
            FROM public.booking_charge_events WHERE booking_id = $1 ORDER BY id",
@@ -285,33 +289,4 @@ pub async fn history(tx: &mut PgConnection, id: uuid::Uuid) -> Result<Vec<Histor
     .bind(id)
     .fetch_all(tx)
     .await?)
-}
-
-/// The booking as the API shows it.
-pub fn view(booking: &Booking, history: &[HistoryEntry], capture_window: chrono::Duration) -> serde_json::Value {
-    let card = booking
-        .card_last4
-        .as_ref()
-        .map(|last4| json!({ "brand": booking.card_brand, "last4": last4, "attempt": booking.card_attempt }));
-    let failure = booking.failure_code.as_ref().map(|code| json!({ "code": code, "reason": booking.failure_reason }));
-    json!({
-        "id": booking.id,
-        "state": booking.state,
-        "reconcile_from": booking.reconcile_from,
-        "campaign_id": booking.campaign_id,
-        "offer_id": booking.offer_id,
-        "route": booking.route,
-        "amount": booking.amount,
-        "currency": booking.currency,
-        "card": card,
-        "payment_intent_id": booking.stripe_payment_intent_id,
-        "duffel_order_id": booking.duffel_order_id,
-        "booking_reference": booking.duffel_booking_reference,
-        "failure": failure,
-        "authorized_at": booking.authorized_at,
-        "capture_by": booking.authorized_at.map(|at| at + capture_window),
-        "created_at": booking.created_at,
-        "updated_at": booking.updated_at,
-        "history": history,
-    })
 }

@@ -1,12 +1,14 @@
 //! Validated values the rest of the sidecar passes around. A value of one of
 //! these types has already been checked: no handler re-validates it.
 
+mod actor;
 mod caller;
 pub(crate) mod context;
 mod money;
 pub mod sealed;
 mod subject;
 
+pub use actor::{Actor, RequestMeta, Traveler};
 pub use caller::CallerClass;
 pub use context::{EncryptionContext, Identifier, InvalidContext};
 pub use money::{InvalidMoney, Money, MAX_AMOUNT};

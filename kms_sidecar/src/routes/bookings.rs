@@ -10,32 +10,22 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::json;
+use secrecy::ExposeSecret;
 
+use super::caller::{caller_headers, CallerHeaders};
 use super::error::ApiError;
-use super::wallet::{caller_headers, Answer, CallerHeaders};
-use crate::auth::{AuthError, JwtVerifier, Traveler};
+use super::views::{AuthenticationView, BookingView, Data};
+use super::{admit, answer, Answer};
+use crate::auth::{AuthError, JwtVerifier};
 use crate::bookings::open::{self, Opened};
-use crate::bookings::store::{self, Booking};
-use crate::bookings::{flow, Actor, Driver, Ports};
-use crate::database::RequestMeta;
+use crate::bookings::saga::State;
+use crate::bookings::store::Booking;
+use crate::bookings::{Actor, Driver, Ports};
+use crate::domain::{RequestMeta, Traveler};
 use crate::state::AppState;
 
-impl<'a> Ports<'a> {
-    pub fn of(state: &'a AppState) -> Result<Self, ApiError> {
-        match (&state.database, &state.stripe, &state.duffel) {
-            (Some(database), Some(stripe), Some(duffel)) => Ok(Ports {
-                database,
-                stripe: stripe.as_ref(),
-                duffel: duffel.as_ref(),
-                crypto: &state.crypto,
-                policy: &state.settings.bookings,
-                locks: &state.booking_locks,
-                metrics: &state.metrics,
-            }),
-            _ => Err(ApiError::BookingsNotConfigured),
-        }
-    }
+fn ports_of(state: &AppState) -> Result<Ports<'_>, ApiError> {
+    state.booking_ports().ok_or(ApiError::BookingsNotConfigured)
 }
 
 /// Who is asking. A traveler's JWT acts for its subject; the project's service
@@ -77,13 +67,9 @@ where
     tokio::spawn(work(Arc::clone(state))).await.map_err(|e| ApiError::Internal(format!("booking task: {e}")))?
 }
 
-async fn answer(state: &AppState, actor: &Actor, booking: &Booking, status: StatusCode) -> Result<Answer, ApiError> {
-    let database = state.database.as_ref().ok_or(ApiError::NotConfigured)?;
-    let mut tx = database.as_traveler(&actor.traveler, &actor.meta).await?;
-    let history = store::history(&mut tx, booking.id).await?;
-    tx.commit().await?;
-    let window = chrono::Duration::hours(state.settings.bookings.capture_window_hours);
-    Ok((status, json!({ "data": store::view(booking, &history, window) })))
+async fn view(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<BookingView, ApiError> {
+    let history = crate::bookings::history(ports, actor, booking.id).await?;
+    Ok(BookingView::new(booking, history, chrono::Duration::hours(ports.policy.capture_window_hours)))
 }
 
 /// `POST /v1/bookings`.
@@ -92,20 +78,14 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
     let key = idempotency_key
         .ok_or_else(|| ApiError::BadRequest("POST /v1/bookings needs an Idempotency-Key header".into()))?;
     let body = super::read_body(request, state.settings.limits.max_body_bytes).await?;
-    let ports = Ports::of(state)?;
+    let ports = ports_of(state)?;
     let traveler = match caller {
         Caller::Traveler(traveler) => traveler,
         Caller::Service => {
-            let mut tx = ports.database.as_system().await?;
-            let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT wallet_internal.campaign_owner($1)")
-                .bind(open::campaign_of(&body)?)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Traveler::acting_for(owner.ok_or(ApiError::CampaignNotFound)?, "parker-wallet/campaign-owner")
+            Traveler::acting_for(open::campaign_owner(ports.database, &body).await?, "parker-wallet/campaign-owner")
         }
     };
-    let admission = super::admit(state, traveler.user_id).await?;
+    let admission = admit(state, traveler.user_id).await?;
     let actor = Actor { traveler, meta };
     let (id, status) = match open::open(ports, &actor, &key, &body).await? {
         Opened::New(id) => (id, StatusCode::CREATED),
@@ -115,10 +95,11 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
     let booking = detached(state, move |state| async move {
         // The place is the task's: a client that hangs up does not free it early.
         let _admission = admission;
-        flow::drive(Ports::of(&state)?, &task_actor, id, Driver::Request).await?.ok_or(ApiError::BookingInProgress)
+        let booking = crate::bookings::drive(ports_of(&state)?, &task_actor, id, Driver::Request).await?;
+        booking.ok_or(ApiError::BookingInProgress)
     })
     .await?;
-    answer(state, &actor, &booking, status).await
+    answer(status, &Data { data: view(ports, &actor, &booking).await? })
 }
 
 fn traveler_only(caller: Caller) -> Result<Traveler, ApiError> {
@@ -133,35 +114,35 @@ fn traveler_only(caller: Caller) -> Result<Traveler, ApiError> {
 pub async fn show(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::Uuid) -> Result<Answer, ApiError> {
     let Headers { caller, meta, .. } = headers(state, &request, false)?;
     let actor = Actor { traveler: traveler_only(caller)?, meta };
-    let _admission = super::admit(state, actor.traveler.user_id).await?;
-    let ports = Ports::of(state)?;
-    let booking = flow::read(ports, &actor, id).await?;
-    let (status, mut body) = answer(state, &actor, &booking, StatusCode::OK).await?;
-    if booking.state() == crate::bookings::saga::State::RequiresAuthentication {
+    let _admission = admit(state, actor.traveler.user_id).await?;
+    let ports = ports_of(state)?;
+    let booking = crate::bookings::read(ports, &actor, id).await?;
+    let mut view = view(ports, &actor, &booking).await?;
+    if booking.state() == State::RequiresAuthentication {
         if let Some(intent) = &booking.stripe_payment_intent_id {
-            let view = ports.stripe.retrieve_payment_intent(intent).await?;
+            let payment_intent = ports.stripe.retrieve_payment_intent(intent).await?;
             // Off-session `authentication_required` leaves the PaymentIntent wanting
             // a payment method again: Stripe.js confirms it with this card.
-            body["data"]["authentication"] = json!({
-                "payment_intent_id": intent,
-                "client_secret": view.client_secret.as_ref().map(secrecy::ExposeSecret::expose_secret),
-                "payment_method": booking.stripe_payment_method_id,
+            view.authentication = Some(AuthenticationView {
+                payment_intent_id: intent.clone(),
+                client_secret: payment_intent.client_secret.as_ref().map(|s| s.expose_secret().to_owned()),
+                payment_method: booking.stripe_payment_method_id.clone(),
             });
         }
     }
-    Ok((status, body))
+    answer(StatusCode::OK, &Data { data: view })
 }
 
 /// `POST /v1/bookings/{id}/resume`: after the traveler completed 3-D Secure.
 pub async fn resume(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::Uuid) -> Result<Answer, ApiError> {
     let Headers { caller, meta, .. } = headers(state, &request, false)?;
     let actor = Actor { traveler: traveler_only(caller)?, meta };
-    let admission = super::admit(state, actor.traveler.user_id).await?;
+    let admission = admit(state, actor.traveler.user_id).await?;
     let task_actor = actor.clone();
     let booking = detached(state, move |state| async move {
         let _admission = admission;
-        flow::resume(Ports::of(&state)?, &task_actor, id).await
+        Ok(crate::bookings::resume(ports_of(&state)?, &task_actor, id).await?)
     })
     .await?;
-    answer(state, &actor, &booking, StatusCode::OK).await
+    answer(StatusCode::OK, &Data { data: view(ports_of(state)?, &actor, &booking).await? })
 }

@@ -6,10 +6,10 @@ use base64::Engine;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::error::ApiError;
-use super::{json_response, read_body, HttpResponse};
+use super::views::CryptoView;
+use super::{json_response, parse_json, read_body, HttpResponse};
 use crate::auth::JwtVerifier;
 use crate::domain::context::ContextInput;
 use crate::domain::{CallerClass, EncryptionContext, Subject, SUBJECT_HEADER};
@@ -57,8 +57,7 @@ pub async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     let subject = subject(state, class, &request)?;
     let body = read_body(request, state.settings.limits.max_body_bytes).await?;
-    let request: CryptoRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    let request: CryptoRequest = parse_json(&body)?;
     let context = EncryptionContext::try_from(request.context)?;
     if !subject.may_use(&context) {
         return Err(ApiError::SubjectMismatch);
@@ -79,6 +78,6 @@ pub async fn handle(
     });
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "data": base64::engine::general_purpose::STANDARD.encode(output.as_slice()) }),
+        &CryptoView { data: base64::engine::general_purpose::STANDARD.encode(output.as_slice()) },
     ))
 }

@@ -2,11 +2,13 @@
 
 use hyper::StatusCode;
 
+use crate::bookings::BookingError;
 use crate::crypto::format::FormatError;
 use crate::crypto::keys::KeyError;
 use crate::crypto::CryptoError;
 use crate::domain::InvalidContext;
 use crate::problem::Problem;
+use crate::wallet::WalletError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,7 +41,7 @@ pub enum ApiError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
-    Stripe(#[from] crate::payments::StripeError),
+    Stripe(#[from] crate::stripe::StripeError),
     #[error("no such card in this wallet")]
     CardNotFound,
     #[error("no such SetupIntent for this traveler")]
@@ -55,7 +57,7 @@ pub enum ApiError {
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
     #[error("webhook signature: {0}")]
-    InvalidSignature(crate::webhooks::SignatureError),
+    InvalidSignature(crate::stripe::signature::SignatureError),
     #[error(transparent)]
     InvalidMoney(#[from] crate::domain::InvalidMoney),
     #[error("{0}")]
@@ -76,6 +78,48 @@ pub enum ApiError {
     BookingsNotConfigured,
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// The wallet's errors at the HTTP boundary: each to the status and code the
+/// API has always answered with.
+impl From<WalletError> for ApiError {
+    fn from(error: WalletError) -> Self {
+        match error {
+            WalletError::StripeNotConfigured => Self::NotConfigured,
+            WalletError::InvalidRequest(detail) => Self::BadRequest(detail),
+            WalletError::CardNotFound => Self::CardNotFound,
+            WalletError::SetupIntentNotFound => Self::SetupIntentNotFound,
+            WalletError::SetupIntentNotSucceeded => Self::SetupIntentNotSucceeded,
+            WalletError::TravelerNotFound => Self::TravelerNotFound,
+            WalletError::Database(error) => Self::Database(error),
+            WalletError::Stripe(error) => Self::Stripe(error),
+            WalletError::Crypto(error) => Self::Crypto(error),
+            WalletError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+/// The booking saga's errors at the HTTP boundary.
+impl From<BookingError> for ApiError {
+    fn from(error: BookingError) -> Self {
+        match error {
+            BookingError::InvalidRequest(detail) => Self::BadRequest(detail),
+            BookingError::InvalidBooking(detail) => Self::InvalidBooking(detail),
+            BookingError::InvalidMoney(error) => Self::InvalidMoney(error),
+            BookingError::CampaignNotFound => Self::CampaignNotFound,
+            BookingError::ConsentRequired => Self::ConsentRequired,
+            BookingError::NoUsableCard => Self::NoUsableCard,
+            BookingError::NotFound => Self::BookingNotFound,
+            BookingError::InProgress => Self::BookingInProgress,
+            BookingError::AuthenticationPending => Self::AuthenticationPending,
+            BookingError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            BookingError::Database(error) => Self::Database(error),
+            BookingError::Stripe(error) => Self::Stripe(error),
+            error @ BookingError::Duffel(_) => Self::Internal(error.to_string()),
+            BookingError::Crypto(error) => Self::Crypto(error),
+            BookingError::Internal(detail) => Self::Internal(detail),
+        }
+    }
 }
 
 impl ApiError {
@@ -209,16 +253,74 @@ impl ApiError {
             Self::IdempotencyInProgress => {
                 Problem::new(StatusCode::CONFLICT, "idempotency_in_progress", "Request with this key in progress")
             }
-            Self::Stripe(crate::payments::StripeError::Refused { .. }) => {
+            Self::Stripe(crate::stripe::StripeError::Refused { .. }) => {
                 Problem::new(StatusCode::BAD_GATEWAY, "stripe_refused", "Stripe refused the request")
             }
-            Self::Stripe(crate::payments::StripeError::Unavailable(_)) => {
+            Self::Stripe(crate::stripe::StripeError::Unavailable(_)) => {
                 Problem::new(StatusCode::BAD_GATEWAY, "stripe_unavailable", "Stripe unavailable")
             }
-            Self::Stripe(crate::payments::StripeError::Timeout) => {
+            Self::Stripe(crate::stripe::StripeError::Timeout) => {
                 Problem::new(StatusCode::GATEWAY_TIMEOUT, "stripe_timeout", "Stripe did not answer in time")
             }
         };
         problem.with_detail(detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InvalidMoney;
+    use crate::stripe::StripeError;
+
+    fn answered(error: impl Into<ApiError>) -> (u16, &'static str) {
+        let problem = error.into().into_problem();
+        (problem.status, problem.code)
+    }
+
+    #[test]
+    fn wallet_errors_keep_their_status_and_code() {
+        let cases: Vec<(WalletError, (u16, &str))> = vec![
+            (WalletError::StripeNotConfigured, (503, "wallet_not_configured")),
+            (WalletError::InvalidRequest("x".into()), (400, "invalid_request")),
+            (WalletError::CardNotFound, (404, "card_not_found")),
+            (WalletError::SetupIntentNotFound, (404, "setup_intent_not_found")),
+            (WalletError::SetupIntentNotSucceeded, (409, "setup_intent_not_succeeded")),
+            (WalletError::TravelerNotFound, (403, "traveler_not_found")),
+            (WalletError::Database(sqlx::Error::RowNotFound), (500, "internal_error")),
+            (WalletError::Stripe(StripeError::Timeout), (504, "stripe_timeout")),
+            (WalletError::Crypto(CryptoError::DecryptFailed), (422, "decryption_failed")),
+            (WalletError::Internal("x".into()), (500, "internal_error")),
+        ];
+        for (error, expected) in cases {
+            let shown = error.to_string();
+            assert_eq!(answered(error), expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn booking_errors_keep_their_status_and_code() {
+        let cases: Vec<(BookingError, (u16, &str))> = vec![
+            (BookingError::InvalidRequest("x".into()), (400, "invalid_request")),
+            (BookingError::InvalidBooking("x".into()), (422, "invalid_booking")),
+            (BookingError::InvalidMoney(InvalidMoney::Amount), (422, "invalid_amount")),
+            (BookingError::InvalidMoney(InvalidMoney::Currency), (422, "invalid_currency")),
+            (BookingError::CampaignNotFound, (404, "campaign_not_found")),
+            (BookingError::ConsentRequired, (422, "consent_required")),
+            (BookingError::NoUsableCard, (422, "no_usable_card")),
+            (BookingError::NotFound, (404, "booking_not_found")),
+            (BookingError::InProgress, (409, "booking_in_progress")),
+            (BookingError::AuthenticationPending, (409, "authentication_pending")),
+            (BookingError::IdempotencyKeyReused, (422, "idempotency_key_reused")),
+            (BookingError::Database(sqlx::Error::PoolTimedOut), (503, "database_unavailable")),
+            (BookingError::Stripe(StripeError::Unavailable("down".into())), (502, "stripe_unavailable")),
+            (BookingError::Duffel(crate::duffel::DuffelError::Timeout), (500, "internal_error")),
+            (BookingError::Crypto(CryptoError::DecryptFailed), (422, "decryption_failed")),
+            (BookingError::Internal("x".into()), (500, "internal_error")),
+        ];
+        for (error, expected) in cases {
+            let shown = error.to_string();
+            assert_eq!(answered(error), expected, "{shown}");
+        }
     }
 }

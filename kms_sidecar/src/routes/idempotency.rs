@@ -1,5 +1,6 @@
 //! `Idempotency-Key` for the wallet's POST and DELETE routes, stored in
-//! `idempotency_keys` with a fingerprint of route, traveler and body:
+//! `idempotency_keys` with a fingerprint of route, traveler and body
+//! ([`crate::idempotency`]):
 //! - first use: the request runs and its answer is stored (4xx included; a 5xx
 //!   frees the key so a retry can run);
 //! - same key, same request: the stored answer is replayed;
@@ -8,26 +9,17 @@
 //! - a key left "in progress" by a crashed sidecar is taken over after
 //!   `ABANDONED_AFTER`, so a retry is never locked out for a day.
 //!
-//! Stored answers carry no client secret (`payments::redact_client_secrets`):
+//! Stored answers carry no client secret (`stripe::redact_client_secrets`):
 //! a replay that needs one fetches it again (`wallet::with_client_secret`).
 
 use hyper::StatusCode;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::wallet::{Answer, WalletCall};
+use super::wallet::WalletCall;
+use super::Answer;
 
 /// Longer than any request may run (Stripe and KMS time out well before).
 const ABANDONED_AFTER: &str = "2 minutes";
-
-pub(crate) fn fingerprint(route: &str, user_id: uuid::Uuid, body: &[u8]) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    for part in [route.as_bytes(), user_id.as_bytes(), body] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    hasher.finalize().to_vec()
-}
 
 /// Runs `work` at most once per (traveler, key); returns its answer and whether
 /// it is a replay.
@@ -40,9 +32,9 @@ pub async fn run(
     let Some(key) = call.idempotency_key.as_deref() else {
         return Ok((work.await?, false));
     };
-    let user_id = call.traveler.user_id;
-    let print = fingerprint(route, user_id, body);
-    let mut tx = call.database.as_traveler(&call.traveler, &call.meta).await?;
+    let user_id = call.actor.traveler.user_id;
+    let print = crate::idempotency::fingerprint(route, user_id, body);
+    let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;
     sqlx::query(&format!(
         "DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2
             AND (expires_at < now() OR (state = 'in_progress' AND created_at < now() - interval '{ABANDONED_AFTER}'))"
@@ -91,7 +83,7 @@ pub async fn run(
     let stored: Option<(StatusCode, serde_json::Value)> = match &outcome {
         Ok((status, body)) => {
             let mut body = body.clone();
-            crate::payments::redact_client_secrets(&mut body);
+            crate::stripe::redact_client_secrets(&mut body);
             Some((*status, body))
         }
         Err(error) => {
@@ -104,7 +96,7 @@ pub async fn run(
             })
         }
     };
-    let mut tx = call.database.as_traveler(&call.traveler, &call.meta).await?;
+    let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;
     match stored {
         Some((status, body)) => {
             sqlx::query(
@@ -128,20 +120,4 @@ pub async fn run(
     }
     tx.commit().await?;
     outcome.map(|answer| (answer, false))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_separate_route_user_and_body() {
-        let user = uuid::Uuid::from_u128(1);
-        let base = fingerprint("POST /a", user, b"{}");
-        assert_eq!(base, fingerprint("POST /a", user, b"{}"));
-        assert_ne!(base, fingerprint("POST /b", user, b"{}"));
-        assert_ne!(base, fingerprint("POST /a", uuid::Uuid::from_u128(2), b"{}"));
-        assert_ne!(base, fingerprint("POST /a", user, b"{ }"));
-        assert_ne!(fingerprint("ab", user, b"c"), fingerprint("a", user, b"bc"));
-    }
 }

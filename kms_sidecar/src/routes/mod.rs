@@ -2,11 +2,13 @@
 //! reads the body within the size limit and hands over to one route module.
 
 mod bookings;
+mod caller;
 mod crypto;
 mod error;
-pub mod health;
+mod health;
 mod idempotency;
 mod stripe_webhooks;
+pub mod views;
 mod wallet;
 
 use std::convert::Infallible;
@@ -15,15 +17,30 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
 
 pub use error::ApiError;
-pub(crate) use idempotency::fingerprint as request_fingerprint;
 
 use crate::domain::CallerClass;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A route's answer before it becomes HTTP: status and JSON body (a view
+/// serialised, or a stored answer replayed).
+pub(crate) type Answer = (StatusCode, serde_json::Value);
+
+/// A view as an [`Answer`].
+fn answer<T: Serialize>(status: StatusCode, view: &T) -> Result<Answer, ApiError> {
+    let body = serde_json::to_value(view).map_err(|e| ApiError::Internal(format!("serialising the answer: {e}")))?;
+    Ok((status, body))
+}
+
+/// A JSON request body; refused as `invalid_request`, naming what is wrong.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+}
 
 /// Every route the sidecar serves: parsed from the path once, and the one place
 /// that says which caller classes may use it.
@@ -118,7 +135,7 @@ pub async fn dispatch(
 }
 
 /// A turn for one of `traveler`'s requests (see `fairness`), or 429.
-pub(crate) async fn admit(state: &AppState, traveler: uuid::Uuid) -> Result<crate::fairness::Admission, ApiError> {
+async fn admit(state: &AppState, traveler: uuid::Uuid) -> Result<crate::fairness::Admission, ApiError> {
     state.traveler_gate.admit(traveler).await.ok_or(ApiError::TooManyRequests)
 }
 
@@ -183,26 +200,25 @@ async fn route(
             | Route::WalletCardDefault(_)),
         ) => {
             let call = wallet::authenticate(state, &request)?;
-            let _admission = admit(state, call.traveler.user_id).await?;
+            let _admission = admit(state, call.actor.traveler.user_id).await?;
             let body = read_body(request, limit).await?;
             let name = format!("{method} {path}");
             let (answer, replayed) = match (&method, route) {
                 (&Method::GET, Route::WalletCards) => (wallet::list_payment_methods(&call).await?, false),
                 (&Method::POST, Route::WalletSetupIntents) => {
-                    match idempotency::run(&call, &name, &body, wallet::create_setup_intent(state, &call)).await? {
-                        (answer, true) => (wallet::with_client_secret(state, answer).await?, true),
+                    match idempotency::run(&call, &name, &body, wallet::create_setup_intent(&call)).await? {
+                        (answer, true) => (wallet::with_client_secret(&call, answer).await?, true),
                         fresh => fresh,
                     }
                 }
                 (&Method::POST, Route::WalletCards) => {
-                    idempotency::run(&call, &name, &body, wallet::add_payment_method(state, &call, &body)).await?
+                    idempotency::run(&call, &name, &body, wallet::add_payment_method(&call, &body)).await?
                 }
                 (&Method::POST, Route::WalletCardDefault(id)) => {
                     idempotency::run(&call, &name, &body, wallet::make_default(&call, parse_id(id)?)).await?
                 }
                 (&Method::DELETE, Route::WalletCard(id)) => {
-                    idempotency::run(&call, &name, &body, wallet::delete_payment_method(state, &call, parse_id(id)?))
-                        .await?
+                    idempotency::run(&call, &name, &body, wallet::delete_payment_method(&call, parse_id(id)?)).await?
                 }
                 _ => return Err(ApiError::MethodNotAllowed),
             };
@@ -214,7 +230,7 @@ async fn route(
 
 /// A route's answer as HTTP: problem+json when it is a stored refusal, and the
 /// `idempotent-replayed` header on a replay.
-fn answer_response((status, body): wallet::Answer, replayed: bool) -> HttpResponse {
+fn answer_response((status, body): Answer, replayed: bool) -> HttpResponse {
     let mut response = json_response(status, &body);
     if status.as_u16() >= 400 {
         response
@@ -227,7 +243,7 @@ fn answer_response((status, body): wallet::Answer, replayed: bool) -> HttpRespon
     response
 }
 
-pub(crate) async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let declared = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -246,8 +262,14 @@ pub(crate) async fn read_body(request: Request<Incoming>, limit: usize) -> Resul
 }
 
 /// A JSON response with the given status.
-pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpResponse {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return ApiError::Internal(format!("serialising the answer: {error}")).into_problem().into_response()
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -365,3 +365,132 @@ fn verify_audit_chain() -> TableIterator<
         (pgrx::Uuid::from_bytes(row.id), pgrx::Uuid::from_bytes(row.user_id), row.chain_seq, reason.as_str().to_owned())
     }))
 }
+
+/// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
+/// each test runs in its own transaction, rolled back afterwards.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::pg::test_support::*;
+
+    fn audit_count(filter: &str) -> i64 {
+        Spi::get_one::<i64>(&format!("SELECT count(*) FROM traveler_data_audit WHERE {filter}")).unwrap().unwrap()
+    }
+
+    #[pg_test]
+    fn audit_records_each_change_with_request_context() {
+        install_schema();
+        Spi::run(r#"SELECT set_config('request.headers', '{"x-forwarded-for":"203.0.113.7, 10.0.0.1","user-agent":"parker-app/2.1"}', true)"#).unwrap();
+        Spi::run(&format!("INSERT INTO traveler_profiles (user_id, first_name) VALUES ('{ALICE}', 'Ada')")).unwrap();
+        Spi::run("UPDATE traveler_profiles SET first_name = 'Ada'").unwrap();
+        assert_eq!(audit_count("true"), 1, "an update that changes nothing is not logged");
+        Spi::run("UPDATE traveler_profiles SET first_name = 'Augusta'").unwrap();
+        Spi::run("DELETE FROM traveler_profiles").unwrap();
+        let actions =
+            Spi::get_one::<Vec<String>>("SELECT array_agg(action ORDER BY chain_seq) FROM traveler_data_audit")
+                .unwrap();
+        assert_eq!(actions, Some(vec!["INSERT".into(), "UPDATE".into(), "DELETE".into()]));
+        let (ip, agent) = Spi::get_two::<String, String>(
+            "SELECT host(ip_address), user_agent FROM traveler_data_audit WHERE chain_seq = 2",
+        )
+        .unwrap();
+        assert_eq!((ip.as_deref(), agent.as_deref()), (Some("203.0.113.7"), Some("parker-app/2.1")));
+        let (old, new) = Spi::get_two::<String, String>(
+            "SELECT old_data ->> 'first_name', new_data ->> 'first_name' FROM traveler_data_audit WHERE action = 'UPDATE'",
+        )
+        .unwrap();
+        assert_eq!((old.as_deref(), new.as_deref()), (Some("Ada"), Some("Augusta")));
+        assert_eq!(
+            audit_count(&format!("user_id = '{ALICE}' AND record_id IS NOT NULL AND table_name = 'traveler_profiles'")),
+            3
+        );
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM wallet.verify_audit_chain()").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn a_malformed_forwarded_for_is_stored_as_null_and_the_write_succeeds() {
+        install_schema();
+        Spi::run(r#"SELECT set_config('request.headers', '{"x-forwarded-for":"not-an-ip"}', true)"#).unwrap();
+        Spi::run(&format!("INSERT INTO campaigns (user_id, name) VALUES ('{ALICE}', 'Lisbon')")).unwrap();
+        assert_eq!(audit_count("table_name = 'campaigns' AND ip_address IS NULL"), 1);
+        Spi::run(r#"SELECT set_config('request.headers', '{"x-real-ip":"198.51.100.4"}', true)"#).unwrap();
+        Spi::run("UPDATE campaigns SET name = 'Porto'").unwrap();
+        assert_eq!(audit_count("host(ip_address) = '198.51.100.4'"), 1);
+    }
+
+    #[pg_test]
+    fn card_ciphertext_never_reaches_the_audit_trail() {
+        install_schema();
+        add_card(ALICE, "one", 2099);
+        let (old, new) = Spi::get_two::<String, String>(
+            "SELECT old_data::text, new_data ->> 'encrypted_card_data' FROM traveler_data_audit WHERE table_name = 'payment_methods'",
+        )
+        .unwrap();
+        assert_eq!((old, new.as_deref()), (None, Some("[redacted]")));
+        assert_eq!(audit_count("new_data::text LIKE '%abcdef%'"), 0);
+    }
+
+    /// Alice's campaign created and renamed twice: a chain of three audit rows.
+    fn three_audited_changes() {
+        install_schema();
+        Spi::run(&format!("INSERT INTO campaigns (user_id, name) VALUES ('{ALICE}', 'a')")).unwrap();
+        Spi::run("UPDATE campaigns SET name = 'b'").unwrap();
+        Spi::run("UPDATE campaigns SET name = 'c'").unwrap();
+    }
+
+    #[pg_test]
+    fn a_tampered_row_is_reported_by_the_chain_check() {
+        three_audited_changes();
+        // The superuser owns the table, so the append-only guard lets it through.
+        Spi::run("UPDATE traveler_data_audit SET new_data = '{\"name\":\"forged\"}' WHERE chain_seq = 2").unwrap();
+        let (seq, reason) =
+            Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
+        assert_eq!((seq, reason.as_deref()), (Some(2), Some("content_changed")));
+    }
+
+    #[pg_test]
+    fn a_deleted_audit_row_is_reported() {
+        three_audited_changes();
+        Spi::run("DELETE FROM traveler_data_audit WHERE chain_seq = 2").unwrap();
+        let (seq, reason) =
+            Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
+        assert_eq!((seq, reason.as_deref()), (Some(3), Some("sequence_gap")));
+    }
+
+    #[pg_test(error = "traveler_data_audit is append-only: DELETE refused")]
+    fn the_audit_trail_is_append_only_for_other_roles() {
+        install_schema();
+        Spi::run(&format!("INSERT INTO campaigns (user_id, name) VALUES ('{ALICE}', 'a')")).unwrap();
+        Spi::run("GRANT DELETE ON traveler_data_audit TO service_role").unwrap();
+        Spi::run("SET LOCAL ROLE service_role").unwrap();
+        Spi::run("DELETE FROM traveler_data_audit").unwrap();
+    }
+
+    #[pg_test]
+    fn enable_audit_is_idempotent_and_disable_removes_it() {
+        install_schema();
+        for _ in 0..2 {
+            Spi::run("SELECT wallet.enable_audit('public.campaigns', ARRAY['name'])").unwrap();
+        }
+        Spi::run(&format!("INSERT INTO campaigns (user_id, name) VALUES ('{ALICE}', 'secret trip')")).unwrap();
+        assert_eq!(audit_count("new_data ->> 'name' = '[redacted]'"), 1);
+        for _ in 0..2 {
+            Spi::run("SELECT wallet.disable_audit('public.campaigns')").unwrap();
+        }
+        Spi::run("UPDATE campaigns SET name = 'x'").unwrap();
+        assert_eq!(audit_count("table_name = 'campaigns'"), 1);
+    }
+
+    #[pg_test]
+    fn rows_without_an_owner_column_are_attributed_to_the_caller() {
+        install_schema();
+        Spi::run("CREATE TABLE public.notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), body text)").unwrap();
+        Spi::run("SELECT wallet.enable_audit('public.notes')").unwrap();
+        set_claims(&format!(r#"{{"sub":"{BOB}"}}"#));
+        Spi::run("INSERT INTO notes (body) VALUES ('x')").unwrap();
+        assert_eq!(audit_count(&format!("table_name = 'notes' AND user_id = '{BOB}'")), 1);
+    }
+}

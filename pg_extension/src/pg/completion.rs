@@ -211,3 +211,82 @@ $$;
     name = "refresh_all_completion",
     requires = [refresh_completion_batch],
 );
+
+/// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
+/// each test runs in its own transaction, rolled back afterwards.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::pg::test_support::*;
+
+    fn tracked_score(user: &str) -> Option<i32> {
+        Spi::get_one_with_args::<i32>(
+            "SELECT (SELECT completeness_score FROM profile_completion_tracking WHERE user_id = $1::uuid)",
+            &[user.into()],
+        )
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn tracking_follows_profile_and_card_changes() {
+        install_schema();
+        Spi::run(&format!(
+            "INSERT INTO traveler_profiles (user_id, first_name, last_name) VALUES ('{ALICE}', 'Ada', 'Lovelace')"
+        ))
+        .unwrap();
+        assert_eq!(tracked_score(ALICE), Some(20));
+        Spi::run(
+            "UPDATE traveler_profiles SET date_of_birth = '1990-12-10', notification_preferences = '{\"email\":true}'",
+        )
+        .unwrap();
+        assert_eq!(tracked_score(ALICE), Some(45));
+        add_card(ALICE, "expired", 2001);
+        assert_eq!(tracked_score(ALICE), Some(45), "an expired card does not count");
+        add_card(ALICE, "valid", 2099);
+        assert_eq!(tracked_score(ALICE), Some(70));
+        Spi::run("DELETE FROM payment_methods WHERE stripe_payment_method_id = 'pm_valid'").unwrap();
+        assert_eq!(tracked_score(ALICE), Some(45), "removing the last valid card");
+        Spi::run("DELETE FROM payment_methods").unwrap();
+        Spi::run("DELETE FROM traveler_profiles").unwrap();
+        assert_eq!(tracked_score(ALICE), Some(0));
+        let missing = Spi::get_one::<Vec<String>>("SELECT missing_fields FROM profile_completion_tracking").unwrap();
+        assert_eq!(missing.map(|m| m.len()), Some(7));
+        assert_eq!(tracked_score(BOB), None, "only the changed traveler is touched");
+    }
+
+    #[pg_test]
+    fn deleting_a_user_cascades_without_resurrecting_tracking() {
+        install_schema();
+        Spi::run(&format!("INSERT INTO traveler_profiles (user_id, first_name) VALUES ('{BOB}', 'Bob')")).unwrap();
+        assert_eq!(tracked_score(BOB), Some(10));
+        Spi::run(&format!("DELETE FROM auth.users WHERE id = '{BOB}'")).unwrap();
+        assert_eq!(tracked_score(BOB), None);
+    }
+
+    #[pg_test]
+    fn refresh_batch_backfills_users_in_id_order() {
+        install_schema();
+        Spi::run("ALTER TABLE traveler_profiles DISABLE TRIGGER traveler_profiles_completion").unwrap();
+        Spi::run(&format!(
+            "INSERT INTO traveler_profiles (user_id, first_name) VALUES ('{ALICE}', 'Ada'), ('{BOB}', 'Bob')"
+        ))
+        .unwrap();
+        assert_eq!(tracked_score(ALICE), None);
+        let (last, done) = Spi::get_two::<pgrx::Uuid, i32>(
+            "SELECT * FROM wallet.refresh_completion_batch('00000000-0000-0000-0000-000000000000', 1)",
+        )
+        .unwrap();
+        assert_eq!((last.map(|u| u.to_string()), done), (Some(ALICE.to_owned()), Some(1)));
+        assert_eq!((tracked_score(ALICE), tracked_score(BOB)), (Some(10), None));
+        let done =
+            Spi::get_one::<i32>(&format!("SELECT refreshed FROM wallet.refresh_completion_batch('{ALICE}', 10)"))
+                .unwrap();
+        assert_eq!((done, tracked_score(BOB)), (Some(1), Some(10)));
+        let done = Spi::get_one::<i32>(&format!("SELECT refreshed FROM wallet.refresh_completion_batch('{BOB}', 10)"))
+            .unwrap();
+        assert_eq!(done, Some(0));
+    }
+}

@@ -70,3 +70,50 @@ fn flag_enabled(name: &str, user_id: Option<pgrx::Uuid>) -> bool {
 fn flag_bucket(user_id: pgrx::Uuid) -> i32 {
     bucket(&uuid::Uuid::from_bytes(*user_id.as_bytes())) as i32
 }
+
+/// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
+/// each test runs in its own transaction, rolled back afterwards.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::pg::test_support::*;
+
+    fn flag(name: &str, user: &str) -> bool {
+        Spi::get_one_with_args::<bool>("SELECT wallet.flag_enabled($1, $2::uuid)", &[name.into(), user.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    #[pg_test]
+    fn flags_follow_kill_switch_allow_list_and_rollout() {
+        install_schema();
+        Spi::run(&format!(
+            "INSERT INTO feature_flags (name, enabled, rollout_percent, allow_list) VALUES
+               ('everyone', true, 100, '{{}}'), ('nobody', true, 0, '{{}}'),
+               ('listed', true, 0, '{{{ALICE}}}'), ('killed', false, 100, '{{{ALICE}}}')"
+        ))
+        .unwrap();
+        assert!(flag("everyone", BOB));
+        assert!(!flag("nobody", BOB));
+        assert!(flag("listed", ALICE) && !flag("listed", BOB));
+        assert!(!flag("killed", ALICE));
+        assert!(!flag("unknown-flag", ALICE));
+        assert_eq!(Spi::get_one::<bool>("SELECT wallet.flag_enabled('everyone', NULL)").unwrap(), Some(false));
+    }
+
+    #[pg_test(error = "wallet.flag_enabled answers only about the requesting traveler (wallet.uid())")]
+    fn a_traveler_cannot_ask_about_another_travelers_flags() {
+        install_schema();
+        Spi::run(&format!(
+            "INSERT INTO feature_flags (name, enabled, allow_list) VALUES ('listed', true, '{{{ALICE}}}')"
+        ))
+        .unwrap();
+        Spi::run("SET LOCAL ROLE authenticated").unwrap();
+        set_claims(&format!(r#"{{"sub":"{BOB}"}}"#));
+        assert!(!flag("listed", BOB), "about oneself: answered");
+        flag("listed", ALICE);
+    }
+}

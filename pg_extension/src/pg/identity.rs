@@ -61,3 +61,74 @@ fn jwt() -> Option<JsonB> {
 pub(crate) fn request_header(name: &str) -> Option<String> {
     claims::header(setting_text(c"request.headers").as_deref(), name)
 }
+
+/// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
+/// each test runs in its own transaction, rolled back afterwards.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::pg::test_support::*;
+
+    fn uid() -> Option<String> {
+        Spi::get_one::<String>("SELECT wallet.uid()::text").unwrap()
+    }
+
+    #[pg_test]
+    fn uid_reads_postgrest_claims() {
+        set_claims(&format!(r#"{{"sub":"{ALICE}","role":"authenticated"}}"#));
+        assert_eq!(uid().as_deref(), Some(ALICE));
+    }
+
+    #[pg_test]
+    fn uid_is_null_for_absent_empty_or_garbage_claims() {
+        assert_eq!(uid(), None);
+        for claims in ["", "garbage", r#"{"sub":"x'); drop table t; --"}"#, r#"{"sub":7}"#, "[1]"] {
+            set_claims(claims);
+            assert_eq!(uid(), None, "{claims}");
+        }
+    }
+
+    #[pg_test(
+        error = "request.jwt.claims changed its subject within a transaction; set the claims once, at the start of each transaction"
+    )]
+    fn uid_refuses_a_second_subject_in_one_transaction() {
+        set_claims(&format!(r#"{{"sub":"{ALICE}"}}"#));
+        assert_eq!(uid().as_deref(), Some(ALICE));
+        set_claims(&format!(r#"{{"sub":"{BOB}"}}"#));
+        uid();
+    }
+
+    #[pg_test]
+    fn superuser_may_turn_the_pin_off() {
+        Spi::run("SET LOCAL parker_wallet.pin_jwt_subject = off").unwrap();
+        set_claims(&format!(r#"{{"sub":"{ALICE}"}}"#));
+        assert_eq!(uid().as_deref(), Some(ALICE));
+        set_claims(&format!(r#"{{"sub":"{BOB}"}}"#));
+        assert_eq!(uid().as_deref(), Some(BOB));
+    }
+
+    #[pg_test]
+    fn jwt_returns_the_claims_object_or_null() {
+        set_claims(r#"{"sub":"x","app_metadata":{"provider":"email"}}"#);
+        let provider = Spi::get_one::<String>("SELECT wallet.jwt() -> 'app_metadata' ->> 'provider'").unwrap();
+        assert_eq!(provider.as_deref(), Some("email"));
+        set_claims("not json");
+        assert_eq!(Spi::get_one::<bool>("SELECT wallet.jwt() IS NULL").unwrap(), Some(true));
+    }
+
+    #[pg_test]
+    fn request_header_reads_postgrest_headers() {
+        Spi::run(
+            r#"SELECT set_config('request.headers', '{"user-agent":"curl/8","x-forwarded-for":"203.0.113.9"}', true)"#,
+        )
+        .unwrap();
+        let agent = Spi::get_one::<String>("SELECT wallet.request_header('User-Agent')").unwrap();
+        assert_eq!(agent.as_deref(), Some("curl/8"));
+        assert_eq!(Spi::get_one::<String>("SELECT wallet.request_header('nope')").unwrap(), None);
+        Spi::run("SELECT set_config('request.headers', '{broken', true)").unwrap();
+        assert_eq!(Spi::get_one::<String>("SELECT wallet.request_header('user-agent')").unwrap(), None);
+    }
+}

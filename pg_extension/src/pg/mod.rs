@@ -10,7 +10,8 @@ pub mod security;
 pub mod settings;
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod test_support;
 
 use pgrx::prelude::*;
 

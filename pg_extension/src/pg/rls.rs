@@ -161,6 +161,7 @@ pub(crate) fn catalog_tables(schemas: Vec<String>, roles: &[&str], privileges: &
 /// what is wrong (`code: explanation`, empty when nothing is).
 #[pg_extern(stable)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // pgrx reads the column names from this signature: no type alias
 fn rls_report(
     schemas: Vec<Option<String>>,
 ) -> TableIterator<
@@ -194,4 +195,91 @@ fn rls_report(
         })
         .collect();
     TableIterator::new(rows)
+}
+
+/// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
+/// each test runs in its own transaction, rolled back afterwards.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::pg::test_support::*;
+
+    /// A table with a uuid owner column, and the role the default owner policy names.
+    fn make_table(name: &str) {
+        Spi::run("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN; END IF; END $$").unwrap();
+        Spi::run(&format!("CREATE TABLE {name} (id int PRIMARY KEY, owner uuid NOT NULL, note text)")).unwrap();
+    }
+
+    fn findings_of(table: &str) -> Vec<String> {
+        Spi::get_one_with_args::<Vec<String>>(
+            "SELECT findings FROM wallet.rls_report(ARRAY['public']) WHERE table_name = $1",
+            &[table.into()],
+        )
+        .unwrap()
+        .unwrap_or_default()
+    }
+
+    #[pg_test]
+    fn enable_owner_rls_protects_and_is_idempotent() {
+        make_table("notes");
+        assert!(findings_of("notes").iter().any(|f| f.starts_with("rls_disabled")));
+        for _ in 0..2 {
+            Spi::run("SELECT wallet.enable_owner_rls('public.notes', 'owner')").unwrap();
+        }
+        assert_eq!(findings_of("notes"), Vec::<String>::new());
+        let (policies, indexed) = Spi::get_two::<i32, bool>(
+            "SELECT policy_count, policy_columns_indexed FROM wallet.rls_report(ARRAY['public']) WHERE table_name = 'notes'",
+        )
+        .unwrap();
+        assert_eq!((policies, indexed), (Some(1), Some(true)));
+        let columns = Spi::get_one::<Vec<String>>(
+            "SELECT policy_columns FROM wallet.rls_report(ARRAY['public']) WHERE table_name = 'notes'",
+        )
+        .unwrap();
+        assert_eq!(columns, Some(vec!["owner".to_owned()]));
+        let index_count =
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_index WHERE indrelid = 'public.notes'::regclass").unwrap();
+        assert_eq!(index_count, Some(2), "primary key plus one owner index, not one per call");
+    }
+
+    #[pg_test]
+    fn owner_policy_filters_rows_for_authenticated() {
+        make_table("notes");
+        Spi::run("SELECT wallet.enable_owner_rls('public.notes', 'owner')").unwrap();
+        Spi::run(&format!("INSERT INTO notes VALUES (1, '{ALICE}', 'a'), (2, '{BOB}', 'b')")).unwrap();
+        Spi::run("GRANT SELECT, INSERT ON notes TO authenticated").unwrap();
+        set_claims(&format!(r#"{{"sub":"{ALICE}"}}"#));
+        Spi::run("SET LOCAL ROLE authenticated").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM notes").unwrap(), Some(1));
+        assert_eq!(Spi::get_one::<String>("SELECT note FROM notes").unwrap().as_deref(), Some("a"));
+    }
+
+    #[pg_test]
+    fn report_flags_per_row_calls_and_unindexed_columns() {
+        make_table("loose");
+        Spi::run("ALTER TABLE loose ENABLE ROW LEVEL SECURITY").unwrap();
+        Spi::run("ALTER TABLE loose FORCE ROW LEVEL SECURITY").unwrap();
+        Spi::run("CREATE POLICY slow ON loose USING (wallet.uid() = owner)").unwrap();
+        let findings = findings_of("loose");
+        assert!(findings.iter().any(|f| f.starts_with("per_row_call: policy slow calls wallet.uid()")), "{findings:?}");
+        assert!(
+            findings.iter().any(|f| f.starts_with("unindexed_policy_column: no index leads with owner")),
+            "{findings:?}"
+        );
+    }
+
+    #[pg_test(error = "enable_owner_rls: public.notes has no column nobody")]
+    fn enable_owner_rls_names_a_missing_column() {
+        make_table("notes");
+        Spi::run("SELECT wallet.enable_owner_rls('public.notes', 'nobody')").unwrap();
+    }
+
+    #[pg_test(error = "enable_owner_rls: owner column note of public.notes is text, not uuid")]
+    fn enable_owner_rls_requires_a_uuid_owner() {
+        make_table("notes");
+        Spi::run("SELECT wallet.enable_owner_rls('public.notes', 'note')").unwrap();
+    }
 }

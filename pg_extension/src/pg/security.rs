@@ -176,3 +176,30 @@ fn security_report(
         }),
     )
 }
+
+/// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
+/// each test runs in its own transaction, rolled back afterwards.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::pg::test_support::*;
+
+    #[pg_test]
+    fn the_security_report_is_clean_for_the_wallet_schema() {
+        install_schema();
+        let findings = Spi::get_one::<i64>("SELECT count(*) FROM wallet.security_report()").unwrap();
+        assert_eq!(findings, Some(0));
+        Spi::run("CREATE FUNCTION public.leaky() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'").unwrap();
+        let code = Spi::get_one::<String>(
+            "SELECT string_agg(code, ',' ORDER BY code) FROM wallet.security_report() WHERE object_name = 'public.leaky()'",
+        )
+        .unwrap();
+        assert_eq!(
+            code.as_deref(),
+            Some("definer_executable_by_api_role,definer_owned_by_superuser,definer_search_path_unpinned")
+        );
+    }
+}

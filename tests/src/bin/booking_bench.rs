@@ -5,6 +5,9 @@
 //! locks, RLS, the sealed passengers and the Radar metadata queries. 1 and 8
 //! concurrent clients. Run by bench/bookings.sh; prints a table, asserts nothing.
 
+// Test code: a failed unwrap is a failed test (or benchmark), with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use harness::{
 };
 use kms_sidecar::domain::Money;
 use kms_sidecar::duffel::{DuffelPort, HttpDuffel, OrderRequest};
-use kms_sidecar::payments::{AsyncStripe, OffSessionAuthorization, StripePort};
+use kms_sidecar::stripe::{AsyncStripe, OffSessionAuthorization, StripePort};
 use secrecy::SecretString;
 use serde_json::json;
 

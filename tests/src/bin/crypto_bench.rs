@@ -3,6 +3,9 @@
 //! baseline that calls KMS (moto) for every record. Run by bench/crypto.sh,
 //! which starts the stack; prints a table, asserts nothing.
 
+// Test code: a failed unwrap is a failed test (or benchmark), with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +56,7 @@ async fn sidecar_client(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    kms_sidecar::payments::ensure_tls_provider();
+    kms_sidecar::stripe::ensure_tls_provider();
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let duration = Duration::from_secs(seconds);
     let record = [7u8; 256];

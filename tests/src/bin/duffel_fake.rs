@@ -1,6 +1,9 @@
 //! The Duffel fake as a process, for the local stack and the demo:
 //! `duffel-fake --port N [--refuse-offer off_...]...`. Serves until killed.
 
+// Test code: a failed unwrap is a failed test (or benchmark), with its message.
+#![allow(clippy::unwrap_used)]
+
 use harness::duffel_fake::FakeDuffel;
 
 #[tokio::main]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use harness::{localstripe_post, Emulators, STRIPE_KEY};
-use kms_sidecar::payments::{AsyncStripe, IntentStatus, OffSessionAuthorization, StripeError, StripePort};
+use kms_sidecar::stripe::{AsyncStripe, IntentStatus, OffSessionAuthorization, StripeError, StripePort};
 use secrecy::SecretString;
 
 async fn stripe_with_card(number: &str) -> anyhow::Result<(AsyncStripe, String, String)> {

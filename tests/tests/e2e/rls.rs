@@ -222,7 +222,8 @@ async fn set_role_cannot_escape_to_a_privileged_role(template: Template) -> anyh
 async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(template: Template) -> anyhow::Result<()> {
     let db = TestDb::migrated_on(template).await?;
     let mut admin = db.admin().await?;
-    let report: Vec<(String, bool, bool, i32, Vec<String>, bool, Vec<String>)> = sqlx::query_as(
+    type ReportRow = (String, bool, bool, i32, Vec<String>, bool, Vec<String>);
+    let report: Vec<ReportRow> = sqlx::query_as(
         "SELECT table_name, rls_enabled, rls_forced, policy_count, policy_columns, policy_columns_indexed, findings
            FROM wallet.rls_report(ARRAY['public'])",
     )

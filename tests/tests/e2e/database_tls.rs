@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use harness::own_uid;
-use kms_sidecar::database::Database;
+use kms_sidecar::db::Database;
 use secrecy::SecretString;
 
 /// A PostgreSQL cluster of its own, stopped when dropped.
@@ -135,7 +135,7 @@ async fn the_database_connection_speaks_tls_and_verifies_the_server() -> anyhow:
         eprintln!("skipped: needs root to run a cluster as the postgres OS user");
         return Ok(());
     }
-    kms_sidecar::payments::ensure_tls_provider();
+    kms_sidecar::stripe::ensure_tls_provider();
     let cluster = TlsCluster::start()?;
     let root = cluster.dir.path().join("test-ca.crt");
     let stranger = cluster.dir.path().join("stranger-ca.crt");

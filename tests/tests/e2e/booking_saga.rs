@@ -8,16 +8,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use harness::TestDb;
-use kms_sidecar::auth::Traveler;
 use kms_sidecar::bookings::open::{self, Opened};
-use kms_sidecar::bookings::{flow, reconcile, Actor, BookingLocks, Driver, Ports};
+use kms_sidecar::bookings::{self, reconcile, Actor, BookingError, BookingLocks, Driver, Ports};
 use kms_sidecar::config::BookingSettings;
 use kms_sidecar::crypto::keys::LocalKeyring;
 use kms_sidecar::crypto::{CachePolicy, EnvelopeCrypto, KeySchedule};
-use kms_sidecar::database::{Database, RequestMeta};
+use kms_sidecar::db::Database;
+use kms_sidecar::domain::{RequestMeta, Traveler};
 use kms_sidecar::duffel::{DuffelError, DuffelOrder, DuffelPort, OrderRequest};
 use kms_sidecar::metrics::Metrics;
-use kms_sidecar::payments::{
+use kms_sidecar::stripe::{
     CardDetails, CreatedSetupIntent, IntentStatus, OffSessionAuthorization, PaymentIntentView, SetupIntentView,
     StripeError, StripePort,
 };
@@ -309,7 +309,7 @@ impl Saga {
     /// What the route does: open (or find) the booking, then drive it.
     async fn book(&self, key: &str) -> anyhow::Result<kms_sidecar::bookings::store::Booking> {
         let (Opened::New(id) | Opened::Existing(id)) = open::open(self.ports(), &self.actor, key, &self.body()).await?;
-        flow::drive(self.ports(), &self.actor, id, Driver::Request).await?.ok_or_else(|| anyhow::anyhow!("busy"))
+        bookings::drive(self.ports(), &self.actor, id, Driver::Request).await?.ok_or_else(|| anyhow::anyhow!("busy"))
     }
 
     async fn history(&self, id: uuid::Uuid) -> anyhow::Result<Vec<(String, Option<String>)>> {
@@ -401,11 +401,11 @@ async fn off_session_authentication_required_asks_the_traveler_not_the_backup() 
     assert!(!payload.to_string().contains("secret"), "{payload}");
 
     // Not authenticated yet: the same error code stays; resume says to wait.
-    let early = flow::resume(saga.ports(), &saga.actor, booking.id).await;
-    assert!(matches!(early, Err(kms_sidecar::routes::ApiError::AuthenticationPending)), "{early:?}");
+    let early = bookings::resume(saga.ports(), &saga.actor, booking.id).await;
+    assert!(matches!(early, Err(BookingError::AuthenticationPending)), "{early:?}");
     // The traveler confirms on-session: Stripe holds the authorization.
     saga.stripe.set(&intent, IntentStatus::RequiresCapture)?;
-    let resumed = flow::resume(saga.ports(), &saga.actor, booking.id).await?;
+    let resumed = bookings::resume(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!(resumed.state, "captured");
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Succeeded));
     Ok(())
@@ -417,7 +417,7 @@ async fn a_failed_authentication_declines_and_cancels_the_payment_intent() -> an
     let booking = saga.book("k").await?;
     let intent = booking.stripe_payment_intent_id.clone().unwrap_or_default();
     saga.stripe.fail(&intent, "card_declined");
-    let resumed = flow::resume(saga.ports(), &saga.actor, booking.id).await?;
+    let resumed = bookings::resume(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!((resumed.state.as_str(), resumed.failure_code.as_deref()), ("declined", Some("card_declined")));
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Canceled), "a late confirmation can hold nothing");
     Ok(())
@@ -439,7 +439,7 @@ async fn an_authentication_never_completed_expires_and_releases_the_card() -> an
     assert_eq!((report.settled, report.lines[0].to.as_str()), (1, "declined"), "{report:?}");
     let intent = booking.stripe_payment_intent_id.unwrap_or_default();
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Canceled));
-    let settled = flow::read(saga.ports(), &saga.actor, booking.id).await?;
+    let settled = bookings::read(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!(settled.failure_code.as_deref(), Some("authentication_expired"));
     Ok(())
 }
@@ -451,8 +451,8 @@ async fn an_authentication_completed_but_never_resumed_is_carried_on_not_cancele
     let intent = booking.stripe_payment_intent_id.clone().unwrap_or_default();
     // Still processing at the issuer: resume says to wait (not an internal error).
     saga.stripe.set(&intent, IntentStatus::Processing)?;
-    let processing = flow::resume(saga.ports(), &saga.actor, booking.id).await;
-    assert!(matches!(processing, Err(kms_sidecar::routes::ApiError::AuthenticationPending)), "{processing:?}");
+    let processing = bookings::resume(saga.ports(), &saga.actor, booking.id).await;
+    assert!(matches!(processing, Err(BookingError::AuthenticationPending)), "{processing:?}");
     // The traveler authenticated; the app never called resume. Expiry must not cancel a good authorization.
     saga.stripe.set(&intent, IntentStatus::RequiresCapture)?;
     saga.policy.authentication_expiry_hours = 0;
@@ -479,7 +479,7 @@ async fn a_lost_answer_is_replayed_by_the_same_key_never_charged_twice() -> anyh
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].0, calls[1].0, "the retry reuses the idempotency key");
     assert_eq!(lock(&saga.stripe.intents).len(), 1, "one PaymentIntent at Stripe");
-    let settled = flow::read(saga.ports(), &saga.actor, booking.id).await?;
+    let settled = bookings::read(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!(settled.state, "captured");
 
     // The client's own retry afterwards replays the final booking: no new call.

@@ -3,7 +3,7 @@
 
 use harness::{traveler_token, wallet_sidecar_config, Emulators, Sidecar, TestDb, WEBHOOK_SECRET};
 use hyper::StatusCode;
-use kms_sidecar::webhooks::sign;
+use kms_sidecar::stripe::signature::sign;
 use serde_json::json;
 
 fn now() -> i64 {
@@ -478,7 +478,7 @@ async fn no_client_secret_rests_in_any_table() -> anyhow::Result<()> {
         .bind(created["id"].as_str())
         .fetch_one(&mut w.db.admin().await?)
         .await?;
-    assert_eq!(stored["data"]["object"]["client_secret"], kms_sidecar::payments::REDACTED, "the audit keeps the rest");
+    assert_eq!(stored["data"]["object"]["client_secret"], kms_sidecar::stripe::REDACTED, "the audit keeps the rest");
     assert_eq!(stored["data"]["object"]["id"], intent);
 
     assert_eq!(rows_holding_a_client_secret(&w.db).await?, Vec::<String>::new());

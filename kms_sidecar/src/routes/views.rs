@@ -1,0 +1,203 @@
+//! Every JSON body the API answers with (errors aside: see `problem`), in one
+//! place: the API's shape, serialised with serde from these types only.
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::bookings::store::{Booking, HistoryEntry};
+use crate::wallet::{Card, NewSetupIntent, Receipt};
+
+/// `{"data": ...}`: the envelope of the wallet and booking answers.
+#[derive(Debug, Serialize)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// A saved card: never its ciphertext, never its number.
+#[derive(Debug, Serialize)]
+pub struct CardView {
+    pub id: Uuid,
+    pub brand: Option<String>,
+    pub last4: Option<String>,
+    pub exp_month: Option<i16>,
+    pub exp_year: Option<i16>,
+    pub is_default: bool,
+    pub expired: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Card> for CardView {
+    fn from(card: Card) -> Self {
+        let Card { id, brand, last4, exp_month, exp_year, is_default, expired, created_at } = card;
+        Self { id, brand, last4, exp_month, exp_year, is_default, expired, created_at }
+    }
+}
+
+/// `POST /v1/wallet/setup-intents`: what Stripe.js needs to collect a card.
+#[derive(Debug, Serialize)]
+pub struct SetupIntentView {
+    pub setup_intent_id: String,
+    /// Handed to the traveler's device; a stored (replayable) answer has it redacted.
+    pub client_secret: String,
+    pub customer_id: String,
+}
+
+impl From<&NewSetupIntent> for SetupIntentView {
+    fn from(new: &NewSetupIntent) -> Self {
+        Self {
+            setup_intent_id: new.intent.id.clone(),
+            client_secret: new.intent.client_secret.expose_secret().to_owned(),
+            customer_id: new.customer_id.clone(),
+        }
+    }
+}
+
+/// `DELETE /v1/wallet/payment-methods/{id}`.
+#[derive(Debug, Serialize)]
+pub struct DeletedView {
+    pub deleted: Uuid,
+}
+
+/// `POST /v1/webhooks/stripe`: what Stripe hears back.
+#[derive(Debug, Serialize)]
+pub struct WebhookReceiptView {
+    pub received: bool,
+    pub duplicate: bool,
+    pub applied: bool,
+}
+
+impl From<Receipt> for WebhookReceiptView {
+    fn from(receipt: Receipt) -> Self {
+        Self { received: true, duplicate: receipt.duplicate, applied: receipt.applied }
+    }
+}
+
+/// The card a booking charges (or charged): which one, and which attempt.
+#[derive(Debug, Serialize)]
+pub struct BookingCardView {
+    pub brand: Option<String>,
+    pub last4: String,
+    pub attempt: i16,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureView {
+    pub code: String,
+    pub reason: Option<String>,
+}
+
+/// One state the booking entered.
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    pub state: String,
+    pub failure_code: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// While 3-D Secure is pending: what Stripe.js on the traveler's device needs
+/// to confirm the PaymentIntent with the booking's card.
+#[derive(Debug, Serialize)]
+pub struct AuthenticationView {
+    pub payment_intent_id: String,
+    pub client_secret: Option<String>,
+    pub payment_method: Option<String>,
+}
+
+/// A booking as the API shows it (never the sealed passengers).
+#[derive(Debug, Serialize)]
+pub struct BookingView {
+    pub id: Uuid,
+    pub state: String,
+    pub reconcile_from: Option<String>,
+    pub campaign_id: Uuid,
+    pub offer_id: String,
+    pub route: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+    pub card: Option<BookingCardView>,
+    pub payment_intent_id: Option<String>,
+    pub duffel_order_id: Option<String>,
+    pub booking_reference: Option<String>,
+    pub failure: Option<FailureView>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    /// When the card network's authorization lapses: capture before this.
+    pub capture_by: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub history: Vec<HistoryView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationView>,
+}
+
+impl BookingView {
+    pub fn new(booking: &Booking, history: Vec<HistoryEntry>, capture_window: chrono::Duration) -> Self {
+        let card = booking.card_last4.as_ref().map(|last4| BookingCardView {
+            brand: booking.card_brand.clone(),
+            last4: last4.clone(),
+            attempt: booking.card_attempt,
+        });
+        let failure = booking
+            .failure_code
+            .as_ref()
+            .map(|code| FailureView { code: code.clone(), reason: booking.failure_reason.clone() });
+        let history = history
+            .into_iter()
+            .map(|entry| HistoryView {
+                state: entry.state,
+                failure_code: entry.failure_code,
+                payment_intent_id: entry.payment_intent_id,
+                at: entry.at,
+            })
+            .collect();
+        Self {
+            id: booking.id,
+            state: booking.state.clone(),
+            reconcile_from: booking.reconcile_from.clone(),
+            campaign_id: booking.campaign_id,
+            offer_id: booking.offer_id.clone(),
+            route: booking.route.clone(),
+            amount: booking.amount,
+            currency: booking.currency.clone(),
+            card,
+            payment_intent_id: booking.stripe_payment_intent_id.clone(),
+            duffel_order_id: booking.duffel_order_id.clone(),
+            booking_reference: booking.duffel_booking_reference.clone(),
+            failure,
+            authorized_at: booking.authorized_at,
+            capture_by: booking.authorized_at.map(|at| at + capture_window),
+            created_at: booking.created_at,
+            updated_at: booking.updated_at,
+            history,
+            authentication: None,
+        }
+    }
+}
+
+/// `POST /v1/crypto/*`: the output bytes, standard base64.
+#[derive(Debug, Serialize)]
+pub struct CryptoView {
+    pub data: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize)]
+pub struct HealthView {
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize)]
+pub struct ReadinessView {
+    pub status: &'static str,
+    pub key_provider: ProviderView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderView {
+    pub name: &'static str,
+    pub status: &'static str,
+}

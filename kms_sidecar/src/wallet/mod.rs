@@ -1,0 +1,77 @@
+//! The traveler's wallet: their Stripe customer ([`customers`]), the
+//! SetupIntents that collect cards ([`setup_intents`]), their saved cards
+//! ([`cards`]), and what Stripe's events change in them ([`events`]).
+//!
+//! Every query runs as the traveler (see `db`), so RLS applies to the sidecar
+//! too; every change of one traveler's wallet runs under their wallet lock.
+//! Stripe is called outside transactions.
+
+pub mod cards;
+pub mod customers;
+pub mod events;
+pub mod setup_intents;
+
+pub use cards::{Card, SavedCard};
+pub use events::Receipt;
+pub use setup_intents::NewSetupIntent;
+
+use crate::crypto::{CryptoError, EnvelopeCrypto};
+use crate::db::Database;
+use crate::stripe::{StripeError, StripePort};
+
+/// Why a wallet operation did not complete. The HTTP boundary maps each to
+/// its status and stable code (`routes::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("this operation needs [stripe] in the sidecar's configuration")]
+    StripeNotConfigured,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("no such card in this wallet")]
+    CardNotFound,
+    #[error("no such SetupIntent for this traveler")]
+    SetupIntentNotFound,
+    #[error("the SetupIntent has not succeeded (no confirmed card yet)")]
+    SetupIntentNotSucceeded,
+    #[error("the token's user has no account (any more)")]
+    TravelerNotFound,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What wallet work reaches. Stripe is optional: a wallet without it still
+/// lists its cards.
+#[derive(Clone, Copy)]
+pub struct Wallet<'a> {
+    pub database: &'a Database,
+    pub stripe: Option<&'a dyn StripePort>,
+    pub crypto: &'a EnvelopeCrypto,
+}
+
+impl<'a> Wallet<'a> {
+    fn stripe(&self) -> Result<&'a dyn StripePort, WalletError> {
+        self.stripe.ok_or(WalletError::StripeNotConfigured)
+    }
+}
+
+/// A transaction lock on one traveler's `scope`: their requests in that scope
+/// queue, other travelers' do not.
+async fn lock_traveler(tx: &mut sqlx::PgConnection, scope: &str, user_id: uuid::Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.' || $1 || ':' || $2::text, 0))")
+        .bind(scope)
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Serialises wallet changes of one traveler (default switching, adds, deletes).
+pub(crate) async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), sqlx::Error> {
+    lock_traveler(tx, "wallet", user_id).await
+}

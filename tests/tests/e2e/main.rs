@@ -1,0 +1,24 @@
+//! The end-to-end tests, one module per area, in one test binary: each former
+//! binary linked the AWS SDK, async-stripe and sqlx again. They need the stack
+//! `scripts/test.sh` starts (its `PW_*` variables).
+
+// Test code: a failed unwrap is a failed test (or benchmark), with its message.
+#![allow(clippy::unwrap_used)]
+
+mod booking_saga;
+mod bookings;
+mod crypto;
+mod database_crypto;
+mod database_tls;
+mod extension;
+mod kms;
+mod least_privilege;
+mod migrations;
+mod payment_intents;
+mod rls;
+mod rotate;
+mod sidecar;
+mod stack;
+mod supabase_shape;
+mod wallet;
+mod webhooks;
