@@ -11,14 +11,14 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::crypto::{CachePolicy, KeySchedule};
 use crate::domain::CallerClass;
 use crate::fairness::FairUse;
 use crate::secrets;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Environment {
     #[default]
@@ -26,7 +26,7 @@ pub enum Environment {
     Production,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSettings {
     pub path: PathBuf,
@@ -41,7 +41,7 @@ fn default_socket_mode() -> String {
     "660".to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSettings {
     /// Loopback only; every request needs `Authorization: Bearer <PW_SERVICE_TOKEN>`.
@@ -54,14 +54,14 @@ fn default_tcp_class() -> CallerClass {
     CallerClass::Edge
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
     Local,
     AwsKms,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsKmsConfig {
     pub key_id: String,
@@ -75,7 +75,7 @@ fn default_kms_timeout_ms() -> u64 {
     5_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySettings {
     pub provider: ProviderKind,
@@ -98,7 +98,7 @@ fn default_epoch() -> u32 {
 
 /// Every table below is optional, and so is each of its settings: what is
 /// not given is the `Default`, which the docs' sample configuration shows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
     pub max_age_secs: u64,
@@ -112,7 +112,7 @@ impl Default for CacheSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_body_bytes: usize,
@@ -132,7 +132,7 @@ impl Default for Limits {
 }
 
 /// Which peer uids belong to which caller class.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallerMap {
     pub database: Vec<u32>,
@@ -150,7 +150,7 @@ impl CallerMap {
 }
 
 /// The wallet database (its URL is the secret `PW_DATABASE_URL`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     pub max_connections: u32,
@@ -164,7 +164,7 @@ impl Default for DatabaseSettings {
 
 /// How travelers' JWTs are verified: the project secret `PW_JWT_SECRET` (HS256)
 /// and/or a JWKS file for Supabase's asymmetric keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     pub audience: String,
@@ -181,7 +181,7 @@ impl Default for AuthSettings {
 }
 
 /// Stripe (its secret key is `PW_STRIPE_SECRET_KEY`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StripeSettings {
     /// Another API base than Stripe's (an emulator in tests).
@@ -198,7 +198,7 @@ impl Default for StripeSettings {
 }
 
 /// Duffel (its access token is `PW_DUFFEL_ACCESS_TOKEN`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DuffelSettings {
     pub api_base: String,
@@ -212,7 +212,7 @@ impl Default for DuffelSettings {
 }
 
 /// The booking saga's policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BookingSettings {
     /// The page where a traveler completes 3-D Secure; `{booking_id}` is
@@ -247,7 +247,7 @@ impl Default for BookingSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default)]
@@ -482,6 +482,22 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
         Settings::load(Some(&path))
+    }
+
+    /// The test harness writes sidecar configurations by serialising `Settings`:
+    /// what it writes must load back as the same settings.
+    #[test]
+    fn settings_serialised_to_toml_load_back_unchanged() {
+        let mut settings = load(&minimal()).unwrap();
+        settings.tcp = Some(TcpSettings { listen: "127.0.0.1:9".parse().unwrap(), caller_class: CallerClass::Admin });
+        settings.callers.edge = vec![1000, 1001];
+        settings.keys.retired_key_refs = vec!["local:old".into()];
+        settings.database = Some(DatabaseSettings { max_connections: 3 });
+        settings.stripe = Some(StripeSettings { api_base: Some("http://127.0.0.1:1/".into()), ..Default::default() });
+        settings.bookings.order_settle_secs = 0;
+        let text = toml::to_string(&settings).unwrap();
+        let loaded = load(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(format!("{loaded:?}"), format!("{settings:?}"), "{text}");
     }
 
     #[test]

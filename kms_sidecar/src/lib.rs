@@ -44,6 +44,8 @@ pub mod db;
 pub mod duffel;
 /// Stripe: the port, its async-stripe client, webhook signatures.
 pub mod stripe;
+/// The process's TLS crypto provider (rustls), chosen once for every client.
+pub mod tls;
 
 // Operations.
 /// Settings (TOML, `PW__` variables, flags), validated at start.
@@ -60,3 +62,6 @@ pub mod rotate;
 pub mod secrets;
 /// Logging (`tracing`), JSON or text.
 pub mod telemetry;
+
+#[cfg(test)]
+mod layers;

@@ -99,7 +99,7 @@ enum MigrateAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
-    kms_sidecar::stripe::ensure_tls_provider();
+    kms_sidecar::tls::ensure_provider();
     let result = match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::RotateKeys { config, table, column, batch_size, database_url } => {

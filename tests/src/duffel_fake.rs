@@ -74,11 +74,6 @@ impl FakeDuffel {
         let orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
         orders.iter().filter(|o| o["metadata"]["booking_id"] == booking_id).cloned().collect()
     }
-
-    /// What a booking's sidecar configuration needs to reach this fake.
-    pub fn sidecar_toml(&self) -> String {
-        format!("\n[duffel]\napi_base = \"{}\"\ntimeout_ms = 3000\n", self.url)
-    }
 }
 
 async fn handle(faults: &Faults, orders: &Mutex<Vec<Value>>, gone: &Mutex<Vec<String>>, seen: Seen) -> Reply {

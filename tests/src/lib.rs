@@ -8,6 +8,8 @@
 //! - [`TestDb::migrated_on`] / [`TestDb::empty_on`]: the same on either cluster,
 //!   see [`Template`]; a test that should hold on both loops over [`Template::ALL`].
 //! - [`Sidecar::start`]: a sidecar of its own on a temporary socket, killed on drop.
+//! - [`TestApp::wallet`]: both, for the wallet and booking routes, with Stripe
+//!   and Duffel where asked for, and a client that speaks as a traveler.
 //! - [`Emulators::from_env`]: the localstripe and moto endpoints.
 //!
 //! The two clusters ([`Template`]):
@@ -34,6 +36,7 @@
 // Test code: a failed unwrap is a failed test (or benchmark), with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod app;
 pub mod bench;
 pub mod duffel_fake;
 pub mod fake_http;
@@ -48,7 +51,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use kms_sidecar::config::{
+    AuthSettings, AwsKmsConfig, CallerMap, DatabaseSettings, DuffelSettings, Environment, KeySettings, ProviderKind,
+    Settings, SocketSettings, StripeSettings, TcpSettings,
+};
+use kms_sidecar::domain::CallerClass;
 use sqlx::{Connection, PgConnection};
+
+pub use app::{TestApp, TestAppBuilder, TestTraveler};
 
 /// The template every migrated test database is cloned from (prepared by scripts/test.sh).
 pub const TEMPLATE_DB: &str = "pw_template";
@@ -299,10 +309,13 @@ impl Emulators {
     /// (see [`SidecarConfig::traveler_crypto`]).
     pub fn kms_sidecar_config(&self, key_id: &str) -> Result<SidecarConfig> {
         let mut config = SidecarConfig::traveler_crypto()?;
-        config.keys = format!(
-            "provider = \"aws-kms\"\n[keys.aws_kms]\nkey_id = \"{key_id}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 3000",
-            self.moto_url
-        );
+        config.settings.keys.provider = ProviderKind::AwsKms;
+        config.settings.keys.aws_kms = Some(AwsKmsConfig {
+            key_id: key_id.to_owned(),
+            region: "us-east-1".into(),
+            endpoint_url: Some(self.moto_url.clone()),
+            timeout_ms: 3000,
+        });
         config.env.extend([
             ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
@@ -337,16 +350,15 @@ pub fn own_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// What a test's sidecar runs with. `Default`: we are `admin`, the `postgres` OS
-/// user is `database`, keys from a local keyring in the sidecar's directory.
+/// What a test's sidecar runs with: the sidecar's own [`Settings`], written to
+/// its TOML file at start (serialised, never glued together), and its
+/// environment (the secrets). `Default`: we are `admin`, the `postgres` OS user
+/// is `database`, keys from a local keyring in the sidecar's directory.
 #[derive(Clone)]
 pub struct SidecarConfig {
-    /// The `[callers]` table's body.
-    pub callers: String,
-    /// The `[keys]` table's body; `{dir}` stands for the sidecar's directory.
-    pub keys: String,
-    /// More TOML (other tables), appended as is; `{dir}` works here too.
-    pub extra: String,
+    /// An empty `socket.path` or `keys.local_key_file` is filled in at start
+    /// with a path in the sidecar's temporary directory.
+    pub settings: Settings,
     /// Environment of the process (secrets, for instance).
     pub env: Vec<(String, String)>,
     /// A loopback port where we are `admin` (for `/metrics`) when our uid is
@@ -357,17 +369,30 @@ pub struct SidecarConfig {
 impl Default for SidecarConfig {
     fn default() -> Self {
         let database = uid_of("postgres").ok().filter(|uid| *uid != own_uid());
-        let callers = match database {
-            Some(uid) => format!("admin = [{}]\ndatabase = [{uid}]", own_uid()),
-            None => format!("admin = [{}]", own_uid()),
-        };
-        Self {
+        let callers = CallerMap { admin: vec![own_uid()], database: database.into_iter().collect(), edge: Vec::new() };
+        let group = (own_uid() == 0 && uid_of("postgres").is_ok()).then(|| "postgres".to_owned());
+        let settings = Settings {
+            environment: Environment::Development,
+            socket: SocketSettings { path: PathBuf::new(), mode: "660".into(), group },
             callers,
-            keys: "provider = \"local\"\nlocal_key_file = \"{dir}/local-keyring\"".to_owned(),
-            extra: String::new(),
-            env: Vec::new(),
-            admin_port: None,
-        }
+            tcp: None,
+            keys: KeySettings {
+                provider: ProviderKind::Local,
+                epoch: 1,
+                local_key_file: None,
+                aws_kms: None,
+                retired_key_refs: Vec::new(),
+            },
+            cache: Default::default(),
+            limits: Default::default(),
+            shutdown_grace_secs: 10,
+            database: None,
+            auth: None,
+            stripe: None,
+            duffel: None,
+            bookings: Default::default(),
+        };
+        Self { settings, env: Vec::new(), admin_port: None }
     }
 }
 
@@ -380,17 +405,64 @@ pub fn free_port() -> Result<u16> {
 }
 
 impl SidecarConfig {
+    /// Only these uids, in this class.
+    pub fn callers(mut self, class: CallerClass, uids: Vec<u32>) -> Self {
+        self.settings.callers = CallerMap::default();
+        match class {
+            CallerClass::Admin => self.settings.callers.admin = uids,
+            CallerClass::Database => self.settings.callers.database = uids,
+            CallerClass::Edge => self.settings.callers.edge = uids,
+        }
+        self
+    }
+
+    /// Travelers' tokens verified with the test project's JWT secret.
+    pub fn with_auth(mut self) -> Self {
+        self.settings.auth = Some(AuthSettings::default());
+        self.env.push(("PW_JWT_SECRET".into(), JWT_SECRET.into()));
+        self
+    }
+
     /// The crypto routes as Edge Functions use them: we are `edge` and prove
     /// each request's traveler with their token (`Sidecar::crypto`); `/metrics`
     /// on an admin port.
     pub fn traveler_crypto() -> Result<Self> {
-        Ok(Self {
-            callers: format!("edge = [{}]", own_uid()),
-            extra: "[auth]\naudience = \"authenticated\"\n".into(),
-            env: vec![("PW_JWT_SECRET".into(), JWT_SECRET.into())],
-            admin_port: Some(free_port()?),
-            ..Default::default()
-        })
+        let mut config = Self::default().callers(CallerClass::Edge, vec![own_uid()]).with_auth();
+        config.admin_port = Some(free_port()?);
+        Ok(config)
+    }
+
+    /// Stripe at `api_base` (localstripe, a fault proxy, a closed port).
+    pub fn with_stripe(mut self, api_base: &str) -> Self {
+        self.settings.stripe =
+            Some(StripeSettings { api_base: Some(api_base.to_owned()), timeout_ms: 3000, ..Default::default() });
+        self.env.push(("PW_STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()));
+        self.env.push(("PW_STRIPE_WEBHOOK_SECRETS".into(), format!("whsec_retired_one,{WEBHOOK_SECRET}")));
+        self
+    }
+
+    /// Duffel at `api_base` (the fake), with its test token.
+    pub fn with_duffel(mut self, api_base: &str) -> Self {
+        self.settings.duffel = Some(DuffelSettings { api_base: api_base.to_owned(), timeout_ms: 3000 });
+        self.env.push(("PW_DUFFEL_ACCESS_TOKEN".into(), duffel_fake::DUFFEL_TOKEN.into()));
+        self
+    }
+
+    /// The settings the sidecar in `dir` runs with: that directory filled in
+    /// where a path was left empty, and the admin port's listener.
+    fn resolved(&self, dir: &Path) -> Settings {
+        let mut settings = self.settings.clone();
+        if settings.socket.path.as_os_str().is_empty() {
+            settings.socket.path = dir.join("sidecar.sock");
+        }
+        if settings.keys.provider == ProviderKind::Local && settings.keys.local_key_file.is_none() {
+            settings.keys.local_key_file = Some(dir.join("local-keyring"));
+        }
+        if let Some(port) = self.admin_port {
+            settings.tcp =
+                Some(TcpSettings { listen: ([127, 0, 0, 1], port).into(), caller_class: CallerClass::Admin });
+        }
+        settings
     }
 }
 
@@ -412,22 +484,10 @@ impl Sidecar {
         // Reachable by other local users (the postgres backends); the socket's
         // own mode and group still decide who may connect.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let socket = dir.path().join("sidecar.sock");
-        let shown = dir.path().display().to_string();
-        let group = if own_uid() == 0 && uid_of("postgres").is_ok() { "group = \"postgres\"\n" } else { "" };
-        let admin = config
-            .admin_port
-            .map(|port| format!("[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"admin\"\n"))
-            .unwrap_or_default();
-        let toml = format!(
-            "[socket]\npath = \"{}\"\nmode = \"660\"\n{group}\n[callers]\n{}\n\n[keys]\n{}\n\n{}\n{admin}",
-            socket.display(),
-            config.callers,
-            config.keys.replace("{dir}", &shown),
-            config.extra.replace("{dir}", &shown),
-        );
+        let settings = config.resolved(dir.path());
+        let socket = settings.socket.path.clone();
         let config_path = dir.path().join("sidecar.toml");
-        std::fs::write(&config_path, toml)?;
+        std::fs::write(&config_path, toml::to_string(&settings)?)?;
         let log = std::fs::File::create(dir.path().join("sidecar.log"))?;
         let child = Command::new(env("PW_SIDECAR_BIN")?)
             .args(["serve", "--config"])
@@ -559,14 +619,6 @@ pub const STRIPE_KEY: &str = "sk_test_parker_wallet_e2e";
 /// during a rotation).
 pub const WEBHOOK_SECRET: &str = "whsec_parker_wallet_e2e";
 
-/// Adds Stripe (at `api_base`) to a wallet sidecar configuration.
-pub fn with_stripe(mut config: SidecarConfig, api_base: &str) -> SidecarConfig {
-    config.extra.push_str(&format!("\n[stripe]\napi_base = \"{api_base}\"\ntimeout_ms = 3000\n"));
-    config.env.push(("PW_STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()));
-    config.env.push(("PW_STRIPE_WEBHOOK_SECRETS".into(), format!("whsec_retired_one,{WEBHOOK_SECRET}")));
-    config
-}
-
 /// A form POST to localstripe, as Stripe.js or a server would send it.
 pub async fn localstripe_post(localstripe_url: &str, path: &str, form: &[(&str, &str)]) -> Result<Response> {
     let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
@@ -615,12 +667,10 @@ pub async fn stripe_customers_of(localstripe_url: &str, user_id: &str) -> Result
 /// A sidecar for Edge Functions (we are the `edge` caller) with the wallet
 /// routes on `db`, as the `pw_test_sidecar` login role.
 pub fn wallet_sidecar_config(db: &TestDb) -> Result<SidecarConfig> {
-    Ok(SidecarConfig {
-        callers: format!("edge = [{}]", own_uid()),
-        extra: "[database]\nmax_connections = 4\n\n[auth]\naudience = \"authenticated\"\n".into(),
-        env: vec![("PW_DATABASE_URL".into(), db.url("pw_test_sidecar")?), ("PW_JWT_SECRET".into(), JWT_SECRET.into())],
-        ..Default::default()
-    })
+    let mut config = SidecarConfig::default().callers(CallerClass::Edge, vec![own_uid()]).with_auth();
+    config.settings.database = Some(DatabaseSettings { max_connections: 4 });
+    config.env.push(("PW_DATABASE_URL".into(), db.url("pw_test_sidecar")?));
+    Ok(config)
 }
 
 /// A traveler in `auth.users`; returns the user id.

@@ -36,7 +36,7 @@ const MAX_PAGES: usize = 25;
 impl HttpDuffel {
     /// `api_base`: `https://api.duffel.com` in production.
     pub fn new(api_base: &str, token: SecretString, timeout: Duration) -> Result<Self, DuffelError> {
-        crate::stripe::ensure_tls_provider();
+        crate::tls::ensure_provider();
         let connector =
             hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);

@@ -60,7 +60,7 @@ impl AsyncStripe {
     /// `api_base`: Stripe's API by default; another base (with a trailing slash)
     /// for an emulator.
     pub fn new(secret_key: &SecretString, api_base: Option<&str>, timeout: Duration) -> Result<Self, StripeError> {
-        ensure_tls_provider();
+        crate::tls::ensure_provider();
         let mut builder = ::stripe::ClientBuilder::new(secret_key.expose_secret());
         if let Some(base) = api_base {
             let base = if base.ends_with('/') { base.to_owned() } else { format!("{base}/") };
@@ -97,12 +97,6 @@ impl AsyncStripe {
 /// not: the request may be made again, and must never read as a card decline.
 fn refusal_is_final(status: u16) -> bool {
     status < 500 && status != 429 && status != 409
-}
-
-/// Two TLS stacks are linked (the AWS SDK's and Stripe's), so rustls cannot pick
-/// a crypto provider by itself: name one for the process, once.
-pub fn ensure_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Stripe's idempotency key for ours: as it is when it fits Stripe's 255

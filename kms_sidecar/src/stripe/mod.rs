@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use secrecy::SecretString;
 
-pub use client::{ensure_tls_provider, AsyncStripe};
+pub use client::AsyncStripe;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StripeError {

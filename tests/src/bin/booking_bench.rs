@@ -18,6 +18,7 @@ use harness::duffel_fake::{FakeDuffel, DUFFEL_TOKEN};
 use harness::{
     call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar, TestDb, STRIPE_KEY,
 };
+use kms_sidecar::config::DatabaseSettings;
 use kms_sidecar::domain::Money;
 use kms_sidecar::duffel::{DuffelPort, HttpDuffel, OrderRequest};
 use kms_sidecar::stripe::{AsyncStripe, OffSessionAuthorization, StripePort};
@@ -36,10 +37,8 @@ async fn main() -> anyhow::Result<()> {
     let user = new_traveler(&db).await?;
     let token = traveler_token(&user, json!({}));
     let duffel = FakeDuffel::start().await?;
-    let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url);
-    config.extra = config.extra.replace("max_connections = 4", "max_connections = 16");
-    config.extra.push_str(&duffel.sidecar_toml());
-    config.env.push(("PW_DUFFEL_ACCESS_TOKEN".into(), DUFFEL_TOKEN.into()));
+    let mut config = wallet_sidecar_config(&db)?.with_stripe(&emulators.localstripe_url).with_duffel(&duffel.url);
+    config.settings.database = Some(DatabaseSettings { max_connections: 16 });
     config.env.push(("PW_LOG".into(), "warn".into()));
     let sidecar = Arc::new(Sidecar::start_with(config).await?);
     wallet_card(&sidecar, &token, &emulators.localstripe_url, "4242424242424242").await?;

@@ -56,7 +56,7 @@ async fn sidecar_client(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    kms_sidecar::stripe::ensure_tls_provider();
+    kms_sidecar::tls::ensure_provider();
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let duration = Duration::from_secs(seconds);
     let record = [7u8; 256];

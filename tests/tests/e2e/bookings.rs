@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use harness::duffel_fake::{FakeDuffel, DUFFEL_TOKEN};
+use harness::duffel_fake::FakeDuffel;
 use harness::fake_http::Fault;
 use harness::stripe_proxy::StripeProxy;
 use harness::{
@@ -12,6 +12,7 @@ use harness::{
     SidecarConfig, TestDb,
 };
 use hyper::StatusCode;
+use kms_sidecar::config::DatabaseSettings;
 use serde_json::{json, Value};
 
 const VISA: &str = "4242424242424242";
@@ -42,11 +43,10 @@ async fn booker(cards: &[&str], consent: bool) -> anyhow::Result<Booker> {
     let duffel = FakeDuffel::start().await?;
     // One keyring for every sidecar of the test: a restarted one must read what the first sealed.
     let keys = tempfile::tempdir()?;
-    let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &stripe.url);
-    config.keys = format!("provider = \"local\"\nlocal_key_file = \"{}/keyring\"", keys.path().display());
-    config.extra.push_str(&duffel.sidecar_toml());
-    config.extra.push_str("\n[bookings]\nreconcile_after_secs = 0\norder_settle_secs = 0\n");
-    config.env.push(("PW_DUFFEL_ACCESS_TOKEN".into(), DUFFEL_TOKEN.into()));
+    let mut config = wallet_sidecar_config(&db)?.with_stripe(&stripe.url).with_duffel(&duffel.url);
+    config.settings.keys.local_key_file = Some(keys.path().join("keyring"));
+    config.settings.bookings.reconcile_after_secs = 0;
+    config.settings.bookings.order_settle_secs = 0;
     let sidecar = Sidecar::start_with(config.clone()).await?;
     for number in cards {
         wallet_card(&sidecar, &token, &emulators.localstripe_url, number).await?;
@@ -664,8 +664,8 @@ async fn twenty_identical_requests_book_once() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_burst_beyond_the_lease_pool_waits_its_turn() -> anyhow::Result<()> {
     let mut b = booker(&[VISA], true).await?;
-    b.config.extra = b.config.extra.replace("max_connections = 4", "max_connections = 1");
-    b.config.extra.push_str("\n[limits]\nper_traveler_requests = 4\n");
+    b.config.settings.database = Some(DatabaseSettings { max_connections: 1 });
+    b.config.settings.limits.per_traveler_requests = 4;
     b.crash_and_restart().await?;
     for _ in 0..4 {
         b.duffel.faults.inject("POST", "/air/orders", Fault::Slow(std::time::Duration::from_secs(2)));

@@ -7,6 +7,8 @@ use std::process::Command;
 use base64::Engine;
 use harness::{own_uid, send_raw, traveler_token, Sidecar, SidecarConfig};
 use hyper::StatusCode;
+use kms_sidecar::config::TcpSettings;
+use kms_sidecar::domain::CallerClass;
 use serde_json::json;
 
 const B64: base64::engine::general_purpose::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -74,18 +76,11 @@ async fn records_round_trip_and_refuse_another_context() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_crypto_routes_are_no_decryption_oracle() -> anyhow::Result<()> {
     let port = harness::free_port()?;
-    let sidecar = Sidecar::start_with(SidecarConfig {
-        extra: format!(
-            "[auth]\naudience = \"authenticated\"\n\n[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"edge\"\n"
-        ),
-        env: vec![
-            ("PW_JWT_SECRET".into(), harness::JWT_SECRET.into()),
-            ("PW_SERVICE_TOKEN".into(), "svc-token".into()),
-        ],
-        admin_port: None,
-        ..SidecarConfig::traveler_crypto()?
-    })
-    .await?;
+    let mut config = SidecarConfig::traveler_crypto()?;
+    config.admin_port = None;
+    config.settings.tcp = Some(TcpSettings { listen: ([127, 0, 0, 1], port).into(), caller_class: CallerClass::Edge });
+    config.env.push(("PW_SERVICE_TOKEN".into(), "svc-token".into()));
+    let sidecar = Sidecar::start_with(config).await?;
     let alices = encrypt(&sidecar, b"{\"born_on\":\"1990-01-01\"}", context(ALICE)).await?;
     for operation in ["decrypt", "rewrap", "encrypt"] {
         let path = format!("/v1/crypto/{operation}");
@@ -198,7 +193,7 @@ async fn bad_input_gets_a_stable_problem_code() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_caller_outside_the_map_is_refused_everything() -> anyhow::Result<()> {
-    let sidecar = Sidecar::start_with(SidecarConfig { callers: "edge = [4242]".into(), ..Default::default() }).await?;
+    let sidecar = Sidecar::start_with(SidecarConfig::default().callers(CallerClass::Edge, vec![4242])).await?;
     for (method, path) in [("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/crypto/encrypt"), ("GET", "/metrics")]
     {
         let response = sidecar.request(method, path, Some(json!({}))).await?;
@@ -256,15 +251,16 @@ async fn the_database_caller_gets_the_crypto_routes_only() -> anyhow::Result<()>
 async fn secrets_never_reach_the_log_and_tcp_needs_the_service_token() -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let token = "tok-8f3a9c1e-never-log-me";
+    let mut config = SidecarConfig::default();
+    config.settings.tcp = Some(TcpSettings { listen: ([127, 0, 0, 1], port).into(), caller_class: CallerClass::Edge });
     let sidecar = Sidecar::start_with(SidecarConfig {
-        extra: format!("[tcp]\nlisten = \"127.0.0.1:{port}\"\ncaller_class = \"edge\"\n"),
         env: vec![
             ("PW_SERVICE_TOKEN".into(), token.into()),
             ("AWS_ACCESS_KEY_ID".into(), "AKIA-secret-id-never-log".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "aws-secret-never-log".into()),
             ("PW_LOG".into(), "debug".into()),
         ],
-        ..Default::default()
+        ..config
     })
     .await?;
     let tcp = || tokio::net::TcpStream::connect(("127.0.0.1", port));
@@ -299,9 +295,9 @@ async fn misconfiguration_fails_at_start_naming_the_setting() -> anyhow::Result<
     assert!(error.contains("exited during start-up"), "{error}");
     assert!(error.contains("keys.provider"), "{error}");
 
-    let tcp_without_token =
-        Sidecar::start_with(SidecarConfig { extra: "[tcp]\nlisten = \"127.0.0.1:9\"\n".into(), ..Default::default() })
-            .await;
+    let mut config = SidecarConfig::default();
+    config.settings.tcp = Some(TcpSettings { listen: ([127, 0, 0, 1], 9).into(), caller_class: CallerClass::Edge });
+    let tcp_without_token = Sidecar::start_with(config).await;
     let error = tcp_without_token.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("PW_SERVICE_TOKEN"), "{error}");
     Ok(())

@@ -135,7 +135,7 @@ async fn the_database_connection_speaks_tls_and_verifies_the_server() -> anyhow:
         eprintln!("skipped: needs root to run a cluster as the postgres OS user");
         return Ok(());
     }
-    kms_sidecar::stripe::ensure_tls_provider();
+    kms_sidecar::tls::ensure_provider();
     let cluster = TlsCluster::start()?;
     let root = cluster.dir.path().join("test-ca.crt");
     let stranger = cluster.dir.path().join("stranger-ca.crt");

@@ -138,7 +138,7 @@ async fn after_the_maximum_age_a_new_data_key_is_used() -> anyhow::Result<()> {
     let emulators = Emulators::from_env()?;
     let (alias, _) = emulators.create_kms_key().await?;
     let mut config = emulators.kms_sidecar_config(&alias)?;
-    config.extra.push_str("\n[cache]\nmax_age_secs = 1\n");
+    config.settings.cache.max_age_secs = 1;
     let sidecar = Sidecar::start_with(config).await?;
     let wrapped = |response: &harness::Response| -> anyhow::Result<Vec<u8>> {
         let record = B64.decode(response.json["data"].as_str().unwrap_or_default())?;
@@ -185,7 +185,9 @@ async fn sigterm_drains_in_flight_requests() -> anyhow::Result<()> {
     let port = harness::silent_tcp_port()?;
     let emulators = Emulators { moto_url: format!("http://127.0.0.1:{port}"), localstripe_url: String::new() };
     let mut config = emulators.kms_sidecar_config("alias/silent")?;
-    config.keys = config.keys.replace("timeout_ms = 3000", "timeout_ms = 1500");
+    if let Some(kms) = config.settings.keys.aws_kms.as_mut() {
+        kms.timeout_ms = 1500;
+    }
     let sidecar = Sidecar::start_with(config).await?;
     let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
     let bearer = format!("Bearer {}", harness::traveler_token(ALICE, json!({})));

@@ -128,7 +128,8 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
 
     // A new KMS key; the old one listed as retired while the records move.
     let mut moving = kms_config(&new_alias)?;
-    moving.keys = format!("retired_key_refs = [\"{old_arn}\"]\nepoch = 2\n{}", moving.keys);
+    moving.settings.keys.retired_key_refs = vec![old_arn.clone()];
+    moving.settings.keys.epoch = 2;
     let during = Sidecar::start_with(moving.clone()).await?;
     read_everything(&during, &db).await?;
     let output = rotate(&during, &moving, &db, 2)?;
@@ -144,7 +145,7 @@ async fn every_sealed_column_rotates_to_a_new_epoch_and_key_and_the_old_key_reti
     // The old key retired: everything reads; a record still under it does not,
     // and KMS is not asked about it.
     let mut retired = kms_config(&new_alias)?;
-    retired.keys = format!("epoch = 2\n{}", retired.keys);
+    retired.settings.keys.epoch = 2;
     let after = Sidecar::start_with(retired).await?;
     read_everything(&after, &db).await?;
     for (.., record) in sealed_records(&db).await? {

@@ -1,11 +1,13 @@
 //! The wallet routes' foundation: a traveler's JWT decides whose wallet the
 //! sidecar reads, and the sidecar itself is held by RLS.
 
+use harness::TestApp;
 use harness::{
     call, card_saved_through_stripe, new_traveler, setup_intent, traveler_token, wallet_sidecar_config, Sidecar,
     SidecarConfig, TestDb,
 };
 use hyper::StatusCode;
+use kms_sidecar::domain::CallerClass;
 use serde_json::json;
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
@@ -93,19 +95,13 @@ async fn bad_tokens_are_401_with_a_stable_code() -> anyhow::Result<()> {
 #[tokio::test]
 async fn only_edge_callers_reach_the_wallet_and_it_needs_configuring() -> anyhow::Result<()> {
     let db = seeded().await?;
-    let as_admin = Sidecar::start_with(SidecarConfig {
-        callers: format!("admin = [{}]", harness::own_uid()),
-        ..wallet_sidecar_config(&db)?
-    })
-    .await?;
+    let as_admin =
+        Sidecar::start_with(wallet_sidecar_config(&db)?.callers(CallerClass::Admin, vec![harness::own_uid()])).await?;
     let refused = list(&as_admin, &traveler_token(ALICE, json!({}))).await?;
     assert_eq!((refused.status, refused.json["code"].as_str()), (StatusCode::FORBIDDEN, Some("caller_not_allowed")));
 
-    let unconfigured = Sidecar::start_with(SidecarConfig {
-        callers: format!("edge = [{}]", harness::own_uid()),
-        ..Default::default()
-    })
-    .await?;
+    let unconfigured =
+        Sidecar::start_with(SidecarConfig::default().callers(CallerClass::Edge, vec![harness::own_uid()])).await?;
     let response = list(&unconfigured, &traveler_token(ALICE, json!({}))).await?;
     assert_eq!(
         (response.status, response.json["code"].as_str()),
@@ -157,18 +153,15 @@ async fn the_sidecars_database_role_is_held_by_rls() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> anyhow::Result<()> {
+    let app = std::sync::Arc::new(TestApp::wallet().with_stripe().start().await?);
+    let traveler = app.new_traveler().await?;
+    let (db, user, token) = (&app.db, &traveler.id, &traveler.token);
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar = std::sync::Arc::new(
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?,
-    );
-    let token = traveler_token(&user, json!({ "email": format!("{user}@example.com") }));
     let calls: Vec<_> = (0..20)
         .map(|_| {
-            let sidecar = std::sync::Arc::clone(&sidecar);
+            let app = std::sync::Arc::clone(&app);
             let token = token.clone();
-            tokio::spawn(async move { setup_intent(&sidecar, &token).await })
+            tokio::spawn(async move { setup_intent(&app.sidecar, &token).await })
         })
         .collect();
     let mut customers = std::collections::BTreeSet::new();
@@ -180,7 +173,7 @@ async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> a
         customers.insert(response.json["customer_id"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(customers.len(), 1, "{customers:?}");
-    let at_stripe = harness::stripe_customers_of(&emulators.localstripe_url, &user).await?;
+    let at_stripe = harness::stripe_customers_of(&emulators.localstripe_url, user).await?;
     assert_eq!(at_stripe.len(), 1, "Stripe holds exactly one customer for the traveler");
     assert_eq!(at_stripe[0]["email"], format!("{user}@example.com"));
 
@@ -190,7 +183,7 @@ async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> a
                 a.user_agent, host(a.ip_address)
            FROM traveler_data_audit a WHERE a.user_id = $1::uuid AND a.table_name = 'wallet_customers'",
     )
-    .bind(&user)
+    .bind(user)
     .fetch_one(&mut admin)
     .await?;
     assert_eq!(
@@ -203,13 +196,10 @@ async fn twenty_concurrent_first_calls_create_exactly_one_stripe_customer() -> a
 
 #[tokio::test]
 async fn stripe_down_is_a_502_and_nothing_is_written() -> anyhow::Result<()> {
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{closed}/")))
-            .await?;
-    let response = setup_intent(&sidecar, &traveler_token(&user, json!({}))).await?;
+    let app = TestApp::wallet().with_stripe_at(format!("http://127.0.0.1:{closed}/")).start().await?;
+    let (db, sidecar, user) = (&app.db, &app.sidecar, app.new_traveler().await?.id);
+    let response = setup_intent(sidecar, &traveler_token(&user, json!({}))).await?;
     assert_eq!(
         (response.status, response.json["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("stripe_unavailable")),
@@ -225,24 +215,15 @@ async fn stripe_down_is_a_502_and_nothing_is_written() -> anyhow::Result<()> {
 #[tokio::test]
 async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<()> {
     use base64::Engine;
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let traveler = app.new_traveler().await?;
+    let (db, sidecar, user, token) = (&app.db, &app.sidecar, &traveler.id, &traveler.token);
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
-    let token = traveler_token(&user, json!({}));
     let stripe = emulators.localstripe_url.as_str();
 
-    let first_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
-    let first = call(
-        &sidecar,
-        "POST",
-        "/v1/wallet/payment-methods",
-        &token,
-        None,
-        Some(json!({ "setup_intent_id": first_intent })),
-    )
-    .await?;
+    let first_intent = card_saved_through_stripe(sidecar, token, stripe, "4242424242424242").await?;
+    let first =
+        app.traveler(&traveler).post("/v1/wallet/payment-methods", json!({ "setup_intent_id": first_intent })).await?;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
     assert_eq!(
         (first.json["data"]["last4"].as_str(), first.json["data"]["is_default"].as_bool()),
@@ -251,38 +232,17 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
     let first_id = first.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
     // Adding the same SetupIntent again, or the same card through another one, updates the row.
-    let again = call(
-        &sidecar,
-        "POST",
-        "/v1/wallet/payment-methods",
-        &token,
-        None,
-        Some(json!({ "setup_intent_id": first_intent })),
-    )
-    .await?;
+    let again =
+        app.traveler(&traveler).post("/v1/wallet/payment-methods", json!({ "setup_intent_id": first_intent })).await?;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
-    let same_card = card_saved_through_stripe(&sidecar, &token, stripe, "4242424242424242").await?;
-    let deduped = call(
-        &sidecar,
-        "POST",
-        "/v1/wallet/payment-methods",
-        &token,
-        None,
-        Some(json!({ "setup_intent_id": same_card })),
-    )
-    .await?;
+    let same_card = card_saved_through_stripe(sidecar, token, stripe, "4242424242424242").await?;
+    let deduped =
+        app.traveler(&traveler).post("/v1/wallet/payment-methods", json!({ "setup_intent_id": same_card })).await?;
     assert_eq!((deduped.status, deduped.json["data"]["id"].as_str()), (StatusCode::OK, Some(first_id.as_str())));
 
-    let second_intent = card_saved_through_stripe(&sidecar, &token, stripe, "4000056655665556").await?;
-    let second = call(
-        &sidecar,
-        "POST",
-        "/v1/wallet/payment-methods",
-        &token,
-        None,
-        Some(json!({ "setup_intent_id": second_intent })),
-    )
-    .await?;
+    let second_intent = card_saved_through_stripe(sidecar, token, stripe, "4000056655665556").await?;
+    let second =
+        app.traveler(&traveler).post("/v1/wallet/payment-methods", json!({ "setup_intent_id": second_intent })).await?;
     assert_eq!((second.status, second.json["data"]["is_default"].as_bool()), (StatusCode::CREATED, Some(false)));
     let second_id = second.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
@@ -305,14 +265,13 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
 
     // Switch the default, then delete it: the remaining card is promoted.
     let switched =
-        call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{second_id}/default"), &token, None, None).await?;
+        app.traveler(&traveler).post_empty(&format!("/v1/wallet/payment-methods/{second_id}/default")).await?;
     assert_eq!(switched.json["data"]["is_default"], true, "{}", switched.text);
-    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
+    let listing = app.traveler(&traveler).get("/v1/wallet/payment-methods").await?;
     assert_eq!(listing.json["data"][0]["id"].as_str(), Some(second_id.as_str()), "default first");
-    let deleted =
-        call(&sidecar, "DELETE", &format!("/v1/wallet/payment-methods/{second_id}"), &token, None, None).await?;
+    let deleted = app.traveler(&traveler).delete(&format!("/v1/wallet/payment-methods/{second_id}")).await?;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
-    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
+    let listing = app.traveler(&traveler).get("/v1/wallet/payment-methods").await?;
     let remaining = listing.json["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(remaining.len(), 1);
     assert_eq!(
@@ -325,30 +284,29 @@ async fn cards_are_added_deduplicated_defaulted_and_deleted() -> anyhow::Result<
 #[tokio::test]
 async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result<()> {
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let (alice, bob) = (new_traveler(&db).await?, new_traveler(&db).await?);
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
-    let (alice_token, bob_token) = (traveler_token(&alice, json!({})), traveler_token(&bob, json!({})));
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let (alice, bob) = (app.new_traveler().await?, app.new_traveler().await?);
+    let sidecar = &app.sidecar;
+    let (alice_token, bob_token) = (&alice.token, &bob.token);
     let alices_intent =
-        card_saved_through_stripe(&sidecar, &alice_token, &emulators.localstripe_url, "4242424242424242").await?;
+        card_saved_through_stripe(sidecar, alice_token, &emulators.localstripe_url, "4242424242424242").await?;
     let added = call(
-        &sidecar,
+        sidecar,
         "POST",
         "/v1/wallet/payment-methods",
-        &alice_token,
+        alice_token,
         None,
         Some(json!({ "setup_intent_id": alices_intent })),
     )
     .await?;
     let card = added.json["data"]["id"].as_str().unwrap_or_default().to_owned();
 
-    setup_intent(&sidecar, &bob_token).await?; // Bob has a customer of his own.
+    setup_intent(sidecar, bob_token).await?; // Bob has a customer of his own.
     let stolen = call(
-        &sidecar,
+        sidecar,
         "POST",
         "/v1/wallet/payment-methods",
-        &bob_token,
+        bob_token,
         None,
         Some(json!({ "setup_intent_id": alices_intent })),
     )
@@ -358,7 +316,7 @@ async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result
         ("POST", format!("/v1/wallet/payment-methods/{card}/default")),
         ("DELETE", format!("/v1/wallet/payment-methods/{card}")),
     ] {
-        let response = call(&sidecar, method, &path, &bob_token, None, None).await?;
+        let response = call(sidecar, method, &path, bob_token, None, None).await?;
         assert_eq!(
             (response.status, response.json["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("card_not_found")),
@@ -370,43 +328,34 @@ async fn another_travelers_setup_intent_or_card_is_not_found() -> anyhow::Result
         (json!({ "setup_intent_id": "seti_1' OR 1=1 --" }), "invalid_request"),
         (json!({ "setup_intent_id": "seti_123", "extra": true }), "invalid_request"),
     ] {
-        let response = call(&sidecar, "POST", "/v1/wallet/payment-methods", &bob_token, None, Some(body)).await?;
+        let response = call(sidecar, "POST", "/v1/wallet/payment-methods", bob_token, None, Some(body)).await?;
         assert_eq!((response.status, response.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
     }
-    let bad_id = call(&sidecar, "DELETE", "/v1/wallet/payment-methods/not-a-uuid", &bob_token, None, None).await?;
+    let bad_id = call(sidecar, "DELETE", "/v1/wallet/payment-methods/not-a-uuid", bob_token, None, None).await?;
     assert_eq!(bad_id.json["code"], "invalid_id");
     Ok(())
 }
 
 #[tokio::test]
 async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Result<()> {
+    let app = std::sync::Arc::new(TestApp::wallet().with_stripe().start().await?);
+    let traveler = app.new_traveler().await?;
+    let (db, sidecar, user, token) = (&app.db, &app.sidecar, &traveler.id, &traveler.token);
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar = std::sync::Arc::new(
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?,
-    );
-    let token = traveler_token(&user, json!({}));
     let mut cards = Vec::new();
     for number in ["4242424242424242", "4000056655665556", "5555555555554444"] {
-        let intent = card_saved_through_stripe(&sidecar, &token, &emulators.localstripe_url, number).await?;
-        let added = call(
-            &sidecar,
-            "POST",
-            "/v1/wallet/payment-methods",
-            &token,
-            None,
-            Some(json!({ "setup_intent_id": intent })),
-        )
-        .await?;
+        let intent = card_saved_through_stripe(sidecar, token, &emulators.localstripe_url, number).await?;
+        let added =
+            app.traveler(&traveler).post("/v1/wallet/payment-methods", json!({ "setup_intent_id": intent })).await?;
         cards.push(added.json["data"]["id"].as_str().unwrap_or_default().to_owned());
     }
     let switches: Vec<_> = (0..30)
         .map(|n| {
-            let sidecar = std::sync::Arc::clone(&sidecar);
+            let app = std::sync::Arc::clone(&app);
             let (token, card) = (token.clone(), cards[n % cards.len()].clone());
             tokio::spawn(async move {
-                call(&sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None, None).await
+                call(&app.sidecar, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &token, None, None)
+                    .await
             })
         })
         .collect();
@@ -415,7 +364,7 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
     }
     let defaults: i64 =
         sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE user_id = $1::uuid AND is_default")
-            .bind(&user)
+            .bind(user)
             .fetch_one(&mut db.admin().await?)
             .await?;
     assert_eq!(defaults, 1);
@@ -424,39 +373,29 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
 
 #[tokio::test]
 async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyhow::Result<()> {
-    let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar = std::sync::Arc::new(
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?,
-    );
-    let token = traveler_token(&user, json!({}));
+    let app = std::sync::Arc::new(TestApp::wallet().with_stripe().start().await?);
+    let traveler = app.new_traveler().await?;
+    let (db, user, token) = (&app.db, &traveler.id, &traveler.token);
 
-    let first = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
-    let replay = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
+    let first = app.traveler(&traveler).key("k-1").post_empty("/v1/wallet/setup-intents").await?;
+    let replay = app.traveler(&traveler).key("k-1").post_empty("/v1/wallet/setup-intents").await?;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     assert_eq!((replay.status, &replay.json), (StatusCode::OK, &first.json), "same key, same request: the same answer");
 
     // A stored refusal replays too; the same key on another request is refused.
     let missing = json!({ "setup_intent_id": "seti_doesnotexist" });
-    let refused =
-        call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing.clone())).await?;
+    let refused = app.traveler(&traveler).key("k-2").post("/v1/wallet/payment-methods", missing.clone()).await?;
     assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
-    let refused_again =
-        call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some("k-2"), Some(missing)).await?;
+    let refused_again = app.traveler(&traveler).key("k-2").post("/v1/wallet/payment-methods", missing).await?;
     assert_eq!(
         (refused_again.status, refused_again.json["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("setup_intent_not_found"))
     );
-    let reused = call(
-        &sidecar,
-        "POST",
-        "/v1/wallet/payment-methods",
-        &token,
-        Some("k-2"),
-        Some(json!({ "setup_intent_id": "seti_other" })),
-    )
-    .await?;
+    let reused = app
+        .traveler(&traveler)
+        .key("k-2")
+        .post("/v1/wallet/payment-methods", json!({ "setup_intent_id": "seti_other" }))
+        .await?;
     assert_eq!(
         (reused.status, reused.json["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
@@ -465,10 +404,10 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     // Concurrent duplicates: one runs, the others wait their turn (409) or replay it.
     let racers: Vec<_> = (0..10)
         .map(|_| {
-            let sidecar = std::sync::Arc::clone(&sidecar);
+            let app = std::sync::Arc::clone(&app);
             let token = token.clone();
             tokio::spawn(async move {
-                call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-race"), None).await
+                call(&app.sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-race"), None).await
             })
         })
         .collect();
@@ -493,7 +432,7 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     let purged: i64 =
         sqlx::query_scalar("SELECT wallet_internal.purge_expired_idempotency_keys()").fetch_one(&mut admin).await?;
     assert_eq!(purged, 1);
-    let fresh = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-1"), None).await?;
+    let fresh = app.traveler(&traveler).key("k-1").post_empty("/v1/wallet/setup-intents").await?;
     assert_ne!(fresh.json["setup_intent_id"], first.json["setup_intent_id"]);
 
     // A key a crashed sidecar left "in progress" is taken over once abandoned.
@@ -501,10 +440,10 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
         "INSERT INTO idempotency_keys (user_id, key, route, request_fingerprint, state, created_at)
          VALUES ($1::uuid, 'k-crashed', 'POST /v1/wallet/setup-intents', '\\x00', 'in_progress', now() - interval '10 minutes')",
     )
-    .bind(&user)
+    .bind(user)
     .execute(&mut admin)
     .await?;
-    let recovered = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some("k-crashed"), None).await?;
+    let recovered = app.traveler(&traveler).key("k-crashed").post_empty("/v1/wallet/setup-intents").await?;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text);
     Ok(())
 }
@@ -513,11 +452,10 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
 #[tokio::test]
 async fn a_token_whose_user_is_gone_is_403_before_stripe_is_called() -> anyhow::Result<()> {
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let sidecar = &app.sidecar;
     let ghost = uuid::Uuid::new_v4().to_string();
-    let refused = setup_intent(&sidecar, &traveler_token(&ghost, json!({}))).await?;
+    let refused = setup_intent(sidecar, &traveler_token(&ghost, json!({}))).await?;
     assert_eq!(
         (refused.status, refused.json["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("traveler_not_found")),
@@ -533,26 +471,24 @@ async fn a_token_whose_user_is_gone_is_403_before_stripe_is_called() -> anyhow::
 /// sidecar prefixed it (502).
 #[tokio::test]
 async fn idempotency_keys_outside_printable_ascii_are_400_and_the_longest_still_work() -> anyhow::Result<()> {
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let traveler = app.new_traveler().await?;
+    let user = &traveler.id;
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
-    let token = traveler_token(&user, json!({}));
     for key in ["clé-1", "key with spaces"] {
-        let refused = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(key), None).await?;
+        let refused = app.traveler(&traveler).key(key).post_empty("/v1/wallet/setup-intents").await?;
         assert_eq!(
             (refused.status, refused.json["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_request")),
             "{key}"
         );
     }
-    assert!(harness::stripe_customers_of(&emulators.localstripe_url, &user).await?.is_empty(), "refused before Stripe");
+    assert!(harness::stripe_customers_of(&emulators.localstripe_url, user).await?.is_empty(), "refused before Stripe");
 
     let longest = "k".repeat(255);
-    let first = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(&longest), None).await?;
+    let first = app.traveler(&traveler).key(&longest).post_empty("/v1/wallet/setup-intents").await?;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
-    let replay = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(&longest), None).await?;
+    let replay = app.traveler(&traveler).key(&longest).post_empty("/v1/wallet/setup-intents").await?;
     assert_eq!(replay.json["setup_intent_id"], first.json["setup_intent_id"]);
     Ok(())
 }
@@ -560,12 +496,17 @@ async fn idempotency_keys_outside_printable_ascii_are_400_and_the_longest_still_
 #[tokio::test]
 async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
     let port = harness::silent_tcp_port()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{port}/"));
-    config.extra = config.extra.replace("timeout_ms = 3000", "timeout_ms = 500");
-    let sidecar = Sidecar::start_with(config).await?;
-    let response = setup_intent(&sidecar, &traveler_token(&user, json!({}))).await?;
+    let app = TestApp::wallet()
+        .with_stripe_at(format!("http://127.0.0.1:{port}/"))
+        .configure(|config| {
+            if let Some(stripe) = config.settings.stripe.as_mut() {
+                stripe.timeout_ms = 500;
+            }
+        })
+        .start()
+        .await?;
+    let (db, sidecar, user) = (&app.db, &app.sidecar, app.new_traveler().await?.id);
+    let response = setup_intent(sidecar, &traveler_token(&user, json!({}))).await?;
     assert_eq!(
         (response.status, response.json["code"].as_str()),
         (StatusCode::GATEWAY_TIMEOUT, Some("stripe_timeout")),
@@ -615,13 +556,11 @@ async fn the_edge_function_example_lists_the_travelers_cards() -> anyhow::Result
 /// SetupIntent the sidecar created, then the card shows in the wallet.
 #[tokio::test]
 async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<()> {
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let traveler = app.new_traveler().await?;
+    let (sidecar, token) = (&app.sidecar, &traveler.token);
     let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
-    let token = traveler_token(&user, json!({}));
-    let intent = setup_intent(&sidecar, &token).await?;
+    let intent = setup_intent(sidecar, token).await?;
     let secret = intent.json["client_secret"].as_str().unwrap_or_default();
 
     let script = harness::crate_dir().join("browser/confirm_card_setup.cjs");
@@ -636,33 +575,25 @@ async fn a_card_saved_in_the_browser_appears_in_the_wallet() -> anyhow::Result<(
     let result: serde_json::Value = serde_json::from_str(printed.trim().lines().last().unwrap_or_default())?;
     assert_eq!((result["ok"].as_bool(), result["status"].as_str()), (Some(true), Some("succeeded")), "{printed}");
 
-    let added = call(
-        &sidecar,
-        "POST",
-        "/v1/wallet/payment-methods",
-        &token,
-        None,
-        Some(json!({ "setup_intent_id": intent.json["setup_intent_id"] })),
-    )
-    .await?;
+    let added = app
+        .traveler(&traveler)
+        .post("/v1/wallet/payment-methods", json!({ "setup_intent_id": intent.json["setup_intent_id"] }))
+        .await?;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
-    let listing = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
+    let listing = app.traveler(&traveler).get("/v1/wallet/payment-methods").await?;
     assert_eq!(listing.json["data"][0]["last4"], "4242");
     Ok(())
 }
 
 #[tokio::test]
 async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::Result<()> {
-    let emulators = harness::Emulators::from_env()?;
-    let db = TestDb::migrated().await?;
-    let user = new_traveler(&db).await?;
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
-    let token = traveler_token(&user, json!({}));
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let traveler = app.new_traveler().await?;
+    let (db, sidecar, user, token) = (&app.db, &app.sidecar, &traveler.id, &traveler.token);
     let bearer = format!("Bearer {token}");
 
     let huge = json!({ "setup_intent_id": "seti_".to_owned() + &"a".repeat(200 * 1024) });
-    let too_large = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, None, Some(huge)).await?;
+    let too_large = app.traveler(&traveler).post("/v1/wallet/payment-methods", huge).await?;
     assert_eq!(
         (too_large.status, too_large.json["code"].as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
@@ -685,7 +616,7 @@ async fn oversized_bodies_and_hostile_strings_are_refused_cleanly() -> anyhow::R
     let (ip, agent): (Option<String>, Option<String>) = sqlx::query_as(
         "SELECT host(ip_address), user_agent FROM traveler_data_audit WHERE user_id = $1::uuid AND table_name = 'wallet_customers'",
     )
-    .bind(&user)
+    .bind(user)
     .fetch_one(&mut db.admin().await?)
     .await?;
     assert_eq!((ip, agent.as_deref()), (None, Some("\\'; SELECT pg_sleep(10); --")));
@@ -706,9 +637,12 @@ async fn one_traveler_flooding_does_not_starve_another() -> anyhow::Result<()> {
     let port = harness::silent_tcp_port()?;
     let db = TestDb::migrated().await?;
     let (flooder, other) = (new_traveler(&db).await?, new_traveler(&db).await?);
-    let mut config = harness::with_stripe(wallet_sidecar_config(&db)?, &format!("http://127.0.0.1:{port}/"));
-    config.extra = config.extra.replace("timeout_ms = 3000", "timeout_ms = 1000");
-    config.extra.push_str("\n[limits]\nper_traveler_requests = 2\nper_traveler_queue = 4\n");
+    let mut config = wallet_sidecar_config(&db)?.with_stripe(&format!("http://127.0.0.1:{port}/"));
+    if let Some(stripe) = config.settings.stripe.as_mut() {
+        stripe.timeout_ms = 1000;
+    }
+    config.settings.limits.per_traveler_requests = 2;
+    config.settings.limits.per_traveler_queue = 4;
     let sidecar = std::sync::Arc::new(Sidecar::start_with(config).await?);
     let flood_token = traveler_token(&flooder, json!({}));
     let flood: Vec<_> = (0..12)

@@ -50,8 +50,7 @@ async fn world() -> anyhow::Result<World> {
     let db = TestDb::migrated().await?;
     let user = uuid::Uuid::new_v4().to_string();
     sqlx::query("INSERT INTO auth.users (id) VALUES ($1::uuid)").bind(&user).execute(&mut db.admin().await?).await?;
-    let sidecar =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&db)?, &emulators.localstripe_url)).await?;
+    let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?.with_stripe(&emulators.localstripe_url)).await?;
     let token = traveler_token(&user, json!({}));
     Ok(World { db, sidecar, stripe: emulators.localstripe_url, token, user })
 }
@@ -402,8 +401,7 @@ async fn an_automatically_updated_card_gets_its_new_expiry() -> anyhow::Result<(
         }
     });
     let updated_stripe =
-        Sidecar::start_with(harness::with_stripe(wallet_sidecar_config(&w.db)?, &format!("http://127.0.0.1:{port}/")))
-            .await?;
+        Sidecar::start_with(wallet_sidecar_config(&w.db)?.with_stripe(&format!("http://127.0.0.1:{port}/"))).await?;
     let updated = deliver(
         &updated_stripe,
         &event(

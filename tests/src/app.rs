@@ -1,0 +1,158 @@
+//! A wallet app for one test, as crates.io's `TestApp` and zero-to-production's
+//! `spawn_app`: a migrated database, a sidecar on it (configured through the
+//! sidecar's own settings type), Stripe and Duffel where asked for, and a
+//! client that speaks as a traveler.
+//!
+//! ```ignore
+//! let app = TestApp::wallet().with_stripe().start().await?;
+//! let traveler = app.new_traveler().await?;
+//! let added = app.traveler(&traveler).key("k1").post("/v1/wallet/payment-methods", body).await?;
+//! ```
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::{traveler_token, wallet_sidecar_config, Emulators, Response, Sidecar, SidecarConfig, Template, TestDb};
+
+/// A change to the sidecar's configuration, applied at start.
+type Change = Box<dyn FnOnce(&mut SidecarConfig) + Send>;
+
+/// What a test app is built from; see [`TestApp::wallet`].
+pub struct TestAppBuilder {
+    template: Template,
+    stripe: Option<Option<String>>,
+    duffel: Option<String>,
+    configure: Vec<Change>,
+}
+
+/// A running app: its database, its sidecar, the configuration it runs with.
+pub struct TestApp {
+    pub db: TestDb,
+    pub sidecar: Sidecar,
+    pub config: SidecarConfig,
+}
+
+/// A traveler of the app's database and their access token.
+#[derive(Debug, Clone)]
+pub struct TestTraveler {
+    pub id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    /// The wallet routes for Edge Functions (we are the `edge` caller), on a
+    /// fresh migrated database of the plain cluster.
+    pub fn wallet() -> TestAppBuilder {
+        TestAppBuilder { template: Template::Plain, stripe: None, duffel: None, configure: Vec::new() }
+    }
+
+    /// A new traveler in `auth.users`, with a token (whose `email` claim is theirs).
+    pub async fn new_traveler(&self) -> Result<TestTraveler> {
+        let id = crate::new_traveler(&self.db).await?;
+        let token = traveler_token(&id, serde_json::json!({ "email": format!("{id}@example.com") }));
+        Ok(TestTraveler { id, token })
+    }
+
+    /// Requests as `traveler` (their token in `Authorization`).
+    pub fn traveler(&self, traveler: &TestTraveler) -> TravelerRequest<'_> {
+        TravelerRequest { sidecar: &self.sidecar, token: traveler.token.clone(), key: None }
+    }
+
+    /// The Stripe emulator's base URL.
+    pub fn localstripe(&self) -> Result<String> {
+        Ok(Emulators::from_env()?.localstripe_url)
+    }
+
+    /// A card saved the way the app does it (Stripe.js, then the wallet);
+    /// returns its row id.
+    pub async fn saved_card(&self, traveler: &TestTraveler, number: &str) -> Result<String> {
+        crate::wallet_card(&self.sidecar, &traveler.token, &self.localstripe()?, number).await
+    }
+}
+
+impl TestAppBuilder {
+    /// On the given cluster (the plain one by default).
+    pub fn on(mut self, template: Template) -> Self {
+        self.template = template;
+        self
+    }
+
+    /// Stripe: localstripe.
+    pub fn with_stripe(mut self) -> Self {
+        self.stripe = Some(None);
+        self
+    }
+
+    /// Stripe at another base URL (a fault proxy, a closed or silent port).
+    pub fn with_stripe_at(mut self, api_base: impl Into<String>) -> Self {
+        self.stripe = Some(Some(api_base.into()));
+        self
+    }
+
+    /// Duffel at `api_base` (the fake).
+    pub fn with_duffel(mut self, api_base: impl Into<String>) -> Self {
+        self.duffel = Some(api_base.into());
+        self
+    }
+
+    /// Any other change to the sidecar's configuration, applied last.
+    pub fn configure(mut self, change: impl FnOnce(&mut SidecarConfig) + Send + 'static) -> Self {
+        self.configure.push(Box::new(change));
+        self
+    }
+
+    pub async fn start(self) -> Result<TestApp> {
+        let db = TestDb::migrated_on(self.template).await?;
+        let mut config = wallet_sidecar_config(&db)?;
+        if let Some(api_base) = self.stripe {
+            let api_base = match api_base {
+                Some(api_base) => api_base,
+                None => Emulators::from_env()?.localstripe_url,
+            };
+            config = config.with_stripe(&api_base);
+        }
+        if let Some(api_base) = self.duffel {
+            config = config.with_duffel(&api_base);
+        }
+        for change in self.configure {
+            change(&mut config);
+        }
+        let sidecar = Sidecar::start_with(config.clone()).await?;
+        Ok(TestApp { db, sidecar, config })
+    }
+}
+
+/// One request as a traveler; `key` adds an `Idempotency-Key`.
+pub struct TravelerRequest<'a> {
+    sidecar: &'a Sidecar,
+    token: String,
+    key: Option<String>,
+}
+
+impl TravelerRequest<'_> {
+    pub fn key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    pub async fn get(self, path: &str) -> Result<Response> {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(self, path: &str, body: Value) -> Result<Response> {
+        self.send("POST", path, Some(body)).await
+    }
+
+    /// A POST without a body (`/default`, `/resume`, `/setup-intents`).
+    pub async fn post_empty(self, path: &str) -> Result<Response> {
+        self.send("POST", path, None).await
+    }
+
+    pub async fn delete(self, path: &str) -> Result<Response> {
+        self.send("DELETE", path, None).await
+    }
+
+    async fn send(self, method: &str, path: &str, body: Option<Value>) -> Result<Response> {
+        crate::call(self.sidecar, method, path, &self.token, self.key.as_deref(), body).await
+    }
+}
