@@ -10,8 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 seconds=${BENCH_SECONDS:-3}
+# The harness builds the test template and roles on first use (scripts/templates.sh).
 bench_stack_up booking-bench
-stack_database pw_template migrated >/dev/null
-stack_psql -d postgres -f "$PW_ROOT/tests/support/roles.sql" >/dev/null
 
 BENCH_SECONDS=$seconds "$CARGO_TARGET_DIR/release/booking-bench"

@@ -36,7 +36,7 @@ PY
 # parker_wallet as an extension the non-superuser `postgres` may create (its
 # after-create script, shipped in pg_extension/supautils/, then runs as
 # supabase_admin). Otherwise as fast and as private as the plain one. Its
-# databases are built by scripts/test.sh (supabase_base_database in lib.sh).
+# databases are built by the test harness on first use (scripts/templates.sh).
 supabase_cluster_up() { # owner, sidecar socket, port
   local owner=$1 socket=$2 pgport=$3
   local pgdata="$dir/supabase-pgdata" pgsock="$dir/supabase-pgsocket" scripts="$dir/supabase-extension-scripts"

@@ -45,17 +45,8 @@ trap '"$PW_ROOT/scripts/stack.sh" down "$stack_dir"; rm -f "$results"' EXIT INT 
 PW_SUPABASE_CLUSTER=1 "$PW_ROOT/scripts/stack.sh" up "$stack_dir"
 set -a; source "$stack_dir/stack.env"; set +a
 
-# Each cluster's templates, then its test roles: roles.sql grants a role the
-# migrations create (roles are cluster-wide; the templates are per database).
-say "preparing the template database"
-stack_database pw_template migrated >/dev/null
-stack_psql -d postgres -f "$PW_ROOT/tests/support/roles.sql"
-say "preparing the Supabase-shaped template databases (supabase_base, pw_template)"
-supabase_base_database
-supabase_database pw_template migrated >/dev/null
-supabase_psql supabase_admin -d postgres -f "$PW_ROOT/tests/support/roles.sql" \
-  || supabase_die "tests/support/roles.sql failed on the Supabase-shaped cluster (error above)"
-
+# The test templates and roles are built by the harness on first use
+# (scripts/templates.sh), so `cargo test` also runs against any stack.
 say "workspace tests (sidecar unit tests and end-to-end tests)"
 run_tests cargo test -p kms-sidecar -p parker-wallet-e2e -- ${filter:+"$filter"}
 

@@ -67,8 +67,9 @@ pub const TEMPLATE_DB: &str = "pw_template";
 pub const TRAVELER_LOGIN: &str = "pw_test_traveler";
 
 fn env(name: &str) -> Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run the tests through scripts/test.sh, which starts the stack"))
+    std::env::var(name).with_context(|| {
+        format!("{name} is not set: run the tests through scripts/test.sh, or export a stack's stack.env (scripts/stack.sh up DIR)")
+    })
 }
 
 /// The login that runs the migrations and owns the wallet's tables and the test
@@ -131,6 +132,79 @@ impl std::fmt::Display for Template {
     }
 }
 
+/// What `pw_template`'s comment says when it was built from the current
+/// migrations and extension scripts: a digest of `migrations/` and `sql/`.
+fn template_mark() -> Result<String> {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for dir in [crate_dir().join("../migrations"), crate_dir().join("../sql")] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files {
+            digest.update(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            digest.update(std::fs::read(&file)?);
+        }
+    }
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("parker-wallet test template {hex}"))
+}
+
+/// Builds the cluster's templates (and the test roles) the first time a test
+/// of this process needs them, unless they are there already and current:
+/// `cargo test` works against any stack named by the `PW_*` variables, as
+/// crates.io's test database crate does. An advisory lock in the cluster
+/// keeps two test processes from building them at once.
+async fn ensure_templates(template: Template) -> Result<()> {
+    static READY: [tokio::sync::OnceCell<()>; 2] =
+        [tokio::sync::OnceCell::const_new(), tokio::sync::OnceCell::const_new()];
+    let index = Template::ALL.iter().position(|t| *t == template).unwrap_or(0);
+    READY[index]
+        .get_or_try_init(|| async {
+            let mark = template_mark()?;
+            // The lock's session sits in a database that nothing is cloned
+            // from meanwhile: Plain's templates come from template0 and
+            // template1, Supabase's base from `postgres`.
+            let lock_db = match template {
+                Template::Plain => "postgres",
+                Template::Supabase => "template1",
+            };
+            let mut superuser = PgConnection::connect(&template.database_url(lock_db, template.superuser())?).await?;
+            sqlx::query("SELECT pg_advisory_lock(hashtext('parker_wallet.test_templates'))")
+                .execute(&mut superuser)
+                .await?;
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1")
+                    .bind(TEMPLATE_DB)
+                    .fetch_optional(&mut superuser)
+                    .await?
+                    .flatten();
+            let built = if current.as_deref() == Some(mark.as_str()) {
+                Ok(())
+            } else {
+                let script = crate_dir().join("../scripts/templates.sh");
+                let output = tokio::process::Command::new(&script).args([template.name(), &mark]).output().await?;
+                if output.status.success() {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!(
+                        "{} {} failed: {}{}",
+                        script.display(),
+                        template.name(),
+                        String::from_utf8_lossy(&output.stdout),
+                        String::from_utf8_lossy(&output.stderr)
+                    ))
+                }
+            };
+            sqlx::query("SELECT pg_advisory_unlock(hashtext('parker_wallet.test_templates'))")
+                .execute(&mut superuser)
+                .await?;
+            superuser.close().await?;
+            built
+        })
+        .await
+        .copied()
+}
+
 /// A database of its own for one test, on one of the two clusters.
 pub struct TestDb {
     pub name: String,
@@ -160,6 +234,7 @@ impl TestDb {
     }
 
     async fn create(template: Template, source: &str) -> Result<Self> {
+        ensure_templates(template).await?;
         let name = format!("pw_test_{}", uuid::Uuid::new_v4().simple());
         // Created by the superuser, owned by the operator (as Supabase's are).
         let mut superuser = PgConnection::connect(&template.database_url("postgres", template.superuser())?).await?;
