@@ -492,9 +492,14 @@ impl SidecarConfig {
     }
 
     /// Travelers' tokens verified with the test project's JWT secret.
-    pub fn with_auth(mut self) -> Self {
+    pub fn with_auth(self) -> Self {
+        self.with_jwt_secret(JWT_SECRET)
+    }
+
+    /// Travelers' tokens verified with `secret` (see [`traveler_token_signed`]).
+    pub fn with_jwt_secret(mut self, secret: &str) -> Self {
         self.settings.auth = Some(AuthSettings::default());
-        self.env.push(("PW_JWT_SECRET".into(), JWT_SECRET.into()));
+        self.env.push(("PW_JWT_SECRET".into(), secret.into()));
         self
     }
 
@@ -600,6 +605,13 @@ impl Sidecar {
         self.child.id()
     }
 
+    /// Leaves the process running after this value is gone (the demo's
+    /// `--keep`); returns its pid. Its directory is kept too.
+    pub fn detach(self) -> u32 {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.child.id()
+    }
+
     /// SIGKILL: the process dies mid-step, as in a crash.
     pub fn kill(mut self) -> Result<()> {
         self.child.kill()?;
@@ -665,6 +677,11 @@ pub const JWT_SECRET: &str = "parker-wallet-test-jwt-secret-of-sufficient-length
 /// A Supabase-style access token for `user_id`, signed with [`JWT_SECRET`];
 /// `patch` overrides claims (a JSON null removes one).
 pub fn traveler_token(user_id: &str, patch: serde_json::Value) -> String {
+    traveler_token_signed(JWT_SECRET, user_id, patch)
+}
+
+/// [`traveler_token`], signed with another project's secret (the demo's).
+pub fn traveler_token_signed(secret: &str, user_id: &str, patch: serde_json::Value) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut claims = serde_json::json!({
         "sub": user_id, "role": "authenticated", "aud": "authenticated",
@@ -682,7 +699,7 @@ pub fn traveler_token(user_id: &str, patch: serde_json::Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap_or_default()
 }
@@ -718,6 +735,13 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
+/// A GET from localstripe, with the test key.
+pub async fn localstripe_get(localstripe_url: &str, path: &str) -> Result<Response> {
+    let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
+    let bearer = format!("Bearer {STRIPE_KEY}");
+    send_raw(stream, "GET", path, &[("authorization", &bearer)], Vec::new()).await
+}
+
 /// Every customer localstripe holds whose metadata names `user_id`.
 pub async fn stripe_customers_of(localstripe_url: &str, user_id: &str) -> Result<Vec<serde_json::Value>> {
     let mut found = Vec::new();
@@ -727,9 +751,7 @@ pub async fn stripe_customers_of(localstripe_url: &str, user_id: &str) -> Result
             Some(id) => format!("/v1/customers?limit=100&starting_after={id}"),
             None => "/v1/customers?limit=100".to_owned(),
         };
-        let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
-        let bearer = format!("Bearer {STRIPE_KEY}");
-        let page = send_raw(stream, "GET", &path, &[("authorization", &bearer)], Vec::new()).await?;
+        let page = localstripe_get(localstripe_url, &path).await?;
         let data = page.json["data"].as_array().cloned().unwrap_or_default();
         after = data.last().and_then(|c| c["id"].as_str()).map(str::to_owned);
         found.extend(data.into_iter().filter(|c| c["metadata"]["user_id"] == user_id));
