@@ -22,10 +22,10 @@ fi
 PW_SUPABASE_CLUSTER=0 "$PW_ROOT/scripts/stack.sh" up "$stack_dir"
 set -a; source "$stack_dir/stack.env"; set +a
 
-# The walk itself (tests/src/bin/demo.rs) reuses the test harness: the
+# The walk itself (tests/src/bin/dev/demo.rs) reuses the test harness: the
 # traveler's token, the card saved as Stripe.js saves it, the wallet sidecar's
 # settings exist once, in Rust.
 walk_args=()
 $keep && walk_args+=(--keep)
-"$CARGO_TARGET_DIR/debug/demo" "${walk_args[@]}"
+"$CARGO_TARGET_DIR/debug/dev" demo "${walk_args[@]}"
 say "demo finished"

@@ -26,20 +26,6 @@ say()  { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die()  { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# The OS user that owns throwaway clusters: initdb and the postmaster refuse root,
-# so root hands them to `postgres`; anyone else runs them as themselves.
-cluster_user() {
-  if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
-}
-
-# Runs a command as cluster_user.
-as_cluster_user() {
-  if [ "$(id -u)" != 0 ]; then "$@"
-  elif id postgres >/dev/null 2>&1; then runuser -u postgres -- "$@"
-  else die "running as root needs a 'postgres' OS user (apt-get install postgresql-15 creates it)"
-  fi
-}
-
 # psql as the superuser of the stack's cluster (after sourcing its stack.env).
 stack_psql() {
   psql -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$@"
@@ -151,18 +137,6 @@ supabase_database() { # name [migrated]
     DATABASE_URL="postgres://postgres@$PW_PGHOST:$PW_SUPABASE_PGPORT/$1" \
       "$PW_SIDECAR_BIN" migrate --dir "$PW_ROOT/migrations" up \
       || supabase_die "Supabase database $1: kms-sidecar migrate up as postgres failed (error above)"
-  fi
-}
-
-# A free TCP port on the loopback interface, chosen by the kernel.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Fails with a clear message when a TCP port on loopback is already taken.
-require_free_port() {
-  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    die "port $1 on 127.0.0.1 is already in use; pick another (e.g. PW_PGPORT=...)"
   fi
 }
 

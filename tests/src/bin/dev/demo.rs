@@ -6,11 +6,9 @@
 //! end-to-end tests use (tokens, the card saved as Stripe.js saves it, the
 //! wallet sidecar's settings).
 //!
-//! `demo [--keep]`: with `--keep`, the wallet sidecar is left running with the
-//! stack (its pid in the stack's `sidecar.pid.extra`, which `stack.sh down` stops).
-
-// Demo code: a failed unwrap stops the demo with its message.
-#![allow(clippy::unwrap_used)]
+//! With `keep`, the wallet sidecar is left running with the stack (its pid in
+//! the stack's `sidecar.pid.extra`, its directory in `dirs.extra`, which
+//! `stack down` stops and removes).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -116,13 +114,7 @@ async fn intent_status(localstripe: &str, id: &str) -> Result<String> {
     Ok(intent.json["status"].as_str().unwrap_or_default().to_owned())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let keep = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--keep") => true,
-        Some(_) => anyhow::bail!("usage: demo [--keep]"),
-    };
+pub async fn walk(keep: bool) -> Result<()> {
     let (host, port, stack_dir) = (env("PW_PGHOST")?, env("PW_PGPORT")?, env("PW_STACK_DIR")?);
     let localstripe = env("PW_LOCALSTRIPE_URL")?;
     let database_url = format!("postgres://postgres@{host}:{port}/{DB}");
@@ -350,10 +342,15 @@ SELECT wallet.sidecar_health() ->> 'ready' AS sidecar_ready;
     println!("{}", harness::send(stream, "GET", "/healthz", None).await?.text);
 
     if keep {
+        let wallet_dir = wallet.dir().to_owned();
         let pid = wallet.detach();
-        let mut extra =
-            std::fs::OpenOptions::new().create(true).append(true).open(format!("{stack_dir}/sidecar.pid.extra"))?;
-        writeln!(extra, "{pid}")?;
+        let append = |file: &str, line: String| -> Result<()> {
+            let mut extra =
+                std::fs::OpenOptions::new().create(true).append(true).open(format!("{stack_dir}/{file}"))?;
+            Ok(writeln!(extra, "{line}")?)
+        };
+        append("sidecar.pid.extra", pid.to_string())?;
+        append("dirs.extra", wallet_dir.display().to_string())?;
         println!("\npsql:     psql -h {host} -p {port} -U postgres {DB}");
         println!("sidecar:  curl --unix-socket {} http://sidecar/healthz", env("PW_SIDECAR_SOCKET")?);
     }
