@@ -40,19 +40,46 @@ fn modules() -> BTreeMap<String, Vec<PathBuf>> {
     modules
 }
 
-/// The top-level modules that `files` name as `crate::<module>`, comments aside.
+/// The module name a path starts with.
+fn leading_name(path: &str) -> String {
+    path.trim_start().chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect()
+}
+
+/// The top-level modules that `files` name as `crate::<module>` or in a
+/// `crate::{<module>::..., ...}` group, comments aside. Paths up through
+/// `super::super::` are not followed: the crate names its modules from the root.
 fn imports(files: &[PathBuf], known: &BTreeMap<String, Vec<PathBuf>>) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        for line in text.lines().filter(|line| !line.trim_start().starts_with("//")) {
-            for (at, _) in line.match_indices("crate::") {
-                let rest = &line[at + "crate::".len()..];
-                let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-                if known.contains_key(&name) {
-                    found.insert(name);
+        let code: Vec<&str> = text.lines().filter(|line| !line.trim_start().starts_with("//")).collect();
+        let code = code.join("\n");
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let names = match rest.strip_prefix('{') {
+                // The group's top-level paths: split at commas outside nested braces.
+                Some(group) => {
+                    let (mut depth, mut start, mut names) = (0, 0, Vec::new());
+                    for (i, c) in group.char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => {
+                                names.push(leading_name(&group[start..i]));
+                                break;
+                            }
+                            '}' => depth -= 1,
+                            ',' if depth == 0 => {
+                                names.push(leading_name(&group[start..i]));
+                                start = i + 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    names
                 }
-            }
+                None => vec![leading_name(rest)],
+            };
+            found.extend(names.into_iter().filter(|name| known.contains_key(name)));
         }
     }
     found
@@ -61,6 +88,21 @@ fn imports(files: &[PathBuf], known: &BTreeMap<String, Vec<PathBuf>>) -> BTreeSe
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules = modules();
     modules.iter().map(|(name, files)| (name.clone(), imports(files, &modules))).collect()
+}
+
+#[test]
+fn imports_are_read_from_paths_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.rs");
+    std::fs::write(
+        &file,
+        "use crate::{db::Database,\n  routes::{ApiError}};\n// use crate::server;\nfn f() { crate::stripe::x() }",
+    )
+    .unwrap();
+    let known: BTreeMap<String, Vec<PathBuf>> =
+        ["db", "routes", "server", "stripe"].iter().map(|m| (m.to_string(), Vec::new())).collect();
+    let found: Vec<String> = imports(&[file], &known).into_iter().collect();
+    assert_eq!(found, ["db", "routes", "stripe"]);
 }
 
 #[test]

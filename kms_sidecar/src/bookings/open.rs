@@ -45,8 +45,8 @@ fn campaign_of(body: &[u8]) -> Result<uuid::Uuid, BookingError> {
 /// The owner of the campaign a request names: whom a server-side caller (the
 /// project's service key) books for.
 pub async fn campaign_owner(database: &Database, body: &[u8]) -> Result<uuid::Uuid, BookingError> {
-    let campaign = campaign_of(body)?;
     let mut tx = database.as_system().await?;
+    let campaign = campaign_of(body)?;
     let owner: Option<uuid::Uuid> =
         sqlx::query_scalar("SELECT wallet_internal.campaign_owner($1)").bind(campaign).fetch_one(&mut *tx).await?;
     tx.commit().await?;

@@ -1,3 +1,5 @@
+//! The caller classes: what a peer may ask for, decided from its uid (`server`, `peer`).
+
 /// Who is on the other end of the socket, decided from the peer's uid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use secrecy::ExposeSecret;
 
 use super::caller::{caller_headers, CallerHeaders};
 use super::error::ApiError;
@@ -125,7 +124,7 @@ pub async fn show(state: &Arc<AppState>, request: Request<Incoming>, id: uuid::U
             // a payment method again: Stripe.js confirms it with this card.
             view.authentication = Some(AuthenticationView {
                 payment_intent_id: intent.clone(),
-                client_secret: payment_intent.client_secret.as_ref().map(|s| s.expose_secret().to_owned()),
+                client_secret: payment_intent.client_secret.clone(),
                 payment_method: booking.stripe_payment_method_id.clone(),
             });
         }

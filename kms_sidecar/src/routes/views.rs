@@ -2,12 +2,24 @@
 //! place: the API's shape, serialised with serde from these types only.
 
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
-use serde::Serialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::bookings::store::{Booking, HistoryEntry};
 use crate::wallet::{Card, NewSetupIntent, Receipt};
+
+/// A client secret in a body: shown to the traveler's device, never by `Debug`.
+fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+fn expose_optional<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => expose(secret, serializer),
+        None => serializer.serialize_none(),
+    }
+}
 
 /// `{"data": ...}`: the envelope of the wallet and booking answers.
 #[derive(Debug, Serialize)]
@@ -40,7 +52,8 @@ impl From<Card> for CardView {
 pub struct SetupIntentView {
     pub setup_intent_id: String,
     /// Handed to the traveler's device; a stored (replayable) answer has it redacted.
-    pub client_secret: String,
+    #[serde(serialize_with = "expose")]
+    pub client_secret: SecretString,
     pub customer_id: String,
 }
 
@@ -48,7 +61,7 @@ impl From<&NewSetupIntent> for SetupIntentView {
     fn from(new: &NewSetupIntent) -> Self {
         Self {
             setup_intent_id: new.intent.id.clone(),
-            client_secret: new.intent.client_secret.expose_secret().to_owned(),
+            client_secret: new.intent.client_secret.clone(),
             customer_id: new.customer_id.clone(),
         }
     }
@@ -102,7 +115,8 @@ pub struct HistoryView {
 #[derive(Debug, Serialize)]
 pub struct AuthenticationView {
     pub payment_intent_id: String,
-    pub client_secret: Option<String>,
+    #[serde(serialize_with = "expose_optional")]
+    pub client_secret: Option<SecretString>,
     pub payment_method: Option<String>,
 }
 

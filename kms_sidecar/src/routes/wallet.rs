@@ -48,6 +48,10 @@ struct AddCard {
 /// `POST /v1/wallet/payment-methods {setup_intent_id}`: 201 with a new card,
 /// 200 when the same card was saved again.
 pub async fn add_payment_method(call: &WalletCall<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+    // Unconfigured first, as it always was: a 503 frees an Idempotency-Key, a 400 is kept.
+    if call.wallet.stripe.is_none() {
+        return Err(ApiError::NotConfigured);
+    }
     let input: AddCard = parse_json(body)?;
     let saved = call.wallet.add_card(&call.actor, &input.setup_intent_id).await?;
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };

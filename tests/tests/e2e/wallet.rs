@@ -119,6 +119,19 @@ async fn only_edge_callers_reach_the_wallet_and_it_needs_configuring() -> anyhow
         (unbookable.status, unbookable.json["code"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("bookings_not_configured"))
     );
+
+    // Without [stripe] a card cannot be added: 503 before the body is judged,
+    // so the Idempotency-Key is freed for a retry once Stripe is configured.
+    for body in [json!({ "setup_intent_id": "seti_1" }), json!({ "unknown": true })] {
+        let response =
+            call(&wallet_only, "POST", "/v1/wallet/payment-methods", &token, Some("card-1"), Some(body)).await?;
+        assert_eq!(
+            (response.status, response.json["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("wallet_not_configured")),
+            "{}",
+            response.text
+        );
+    }
     Ok(())
 }
 
