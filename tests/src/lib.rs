@@ -770,6 +770,38 @@ pub fn wallet_sidecar_config(db: &TestDb) -> Result<SidecarConfig> {
     Ok(config)
 }
 
+/// Every state a booking entered (its `booking_charge_events`) is in its
+/// traveler's audit chain, in the same order, and the chain verifies. Returns
+/// the states as the events list them.
+pub async fn assert_booking_in_audit_chain(db: &TestDb, booking_id: uuid::Uuid) -> Result<Vec<String>> {
+    let mut admin = db.admin().await?;
+    let entered: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM booking_charge_events WHERE booking_id = $1 ORDER BY id")
+            .bind(booking_id)
+            .fetch_all(&mut admin)
+            .await?;
+    let chained: Vec<String> = sqlx::query_scalar(
+        "SELECT new_data ->> 'state' FROM traveler_data_audit
+          WHERE table_name = 'booking_charges' AND record_id = $1 AND action IN ('INSERT', 'UPDATE')
+          ORDER BY chain_seq",
+    )
+    .bind(booking_id)
+    .fetch_all(&mut admin)
+    .await?;
+    // The chain holds every write of the row (a card chosen, an order kept),
+    // so the states entered must appear in it in order, among others.
+    let mut rest = chained.iter();
+    let in_order = entered.iter().all(|state| rest.any(|chained| chained == state));
+    anyhow::ensure!(
+        in_order,
+        "booking {booking_id}: states {entered:?} are not in the audit chain {chained:?} in order"
+    );
+    let broken: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wallet.verify_audit_chain()").fetch_one(&mut admin).await?;
+    anyhow::ensure!(broken == 0, "the audit chain does not verify ({broken} broken)");
+    Ok(entered)
+}
+
 /// A traveler in `auth.users`; returns the user id.
 pub async fn new_traveler(db: &TestDb) -> Result<String> {
     let user = uuid::Uuid::new_v4().to_string();

@@ -312,7 +312,10 @@ impl Saga {
         bookings::drive(self.ports(), &self.actor, id, Driver::Request).await?.ok_or_else(|| anyhow::anyhow!("busy"))
     }
 
+    /// The states the booking entered, with their failure codes; checked to
+    /// be in the traveler's audit chain too.
     async fn history(&self, id: uuid::Uuid) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        harness::assert_booking_in_audit_chain(&self.db, id).await?;
         Ok(sqlx::query_as("SELECT state, failure_code FROM booking_charge_events WHERE booking_id = $1 ORDER BY id")
             .bind(id)
             .fetch_all(&mut self.db.admin().await?)
@@ -408,6 +411,7 @@ async fn off_session_authentication_required_asks_the_traveler_not_the_backup() 
     let resumed = bookings::resume(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!(resumed.state, "captured");
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Succeeded));
+    harness::assert_booking_in_audit_chain(&saga.db, booking.id).await?;
     Ok(())
 }
 
@@ -420,6 +424,7 @@ async fn a_failed_authentication_declines_and_cancels_the_payment_intent() -> an
     let resumed = bookings::resume(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!((resumed.state.as_str(), resumed.failure_code.as_deref()), ("declined", Some("card_declined")));
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Canceled), "a late confirmation can hold nothing");
+    harness::assert_booking_in_audit_chain(&saga.db, booking.id).await?;
     Ok(())
 }
 
@@ -441,6 +446,7 @@ async fn an_authentication_never_completed_expires_and_releases_the_card() -> an
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Canceled));
     let settled = bookings::read(saga.ports(), &saga.actor, booking.id).await?;
     assert_eq!(settled.failure_code.as_deref(), Some("authentication_expired"));
+    harness::assert_booking_in_audit_chain(&saga.db, booking.id).await?;
     Ok(())
 }
 
@@ -459,6 +465,7 @@ async fn an_authentication_completed_but_never_resumed_is_carried_on_not_cancele
     let report = reconcile::run(saga.ports(), 0).await?;
     assert_eq!((report.lines[0].to.as_str(), report.alerts()), ("captured", 0), "{report:?}");
     assert_eq!(saga.stripe.status(&intent), Some(IntentStatus::Succeeded));
+    harness::assert_booking_in_audit_chain(&saga.db, booking.id).await?;
     Ok(())
 }
 

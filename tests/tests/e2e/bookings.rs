@@ -8,8 +8,8 @@ use harness::duffel_fake::FakeDuffel;
 use harness::fake_http::Fault;
 use harness::stripe_proxy::StripeProxy;
 use harness::{
-    call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Response, Sidecar,
-    SidecarConfig, TestDb,
+    assert_booking_in_audit_chain, call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators,
+    Response, Sidecar, SidecarConfig, TestDb,
 };
 use hyper::StatusCode;
 use kms_sidecar::config::DatabaseSettings;
@@ -159,6 +159,11 @@ fn standing(response: &Response) -> (Option<&str>, Option<&str>) {
     (data["state"].as_str(), data["reconcile_from"].as_str())
 }
 
+/// The booking an answer is about.
+fn booking_id(response: &Response) -> anyhow::Result<uuid::Uuid> {
+    Ok(response.json["data"]["id"].as_str().unwrap_or_default().parse()?)
+}
+
 fn states(response: &Response) -> Vec<String> {
     response.json["data"]["history"]
         .as_array()
@@ -179,6 +184,7 @@ async fn a_booking_is_authorized_then_ordered_then_captured_exactly_once() -> an
     assert!(data["booking_reference"].as_str().is_some_and(|r| r.starts_with("RZ")), "{data}");
     assert!(data["capture_by"].is_string());
     assert_eq!(states(&booked), ["authorizing", "ordering", "capturing", "captured"]);
+    assert_booking_in_audit_chain(&b.db, booking_id(&booked)?).await?;
     let id = id_of(&booked);
 
     let intents = b.intents(&id).await?;
@@ -366,6 +372,7 @@ async fn a_definite_duffel_failure_releases_the_authorization() -> anyhow::Resul
     assert_eq!(data["state"], "voided", "{}", booked.text);
     assert_eq!(data["failure"]["code"], "duffel_offer_no_longer_available");
     assert_eq!(states(&booked), ["authorizing", "ordering", "voiding", "voided"]);
+    assert_booking_in_audit_chain(&b.db, booking_id(&booked)?).await?;
     let intents = b.intents(&id_of(&booked)).await?;
     assert_eq!(intents.len(), 1);
     assert_eq!(intents[0]["status"], "canceled", "the card is left uncharged");
@@ -510,6 +517,7 @@ async fn three_d_secure_waits_for_the_traveler_then_resumes() -> anyhow::Result<
         resumed.text
     );
     assert_eq!(states(&resumed), ["authorizing", "requires_authentication", "ordering", "capturing", "captured"]);
+    assert_booking_in_audit_chain(&b.db, booking_id(&resumed)?).await?;
     assert_eq!(b.intents(&id).await?.len(), 1);
     Ok(())
 }
@@ -532,6 +540,7 @@ async fn a_hard_decline_falls_back_to_the_backup_card_once() -> anyhow::Result<(
     assert_eq!(data["state"], "captured", "{}", booked.text);
     assert_eq!((data["card"]["last4"].as_str(), data["card"]["attempt"].as_i64()), (Some("4242"), Some(2)));
     assert_eq!(states(&booked), ["authorizing", "authorizing", "ordering", "capturing", "captured"]);
+    assert_booking_in_audit_chain(&b.db, booking_id(&booked)?).await?;
     let first_failure = &booked.json["data"]["history"][1]["failure_code"];
     assert!(first_failure.is_string(), "the retry records why: {}", booked.text);
     Ok(())

@@ -1,0 +1,1 @@
+SELECT wallet.disable_audit('public.booking_charges');
