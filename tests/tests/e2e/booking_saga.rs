@@ -213,12 +213,23 @@ impl StripePort for ScriptedStripe {
     }
 }
 
-/// Duffel that always confirms.
-struct ConfirmingDuffel;
+/// Duffel that confirms every order, or (`refuse`) refuses every one as the
+/// offer gone.
+#[derive(Default)]
+struct ScriptedDuffel {
+    refuse: bool,
+}
 
 #[async_trait::async_trait]
-impl DuffelPort for ConfirmingDuffel {
+impl DuffelPort for ScriptedDuffel {
     async fn create_order(&self, order: &OrderRequest<'_>) -> Result<DuffelOrder, DuffelError> {
+        if self.refuse {
+            return Err(DuffelError::Refused {
+                status: 422,
+                code: "offer_no_longer_available".into(),
+                message: "The offer is no longer available".into(),
+            });
+        }
         Ok(DuffelOrder { id: format!("ord_{}", order.booking_id.simple()), booking_reference: Some("SCRIPT".into()) })
     }
     async fn find_order(
@@ -238,7 +249,7 @@ struct Saga {
     locks: BookingLocks,
     metrics: Metrics,
     stripe: ScriptedStripe,
-    duffel: ConfirmingDuffel,
+    duffel: ScriptedDuffel,
     actor: Actor,
     campaign: uuid::Uuid,
     _keys: tempfile::TempDir,
@@ -278,7 +289,7 @@ impl Saga {
             policy: BookingSettings { order_settle_secs: 0, ..BookingSettings::default() },
             locks: BookingLocks::default(),
             stripe: ScriptedStripe::new(script),
-            duffel: ConfirmingDuffel,
+            duffel: ScriptedDuffel::default(),
             actor: Actor { traveler: Traveler::acting_for(user, "test"), meta: RequestMeta::default() },
             campaign,
             _keys: keys,
@@ -516,5 +527,20 @@ async fn the_reconciler_flags_an_authorization_near_its_capture_deadline() -> an
     assert_eq!(report.alerts(), 1, "{report:?}");
     let alert = report.lines[0].alert.clone().unwrap_or_default();
     assert!(alert.contains("capture deadline"), "{alert}");
+    Ok(())
+}
+
+/// The refund path: a PaymentIntent Stripe captured at once (not the manual
+/// capture asked for), then an order Duffel refuses. Voiding finds it captured
+/// and refunds it; the money never stays taken, and every step is in the
+/// traveler's audit chain (`Saga::history` checks).
+#[tokio::test]
+async fn a_payment_found_captured_when_the_order_fails_is_refunded() -> anyhow::Result<()> {
+    let mut saga = Saga::new(vec![Script::Intent(IntentStatus::Succeeded, None, None)]).await?;
+    saga.duffel = ScriptedDuffel { refuse: true };
+    let booking = saga.book("k").await?;
+    assert_eq!(booking.state, "refunded");
+    let history = saga.history(booking.id).await?;
+    assert_eq!(states(&history), ["authorizing", "ordering", "voiding", "refunding", "refunded"]);
     Ok(())
 }
