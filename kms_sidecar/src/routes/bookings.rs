@@ -95,7 +95,7 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
         // The place is the task's: a client that hangs up does not free it early.
         let _admission = admission;
         let booking = crate::bookings::drive(ports_of(&state)?, &task_actor, id, Driver::Request).await?;
-        booking.ok_or(ApiError::BookingInProgress)
+        booking.ok_or(ApiError::Booking(crate::bookings::BookingError::InProgress))
     })
     .await?;
     answer(status, &Data { data: view(ports, &actor, &booking).await? })

@@ -42,14 +42,12 @@ pub enum ApiError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Stripe(#[from] crate::stripe::StripeError),
-    #[error("no such card in this wallet")]
-    CardNotFound,
-    #[error("no such SetupIntent for this traveler")]
-    SetupIntentNotFound,
-    #[error("the token's user has no account (any more)")]
-    TravelerNotFound,
-    #[error("the SetupIntent has not succeeded (no confirmed card yet)")]
-    SetupIntentNotSucceeded,
+    /// The wallet's own refusals (its adapters' errors are the variants above).
+    #[error(transparent)]
+    Wallet(WalletError),
+    /// The booking saga's own refusals.
+    #[error(transparent)]
+    Booking(BookingError),
     #[error("{0} is not a valid id")]
     InvalidId(String),
     #[error("this Idempotency-Key was used for a different request")]
@@ -58,66 +56,40 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("webhook signature: {0}")]
     InvalidSignature(crate::stripe::signature::SignatureError),
-    #[error(transparent)]
-    InvalidMoney(#[from] crate::domain::InvalidMoney),
-    #[error("{0}")]
-    InvalidBooking(String),
-    #[error("no such campaign for this traveler")]
-    CampaignNotFound,
-    #[error("the campaign has no consent (consent_at) for off-session charges")]
-    ConsentRequired,
-    #[error("the traveler has no usable (saved, unexpired) card")]
-    NoUsableCard,
-    #[error("no such booking for this traveler")]
-    BookingNotFound,
-    #[error("another request is working on this booking; retry with the same Idempotency-Key")]
-    BookingInProgress,
-    #[error("the issuer is still waiting for the traveler to authenticate")]
-    AuthenticationPending,
     #[error("the booking routes need [stripe] and [duffel] in the sidecar's configuration")]
     BookingsNotConfigured,
     #[error("internal: {0}")]
     Internal(String),
 }
 
-/// The wallet's errors at the HTTP boundary: each to the status and code the
-/// API has always answered with.
+/// The wallet's errors at the HTTP boundary: what its adapters said becomes
+/// the variant every route shares; its own refusals stay `Wallet`.
 impl From<WalletError> for ApiError {
     fn from(error: WalletError) -> Self {
         match error {
             WalletError::StripeNotConfigured => Self::NotConfigured,
             WalletError::InvalidRequest(detail) => Self::BadRequest(detail),
-            WalletError::CardNotFound => Self::CardNotFound,
-            WalletError::SetupIntentNotFound => Self::SetupIntentNotFound,
-            WalletError::SetupIntentNotSucceeded => Self::SetupIntentNotSucceeded,
-            WalletError::TravelerNotFound => Self::TravelerNotFound,
             WalletError::Database(error) => Self::Database(error),
             WalletError::Stripe(error) => Self::Stripe(error),
             WalletError::Crypto(error) => Self::Crypto(error),
             WalletError::Internal(detail) => Self::Internal(detail),
+            own => Self::Wallet(own),
         }
     }
 }
 
-/// The booking saga's errors at the HTTP boundary.
+/// The booking saga's errors at the HTTP boundary, the same way.
 impl From<BookingError> for ApiError {
     fn from(error: BookingError) -> Self {
         match error {
             BookingError::InvalidRequest(detail) => Self::BadRequest(detail),
-            BookingError::InvalidBooking(detail) => Self::InvalidBooking(detail),
-            BookingError::InvalidMoney(error) => Self::InvalidMoney(error),
-            BookingError::CampaignNotFound => Self::CampaignNotFound,
-            BookingError::ConsentRequired => Self::ConsentRequired,
-            BookingError::NoUsableCard => Self::NoUsableCard,
-            BookingError::NotFound => Self::BookingNotFound,
-            BookingError::InProgress => Self::BookingInProgress,
-            BookingError::AuthenticationPending => Self::AuthenticationPending,
             BookingError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             BookingError::Database(error) => Self::Database(error),
             BookingError::Stripe(error) => Self::Stripe(error),
             error @ BookingError::Duffel(_) => Self::Internal(error.to_string()),
             BookingError::Crypto(error) => Self::Crypto(error),
             BookingError::Internal(detail) => Self::Internal(detail),
+            own => Self::Booking(own),
         }
     }
 }
@@ -211,37 +183,10 @@ impl ApiError {
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
             }
-            Self::InvalidMoney(crate::domain::InvalidMoney::Amount) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "Invalid amount")
-            }
-            Self::InvalidMoney(crate::domain::InvalidMoney::Currency) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_currency", "Invalid currency")
-            }
-            Self::InvalidBooking(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_booking", "Invalid booking request")
-            }
-            Self::CampaignNotFound => Problem::new(StatusCode::NOT_FOUND, "campaign_not_found", "No such campaign"),
-            Self::ConsentRequired => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent_required", "No consent for off-session charges")
-            }
-            Self::NoUsableCard => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_card", "No usable card"),
-            Self::BookingNotFound => Problem::new(StatusCode::NOT_FOUND, "booking_not_found", "No such booking"),
-            Self::BookingInProgress => Problem::new(StatusCode::CONFLICT, "booking_in_progress", "Booking in progress"),
-            Self::AuthenticationPending => {
-                Problem::new(StatusCode::CONFLICT, "authentication_pending", "Authentication not completed yet")
-            }
+            Self::Wallet(error) => wallet_problem(error),
+            Self::Booking(error) => booking_problem(error),
             Self::BookingsNotConfigured => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "bookings_not_configured", "Bookings not configured")
-            }
-            Self::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
-            Self::SetupIntentNotFound => {
-                Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent")
-            }
-            Self::TravelerNotFound => {
-                Problem::new(StatusCode::FORBIDDEN, "traveler_not_found", "The token's user has no account")
-            }
-            Self::SetupIntentNotSucceeded => {
-                Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
             }
             Self::InvalidId(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_id", "Invalid id"),
             Self::InvalidSignature(_) => {
@@ -264,6 +209,52 @@ impl ApiError {
             }
         };
         problem.with_detail(detail)
+    }
+}
+
+/// The wallet's own refusals. Its adapters' errors never arrive wrapped
+/// (`From<WalletError>` turns them into the shared variants).
+fn wallet_problem(error: &WalletError) -> Problem {
+    match error {
+        WalletError::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
+        WalletError::SetupIntentNotFound => {
+            Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent")
+        }
+        WalletError::TravelerNotFound => {
+            Problem::new(StatusCode::FORBIDDEN, "traveler_not_found", "The token's user has no account")
+        }
+        WalletError::SetupIntentNotSucceeded => {
+            Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
+        }
+        _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+    }
+}
+
+/// The booking saga's own refusals, likewise.
+fn booking_problem(error: &BookingError) -> Problem {
+    match error {
+        BookingError::InvalidMoney(crate::domain::InvalidMoney::Amount) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "Invalid amount")
+        }
+        BookingError::InvalidMoney(crate::domain::InvalidMoney::Currency) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_currency", "Invalid currency")
+        }
+        BookingError::InvalidBooking(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_booking", "Invalid booking request")
+        }
+        BookingError::CampaignNotFound => Problem::new(StatusCode::NOT_FOUND, "campaign_not_found", "No such campaign"),
+        BookingError::ConsentRequired => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent_required", "No consent for off-session charges")
+        }
+        BookingError::NoUsableCard => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_card", "No usable card")
+        }
+        BookingError::NotFound => Problem::new(StatusCode::NOT_FOUND, "booking_not_found", "No such booking"),
+        BookingError::InProgress => Problem::new(StatusCode::CONFLICT, "booking_in_progress", "Booking in progress"),
+        BookingError::AuthenticationPending => {
+            Problem::new(StatusCode::CONFLICT, "authentication_pending", "Authentication not completed yet")
+        }
+        _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
     }
 }
 
