@@ -735,6 +735,21 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
+/// A card PaymentMethod at localstripe, as Stripe.js makes one from what the
+/// traveler typed (expiry 12/2031); returns its id.
+pub async fn localstripe_card(localstripe_url: &str, number: &str) -> Result<String> {
+    let form = [
+        ("type", "card"),
+        ("card[number]", number),
+        ("card[exp_month]", "12"),
+        ("card[exp_year]", "2031"),
+        ("card[cvc]", "123"),
+    ];
+    let method = localstripe_post(localstripe_url, "/v1/payment_methods", &form).await?;
+    anyhow::ensure!(method.status.is_success(), "creating a card at localstripe: {}", method.text);
+    Ok(method.json["id"].as_str().unwrap_or_default().to_owned())
+}
+
 /// A GET from localstripe, with the test key.
 pub async fn localstripe_get(localstripe_url: &str, path: &str) -> Result<Response> {
     let stream = tokio::net::TcpStream::connect(localstripe_url.trim_start_matches("http://")).await?;
@@ -854,19 +869,7 @@ pub async fn card_saved_through_stripe(
     anyhow::ensure!(intent.status == StatusCode::OK, "{}", intent.text);
     let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
     let secret = intent.json["client_secret"].as_str().unwrap_or_default().to_owned();
-    let method = localstripe_post(
-        localstripe,
-        "/v1/payment_methods",
-        &[
-            ("type", "card"),
-            ("card[number]", number),
-            ("card[exp_month]", "12"),
-            ("card[exp_year]", "2031"),
-            ("card[cvc]", "123"),
-        ],
-    )
-    .await?;
-    let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
+    let pm = localstripe_card(localstripe, number).await?;
     let path = format!("/v1/setup_intents/{id}/confirm");
     let mut confirmed =
         localstripe_post(localstripe, &path, &[("payment_method", &pm), ("client_secret", &secret)]).await?;

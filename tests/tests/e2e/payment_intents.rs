@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use harness::{localstripe_post, Emulators, STRIPE_KEY};
+use harness::{localstripe_card, Emulators, STRIPE_KEY};
 use kms_sidecar::stripe::{AsyncStripe, IntentStatus, OffSessionAuthorization, StripeError, StripePort};
 use secrecy::SecretString;
 
@@ -17,19 +17,7 @@ async fn stripe_with_card(number: &str) -> anyhow::Result<(AsyncStripe, String, 
         Duration::from_secs(5),
     )?;
     let customer = stripe.create_customer(uuid::Uuid::new_v4(), None, &uuid::Uuid::new_v4().to_string()).await?;
-    let method = localstripe_post(
-        &emulators.localstripe_url,
-        "/v1/payment_methods",
-        &[
-            ("type", "card"),
-            ("card[number]", number),
-            ("card[exp_month]", "12"),
-            ("card[exp_year]", "2031"),
-            ("card[cvc]", "123"),
-        ],
-    )
-    .await?;
-    let pm = method.json["id"].as_str().unwrap_or_default().to_owned();
+    let pm = localstripe_card(&emulators.localstripe_url, number).await?;
     stripe.attach_payment_method(&pm, &customer, &uuid::Uuid::new_v4().to_string()).await?;
     Ok((stripe, customer, pm))
 }

@@ -57,27 +57,13 @@ async fn world() -> anyhow::Result<World> {
 
 /// A SetupIntent confirmed with a card at Stripe, not yet stored by the wallet.
 async fn confirmed_intent(w: &World, number: &str) -> anyhow::Result<(String, String, String)> {
-    let bearer = format!("Bearer {}", w.token);
-    let intent =
-        w.sidecar.request_with("POST", "/v1/wallet/setup-intents", &[("authorization", &bearer)], None).await?;
+    let intent = harness::setup_intent(&w.sidecar, &w.token).await?;
     let (id, secret, customer) = (
         intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned(),
         intent.json["client_secret"].as_str().unwrap_or_default().to_owned(),
         intent.json["customer_id"].as_str().unwrap_or_default().to_owned(),
     );
-    let pm = harness::localstripe_post(
-        &w.stripe,
-        "/v1/payment_methods",
-        &[
-            ("type", "card"),
-            ("card[number]", number),
-            ("card[exp_month]", "10"),
-            ("card[exp_year]", "2032"),
-            ("card[cvc]", "123"),
-        ],
-    )
-    .await?;
-    let pm = pm.json["id"].as_str().unwrap_or_default().to_owned();
+    let pm = harness::localstripe_card(&w.stripe, number).await?;
     harness::localstripe_post(
         &w.stripe,
         &format!("/v1/setup_intents/{id}/confirm"),
@@ -87,10 +73,14 @@ async fn confirmed_intent(w: &World, number: &str) -> anyhow::Result<(String, St
     Ok((id, customer, pm))
 }
 
+/// The wallet stores the card a SetupIntent collected, as the app asks it to.
+async fn add_card(w: &World, intent: &str) -> anyhow::Result<harness::Response> {
+    let body = json!({ "setup_intent_id": intent });
+    harness::call(&w.sidecar, "POST", "/v1/wallet/payment-methods", &w.token, None, Some(body)).await
+}
+
 async fn cards(w: &World) -> anyhow::Result<Vec<serde_json::Value>> {
-    let bearer = format!("Bearer {}", w.token);
-    let listing =
-        w.sidecar.request_with("GET", "/v1/wallet/payment-methods", &[("authorization", &bearer)], None).await?;
+    let listing = harness::call(&w.sidecar, "GET", "/v1/wallet/payment-methods", &w.token, None, None).await?;
     Ok(listing.json["data"].as_array().cloned().unwrap_or_default())
 }
 
@@ -117,16 +107,7 @@ async fn setup_intent_succeeded_stores_the_card_once() -> anyhow::Result<()> {
     assert_eq!((stored[0]["last4"].as_str(), stored[0]["is_default"].as_bool()), (Some("4242"), Some(true)));
 
     // The traveler's own POST of the same SetupIntent agrees with the webhook: still one card.
-    let bearer = format!("Bearer {}", w.token);
-    let posted = w
-        .sidecar
-        .request_with(
-            "POST",
-            "/v1/wallet/payment-methods",
-            &[("authorization", &bearer)],
-            Some(json!({ "setup_intent_id": intent })),
-        )
-        .await?;
+    let posted = add_card(&w, &intent).await?;
     assert_eq!(posted.status, StatusCode::OK, "{}", posted.text);
     assert_eq!(cards(&w).await?.len(), 1);
     Ok(())
@@ -183,15 +164,7 @@ async fn signed_events_the_table_cannot_hold_are_400_and_store_nothing() -> anyh
 async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
     let w = world().await?;
     let (intent, _, pm) = confirmed_intent(&w, "4242424242424242").await?;
-    let bearer = format!("Bearer {}", w.token);
-    w.sidecar
-        .request_with(
-            "POST",
-            "/v1/wallet/payment-methods",
-            &[("authorization", &bearer)],
-            Some(json!({ "setup_intent_id": intent })),
-        )
-        .await?;
+    add_card(&w, &intent).await?;
 
     // A stale "detached" while the card is still attached at Stripe changes nothing.
     let detached = |id: String| {
@@ -212,15 +185,7 @@ async fn detached_events_follow_stripe_not_the_payload() -> anyhow::Result<()> {
 async fn customer_deleted_at_stripe_empties_the_wallet() -> anyhow::Result<()> {
     let w = world().await?;
     let (intent, customer, _) = confirmed_intent(&w, "4242424242424242").await?;
-    let bearer = format!("Bearer {}", w.token);
-    w.sidecar
-        .request_with(
-            "POST",
-            "/v1/wallet/payment-methods",
-            &[("authorization", &bearer)],
-            Some(json!({ "setup_intent_id": intent })),
-        )
-        .await?;
+    add_card(&w, &intent).await?;
     let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
     let key = format!("Bearer {}", harness::STRIPE_KEY);
     harness::send_raw(stream, "DELETE", &format!("/v1/customers/{customer}"), &[("authorization", &key)], Vec::new())
@@ -358,15 +323,7 @@ async fn an_automatically_updated_card_gets_its_new_expiry() -> anyhow::Result<(
 
     let w = world().await?;
     let (intent, _, pm) = confirmed_intent(&w, "4242424242424242").await?;
-    let bearer = format!("Bearer {}", w.token);
-    w.sidecar
-        .request_with(
-            "POST",
-            "/v1/wallet/payment-methods",
-            &[("authorization", &bearer)],
-            Some(json!({ "setup_intent_id": intent })),
-        )
-        .await?;
+    add_card(&w, &intent).await?;
 
     let stream = tokio::net::TcpStream::connect(w.stripe.trim_start_matches("http://")).await?;
     let key = format!("Bearer {}", harness::STRIPE_KEY);
