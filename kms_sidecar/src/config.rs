@@ -13,6 +13,7 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::keys::AwsKmsSettings;
 use crate::crypto::{CachePolicy, KeySchedule};
 use crate::domain::CallerClass;
 use crate::fairness::FairUse;
@@ -73,6 +74,20 @@ pub struct AwsKmsConfig {
 
 fn default_kms_timeout_ms() -> u64 {
     5_000
+}
+
+impl AwsKmsConfig {
+    /// How to reach `key_id` (this key, or another in the same account and
+    /// region, such as the audit signing key) with the sidecar's credentials.
+    pub fn connection(&self, key_id: &str, secrets: &Secrets) -> AwsKmsSettings {
+        AwsKmsSettings {
+            key_id: key_id.to_owned(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            credentials: secrets.aws_access_key_id.clone().zip(secrets.aws_secret_access_key.clone()),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -247,6 +262,26 @@ impl Default for BookingSettings {
     }
 }
 
+/// The audit trail's signed checkpoints and redactions (`audit-checkpoint`,
+/// `audit-verify`, `audit-redact`); KMS is reached as `keys.aws_kms` says.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The ARN of an asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY), apart from the data key.
+    pub signing_key_id: String,
+    /// The append-only file every checkpoint is also written to: on storage the
+    /// database's owner cannot write.
+    pub checkpoint_log: PathBuf,
+    /// How often `audit-checkpoint` runs: what can go unnoticed is what happens
+    /// within one interval; `audit-verify` reports a newest checkpoint older than two.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    3_600
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -271,6 +306,7 @@ pub struct Settings {
     pub duffel: Option<DuffelSettings>,
     #[serde(default)]
     pub bookings: BookingSettings,
+    pub audit: Option<AuditSettings>,
 }
 
 fn default_grace() -> u64 {
@@ -369,6 +405,21 @@ impl Settings {
         // Random 96-bit nonces stay safe far below 2^32 messages per key.
         if self.cache.max_messages > 1 << 32 {
             return Err(setting("cache.max_messages", "at most 2^32 records per data key (AES-GCM nonce limit)"));
+        }
+        if let Some(audit) = &self.audit {
+            // Records name the key that signed them; only an exact ARN can be compared.
+            if !(audit.signing_key_id.starts_with("arn:") && audit.signing_key_id.contains(":key/")) {
+                return Err(setting("audit.signing_key_id", "must be the signing key's ARN (not an alias or bare id)"));
+            }
+            if self.keys.aws_kms.is_none() {
+                return Err(setting(
+                    "keys.aws_kms",
+                    "audit signing reaches KMS as keys.aws_kms says (region, endpoint)",
+                ));
+            }
+            if audit.checkpoint_interval_secs == 0 {
+                return Err(setting("audit.checkpoint_interval_secs", "must be positive"));
+            }
         }
         let mut seen = BTreeMap::new();
         for (class, uids) in

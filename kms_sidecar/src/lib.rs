@@ -3,7 +3,7 @@
 //! serves envelope encryption to the database and to Edge Functions, the
 //! traveler's wallet (saved cards, Stripe webhooks) and the booking saga
 //! (authorize, order, capture); it also runs the operator commands (migrate,
-//! rotate-keys, reconcile). The binary keeps its first name, `kms-sidecar`.
+//! rotate-keys, reconcile, the audit checkpoints). The binary keeps its first name, `kms-sidecar`.
 //!
 //! Imports point one way: transport → domain → adapters. No domain or adapter
 //! module uses a route's types; domain errors are mapped to HTTP once, in
@@ -22,6 +22,8 @@ pub mod server;
 pub mod state;
 
 // Domain: validated values and the rules.
+/// The audit trail provable to KMS alone: signed checkpoints, their log, verification, signed redactions.
+pub mod audit;
 /// Supabase access tokens verified (HS256, or RS256/ES256 against a JWKS).
 pub mod auth;
 /// Booking charges: the saga's rules, steps, holds, 3-D Secure and the reconciler.

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sqlx::Connection;
 
-use kms_sidecar::config::{Secrets, Settings};
+use kms_sidecar::audit::{CheckpointLog, KmsSigner};
+use kms_sidecar::config::{AuditSettings, Secrets, Settings};
 use kms_sidecar::migrate::Migrator;
 use kms_sidecar::{rotate, server, telemetry};
 
@@ -67,6 +68,37 @@ enum Command {
         #[arg(long)]
         min_age_secs: Option<i64>,
     },
+    /// Sign every audit chain's head through KMS; write the checkpoint to the
+    /// database and append it to audit.checkpoint_log. Exits 2 when a chain no
+    /// longer holds its checkpointed head (audit-verify says more).
+    AuditCheckpoint {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Check the checkpoints' signatures and log, every chain against the newest
+    /// valid checkpoint, every redaction's signature. Prints one JSON line per
+    /// finding; exits 2 when there is any.
+    AuditVerify {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Erasure's part in the audit trail: remove a traveler's personal data from
+    /// their chain, record and sign the redaction.
+    AuditRedact {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        user_id: uuid::Uuid,
+        /// Why (an erasure request's reference): kept in the redaction row.
+        #[arg(long)]
+        reason: String,
+    },
     /// Apply or revert the schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -96,20 +128,39 @@ enum MigrateAction {
     Status,
 }
 
+/// How a command that ran to its end went.
+enum Outcome {
+    Clean,
+    Findings,
+}
+
+impl From<()> for Outcome {
+    fn from((): ()) -> Self {
+        Outcome::Clean
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
     kms_sidecar::tls::ensure_provider();
     let result = match Cli::parse().command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(config).await.map(Outcome::from),
         Command::RotateKeys { config, table, column, batch_size, database_url } => {
-            rotate_keys(config, table.as_deref(), column.as_deref(), batch_size, &database_url).await
+            rotate_keys(config, table.as_deref(), column.as_deref(), batch_size, &database_url).await.map(Outcome::from)
         }
-        Command::Reconcile { config, min_age_secs } => reconcile(config, min_age_secs).await,
-        Command::Migrate { action, dir, database_url } => migrate(action, &dir, database_url).await,
+        Command::Reconcile { config, min_age_secs } => reconcile(config, min_age_secs).await.map(Outcome::from),
+        Command::Migrate { action, dir, database_url } => migrate(action, &dir, database_url).await.map(Outcome::from),
+        Command::AuditCheckpoint { config, database_url } => audit_checkpoint(config, &database_url).await,
+        Command::AuditVerify { config, database_url } => audit_verify(config, &database_url).await,
+        Command::AuditRedact { config, database_url, user_id, reason } => {
+            audit_redact(config, &database_url, user_id, &reason).await
+        }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        // Something to look at (cron alerts on it), as opposed to a failure to run.
+        Ok(Outcome::Findings) => ExitCode::from(2),
         Err(error) => {
             eprintln!("kms-sidecar: {error:#}");
             ExitCode::FAILURE
@@ -171,6 +222,86 @@ async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Res
         0 => Ok(()),
         n => Err(anyhow::anyhow!("{n} booking(s) need attention")),
     }
+}
+
+/// The audit settings, the signer on the audit key, and a database connection.
+async fn audit_tools(
+    config: ConfigArgs,
+    database_url: &str,
+) -> anyhow::Result<(AuditSettings, KmsSigner, sqlx::PgConnection)> {
+    let (settings, secrets) = config.load()?;
+    let audit = settings
+        .audit
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the audit commands need [audit] in the configuration"))?;
+    let kms = settings
+        .keys
+        .aws_kms
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the audit commands reach KMS as [keys.aws_kms] says"))?;
+    let signer = KmsSigner::connect(&kms.connection(&audit.signing_key_id, &secrets)).await;
+    let conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    Ok((audit, signer, conn))
+}
+
+async fn audit_checkpoint(config: ConfigArgs, database_url: &str) -> anyhow::Result<Outcome> {
+    let (audit, signer, mut conn) = audit_tools(config, database_url).await?;
+    let taken =
+        kms_sidecar::audit::checkpoint::take(&mut conn, &signer, &CheckpointLog::new(&audit.checkpoint_log)).await?;
+    for head in &taken.departed {
+        println!(
+            "{}",
+            serde_json::json!({ "reason": "head_departed", "user_id": head.user_id, "chain_seq": head.chain_seq })
+        );
+    }
+    println!(
+        "audit-checkpoint {}: {} heads ({} moved), signed by {} ({} KMS call(s)); {} chain(s) departed from their checkpointed head",
+        taken.checkpoint.seq,
+        taken.checkpoint.head_count,
+        taken.moved,
+        taken.checkpoint.key_id,
+        signer.calls(),
+        taken.departed.len()
+    );
+    Ok(if taken.departed.is_empty() { Outcome::Clean } else { Outcome::Findings })
+}
+
+async fn audit_verify(config: ConfigArgs, database_url: &str) -> anyhow::Result<Outcome> {
+    let (audit, signer, mut conn) = audit_tools(config, database_url).await?;
+    let log = CheckpointLog::new(&audit.checkpoint_log);
+    let max_age = chrono::Duration::seconds(2 * i64::try_from(audit.checkpoint_interval_secs)?);
+    let report = kms_sidecar::audit::verify::run(&mut conn, &signer, Some(&log), max_age, chrono::Utc::now()).await?;
+    for finding in &report.findings {
+        println!("{}", serde_json::to_string(finding)?);
+    }
+    println!(
+        "audit-verify: checked against checkpoint {} ({} heads), {} redaction(s), {} KMS call(s); {} finding(s)",
+        report.checkpoint.as_ref().map_or("none".to_owned(), |c| c.seq.to_string()),
+        report.heads,
+        report.redactions,
+        signer.calls(),
+        report.findings.len()
+    );
+    Ok(if report.findings.is_empty() { Outcome::Clean } else { Outcome::Findings })
+}
+
+async fn audit_redact(
+    config: ConfigArgs,
+    database_url: &str,
+    user_id: uuid::Uuid,
+    reason: &str,
+) -> anyhow::Result<Outcome> {
+    let (_, signer, mut conn) = audit_tools(config, database_url).await?;
+    match kms_sidecar::audit::redact::redact(&mut conn, &signer, user_id, reason).await? {
+        Some(redaction) => println!(
+            "audit-redact {user_id}: {} row(s) redacted, recorded and signed as row {} ({})",
+            redaction.redacted_rows, redaction.chain_seq, redaction.audit_id
+        ),
+        None => println!("audit-redact {user_id}: nothing left to redact"),
+    }
+    Ok(Outcome::Clean)
 }
 
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {

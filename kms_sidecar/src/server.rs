@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::{ConfigError, ProviderKind, Secrets, Settings};
-use crate::crypto::keys::{AwsKms, AwsKmsSettings, KeyProvider, LocalKeyring};
+use crate::crypto::keys::{AwsKms, KeyProvider, LocalKeyring};
 use crate::crypto::EnvelopeCrypto;
 use crate::metrics::Metrics;
 use crate::peer::{group_id, peer_uid};
@@ -79,17 +79,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
                 .aws_kms
                 .clone()
                 .ok_or_else(|| ConfigError::Setting { setting: "keys.aws_kms", problem: "missing".into() })?;
-            let credentials = secrets.aws_access_key_id.clone().zip(secrets.aws_secret_access_key.clone());
-            Arc::new(
-                AwsKms::connect(&AwsKmsSettings {
-                    key_id: aws.key_id,
-                    region: aws.region,
-                    endpoint_url: aws.endpoint_url,
-                    credentials,
-                    timeout: Duration::from_millis(aws.timeout_ms),
-                })
-                .await,
-            )
+            Arc::new(AwsKms::connect(&aws.connection(&aws.key_id, &secrets)).await)
         }
     };
     let booking_states = crate::bookings::saga::State::ALL.map(crate::bookings::saga::State::as_str);

@@ -5,6 +5,13 @@
 //! (`prev_hash`) and its own hash over its content and that link (`row_hash`).
 //! Editing, deleting or reordering a row breaks the chain at that row. Per-user
 //! chains keep concurrent travelers from queueing behind one global lock.
+//!
+//! What a chain cannot show by itself (its newest rows dropped, the whole chain
+//! deleted, a row edited and the chain re-hashed to its end) is caught against
+//! the heads of a signed checkpoint ([`Head`]). Redaction (an erased traveler's
+//! personal fields removed) keeps each row's hash verifiable through the stored
+//! digest of what was removed, and is itself a row of the chain naming what it
+//! redacted ([`RedactionEntry`]).
 
 use std::net::IpAddr;
 
@@ -24,6 +31,31 @@ pub const MAX_USER_AGENT_BYTES: usize = 512;
 
 /// The actor of a change made outside any traveler's request (jobs, operators).
 pub const SYSTEM_ACTOR: [u8; 16] = [0; 16];
+
+/// Rows written before 0.4.0: every column hashed directly.
+pub const HASH_V1: i16 = 1;
+/// Rows written since 0.4.0 (migration 0011): the actor is hashed, and the
+/// personal fields enter through their own digest ([`personal_digest`]), which a
+/// redaction keeps when it removes them.
+pub const HASH_V2: i16 = 2;
+
+/// The `action` of the row a redaction appends to the chain.
+pub const REDACT_ACTION: &str = "REDACT";
+
+/// Issuers of the claims the sidecar sets when it acts for a traveler on another
+/// authority than their own token (the reconciler, a signed Stripe event).
+const SYSTEM_ISSUER_PREFIX: &str = "parker-wallet/";
+
+/// Who made a change, as the audit trail records it: `system:<issuer>` when the
+/// sidecar acted on its own authority, `user:<id>` for a traveler's own request,
+/// `None` when no claims were set (the caller then records the database role).
+pub fn actor(subject: Option<uuid::Uuid>, issuer: Option<&str>) -> Option<String> {
+    match (subject, issuer) {
+        (_, Some(issuer)) if issuer.starts_with(SYSTEM_ISSUER_PREFIX) => Some(format!("system:{issuer}")),
+        (Some(subject), _) => Some(format!("user:{subject}")),
+        (None, _) => None,
+    }
+}
 
 /// Where the client address of an audited change comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +129,10 @@ pub struct AuditRow {
     pub created_at_micros: i64,
     pub prev_hash: Vec<u8>,
     pub row_hash: Vec<u8>,
+    pub hash_version: i16,
+    pub actor: Option<String>,
+    /// Set by a redaction: the [`personal_digest`] of the fields it removed.
+    pub redacted_digest: Option<Vec<u8>>,
 }
 
 /// Feeds one optional field, length-prefixed so no two rows hash the same input.
@@ -111,9 +147,89 @@ fn feed(hasher: &mut Sha256, field: Option<&[u8]>) {
     }
 }
 
+/// SHA-256 over the fields a redaction removes: old and new row, address, user agent.
+pub fn personal_digest(
+    old_data: Option<&str>,
+    new_data: Option<&str>,
+    ip_address: Option<&str>,
+    user_agent: Option<&str>,
+) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"parker_wallet.audit.personal.v2");
+    for field in [old_data, new_data, ip_address, user_agent] {
+        feed(&mut hasher, field.map(str::as_bytes));
+    }
+    hasher.finalize().into()
+}
+
+/// The v2 row hash: a version tag, the link, the row's own fields and the digest
+/// of its personal fields.
+#[allow(clippy::too_many_arguments)]
+pub fn row_hash_v2(
+    prev_hash: &[u8],
+    id: &[u8; 16],
+    user_id: &[u8; 16],
+    chain_seq: i64,
+    action: &str,
+    table_name: &str,
+    record_id: Option<&[u8; 16]>,
+    actor: Option<&str>,
+    created_at_micros: i64,
+    personal_digest: &[u8],
+) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"parker_wallet.audit.v2");
+    feed(&mut hasher, Some(prev_hash));
+    feed(&mut hasher, Some(id));
+    feed(&mut hasher, Some(user_id));
+    feed(&mut hasher, Some(&chain_seq.to_be_bytes()));
+    feed(&mut hasher, Some(action.as_bytes()));
+    feed(&mut hasher, Some(table_name.as_bytes()));
+    feed(&mut hasher, record_id.map(|r| r.as_slice()));
+    feed(&mut hasher, actor.map(str::as_bytes));
+    feed(&mut hasher, Some(&created_at_micros.to_be_bytes()));
+    feed(&mut hasher, Some(personal_digest));
+    hasher.finalize().into()
+}
+
 impl AuditRow {
+    /// The digest of the personal fields as they are now.
+    pub fn personal_digest(&self) -> [u8; 32] {
+        personal_digest(
+            self.old_data.as_deref(),
+            self.new_data.as_deref(),
+            self.ip_address.as_deref(),
+            self.user_agent.as_deref(),
+        )
+    }
+
+    /// The hash this row's content calls for; `None` when it cannot be known: a
+    /// v1 row after redaction (its removed fields were hashed directly), or a
+    /// version this code does not know.
+    pub fn expected_hash(&self) -> Option<[u8; 32]> {
+        match (self.hash_version, &self.redacted_digest) {
+            (HASH_V1, None) => Some(self.compute_hash_v1()),
+            (HASH_V2, redacted) => {
+                let personal = redacted.clone().unwrap_or_else(|| self.personal_digest().to_vec());
+                Some(row_hash_v2(
+                    &self.prev_hash,
+                    &self.id,
+                    &self.user_id,
+                    self.chain_seq,
+                    &self.action,
+                    &self.table_name,
+                    self.record_id.as_ref(),
+                    self.actor.as_deref(),
+                    self.created_at_micros,
+                    &personal,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// SHA-256 over a version tag, the link to the previous row, and every column.
-    pub fn compute_hash(&self) -> [u8; 32] {
+    pub fn compute_hash_v1(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(b"parker_wallet.audit.v1");
         feed(&mut hasher, Some(&self.prev_hash));
@@ -132,7 +248,7 @@ impl AuditRow {
     }
 }
 
-/// Why a row breaks its chain.
+/// What verification found wrong; `as_str` is the stable reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainBreak {
     /// The row's content no longer matches its hash: it was edited.
@@ -141,6 +257,15 @@ pub enum ChainBreak {
     LinkBroken,
     /// The sequence skips or repeats: a row was removed or inserted.
     SequenceGap,
+    /// A row marked redacted that no later redaction row of its chain names
+    /// (with its hash and digest): content replaced and passed off as an erasure.
+    RedactionUnrecorded,
+    /// The chain no longer reaches its checkpointed head: its newest rows are gone.
+    ChainTruncated,
+    /// The row at the checkpointed head has another hash: the chain was rewritten.
+    HeadRehashed,
+    /// A checkpointed traveler has no chain at all any more.
+    ChainVanished,
 }
 
 impl ChainBreak {
@@ -149,6 +274,10 @@ impl ChainBreak {
             Self::ContentChanged => "content_changed",
             Self::LinkBroken => "link_broken",
             Self::SequenceGap => "sequence_gap",
+            Self::RedactionUnrecorded => "redaction_unrecorded",
+            Self::ChainTruncated => "chain_truncated",
+            Self::HeadRehashed => "head_rehashed",
+            Self::ChainVanished => "chain_vanished",
         }
     }
 }
@@ -159,7 +288,13 @@ pub fn check_link(previous: Option<&AuditRow>, row: &AuditRow) -> Option<ChainBr
         None => (1, &GENESIS_HASH),
         Some(prev) => (prev.chain_seq + 1, &prev.row_hash),
     };
-    if row.row_hash != row.compute_hash() {
+    // A redacted v1 row keeps only its place: its hash is pinned by its
+    // successor, the checkpoints and the signed redaction that names it.
+    let content_intact = match row.expected_hash() {
+        Some(hash) => row.row_hash == hash,
+        None => row.hash_version == HASH_V1 && row.redacted_digest.is_some(),
+    };
+    if !content_intact {
         Some(ChainBreak::ContentChanged)
     } else if row.chain_seq != expected_seq {
         Some(ChainBreak::SequenceGap)
@@ -170,31 +305,177 @@ pub fn check_link(previous: Option<&AuditRow>, row: &AuditRow) -> Option<ChainBr
     }
 }
 
-/// Walks the whole trail in chain order (by traveler, then sequence) and names
-/// the first broken row of every broken chain: one break must not hide another
-/// traveler's (an erasure's redaction, say, would otherwise mask all tampering
-/// after it). Rows after a chain's first break are not judged.
+/// A chain's newest row as a signed checkpoint saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub user_id: [u8; 16],
+    pub chain_seq: i64,
+    pub row_hash: Vec<u8>,
+}
+
+/// One row a redaction names, as its redaction row's `new_data` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RedactionEntry {
+    pub chain_seq: i64,
+    pub hash_version: i16,
+    /// Hex of the row's hash (unchanged by the redaction).
+    pub row_hash: String,
+    /// Hex of the digest of the fields removed.
+    pub personal_digest: String,
+}
+
+/// The `new_data` of a redaction row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RedactionRecord {
+    pub reason: String,
+    pub redacted: Vec<RedactionEntry>,
+}
+
+impl RedactionEntry {
+    pub fn of(row: &AuditRow) -> Option<Self> {
+        Some(Self {
+            chain_seq: row.chain_seq,
+            hash_version: row.hash_version,
+            row_hash: hex::encode(&row.row_hash),
+            personal_digest: hex::encode(row.redacted_digest.as_ref()?),
+        })
+    }
+}
+
+/// One finding of a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The audit row at fault; `None` when it is missing.
+    pub id: Option<[u8; 16]>,
+    pub user_id: [u8; 16],
+    pub chain_seq: i64,
+    pub reason: ChainBreak,
+}
+
+/// The chain being read.
+#[derive(Debug)]
+struct OpenChain {
+    previous: AuditRow,
+    broken: bool,
+    head: Option<Head>,
+    head_seen: bool,
+    unrecorded_redactions: Vec<AuditRow>,
+}
+
+/// Walks the whole trail in chain order (by traveler, then sequence) and, with
+/// the heads of a checkpoint (sorted or not), finds: the first broken row of
+/// every broken chain (one break must not hide another traveler's: rows after a
+/// chain's first break are not judged), its first redaction no redaction row
+/// names, and each way it departs from its checkpointed head.
 #[derive(Debug, Default)]
 pub struct ChainScan {
-    previous: Option<AuditRow>,
-    current_chain_broken: bool,
+    heads: std::collections::VecDeque<Head>,
+    chain: Option<OpenChain>,
+    findings: Vec<Finding>,
 }
 
 impl ChainScan {
-    /// The next row in chain order; `Some` when it is its chain's first break.
-    pub fn push(&mut self, row: AuditRow) -> Option<(AuditRow, ChainBreak)> {
-        let same_chain = self.previous.as_ref().filter(|p| p.user_id == row.user_id);
-        if same_chain.is_none() {
-            self.current_chain_broken = false;
+    pub fn new(mut heads: Vec<Head>) -> Self {
+        heads.sort_by_key(|h| h.user_id);
+        Self { heads: heads.into(), ..Self::default() }
+    }
+
+    /// The next row in chain order.
+    pub fn push(&mut self, row: AuditRow) {
+        let same_chain = self.chain.as_ref().is_some_and(|c| c.previous.user_id == row.user_id);
+        if !same_chain {
+            self.close_chain();
+            let head = self.head_for(&row.user_id);
+            let broken = self.judge(None, &row);
+            self.chain = Some(OpenChain {
+                previous: row.clone(),
+                broken,
+                head,
+                head_seen: false,
+                unrecorded_redactions: vec![],
+            });
+        } else if let Some(mut chain) = self.chain.take() {
+            if !chain.broken {
+                chain.broken = self.judge(Some(&chain.previous), &row);
+            }
+            chain.previous = row.clone();
+            self.chain = Some(chain);
         }
-        let finding = if self.current_chain_broken {
-            None
+        self.follow(&row);
+    }
+
+    /// Everything found, once every row has been pushed.
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.close_chain();
+        while let Some(head) = self.heads.pop_front() {
+            self.found(None, head.user_id, head.chain_seq, ChainBreak::ChainVanished);
+        }
+        self.findings
+    }
+
+    fn found(&mut self, id: Option<[u8; 16]>, user_id: [u8; 16], chain_seq: i64, reason: ChainBreak) {
+        self.findings.push(Finding { id, user_id, chain_seq, reason });
+    }
+
+    /// Records the row's break, if any; true when there is one.
+    fn judge(&mut self, previous: Option<&AuditRow>, row: &AuditRow) -> bool {
+        let broken = check_link(previous, row);
+        if let Some(reason) = broken {
+            self.found(Some(row.id), row.user_id, row.chain_seq, reason);
+        }
+        broken.is_some()
+    }
+
+    /// The checkpointed head of `user`; heads of travelers before it have vanished.
+    fn head_for(&mut self, user: &[u8; 16]) -> Option<Head> {
+        while self.heads.front().is_some_and(|h| h.user_id < *user) {
+            if let Some(head) = self.heads.pop_front() {
+                self.found(None, head.user_id, head.chain_seq, ChainBreak::ChainVanished);
+            }
+        }
+        let is_theirs = self.heads.front().is_some_and(|h| h.user_id == *user);
+        if is_theirs {
+            self.heads.pop_front()
         } else {
-            check_link(same_chain, &row).map(|reason| (row.clone(), reason))
-        };
-        self.current_chain_broken |= finding.is_some();
-        self.previous = Some(row);
-        finding
+            None
+        }
+    }
+
+    /// The head and redaction bookkeeping of the open chain.
+    fn follow(&mut self, row: &AuditRow) {
+        let Some(mut chain) = self.chain.take() else { return };
+        if let Some(head) = chain.head.as_ref().filter(|h| h.chain_seq == row.chain_seq) {
+            chain.head_seen = true;
+            if head.row_hash != row.row_hash {
+                self.found(Some(row.id), row.user_id, row.chain_seq, ChainBreak::HeadRehashed);
+            }
+        }
+        if row.redacted_digest.is_some() {
+            chain.unrecorded_redactions.push(row.clone());
+        }
+        if row.action == REDACT_ACTION && row.redacted_digest.is_none() {
+            let named = row
+                .new_data
+                .as_deref()
+                .and_then(|data| serde_json::from_str::<RedactionRecord>(data).ok())
+                .map(|record| record.redacted)
+                .unwrap_or_default();
+            chain
+                .unrecorded_redactions
+                .retain(|redacted| !RedactionEntry::of(redacted).is_some_and(|e| named.contains(&e)));
+        }
+        self.chain = Some(chain);
+    }
+
+    fn close_chain(&mut self) {
+        let Some(chain) = self.chain.take() else { return };
+        // A chain already broken has its one finding; coverage is judged on intact chains.
+        if let Some(first) = chain.unrecorded_redactions.first().filter(|_| !chain.broken) {
+            self.found(Some(first.id), first.user_id, first.chain_seq, ChainBreak::RedactionUnrecorded);
+        }
+        if let Some(head) = chain.head.filter(|_| !chain.head_seen) {
+            self.found(None, head.user_id, head.chain_seq, ChainBreak::ChainTruncated);
+        }
     }
 }
 
@@ -219,11 +500,81 @@ mod tests {
                 created_at_micros: 1_700_000_000_000_000 + i as i64,
                 prev_hash: rows.last().map_or(GENESIS_HASH.to_vec(), |p| p.row_hash.clone()),
                 row_hash: vec![],
+                hash_version: HASH_V2,
+                actor: Some("user:0707".into()),
+                redacted_digest: None,
             };
-            row.row_hash = row.compute_hash().to_vec();
+            rehash(&mut row);
             rows.push(row);
         }
         rows
+    }
+
+    fn rehash(row: &mut AuditRow) {
+        row.row_hash = row.expected_hash().unwrap().to_vec();
+    }
+
+    /// Re-links a chain after its rows changed, as a forger with write access would.
+    fn relink(rows: &mut [AuditRow]) {
+        let mut previous = GENESIS_HASH.to_vec();
+        for row in rows.iter_mut() {
+            row.prev_hash = previous.clone();
+            rehash(row);
+            previous = row.row_hash.clone();
+        }
+    }
+
+    fn chain_of(user: u8, n: usize) -> Vec<AuditRow> {
+        let mut rows: Vec<AuditRow> = chain(n)
+            .into_iter()
+            .map(|mut r| {
+                r.user_id = [user; 16];
+                r
+            })
+            .collect();
+        relink(&mut rows);
+        rows
+    }
+
+    fn head_of(row: &AuditRow) -> Head {
+        Head { user_id: row.user_id, chain_seq: row.chain_seq, row_hash: row.row_hash.clone() }
+    }
+
+    fn scan(rows: Vec<AuditRow>, heads: Vec<Head>) -> Vec<(u8, i64, ChainBreak)> {
+        let mut scan = ChainScan::new(heads);
+        rows.into_iter().for_each(|row| scan.push(row));
+        scan.finish().into_iter().map(|f| (f.user_id[0], f.chain_seq, f.reason)).collect()
+    }
+
+    /// What `wallet.redact_audit` does to a chain: each row's personal fields
+    /// replaced, their digest kept, and a redaction row naming them appended.
+    fn redact(rows: &mut Vec<AuditRow>) {
+        for row in rows.iter_mut() {
+            row.redacted_digest = Some(row.personal_digest().to_vec());
+            row.new_data = Some(r#"{"first_name": "[redacted]"}"#.into());
+            row.old_data = None;
+            row.ip_address = None;
+        }
+        let record = RedactionRecord {
+            reason: "erasure".into(),
+            redacted: rows.iter().filter_map(RedactionEntry::of).collect(),
+        };
+        let last = rows.last().unwrap().clone();
+        let mut event = AuditRow {
+            id: [0xee; 16],
+            chain_seq: last.chain_seq + 1,
+            action: REDACT_ACTION.into(),
+            table_name: "traveler_data_audit".into(),
+            record_id: None,
+            old_data: None,
+            new_data: Some(serde_json::to_string(&record).unwrap()),
+            ip_address: None,
+            prev_hash: last.row_hash.clone(),
+            redacted_digest: None,
+            ..last
+        };
+        rehash(&mut event);
+        rows.push(event);
     }
 
     fn first_break(rows: &[AuditRow]) -> Option<(i64, ChainBreak)> {
@@ -255,46 +606,127 @@ mod tests {
     fn a_rehashed_edit_still_breaks_the_next_link() {
         let mut rows = chain(5);
         rows[2].user_agent = Some("forged".into());
-        rows[2].row_hash = rows[2].compute_hash().to_vec();
+        rehash(&mut rows[2]);
         assert_eq!(first_break(&rows), Some((4, ChainBreak::LinkBroken)));
     }
 
     #[test]
     fn every_broken_chain_is_reported_once_and_intact_ones_not_at_all() {
-        let chain_of = |user: u8, n: usize| {
-            chain(n).into_iter().map(move |mut r| {
-                r.user_id = [user; 16];
-                r
-            })
-        };
-        let mut rows: Vec<AuditRow> = chain_of(1, 4).collect();
-        let mut second: Vec<AuditRow> = chain_of(2, 4).collect();
-        let mut third: Vec<AuditRow> = chain_of(3, 3).collect();
-        // Chain 1 is intact but its own hashes use user 7: recompute them.
-        for rows in [&mut rows, &mut second, &mut third] {
-            let mut previous = GENESIS_HASH.to_vec();
-            for row in rows.iter_mut() {
-                row.prev_hash = previous.clone();
-                row.row_hash = row.compute_hash().to_vec();
-                previous = row.row_hash.clone();
-            }
-        }
+        let mut rows = chain_of(1, 4);
+        let mut second = chain_of(2, 4);
+        let mut third = chain_of(3, 3);
         second[1].new_data = Some("{}".into()); // edited: breaks at 2, and 3 no longer links
         third.remove(0); // truncated head: breaks at its new first row
         rows.extend(second);
         rows.extend(third);
-        let mut scan = ChainScan::default();
-        let found: Vec<(u8, i64, ChainBreak)> =
-            rows.into_iter().filter_map(|r| scan.push(r)).map(|(r, b)| (r.user_id[0], r.chain_seq, b)).collect();
-        assert_eq!(found, [(2, 2, ChainBreak::ContentChanged), (3, 2, ChainBreak::SequenceGap)]);
+        assert_eq!(scan(rows, vec![]), [(2, 2, ChainBreak::ContentChanged), (3, 2, ChainBreak::SequenceGap)]);
+    }
+
+    #[test]
+    fn rows_written_before_the_second_format_still_verify() {
+        let mut rows = chain(3);
+        for row in rows.iter_mut() {
+            (row.hash_version, row.actor) = (HASH_V1, None);
+        }
+        let mut previous = GENESIS_HASH.to_vec();
+        for row in rows.iter_mut() {
+            row.prev_hash = previous.clone();
+            row.row_hash = row.compute_hash_v1().to_vec();
+            previous = row.row_hash.clone();
+        }
+        assert_eq!(first_break(&rows), None);
+        rows[1].hash_version = 3;
+        assert_eq!(first_break(&rows), Some((2, ChainBreak::ContentChanged)), "an unknown format is not trusted");
+    }
+
+    #[test]
+    fn the_actor_is_hashed() {
+        let mut rows = chain(2);
+        rows[1].actor = Some("user:someone-else".into());
+        assert_eq!(first_break(&rows), Some((2, ChainBreak::ContentChanged)));
+    }
+
+    #[test]
+    fn the_checkpointed_heads_catch_what_the_chain_alone_cannot() {
+        let (one, two, three) = (chain_of(1, 4), chain_of(2, 3), chain_of(3, 2));
+        let heads = vec![head_of(&three[1]), head_of(&one[2]), head_of(&two[2])];
+        let all = |a: &[AuditRow], b: &[AuditRow], c: &[AuditRow]| [a, b, c].concat();
+        assert_eq!(scan(all(&one, &two, &three), heads.clone()), [], "grown past its head is fine");
+
+        let truncated = &two[..2];
+        assert_eq!(scan(all(&one, truncated, &three), heads.clone()), [(2, 3, ChainBreak::ChainTruncated)]);
+
+        assert_eq!(scan(all(&one, &[], &three), heads.clone()), [(2, 3, ChainBreak::ChainVanished)]);
+        assert_eq!(scan(all(&one, &two, &[]), heads.clone()), [(3, 2, ChainBreak::ChainVanished)]);
+
+        let mut rewritten = one.clone();
+        rewritten[1].new_data = Some(r#"{"first_name": "Mallory"}"#.into());
+        relink(&mut rewritten);
+        assert_eq!(scan(all(&rewritten, &two, &three), heads), [(1, 3, ChainBreak::HeadRehashed)]);
+    }
+
+    #[test]
+    fn a_recorded_redaction_verifies_and_tampering_after_it_does_not() {
+        let mut rows = chain(3);
+        redact(&mut rows);
+        assert_eq!(first_break(&rows), None);
+        assert_eq!(scan(rows.clone(), vec![head_of(&rows[3])]), []);
+
+        let mut edited = rows.clone();
+        edited[1].action = "DELETE".into();
+        assert_eq!(scan(edited, vec![]), [(7, 2, ChainBreak::ContentChanged)]);
+
+        let mut redigested = rows.clone();
+        redigested[0].redacted_digest = Some(vec![0; 32]);
+        assert_eq!(scan(redigested, vec![]), [(7, 1, ChainBreak::ContentChanged)]);
+    }
+
+    #[test]
+    fn a_redaction_no_redaction_row_names_is_reported() {
+        let mut rows = chain(3);
+        // Passed off as an erasure: content replaced, digest of the original kept.
+        rows[1].redacted_digest = Some(rows[1].personal_digest().to_vec());
+        rows[1].new_data = Some(r#"{"first_name": "[redacted]"}"#.into());
+        assert_eq!(scan(rows, vec![]), [(7, 2, ChainBreak::RedactionUnrecorded)]);
+    }
+
+    #[test]
+    fn a_redacted_first_format_row_keeps_its_place_and_must_be_named() {
+        let mut rows = chain(2);
+        for row in rows.iter_mut() {
+            (row.hash_version, row.actor) = (HASH_V1, None);
+        }
+        let mut previous = GENESIS_HASH.to_vec();
+        for row in rows.iter_mut() {
+            row.prev_hash = previous.clone();
+            row.row_hash = row.compute_hash_v1().to_vec();
+            previous = row.row_hash.clone();
+        }
+        let mut redacted = rows.clone();
+        redact(&mut redacted);
+        assert_eq!(scan(redacted.clone(), vec![]), []);
+        redacted.pop();
+        assert_eq!(scan(redacted, vec![]), [(7, 1, ChainBreak::RedactionUnrecorded)]);
+    }
+
+    #[test]
+    fn the_actor_names_the_authority_that_acted() {
+        let user = uuid::Uuid::from_bytes([7; 16]);
+        assert_eq!(actor(Some(user), Some("https://x.supabase.co/auth/v1")), Some(format!("user:{user}")));
+        assert_eq!(actor(Some(user), None), Some(format!("user:{user}")));
+        assert_eq!(
+            actor(Some(user), Some("parker-wallet/reconciler")).as_deref(),
+            Some("system:parker-wallet/reconciler")
+        );
+        assert_eq!(actor(None, None), None);
     }
 
     #[test]
     fn null_and_empty_fields_hash_differently() {
         let mut a = chain(1).remove(0);
-        let before = a.compute_hash();
+        let before = a.expected_hash();
         a.user_agent = Some(String::new());
-        assert_ne!(a.compute_hash(), before);
+        assert_ne!(a.expected_hash(), before);
     }
 
     #[test]

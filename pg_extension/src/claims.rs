@@ -32,6 +32,15 @@ pub fn subject(claims_json: Option<&str>, legacy_sub: Option<&str>) -> Option<uu
     from_legacy().or_else(from_claims)
 }
 
+/// The `iss` claim: who issued the token (Supabase Auth, or the sidecar's own
+/// `parker-wallet/...` authorities when it acts for a traveler).
+pub fn issuer(claims_json: Option<&str>) -> Option<String> {
+    match parse_object(claims_json)?.get("iss")? {
+        Value::String(iss) if !iss.trim().is_empty() => Some(iss.trim().to_owned()),
+        _ => None,
+    }
+}
+
 /// One request header by name (case-insensitive, as HTTP header names are).
 /// Only string values count.
 pub fn header(headers_json: Option<&str>, name: &str) -> Option<String> {

@@ -379,7 +379,18 @@ impl Emulators {
         Ok((alias, arn))
     }
 
-    /// A sidecar configuration that uses moto's KMS with `key_id`.
+    /// A fresh asymmetric signing key (ECC_NIST_P256, SIGN_VERIFY), as the audit
+    /// checkpoints use; returns its ARN.
+    pub async fn create_signing_key(&self) -> Result<String> {
+        let created = self
+            .kms(
+                "CreateKey",
+                serde_json::json!({ "Description": "parker-wallet audit test", "KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY" }),
+            )
+            .await?;
+        Ok(created["KeyMetadata"]["Arn"].as_str().context("CreateKey returned no Arn")?.to_owned())
+    }
+
     /// A sidecar on moto's KMS, serving the crypto routes to travelers' tokens
     /// (see [`SidecarConfig::traveler_crypto`]).
     pub fn kms_sidecar_config(&self, key_id: &str) -> Result<SidecarConfig> {
@@ -466,6 +477,7 @@ impl Default for SidecarConfig {
             stripe: None,
             duffel: None,
             bookings: Default::default(),
+            audit: None,
         };
         Self { settings, env: Vec::new(), admin_port: None }
     }
@@ -526,6 +538,20 @@ impl SidecarConfig {
         self.settings.duffel = Some(DuffelSettings { api_base: api_base.to_owned(), timeout_ms: 3000 });
         self.env.push(("PW_DUFFEL_ACCESS_TOKEN".into(), duffel_fake::DUFFEL_TOKEN.into()));
         self
+    }
+
+    /// `kms-sidecar ARGS --config FILE` with these settings (written to `dir`)
+    /// and environment: an operator command.
+    pub fn command(&self, dir: &Path, args: &[&str]) -> Result<Command> {
+        let config_path = dir.join("sidecar.toml");
+        std::fs::write(&config_path, toml::to_string(&self.resolved(dir))?)?;
+        let mut command = Command::new(env("PW_SIDECAR_BIN")?);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(config_path)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(command)
     }
 
     /// The settings the sidecar in `dir` runs with: that directory filled in

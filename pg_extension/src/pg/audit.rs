@@ -8,12 +8,13 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier, OwnedPreparedStatement};
 use pgrx::{datum::DatumWithOid, PgOid, PgRelation};
 
-use super::identity::{current_subject, request_header};
+use super::identity::{current_claims, current_subject, request_header};
 use super::{raise, spi_failed};
 use crate::audit::{
-    bounded_user_agent, client_ip, redacted_columns, redaction_overlay, AuditRow, ChainScan, ClientIp, GENESIS_HASH,
-    SYSTEM_ACTOR,
+    actor, bounded_user_agent, client_ip, personal_digest, redacted_columns, redaction_overlay, row_hash_v2, AuditRow,
+    ChainScan, ClientIp, Finding, Head, RedactionEntry, RedactionRecord, GENESIS_HASH, HASH_V1, SYSTEM_ACTOR,
 };
+use crate::claims;
 
 /// The trigger's name on every audited table.
 const AUDIT_TRIGGER: &str = "parker_wallet_audit";
@@ -26,12 +27,62 @@ macro_rules! micros {
     };
 }
 
+/// The next link of a user's chain (the parameter named): its sequence number
+/// and the hash it points at. The caller holds the chain's lock.
+macro_rules! next_link {
+    ($user:literal) => {
+        concat!(
+            "coalesce(last.chain_seq, 0) + 1 AS chain_seq,
+             coalesce(last.row_hash, decode(repeat('00', 32), 'hex')) AS prev_hash
+               FROM (SELECT 1) AS one
+               LEFT JOIN LATERAL (SELECT a.chain_seq, a.row_hash FROM public.traveler_data_audit a
+                                   WHERE a.user_id = ",
+            $user,
+            " ORDER BY a.chain_seq DESC LIMIT 1) AS last ON true"
+        )
+    };
+}
+
+/// The audited change as jsonb, redacted ($7), with its address and link.
+/// $1/$2 old/new row (the table's row type), $8 address text, $9 use the
+/// connection's address, $12 the actor. (The sub-select is never flattened, so
+/// each jsonb is built once.)
+macro_rules! audited_change {
+    () => {
+        concat!(
+            "FROM (SELECT r.created_at, r.raw_old || $7 AS old_data, r.raw_new || $7 AS new_data,
+                          r.raw_old, r.raw_new, r.ip, r.actor, r.chain_seq, r.prev_hash
+                     FROM (SELECT now() AS created_at, to_jsonb($1) AS raw_old, to_jsonb($2) AS raw_new,
+                                  CASE WHEN $9 THEN inet_client_addr() ELSE $8::inet END AS ip,
+                                  $12::text AS actor, ",
+            next_link!("$5"),
+            " OFFSET 0) AS r
+                  ) AS v
+            WHERE $3 <> 'UPDATE' OR v.raw_old IS DISTINCT FROM v.raw_new"
+        )
+    };
+}
+
 /// Writes one audit row: links it to the user's previous row and hashes it.
-/// $1/$2 old/new row (the table's row type), $3 action, $4 table name, $5 user id,
-/// $6 record id, $7 redaction overlay, $8 address text, $9 use the connection's
-/// address, $10 user agent, $11 the row's id. An UPDATE that changed nothing
-/// writes nothing. (The sub-select is never flattened, so each jsonb is built once.)
+/// $3 action, $4 table name, $5 user id, $6 record id, $10 user agent, $11 the
+/// row's id, and the parameters of [`audited_change`]. An UPDATE that changed
+/// nothing writes nothing.
 const AUDIT_INSERT_SQL: &str = concat!(
+    "INSERT INTO public.traveler_data_audit
+       (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
+        ip_address, user_agent, created_at, prev_hash, row_hash, hash_version, actor)
+     SELECT $11, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at, v.prev_hash,
+            wallet.audit_row_hash_v2(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.actor, ",
+    micros!("v.created_at"),
+    ", wallet.audit_personal_digest(v.old_data::text, v.new_data::text, v.ip::text, $10)),
+            2, v.actor ",
+    audited_change!()
+);
+
+/// [`AUDIT_INSERT_SQL`] in the first format, for an audit table that migration
+/// 0011 has not yet given its `hash_version` and `actor` columns (the library is
+/// updated before the migrations run).
+const AUDIT_INSERT_V1_SQL: &str = concat!(
     "INSERT INTO public.traveler_data_audit
        (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
         ip_address, user_agent, created_at, prev_hash, row_hash)
@@ -40,21 +91,33 @@ const AUDIT_INSERT_SQL: &str = concat!(
             wallet.audit_row_hash(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
                                   v.new_data::text, v.ip::text, $10, ",
     micros!("v.created_at"),
-    ")
-       FROM (SELECT r.created_at, r.raw_old || $7 AS old_data, r.raw_new || $7 AS new_data,
-                    r.raw_old, r.raw_new, r.ip, r.chain_seq, r.prev_hash
-               FROM (SELECT now() AS created_at, to_jsonb($1) AS raw_old, to_jsonb($2) AS raw_new,
-                            CASE WHEN $9 THEN inet_client_addr() ELSE $8::inet END AS ip,
-                            coalesce(last.chain_seq, 0) + 1 AS chain_seq,
-                            coalesce(last.row_hash, decode(repeat('00', 32), 'hex')) AS prev_hash
-                       FROM (SELECT 1) AS one
-                       LEFT JOIN LATERAL (SELECT a.chain_seq, a.row_hash FROM public.traveler_data_audit a
-                                           WHERE a.user_id = $5 ORDER BY a.chain_seq DESC LIMIT 1) AS last
-                         ON true
-                     OFFSET 0) AS r
-            ) AS v
-      WHERE $3 <> 'UPDATE' OR v.raw_old IS DISTINCT FROM v.raw_new"
+    ") ",
+    audited_change!()
 );
+
+/// Whether the audit table has migration 0011's columns (the second format).
+fn audit_table_has_v2() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_attribute
+                         WHERE attrelid = to_regclass('public.traveler_data_audit')
+                           AND attname = 'hash_version' AND NOT attisdropped)",
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or(false)
+}
+
+/// Who is making this change (see [`crate::audit::actor`]); without claims, the
+/// database role that made it (the role before any definer function's).
+fn current_actor() -> String {
+    actor(current_subject(), claims::issuer(current_claims().as_deref()).as_deref()).unwrap_or_else(|| {
+        // SAFETY: plain catalog lookups; noerr = true returns NULL for a dropped role.
+        let name = unsafe {
+            let name = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), true);
+            (!name.is_null()).then(|| std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned())
+        };
+        format!("role:{}", name.unwrap_or_default())
+    })
+}
 
 thread_local! {
     /// Prepared audit inserts by table: the row parameters are typed per table.
@@ -112,6 +175,7 @@ fn audit_trigger<'a>(
 
     let (ip_text, from_connection) = request_ip();
     let user_agent = request_header("user-agent").map(|ua| bounded_user_agent(&ua).to_owned());
+    let acted_by = current_actor();
 
     lock_chain(&user_id);
     let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&relid));
@@ -132,8 +196,10 @@ fn audit_trigger<'a>(
                     PgBuiltInOids::BOOLOID.oid(),
                     PgBuiltInOids::TEXTOID.oid(),
                     PgBuiltInOids::UUIDOID.oid(),
+                    PgBuiltInOids::TEXTOID.oid(),
                 ];
-                client.prepare_mut(AUDIT_INSERT_SQL, &types)?.keep()
+                let sql = if audit_table_has_v2() { AUDIT_INSERT_SQL } else { AUDIT_INSERT_V1_SQL };
+                client.prepare_mut(sql, &types)?.keep()
             }
         };
         // SAFETY: each row datum is passed with its table's row type.
@@ -163,6 +229,7 @@ fn audit_trigger<'a>(
             user_agent.into(),
             // Time-ordered ids keep the primary key's inserts at the index's right edge.
             pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes()).into(),
+            acted_by.into(),
         ];
         client.update(&plan, None, &args)?;
         Ok::<_, pgrx::spi::Error>(plan)
@@ -205,8 +272,52 @@ fn audit_row_hash(
         created_at_micros,
         prev_hash: prev_hash.to_vec(),
         row_hash: Vec::new(),
+        hash_version: HASH_V1,
+        actor: None,
+        redacted_digest: None,
     }
-    .compute_hash()
+    .compute_hash_v1()
+    .to_vec()
+}
+
+/// The digest of an audit row's personal fields (see `crate::audit::personal_digest`).
+#[pg_extern(immutable, parallel_safe)]
+fn audit_personal_digest(
+    old_data: Option<&str>,
+    new_data: Option<&str>,
+    ip_address: Option<&str>,
+    user_agent: Option<&str>,
+) -> Vec<u8> {
+    personal_digest(old_data, new_data, ip_address, user_agent).to_vec()
+}
+
+/// The second-format hash of one audit row (see `crate::audit::row_hash_v2`).
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+fn audit_row_hash_v2(
+    prev_hash: &[u8],
+    id: pgrx::Uuid,
+    user_id: pgrx::Uuid,
+    chain_seq: i64,
+    action: &str,
+    table_name: &str,
+    record_id: Option<pgrx::Uuid>,
+    actor: Option<&str>,
+    created_at_micros: i64,
+    personal_digest: &[u8],
+) -> Vec<u8> {
+    row_hash_v2(
+        prev_hash,
+        id.as_bytes(),
+        user_id.as_bytes(),
+        chain_seq,
+        action,
+        table_name,
+        record_id.as_ref().map(|r| r.as_bytes()),
+        actor,
+        created_at_micros,
+        personal_digest,
+    )
     .to_vec()
 }
 
@@ -311,37 +422,39 @@ fn disable_audit(target: PgRelation) {
     }
 }
 
-const CHAIN_SQL: &str = concat!(
-    "SELECT id, user_id, chain_seq, action, table_name, record_id, old_data::text, new_data::text,
-            ip_address::text, user_agent, ",
-    micros!("created_at"),
-    ", prev_hash, row_hash
-       FROM public.traveler_data_audit ORDER BY user_id, chain_seq"
-);
+/// Every audit row in chain order, as the hash sees it.
+macro_rules! chain_sql {
+    ($second_format_columns:literal) => {
+        concat!(
+            "SELECT id, user_id, chain_seq, action, table_name, record_id, old_data::text, new_data::text,
+                    ip_address::text, user_agent, ",
+            micros!("created_at"),
+            ", prev_hash, row_hash, ",
+            $second_format_columns,
+            " FROM public.traveler_data_audit ORDER BY user_id, chain_seq"
+        )
+    };
+}
+const CHAIN_SQL: &str = chain_sql!("hash_version, actor, redacted_digest");
+/// [`CHAIN_SQL`] before migration 0011: every row is of the first format.
+const CHAIN_V1_SQL: &str = chain_sql!("1::smallint, NULL::text, NULL::bytea");
 
-/// Every broken chain: for each traveler whose chain breaks, its first broken
-/// row with the reason (`content_changed`, `link_broken`, `sequence_gap`); no
-/// row when the whole trail is intact.
-#[pg_extern(stable)]
-#[search_path(pg_catalog, pg_temp)]
-fn verify_audit_chain() -> TableIterator<
-    'static,
-    (name!(id, pgrx::Uuid), name!(user_id, pgrx::Uuid), name!(chain_seq, i64), name!(reason, String)),
-> {
-    // A cursor, so a trail of millions of rows is read a batch at a time.
+/// Reads the whole trail a batch at a time (a cursor: millions of rows never
+/// sit in memory at once) and checks it against `heads`.
+fn scan_trail(heads: Vec<Head>) -> Vec<Finding> {
     const FETCH_ROWS: std::ffi::c_long = 10_000;
-    let broken = Spi::connect(|client| {
-        let mut cursor = client.try_open_cursor(CHAIN_SQL, &[])?;
-        let mut scan = ChainScan::default();
-        let mut broken = Vec::new();
+    let sql = if audit_table_has_v2() { CHAIN_SQL } else { CHAIN_V1_SQL };
+    Spi::connect(|client| {
+        let mut cursor = client.try_open_cursor(sql, &[])?;
+        let mut scan = ChainScan::new(heads);
         loop {
             let batch = cursor.fetch(FETCH_ROWS)?;
             if batch.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(broken);
+                return Ok::<_, pgrx::spi::Error>(scan.finish());
             }
             for row in batch {
                 let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
-                let current = AuditRow {
+                scan.push(AuditRow {
                     id: uuid(1)?.unwrap_or_default(),
                     user_id: uuid(2)?.unwrap_or_default(),
                     chain_seq: row.get(3)?.unwrap_or_default(),
@@ -355,15 +468,218 @@ fn verify_audit_chain() -> TableIterator<
                     created_at_micros: row.get(11)?.unwrap_or_default(),
                     prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_else(|| GENESIS_HASH.to_vec()),
                     row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
-                };
-                broken.extend(scan.push(current));
+                    hash_version: row.get(14)?.unwrap_or_default(),
+                    actor: row.get(15)?,
+                    redacted_digest: row.get(16)?,
+                });
             }
         }
     })
-    .unwrap_or_else(|e| spi_failed(e));
-    TableIterator::new(broken.into_iter().map(|(row, reason)| {
-        (pgrx::Uuid::from_bytes(row.id), pgrx::Uuid::from_bytes(row.user_id), row.chain_seq, reason.as_str().to_owned())
+    .unwrap_or_else(|e| spi_failed(e))
+}
+
+/// Findings as the rows of `wallet.verify_audit_chain`.
+fn finding_rows(findings: Vec<Finding>) -> TableIterator<'static, (Option<pgrx::Uuid>, pgrx::Uuid, i64, String)> {
+    TableIterator::new(findings.into_iter().map(|f| {
+        (f.id.map(pgrx::Uuid::from_bytes), pgrx::Uuid::from_bytes(f.user_id), f.chain_seq, f.reason.as_str().to_owned())
     }))
+}
+
+/// The heads of checkpoint `seq`: each traveler's newest head recorded at or
+/// before it (a checkpoint stores only the heads that moved since the last).
+fn checkpoint_heads(seq: i64) -> Vec<Head> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT DISTINCT ON (user_id) user_id, chain_seq, row_hash FROM public.audit_checkpoint_heads
+                  WHERE checkpoint_seq <= $1 ORDER BY user_id, checkpoint_seq DESC",
+                None,
+                &[seq.into()],
+            )?
+            .map(|row| {
+                Ok(Head {
+                    user_id: row.get::<pgrx::Uuid>(1)?.map(as_uuid_bytes).unwrap_or_default(),
+                    chain_seq: row.get(2)?.unwrap_or_default(),
+                    row_hash: row.get(3)?.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| spi_failed(e))
+}
+
+/// The heads of the newest checkpoint in the database; none before the first
+/// checkpoint (or before migration 0011).
+fn newest_checkpoint_heads() -> Vec<Head> {
+    let has_checkpoints = Spi::get_one::<bool>("SELECT to_regclass('public.audit_checkpoints') IS NOT NULL")
+        .unwrap_or_else(|e| spi_failed(e))
+        .unwrap_or(false);
+    if !has_checkpoints {
+        return Vec::new();
+    }
+    let newest = Spi::get_one::<i64>("SELECT max(seq) FROM public.audit_checkpoints").unwrap_or_else(|e| spi_failed(e));
+    newest.map(checkpoint_heads).unwrap_or_default()
+}
+
+/// The heads a checkpoint recorded: for each traveler, the newest row of their
+/// chain when checkpoint `checkpoint_seq` was taken.
+#[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
+fn audit_checkpoint_heads(
+    checkpoint_seq: i64,
+) -> TableIterator<'static, (name!(user_id, pgrx::Uuid), name!(chain_seq, i64), name!(row_hash, Vec<u8>))> {
+    TableIterator::new(
+        checkpoint_heads(checkpoint_seq)
+            .into_iter()
+            .map(|h| (pgrx::Uuid::from_bytes(h.user_id), h.chain_seq, h.row_hash)),
+    )
+}
+
+/// Every broken chain: for each traveler whose chain breaks, its first broken
+/// row with the reason; each chain that departs from the newest checkpoint in
+/// the database (trusted as stored: `kms-sidecar audit-verify` checks its
+/// signature first, then calls the form below); no row when all is intact.
+#[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_audit_chain() -> TableIterator<
+    'static,
+    (name!(id, Option<pgrx::Uuid>), name!(user_id, pgrx::Uuid), name!(chain_seq, i64), name!(reason, String)),
+> {
+    finding_rows(scan_trail(newest_checkpoint_heads()))
+}
+
+/// [`verify_audit_chain`] against the heads given (three arrays of one length),
+/// those of a checkpoint whose signature the caller has checked.
+#[pg_extern(stable, name = "verify_audit_chain")]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_audit_chain_against<'a>(
+    head_users: Vec<pgrx::Uuid>,
+    head_seqs: Vec<i64>,
+    head_hashes: pgrx::Array<'a, &'a [u8]>,
+) -> TableIterator<
+    'static,
+    (name!(id, Option<pgrx::Uuid>), name!(user_id, pgrx::Uuid), name!(chain_seq, i64), name!(reason, String)),
+> {
+    if head_users.len() != head_seqs.len() || head_users.len() != head_hashes.len() {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "verify_audit_chain: head_users, head_seqs and head_hashes must have one length",
+        );
+    }
+    let heads = head_users
+        .into_iter()
+        .zip(head_seqs)
+        .zip(head_hashes.iter())
+        .map(|((user, chain_seq), row_hash)| Head {
+            user_id: as_uuid_bytes(user),
+            chain_seq,
+            row_hash: row_hash.unwrap_or_default().to_vec(),
+        })
+        .collect();
+    finding_rows(scan_trail(heads))
+}
+
+/// Redacts the personal fields of every row of $1's chain not yet redacted: old
+/// and new row values become the marker $2 (keys kept), address and user agent
+/// go; the digest of what was removed is kept, so each row's hash still verifies.
+const REDACT_ROWS_SQL: &str = "
+    UPDATE public.traveler_data_audit a
+       SET redacted_digest = wallet.audit_personal_digest(a.old_data::text, a.new_data::text,
+                                                          a.ip_address::text, a.user_agent),
+           old_data = CASE WHEN a.old_data IS NOT NULL THEN
+                        (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.old_data) k)
+                      END,
+           new_data = CASE WHEN a.new_data IS NOT NULL THEN
+                        (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.new_data) k)
+                      END,
+           ip_address = NULL,
+           user_agent = NULL
+     WHERE a.user_id = $1 AND a.redacted_digest IS NULL AND a.action <> 'REDACT'
+ RETURNING a.chain_seq, a.hash_version, a.row_hash, a.redacted_digest";
+
+/// Appends the redaction row to $2's chain: id $1, `new_data` $3 (what was
+/// redacted and why), actor $4.
+const REDACTION_INSERT_SQL: &str = concat!(
+    "INSERT INTO public.traveler_data_audit
+       (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
+        ip_address, user_agent, created_at, prev_hash, row_hash, hash_version, actor)
+     SELECT $1, $2, v.chain_seq, 'REDACT', 'traveler_data_audit', NULL, NULL, v.new_data, NULL, NULL,
+            v.created_at, v.prev_hash,
+            wallet.audit_row_hash_v2(v.prev_hash, $1, $2, v.chain_seq, 'REDACT', 'traveler_data_audit', NULL,
+                                     v.actor, ",
+    micros!("v.created_at"),
+    ", wallet.audit_personal_digest(NULL, v.new_data::text, NULL, NULL)),
+            2, v.actor
+       FROM (SELECT now() AS created_at, $3::jsonb AS new_data, $4::text AS actor, ",
+    next_link!("$2"),
+    ") AS v
+  RETURNING id, chain_seq, row_hash"
+);
+
+/// Erasure's part in the audit trail: removes `user_id`'s personal data from
+/// every row of their chain, keeping each row's hash verifiable, and appends a
+/// redaction row that names each row redacted (its hash and the digest of what
+/// was removed) and `reason`. Returns that row, which `kms-sidecar audit-redact`
+/// signs in the same transaction; nothing when there was nothing left to redact.
+#[pg_extern]
+#[search_path(pg_catalog, pg_temp)]
+fn redact_audit(
+    user_id: pgrx::Uuid,
+    reason: &str,
+) -> TableIterator<
+    'static,
+    (name!(audit_id, pgrx::Uuid), name!(chain_seq, i64), name!(row_hash, Vec<u8>), name!(redacted_rows, i64)),
+> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 500 {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "redact_audit: reason must be 1 to 500 bytes");
+    }
+    if !audit_table_has_v2() {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "redact_audit: apply migration 0011 first (the audit table has no redaction columns)",
+        );
+    }
+    let user = as_uuid_bytes(user_id);
+    lock_chain(&user);
+    let redaction = Spi::connect_mut(|client| {
+        let mut redacted: Vec<AuditRow> = client
+            .update(REDACT_ROWS_SQL, None, &[user_id.into(), crate::audit::REDACTED_MARKER.into()])?
+            .map(|row| {
+                Ok(AuditRow {
+                    chain_seq: row.get(1)?.unwrap_or_default(),
+                    hash_version: row.get(2)?.unwrap_or_default(),
+                    row_hash: row.get(3)?.unwrap_or_default(),
+                    redacted_digest: row.get(4)?,
+                    ..AuditRow::default()
+                })
+            })
+            .collect::<Result<_, pgrx::spi::Error>>()?;
+        if redacted.is_empty() {
+            return Ok(None);
+        }
+        redacted.sort_by_key(|row| row.chain_seq);
+        let record = RedactionRecord {
+            reason: reason.to_owned(),
+            redacted: redacted.iter().filter_map(RedactionEntry::of).collect(),
+        };
+        let record = serde_json::to_value(&record).unwrap_or(serde_json::Value::Null);
+        let id = pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes());
+        let inserted = client.update(
+            REDACTION_INSERT_SQL,
+            None,
+            &[id.into(), user_id.into(), pgrx::JsonB(record).into(), current_actor().into()],
+        )?;
+        let row = inserted.first();
+        Ok::<_, pgrx::spi::Error>(Some((
+            id,
+            row.get::<i64>(2)?.unwrap_or_default(),
+            row.get::<Vec<u8>>(3)?.unwrap_or_default(),
+            redacted.len() as i64,
+        )))
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    TableIterator::new(redaction)
 }
 
 /// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);
@@ -458,6 +774,112 @@ mod tests {
         let (seq, reason) =
             Spi::get_two::<i64, String>("SELECT chain_seq, reason FROM wallet.verify_audit_chain()").unwrap();
         assert_eq!((seq, reason.as_deref()), (Some(3), Some("sequence_gap")));
+    }
+
+    fn findings() -> Vec<(i64, String)> {
+        Spi::connect(|client| {
+            client
+                .select("SELECT chain_seq, reason FROM wallet.verify_audit_chain() ORDER BY chain_seq", None, &[])
+                .unwrap()
+                .map(|row| (row.get::<i64>(1).unwrap().unwrap(), row.get::<String>(2).unwrap().unwrap()))
+                .collect()
+        })
+    }
+
+    #[pg_test]
+    fn rows_name_their_actor_in_the_second_format() {
+        three_audited_changes();
+        set_claims(&format!(r#"{{"sub":"{ALICE}","iss":"parker-wallet/reconciler"}}"#));
+        Spi::run("UPDATE campaigns SET name = 'd'").unwrap();
+        set_claims(&format!(r#"{{"sub":"{ALICE}"}}"#));
+        Spi::run("UPDATE campaigns SET name = 'e'").unwrap();
+        let actors = Spi::get_one::<Vec<String>>(
+            "SELECT array_agg(actor ORDER BY chain_seq) FROM traveler_data_audit WHERE hash_version = 2",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(actors.len(), 5);
+        assert!(actors[0].starts_with("role:"), "{actors:?}");
+        assert_eq!(actors[3], "system:parker-wallet/reconciler");
+        assert_eq!(actors[4], format!("user:{ALICE}"));
+        assert_eq!(findings(), []);
+        Spi::run("UPDATE traveler_data_audit SET actor = 'user:someone-else' WHERE chain_seq = 5").unwrap();
+        assert_eq!(findings(), [(5, "content_changed".to_owned())]);
+    }
+
+    #[pg_test]
+    fn a_redaction_removes_personal_data_and_the_chain_still_verifies() {
+        install_schema();
+        Spi::run(r#"SELECT set_config('request.headers', '{"x-forwarded-for":"203.0.113.7","user-agent":"parker-app/2.1"}', true)"#).unwrap();
+        Spi::run(&format!("INSERT INTO traveler_profiles (user_id, first_name) VALUES ('{ALICE}', 'Ada')")).unwrap();
+        Spi::run("UPDATE traveler_profiles SET first_name = 'Augusta'").unwrap();
+        let (seq, redacted) = Spi::get_two_with_args::<i64, i64>(
+            "SELECT chain_seq, redacted_rows FROM wallet.redact_audit($1, 'erasure request 42')",
+            &[pgrx::Uuid::from_bytes(*uuid::Uuid::parse_str(ALICE).unwrap().as_bytes()).into()],
+        )
+        .unwrap();
+        assert_eq!((seq, redacted), (Some(3), Some(2)));
+        let leaks = "(coalesce(old_data::text, '') || coalesce(new_data::text, '')) ~ '(Ada|Augusta)'
+                     OR ip_address IS NOT NULL OR user_agent IS NOT NULL";
+        assert_eq!(audit_count(leaks), 0);
+        assert_eq!(audit_count("action = 'REDACT' AND new_data ->> 'reason' = 'erasure request 42'"), 1);
+        assert_eq!(findings(), []);
+        let again = Spi::get_one::<i64>(&format!("SELECT count(*) FROM wallet.redact_audit('{ALICE}', 'again')"));
+        assert_eq!(again.unwrap(), Some(0), "nothing left to redact: no second redaction row");
+
+        Spi::run("UPDATE traveler_data_audit SET action = 'DELETE' WHERE chain_seq = 2").unwrap();
+        assert_eq!(findings(), [(2, "content_changed".to_owned())]);
+    }
+
+    #[pg_test]
+    fn content_passed_off_as_redacted_is_reported() {
+        three_audited_changes();
+        Spi::run(
+            "UPDATE traveler_data_audit
+                SET redacted_digest = wallet.audit_personal_digest(old_data::text, new_data::text, ip_address::text, user_agent),
+                    new_data = '{\"name\": \"[redacted]\"}'
+              WHERE chain_seq = 2",
+        )
+        .unwrap();
+        assert_eq!(findings(), [(2, "redaction_unrecorded".to_owned())]);
+    }
+
+    /// A checkpoint of the chains as they are, as `kms-sidecar audit-checkpoint`
+    /// records it (its signature is the sidecar's to check, not the database's).
+    fn checkpoint_now() {
+        Spi::run(
+            "INSERT INTO audit_checkpoints VALUES (1, now(), 1, '\\x00', '\\x00', '\\x00', 'k', 'ECDSA_SHA_256', '\\x00');
+             INSERT INTO audit_checkpoint_heads
+             SELECT DISTINCT ON (user_id) 1, user_id, chain_seq, row_hash FROM traveler_data_audit
+              ORDER BY user_id, chain_seq DESC",
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn a_chain_cut_back_or_rewritten_after_a_checkpoint_is_reported() {
+        three_audited_changes();
+        checkpoint_now();
+        Spi::run("UPDATE campaigns SET name = 'd'").unwrap();
+        assert_eq!(findings(), [], "growing past the checkpoint is what chains do");
+        Spi::run("DELETE FROM traveler_data_audit WHERE chain_seq >= 3").unwrap();
+        assert_eq!(findings(), [(3, "chain_truncated".to_owned())]);
+        Spi::run("DELETE FROM traveler_data_audit").unwrap();
+        assert_eq!(findings(), [(3, "chain_vanished".to_owned())]);
+    }
+
+    #[pg_test]
+    fn heads_can_be_given_instead_of_read() {
+        three_audited_changes();
+        let heads = format!(
+            "ARRAY['{ALICE}']::uuid[], ARRAY[3]::bigint[],
+             ARRAY[(SELECT row_hash FROM traveler_data_audit WHERE chain_seq = 3)]"
+        );
+        let count = |heads: &str| {
+            Spi::get_one::<i64>(&format!("SELECT count(*) FROM wallet.verify_audit_chain({heads})")).unwrap().unwrap()
+        };
+        assert_eq!(count(&heads), 0);
+        assert_eq!(count(&format!("ARRAY['{ALICE}']::uuid[], ARRAY[3]::bigint[], ARRAY['\\x00'::bytea]")), 1);
     }
 
     #[pg_test(error = "traveler_data_audit is append-only: DELETE refused")]

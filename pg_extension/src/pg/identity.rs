@@ -15,7 +15,7 @@ thread_local! {
     static PINNED_SUBJECT: Cell<Option<uuid::Uuid>> = const { Cell::new(None) };
 }
 
-fn current_claims() -> Option<String> {
+pub(crate) fn current_claims() -> Option<String> {
     setting_text(c"request.jwt.claims")
 }
 

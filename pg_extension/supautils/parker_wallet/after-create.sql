@@ -25,6 +25,20 @@ GRANT EXECUTE ON FUNCTION wallet.audit_trigger(), wallet.completion_trigger(),
   TO postgres;
 GRANT EXECUTE ON PROCEDURE wallet.refresh_all_completion(int) TO postgres;
 
+DO $audit$
+BEGIN
+  -- The signed trail came with 0.4.0: checkpoints are verified, erasures redacted
+  -- by the operator.
+  IF pg_catalog.to_regprocedure('wallet.redact_audit(uuid, text)') IS NOT NULL THEN
+    GRANT EXECUTE ON FUNCTION wallet.verify_audit_chain(uuid[], bigint[], bytea[]),
+      wallet.audit_checkpoint_heads(bigint), wallet.redact_audit(uuid, text),
+      wallet.audit_personal_digest(text, text, text, text),
+      wallet.audit_row_hash_v2(bytea, uuid, uuid, bigint, text, text, uuid, text, bigint, bytea)
+      TO postgres;
+  END IF;
+END
+$audit$;
+
 DO $auth$
 BEGIN
   -- The roles came with 0.2.0: an older version installs without them.

@@ -5,6 +5,7 @@
 // Test code: a failed unwrap is a failed test (or benchmark), with its message.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod booking_saga;
 mod bookings;
 mod crypto;

@@ -63,27 +63,32 @@ fn context_map(context: &KmsContext) -> HashMap<String, String> {
     context.pairs().into_iter().collect()
 }
 
+/// A KMS client for the key's region and endpoint, with its credentials; the
+/// audit signer builds its own from the same settings.
+pub async fn kms_client(settings: &AwsKmsSettings) -> aws_sdk_kms::Client {
+    let timeouts = aws_sdk_kms::config::timeout::TimeoutConfig::builder().operation_timeout(settings.timeout).build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .timeout_config(timeouts);
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some((access_key, secret_key)) = &settings.credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            access_key.expose_secret(),
+            secret_key.expose_secret(),
+            None,
+            None,
+            "parker-wallet-config",
+        ));
+    }
+    let config = loader.load().await;
+    aws_sdk_kms::Client::new(&config)
+}
+
 impl AwsKms {
     pub async fn connect(settings: &AwsKmsSettings) -> Self {
-        let timeouts =
-            aws_sdk_kms::config::timeout::TimeoutConfig::builder().operation_timeout(settings.timeout).build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
-            .timeout_config(timeouts);
-        if let Some(endpoint) = &settings.endpoint_url {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some((access_key, secret_key)) = &settings.credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                access_key.expose_secret(),
-                secret_key.expose_secret(),
-                None,
-                None,
-                "parker-wallet-config",
-            ));
-        }
-        let config = loader.load().await;
-        Self { client: aws_sdk_kms::Client::new(&config), key_id: settings.key_id.clone() }
+        Self { client: kms_client(settings).await, key_id: settings.key_id.clone() }
     }
 }
 
