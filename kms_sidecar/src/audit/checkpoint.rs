@@ -195,10 +195,12 @@ async fn no_longer_held(conn: &mut PgConnection, heads: &[&Head]) -> Result<Vec<
     Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
 }
 
-/// Takes the next checkpoint: reads every chain's head, moves on only the heads
-/// that grew from where the last checkpoint left them, signs the digest (one
+/// Takes the next checkpoint: checks the one before (its signature: one KMS
+/// call; its heads), reads every chain's head, moves on only the heads that
+/// grew from where the last checkpoint left them, signs the digest (one more
 /// KMS call), writes the checkpoint to the table and the log, then commits.
-/// Refuses when the table and the log disagree about the newest checkpoint.
+/// Refuses when the table and the log disagree about the newest checkpoint, or
+/// when that checkpoint is not what the key signed.
 pub async fn take(conn: &mut PgConnection, signer: &dyn AuditSigner, log: &CheckpointLog) -> Result<Taken, AuditError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHECKPOINT_LOCK).execute(&mut *tx).await?;
@@ -216,9 +218,24 @@ pub async fn take(conn: &mut PgConnection, signer: &dyn AuditSigner, log: &Check
             )))
         }
     }
+    // What the new checkpoint builds on must be what the key signed: its
+    // signature (a forged line in the log too buys no signed successor) and its
+    // heads as the table keeps them (altered heads would be folded in).
     let previous_heads: HashMap<Uuid, Head> = match &previous {
         Some(checkpoint) => {
-            heads_in_table(&mut tx, checkpoint.seq).await?.into_iter().map(|h| (h.user_id, h)).collect()
+            let intact = checkpoint.digest == checkpoint.expected_digest()
+                && signer.verify(&checkpoint.signature(), &checkpoint.digest).await?;
+            if !intact {
+                return Err(AuditError::Diverged(format!("checkpoint {} is not validly signed", checkpoint.seq)));
+            }
+            let heads = heads_in_table(&mut tx, checkpoint.seq).await?;
+            if !checkpoint.covers(&heads) {
+                return Err(AuditError::Diverged(format!(
+                    "the table's heads of checkpoint {} are not the ones it signed",
+                    checkpoint.seq
+                )));
+            }
+            heads.into_iter().map(|h| (h.user_id, h)).collect()
         }
         None => HashMap::new(),
     };

@@ -166,6 +166,12 @@ async fn a_chain_cut_back_or_deleted_is_reported(template: Template) -> anyhow::
              DELETE FROM traveler_data_audit WHERE user_id = '{c}';"
         ))
         .await?;
+    let internal: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM wallet.verify_audit_chain(ARRAY[]::uuid[], ARRAY[]::bigint[], ARRAY[]::bytea[])",
+    )
+    .fetch_one(&mut trail.db.admin().await?)
+    .await?;
+    assert_eq!(internal, 0, "the chains alone do not show it");
     let verified = trail.verify()?;
     assert_eq!(verified.code, Some(2), "{}", verified.summary);
     let mut found: Vec<(String, String)> = verified
@@ -265,12 +271,21 @@ async fn checkpoints_deleted_or_forged_are_reported(template: Template) -> anyho
     let unsigned = trail.verify()?;
     assert_eq!(unsigned.reasons(), ["checkpoint_signature_invalid", "chain_truncated"], "{:?}", unsigned.findings);
     assert!(unsigned.summary.contains("checked against checkpoint 2"), "{}", unsigned.summary);
-    let refused = trail.checkpoint();
-    assert!(refused.is_err() || refused.is_ok_and(|r| r.code != Some(0)), "no checkpoint on top of a forged one");
+    assert!(trail.checkpoint().is_err(), "no checkpoint on top of a forged one");
 
-    // Deleted: every checkpoint gone from the table; the log still has them.
+    // Altered: a traveler's checkpointed head moved back in the table.
     let fresh = Trail::new(template).await?;
     fresh.checkpointed()?;
+    fresh
+        .as_owner(
+            "UPDATE audit_checkpoint_heads SET chain_seq = chain_seq - 1
+              WHERE user_id = (SELECT user_id FROM audit_checkpoint_heads ORDER BY user_id LIMIT 1)",
+        )
+        .await?;
+    assert_eq!(fresh.verify()?.reasons(), ["checkpoint_heads_altered"]);
+    assert!(fresh.checkpoint().is_err(), "no checkpoint on top of altered heads");
+
+    // Deleted: every checkpoint gone from the table; the log still has them.
     fresh.as_owner("DELETE FROM audit_checkpoint_heads; DELETE FROM audit_checkpoints;").await?;
     let deleted = fresh.verify()?;
     assert_eq!(deleted.reasons(), ["checkpoint_deleted", "checkpoint_heads_altered"], "{:?}", deleted.findings);
