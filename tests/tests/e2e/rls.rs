@@ -233,6 +233,9 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
     tables.sort_unstable();
     let mut expected = USER_TABLES.to_vec();
     expected.extend([
+        "audit_checkpoint_heads",
+        "audit_checkpoints",
+        "audit_redaction_signatures",
         "booking_charge_events",
         "booking_charges",
         "feature_flags",
@@ -245,8 +248,16 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
     for (table, enabled, forced, policies, columns, indexed, findings) in &report {
         assert!(*enabled && *forced && *indexed, "{table}");
         // Deny-all tables (USING false), reached only through functions:
-        // feature_flags through wallet.flag_enabled, stripe_events through the sidecar's.
-        let deny_all = ["feature_flags", "stripe_events"].contains(&table.as_str());
+        // feature_flags through wallet.flag_enabled, stripe_events through the sidecar's;
+        // the audit checkpoint tables are the operator's (who passes RLS).
+        let deny_all = [
+            "feature_flags",
+            "stripe_events",
+            "audit_checkpoints",
+            "audit_checkpoint_heads",
+            "audit_redaction_signatures",
+        ]
+        .contains(&table.as_str());
         let owner_columns: &[&str] = if deny_all { &[] } else { &["user_id"] };
         // Besides the owner (or deny-all) policy, one for each of the wallet's
         // definer roles that reads or writes the table (migration 0008).
