@@ -622,18 +622,21 @@ mod tests {
         assert_eq!(scan(rows, vec![]), [(2, 2, ChainBreak::ContentChanged), (3, 2, ChainBreak::SequenceGap)]);
     }
 
-    #[test]
-    fn rows_written_before_the_second_format_still_verify() {
-        let mut rows = chain(3);
-        for row in rows.iter_mut() {
-            (row.hash_version, row.actor) = (HASH_V1, None);
-        }
+    /// A chain as written before 0.4.0: first format, no actor.
+    fn first_format_chain(n: usize) -> Vec<AuditRow> {
+        let mut rows = chain(n);
         let mut previous = GENESIS_HASH.to_vec();
         for row in rows.iter_mut() {
-            row.prev_hash = previous.clone();
+            (row.hash_version, row.actor, row.prev_hash) = (HASH_V1, None, previous.clone());
             row.row_hash = row.compute_hash_v1().to_vec();
             previous = row.row_hash.clone();
         }
+        rows
+    }
+
+    #[test]
+    fn rows_written_before_the_second_format_still_verify() {
+        let mut rows = first_format_chain(3);
         assert_eq!(first_break(&rows), None);
         rows[1].hash_version = 3;
         assert_eq!(first_break(&rows), Some((2, ChainBreak::ContentChanged)), "an unknown format is not trusted");
@@ -692,17 +695,7 @@ mod tests {
 
     #[test]
     fn a_redacted_first_format_row_keeps_its_place_and_must_be_named() {
-        let mut rows = chain(2);
-        for row in rows.iter_mut() {
-            (row.hash_version, row.actor) = (HASH_V1, None);
-        }
-        let mut previous = GENESIS_HASH.to_vec();
-        for row in rows.iter_mut() {
-            row.prev_hash = previous.clone();
-            row.row_hash = row.compute_hash_v1().to_vec();
-            previous = row.row_hash.clone();
-        }
-        let mut redacted = rows.clone();
+        let mut redacted = first_format_chain(2);
         redact(&mut redacted);
         assert_eq!(scan(redacted.clone(), vec![]), []);
         redacted.pop();

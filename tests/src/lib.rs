@@ -843,6 +843,18 @@ pub async fn assert_booking_in_audit_chain(db: &TestDb, booking_id: uuid::Uuid) 
     Ok(entered)
 }
 
+/// Who wrote each audited change of a booking (the `actor` column), with the
+/// state it left, in chain order.
+pub async fn booking_audit_actors(db: &TestDb, booking_id: uuid::Uuid) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT coalesce(new_data ->> 'state', ''), coalesce(actor, '') FROM traveler_data_audit
+          WHERE table_name = 'booking_charges' AND record_id = $1 ORDER BY chain_seq",
+    )
+    .bind(booking_id)
+    .fetch_all(&mut db.admin().await?)
+    .await?)
+}
+
 /// A traveler in `auth.users`; returns the user id.
 pub async fn new_traveler(db: &TestDb) -> Result<String> {
     let user = uuid::Uuid::new_v4().to_string();

@@ -195,6 +195,39 @@ async fn no_longer_held(conn: &mut PgConnection, heads: &[&Head]) -> Result<Vec<
     Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
 }
 
+/// Writes a checkpoint and the heads that moved since the one before.
+pub async fn store(conn: &mut PgConnection, checkpoint: &Checkpoint, moved: &[Head]) -> Result<(), AuditError> {
+    sqlx::query(
+        "INSERT INTO public.audit_checkpoints
+           (seq, created_at, head_count, heads_digest, prev_digest, digest, key_id, signing_algorithm, signature)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(checkpoint.seq)
+    .bind(checkpoint.created_at)
+    .bind(checkpoint.head_count)
+    .bind(&checkpoint.heads_digest)
+    .bind(&checkpoint.prev_digest)
+    .bind(&checkpoint.digest)
+    .bind(&checkpoint.key_id)
+    .bind(&checkpoint.signing_algorithm)
+    .bind(&checkpoint.signature)
+    .execute(&mut *conn)
+    .await?;
+    for chunk in moved.chunks(HEADS_PER_INSERT) {
+        sqlx::query(
+            "INSERT INTO public.audit_checkpoint_heads (checkpoint_seq, user_id, chain_seq, row_hash)
+             SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::bytea[])",
+        )
+        .bind(checkpoint.seq)
+        .bind(chunk.iter().map(|h| h.user_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|h| h.chain_seq).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|h| h.row_hash.clone()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Takes the next checkpoint: checks the one before (its signature: one KMS
 /// call; its heads), reads every chain's head, moves on only the heads that
 /// grew from where the last checkpoint left them, signs the digest (one more
@@ -281,34 +314,7 @@ pub async fn take(conn: &mut PgConnection, signer: &dyn AuditSigner, log: &Check
     (checkpoint.key_id, checkpoint.signing_algorithm, checkpoint.signature) =
         (signature.key_id, signature.algorithm, signature.bytes);
 
-    sqlx::query(
-        "INSERT INTO public.audit_checkpoints
-           (seq, created_at, head_count, heads_digest, prev_digest, digest, key_id, signing_algorithm, signature)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(checkpoint.seq)
-    .bind(checkpoint.created_at)
-    .bind(checkpoint.head_count)
-    .bind(&checkpoint.heads_digest)
-    .bind(&checkpoint.prev_digest)
-    .bind(&checkpoint.digest)
-    .bind(&checkpoint.key_id)
-    .bind(&checkpoint.signing_algorithm)
-    .bind(&checkpoint.signature)
-    .execute(&mut *tx)
-    .await?;
-    for chunk in grown.chunks(HEADS_PER_INSERT) {
-        sqlx::query(
-            "INSERT INTO public.audit_checkpoint_heads (checkpoint_seq, user_id, chain_seq, row_hash)
-             SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::bytea[])",
-        )
-        .bind(checkpoint.seq)
-        .bind(chunk.iter().map(|h| h.user_id).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|h| h.chain_seq).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|h| h.row_hash.clone()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-    }
+    store(&mut tx, &checkpoint, &grown).await?;
     // Logged before the commit: a crash between leaves the log one ahead, which
     // the next run refuses (and audit-verify reports) rather than hides.
     log.append(&checkpoint, &grown)?;

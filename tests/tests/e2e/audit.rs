@@ -246,24 +246,8 @@ async fn checkpoints_deleted_or_forged_are_reported(template: Template) -> anyho
         ..second.clone()
     };
     forged.digest = forged.expected_digest().to_vec();
-    sqlx::query("INSERT INTO audit_checkpoints VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(forged.seq)
-        .bind(forged.created_at)
-        .bind(forged.head_count)
-        .bind(&forged.heads_digest)
-        .bind(&forged.prev_digest)
-        .bind(&forged.digest)
-        .bind(&forged.key_id)
-        .bind(&forged.signing_algorithm)
-        .bind(&forged.signature)
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("INSERT INTO audit_checkpoint_heads SELECT 3, * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])")
-        .bind(heads.iter().map(|h| h.user_id).collect::<Vec<_>>())
-        .bind(heads.iter().map(|h| h.chain_seq).collect::<Vec<_>>())
-        .bind(heads.iter().map(|h| h.row_hash.clone()).collect::<Vec<_>>())
-        .execute(&mut conn)
-        .await?;
+    // Stored as audit-checkpoint would, without the key.
+    kms_sidecar::audit::checkpoint::store(&mut conn, &forged, &heads).await?;
     let unlogged = trail.verify()?;
     assert_eq!(unlogged.reasons(), ["checkpoint_unlogged", "chain_truncated"], "{:?}", unlogged.findings);
 

@@ -320,6 +320,8 @@ async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
         .fetch_one(&mut b.db.admin().await?)
         .await?;
     assert_eq!(owner, b.user);
+    let actors = harness::booking_audit_actors(&b.db, id_of(&booked).parse()?).await?;
+    assert!(actors.iter().all(|(_, actor)| actor == "system:parker-wallet/campaign-owner"), "{actors:?}");
     // The service key reads nothing by itself.
     let shown = call(b.sidecar(), "GET", &format!("/v1/bookings/{}", id_of(&booked)), &service_key, None, None).await?;
     assert_eq!(shown.status, StatusCode::UNAUTHORIZED);
@@ -421,6 +423,14 @@ async fn a_failed_capture_is_retried_never_voided() -> anyhow::Result<()> {
     assert!(clean, "{report}");
     assert_eq!(b.state_of(&id).await?.0, "captured");
     assert_eq!(b.intents(&id).await?[0]["status"], "succeeded");
+    // The traveler's request and the reconciler each sign their own writes.
+    let actors = harness::booking_audit_actors(&b.db, id.parse()?).await?;
+    assert_eq!(actors.first().map(|(_, actor)| actor.clone()), Some(format!("user:{}", b.user)), "{actors:?}");
+    assert_eq!(
+        actors.last().cloned(),
+        Some(("captured".to_owned(), "system:parker-wallet/reconciler".to_owned())),
+        "{actors:?}"
+    );
     Ok(())
 }
 
