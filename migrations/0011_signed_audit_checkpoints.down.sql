@@ -29,4 +29,5 @@ DROP INDEX public.traveler_data_audit_redactions;
 ALTER TABLE public.traveler_data_audit DROP CONSTRAINT traveler_data_audit_action_check;
 ALTER TABLE public.traveler_data_audit ADD CONSTRAINT traveler_data_audit_action_check
   CHECK (action IN ('INSERT', 'UPDATE', 'DELETE'));
-ALTER TABLE public.traveler_data_audit DROP COLUMN redacted_digest, DROP COLUMN actor, DROP COLUMN hash_version;
+ALTER TABLE public.traveler_data_audit DROP COLUMN redacted_digest, DROP COLUMN personal_salt, DROP COLUMN actor,
+  DROP COLUMN hash_version;

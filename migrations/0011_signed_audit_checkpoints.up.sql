@@ -20,6 +20,9 @@ $$;
 ALTER TABLE public.traveler_data_audit
   ADD COLUMN hash_version smallint NOT NULL DEFAULT 1 CHECK (hash_version IN (1, 2)),
   ADD COLUMN actor text,
+  -- Random per row; the personal digest covers it, a redaction removes it (so
+  -- the digest kept cannot confirm a guess at what was erased).
+  ADD COLUMN personal_salt bytea,
   ADD COLUMN redacted_digest bytea CHECK (octet_length(redacted_digest) = 32);
 -- Existing rows hold one of the three older actions: no need to scan them.
 ALTER TABLE public.traveler_data_audit DROP CONSTRAINT traveler_data_audit_action_check;
@@ -31,9 +34,9 @@ CREATE INDEX traveler_data_audit_redactions ON public.traveler_data_audit (user_
 
 -- The append-only guard, naming whichever table it guards.
 CREATE OR REPLACE FUNCTION wallet_internal.refuse_audit_rewrite() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF NOT pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
+  IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
     RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
       USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -65,7 +68,7 @@ CREATE TABLE public.audit_checkpoint_heads (
   checkpoint_seq bigint NOT NULL,
   user_id        uuid NOT NULL,
   chain_seq      bigint NOT NULL,
-  row_hash       bytea NOT NULL,
+  row_hash       bytea NOT NULL CHECK (octet_length(row_hash) = 32),
   PRIMARY KEY (user_id, checkpoint_seq)
 );
 -- The KMS signature over each redaction row, written in the redaction's transaction.

@@ -13,6 +13,7 @@
 \echo Use "ALTER EXTENSION parker_wallet UPDATE TO '0.4.0'" to load this file. \quit
 
 CREATE  FUNCTION "audit_personal_digest"(
+	"salt" bytea, /* core::option::Option<&[u8]> */
 	"old_data" TEXT, /* core::option::Option<&str> */
 	"new_data" TEXT, /* core::option::Option<&str> */
 	"ip_address" TEXT, /* core::option::Option<&str> */
@@ -79,11 +80,11 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'redact_audit_wrapper';
 
-REVOKE ALL ON FUNCTION wallet.audit_personal_digest(text, text, text, text),
+REVOKE ALL ON FUNCTION wallet.audit_personal_digest(bytea, text, text, text, text),
   wallet.audit_row_hash_v2(bytea, uuid, uuid, bigint, text, text, uuid, text, bigint, bytea),
   wallet.audit_checkpoint_heads(bigint), wallet.verify_audit_chain(uuid[], bigint[], bytea[]),
   wallet.redact_audit(uuid, text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wallet.audit_row_hash_v2(bytea, uuid, uuid, bigint, text, text, uuid, text, bigint, bytea),
-  wallet.audit_personal_digest(text, text, text, text)
+  wallet.audit_personal_digest(bytea, text, text, text, text)
   TO parker_wallet_auditor;

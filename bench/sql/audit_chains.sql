@@ -9,7 +9,7 @@ INSERT INTO traveler_data_audit
 SELECT r.id, r.user_id, 1, 'INSERT', 'traveler_profiles', r.new_data, r.created_at, r.genesis,
        wallet.audit_row_hash_v2(r.genesis, r.id, r.user_id, 1, 'INSERT', 'traveler_profiles', NULL, r.actor,
                                 (extract(epoch FROM r.created_at) * 1000000)::bigint,
-                                wallet.audit_personal_digest(NULL, r.new_data::text, NULL, NULL)),
+                                wallet.audit_personal_digest(NULL, NULL, r.new_data::text, NULL, NULL)),
        2, r.actor
   FROM (SELECT gen_random_uuid() AS id, u.id AS user_id, '{"first_name": "Ada"}'::jsonb AS new_data,
                now() AS created_at, decode(repeat('00', 32), 'hex') AS genesis, 'user:' || u.id AS actor

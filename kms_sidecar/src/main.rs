@@ -250,6 +250,9 @@ async fn audit_checkpoint(config: ConfigArgs, database_url: &str) -> anyhow::Res
     let (audit, signer, mut conn) = audit_tools(config, database_url).await?;
     let taken =
         kms_sidecar::audit::checkpoint::take(&mut conn, &signer, &CheckpointLog::new(&audit.checkpoint_log)).await?;
+    if let Some(seq) = taken.restored {
+        println!("{}", serde_json::json!({ "reason": "checkpoint_restored", "checkpoint_seq": seq }));
+    }
     for head in &taken.departed {
         println!(
             "{}",
@@ -265,7 +268,7 @@ async fn audit_checkpoint(config: ConfigArgs, database_url: &str) -> anyhow::Res
         signer.calls(),
         taken.departed.len()
     );
-    Ok(if taken.departed.is_empty() { Outcome::Clean } else { Outcome::Findings })
+    Ok(if taken.departed.is_empty() && taken.restored.is_none() { Outcome::Clean } else { Outcome::Findings })
 }
 
 async fn audit_verify(config: ConfigArgs, database_url: &str) -> anyhow::Result<Outcome> {

@@ -131,6 +131,8 @@ pub struct AuditRow {
     pub row_hash: Vec<u8>,
     pub hash_version: i16,
     pub actor: Option<String>,
+    /// Random, per row of the second format; removed by a redaction.
+    pub personal_salt: Option<Vec<u8>>,
     /// Set by a redaction: the [`personal_digest`] of the fields it removed.
     pub redacted_digest: Option<Vec<u8>>,
 }
@@ -147,8 +149,11 @@ fn feed(hasher: &mut Sha256, field: Option<&[u8]>) {
     }
 }
 
-/// SHA-256 over the fields a redaction removes: old and new row, address, user agent.
+/// SHA-256 over the fields a redaction removes (old and new row, address, user
+/// agent) and the row's random salt. A redaction keeps the digest and drops the
+/// salt: without it, the digest cannot confirm a guess at what was erased.
 pub fn personal_digest(
+    salt: Option<&[u8]>,
     old_data: Option<&str>,
     new_data: Option<&str>,
     ip_address: Option<&str>,
@@ -156,6 +161,7 @@ pub fn personal_digest(
 ) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"parker_wallet.audit.personal.v2");
+    feed(&mut hasher, salt);
     for field in [old_data, new_data, ip_address, user_agent] {
         feed(&mut hasher, field.map(str::as_bytes));
     }
@@ -196,6 +202,7 @@ impl AuditRow {
     /// The digest of the personal fields as they are now.
     pub fn personal_digest(&self) -> [u8; 32] {
         personal_digest(
+            self.personal_salt.as_deref(),
             self.old_data.as_deref(),
             self.new_data.as_deref(),
             self.ip_address.as_deref(),
@@ -260,6 +267,9 @@ pub enum ChainBreak {
     /// A row marked redacted that no later redaction row of its chain names
     /// (with its hash and digest): content replaced and passed off as an erasure.
     RedactionUnrecorded,
+    /// A redaction row names a row that is no longer as it redacted it
+    /// (un-redacted, moved, or edited where the hash cannot show it).
+    RedactionReverted,
     /// The chain no longer reaches its checkpointed head: its newest rows are gone.
     ChainTruncated,
     /// The row at the checkpointed head has another hash: the chain was rewritten.
@@ -275,6 +285,7 @@ impl ChainBreak {
             Self::LinkBroken => "link_broken",
             Self::SequenceGap => "sequence_gap",
             Self::RedactionUnrecorded => "redaction_unrecorded",
+            Self::RedactionReverted => "redaction_reverted",
             Self::ChainTruncated => "chain_truncated",
             Self::HeadRehashed => "head_rehashed",
             Self::ChainVanished => "chain_vanished",
@@ -288,13 +299,19 @@ pub fn check_link(previous: Option<&AuditRow>, row: &AuditRow) -> Option<ChainBr
         None => (1, &GENESIS_HASH),
         Some(prev) => (prev.chain_seq + 1, &prev.row_hash),
     };
-    // A redacted v1 row keeps only its place: its hash is pinned by its
-    // successor, the checkpoints and the signed redaction that names it.
+    // A redacted first-format row cannot be re-hashed (its removed fields were
+    // hashed directly): the signed redaction row that names it pins its hash and
+    // its place (see `RedactionEntry`). Redacted rows of either format must hold
+    // nothing but what a redaction leaves.
     let content_intact = match row.expected_hash() {
         Some(hash) => row.row_hash == hash,
         None => row.hash_version == HASH_V1 && row.redacted_digest.is_some(),
     };
-    if !content_intact {
+    let redacted_shape = row.redacted_digest.is_none() || has_redacted_shape(row);
+    // Once a chain has rows of the second format, a first-format row after them
+    // is a downgrade, never a write.
+    let format_regressed = previous.is_some_and(|p| p.hash_version == HASH_V2 && row.hash_version == HASH_V1);
+    if !content_intact || !redacted_shape || format_regressed {
         Some(ChainBreak::ContentChanged)
     } else if row.chain_seq != expected_seq {
         Some(ChainBreak::SequenceGap)
@@ -303,6 +320,21 @@ pub fn check_link(previous: Option<&AuditRow>, row: &AuditRow) -> Option<ChainBr
     } else {
         None
     }
+}
+
+/// What a redaction leaves of a row's personal fields: no salt, address or user
+/// agent, and every value of the old and new row replaced by the marker.
+fn has_redacted_shape(row: &AuditRow) -> bool {
+    let only_markers = |data: &Option<String>| match data.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+        None => true,
+        Some(Ok(serde_json::Value::Object(values))) => values.values().all(|v| v == REDACTED_MARKER),
+        Some(_) => false,
+    };
+    row.personal_salt.is_none()
+        && row.ip_address.is_none()
+        && row.user_agent.is_none()
+        && only_markers(&row.old_data)
+        && only_markers(&row.new_data)
 }
 
 /// A chain's newest row as a signed checkpoint saw it.
@@ -322,6 +354,9 @@ pub struct RedactionEntry {
     pub row_hash: String,
     /// Hex of the digest of the fields removed.
     pub personal_digest: String,
+    /// Hex of the digest of everything else the row holds (`place_digest`):
+    /// what pins a first-format row, whose hash cannot be recomputed.
+    pub place_digest: String,
 }
 
 /// The `new_data` of a redaction row.
@@ -338,8 +373,25 @@ impl RedactionEntry {
             hash_version: row.hash_version,
             row_hash: hex::encode(&row.row_hash),
             personal_digest: hex::encode(row.redacted_digest.as_ref()?),
+            place_digest: hex::encode(place_digest(row)),
         })
     }
+}
+
+/// SHA-256 over a row's fields that a redaction leaves alone, its link included.
+pub fn place_digest(row: &AuditRow) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"parker_wallet.audit.place.v1");
+    feed(&mut hasher, Some(&row.prev_hash));
+    feed(&mut hasher, Some(&row.id));
+    feed(&mut hasher, Some(&row.user_id));
+    feed(&mut hasher, Some(&row.chain_seq.to_be_bytes()));
+    feed(&mut hasher, Some(row.action.as_bytes()));
+    feed(&mut hasher, Some(row.table_name.as_bytes()));
+    feed(&mut hasher, row.record_id.as_ref().map(|r| r.as_slice()));
+    feed(&mut hasher, row.actor.as_deref().map(str::as_bytes));
+    feed(&mut hasher, Some(&row.created_at_micros.to_be_bytes()));
+    hasher.finalize().into()
 }
 
 /// One finding of a verification.
@@ -359,7 +411,9 @@ struct OpenChain {
     broken: bool,
     head: Option<Head>,
     head_seen: bool,
-    unrecorded_redactions: Vec<AuditRow>,
+    /// The chain's redacted rows so far, as a redaction row would name them, by
+    /// sequence number; taken out once one names them exactly.
+    unrecorded_redactions: std::collections::BTreeMap<i64, (RedactionEntry, [u8; 16])>,
 }
 
 /// Walks the whole trail in chain order (by traveler, then sequence) and, with
@@ -392,7 +446,7 @@ impl ChainScan {
                 broken,
                 head,
                 head_seen: false,
-                unrecorded_redactions: vec![],
+                unrecorded_redactions: Default::default(),
             });
         } else if let Some(mut chain) = self.chain.take() {
             if !chain.broken {
@@ -450,19 +504,29 @@ impl ChainScan {
                 self.found(Some(row.id), row.user_id, row.chain_seq, ChainBreak::HeadRehashed);
             }
         }
-        if row.redacted_digest.is_some() {
-            chain.unrecorded_redactions.push(row.clone());
+        if let Some(entry) = RedactionEntry::of(row) {
+            chain.unrecorded_redactions.insert(row.chain_seq, (entry, row.id));
         }
-        if row.action == REDACT_ACTION && row.redacted_digest.is_none() {
+        if row.action == REDACT_ACTION && row.redacted_digest.is_none() && !chain.broken {
             let named = row
                 .new_data
                 .as_deref()
                 .and_then(|data| serde_json::from_str::<RedactionRecord>(data).ok())
                 .map(|record| record.redacted)
                 .unwrap_or_default();
-            chain
-                .unrecorded_redactions
-                .retain(|redacted| !RedactionEntry::of(redacted).is_some_and(|e| named.contains(&e)));
+            // Every row it names must still be exactly as it left it.
+            for entry in named {
+                match chain.unrecorded_redactions.get(&entry.chain_seq) {
+                    Some((redacted, _)) if *redacted == entry => {
+                        chain.unrecorded_redactions.remove(&entry.chain_seq);
+                    }
+                    _ if !chain.broken => {
+                        chain.broken = true;
+                        self.found(Some(row.id), row.user_id, entry.chain_seq, ChainBreak::RedactionReverted);
+                    }
+                    _ => {}
+                }
+            }
         }
         self.chain = Some(chain);
     }
@@ -470,8 +534,8 @@ impl ChainScan {
     fn close_chain(&mut self) {
         let Some(chain) = self.chain.take() else { return };
         // A chain already broken has its one finding; coverage is judged on intact chains.
-        if let Some(first) = chain.unrecorded_redactions.first().filter(|_| !chain.broken) {
-            self.found(Some(first.id), first.user_id, first.chain_seq, ChainBreak::RedactionUnrecorded);
+        if let Some((seq, (_, id))) = chain.unrecorded_redactions.first_key_value().filter(|_| !chain.broken) {
+            self.found(Some(*id), chain.previous.user_id, *seq, ChainBreak::RedactionUnrecorded);
         }
         if let Some(head) = chain.head.filter(|_| !chain.head_seen) {
             self.found(None, head.user_id, head.chain_seq, ChainBreak::ChainTruncated);
@@ -502,6 +566,7 @@ mod tests {
                 row_hash: vec![],
                 hash_version: HASH_V2,
                 actor: Some("user:0707".into()),
+                personal_salt: Some(vec![i as u8; 16]),
                 redacted_digest: None,
             };
             rehash(&mut row);
@@ -552,8 +617,7 @@ mod tests {
         for row in rows.iter_mut() {
             row.redacted_digest = Some(row.personal_digest().to_vec());
             row.new_data = Some(r#"{"first_name": "[redacted]"}"#.into());
-            row.old_data = None;
-            row.ip_address = None;
+            (row.old_data, row.ip_address, row.personal_salt) = (None, None, None);
         }
         let record = RedactionRecord {
             reason: "erasure".into(),
@@ -570,6 +634,7 @@ mod tests {
             new_data: Some(serde_json::to_string(&record).unwrap()),
             ip_address: None,
             prev_hash: last.row_hash.clone(),
+            personal_salt: None,
             redacted_digest: None,
             ..last
         };
@@ -627,7 +692,7 @@ mod tests {
         let mut rows = chain(n);
         let mut previous = GENESIS_HASH.to_vec();
         for row in rows.iter_mut() {
-            (row.hash_version, row.actor, row.prev_hash) = (HASH_V1, None, previous.clone());
+            (row.hash_version, row.actor, row.personal_salt, row.prev_hash) = (HASH_V1, None, None, previous.clone());
             row.row_hash = row.compute_hash_v1().to_vec();
             previous = row.row_hash.clone();
         }
@@ -690,7 +755,45 @@ mod tests {
         // Passed off as an erasure: content replaced, digest of the original kept.
         rows[1].redacted_digest = Some(rows[1].personal_digest().to_vec());
         rows[1].new_data = Some(r#"{"first_name": "[redacted]"}"#.into());
+        (rows[1].old_data, rows[1].ip_address, rows[1].personal_salt) = (None, None, None);
         assert_eq!(scan(rows, vec![]), [(7, 2, ChainBreak::RedactionUnrecorded)]);
+    }
+
+    #[test]
+    fn a_redacted_row_must_hold_only_what_a_redaction_leaves() {
+        let mut rows = chain(2);
+        redact(&mut rows);
+        let mut refilled = rows.clone();
+        refilled[0].ip_address = Some("203.0.113.7".into());
+        assert_eq!(scan(refilled, vec![]), [(7, 1, ChainBreak::ContentChanged)]);
+        let mut rewritten = rows.clone();
+        rewritten[1].new_data = Some(r#"{"first_name": "Ada"}"#.into());
+        assert_eq!(scan(rewritten, vec![]), [(7, 2, ChainBreak::ContentChanged)]);
+    }
+
+    #[test]
+    fn a_row_a_redaction_names_cannot_be_unredacted_or_moved() {
+        let original = chain(2);
+        let mut rows = original.clone();
+        redact(&mut rows);
+        // Un-redacted: the original content put back; its own hash holds again.
+        let mut restored = rows.clone();
+        restored[0] = original[0].clone();
+        assert_eq!(scan(restored, vec![]), [(7, 1, ChainBreak::RedactionReverted)]);
+
+        // A first-format row, once redacted, is pinned by the entry's place digest.
+        let mut old = first_format_chain(2);
+        redact(&mut old);
+        old[0].action = "DELETE".into();
+        assert_eq!(scan(old, vec![]), [(7, 1, ChainBreak::RedactionReverted)]);
+    }
+
+    #[test]
+    fn a_first_format_row_after_the_second_is_a_downgrade() {
+        let mut rows = chain(3);
+        (rows[2].hash_version, rows[2].actor) = (HASH_V1, None);
+        rows[2].row_hash = rows[2].compute_hash_v1().to_vec();
+        assert_eq!(first_break(&rows), Some((3, ChainBreak::ContentChanged)));
     }
 
     #[test]

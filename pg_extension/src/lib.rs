@@ -121,7 +121,7 @@ ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_cata
 GRANT EXECUTE ON FUNCTION wallet.audit_row_hash(bytea, uuid, uuid, bigint, text, text, uuid, text, text, text, text, bigint)
   TO parker_wallet_auditor;
 GRANT EXECUTE ON FUNCTION wallet.audit_row_hash_v2(bytea, uuid, uuid, bigint, text, text, uuid, text, bigint, bytea),
-  wallet.audit_personal_digest(text, text, text, text)
+  wallet.audit_personal_digest(bytea, text, text, text, text)
   TO parker_wallet_auditor;
 ALTER FUNCTION wallet.completion_trigger() OWNER TO parker_wallet_scorer;
 ALTER FUNCTION wallet.completion_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp

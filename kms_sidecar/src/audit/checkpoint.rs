@@ -54,7 +54,8 @@ pub struct Checkpoint {
 }
 
 /// The digest over every head, in user id order: a tag, then each head's user id
-/// (16 bytes), sequence number (8, big-endian) and row hash (32).
+/// (16 bytes), sequence number (8, big-endian), and row hash with its length
+/// (8, big-endian) before it, so no two sets of heads give one digest.
 pub fn heads_digest<'a>(heads_in_user_order: impl IntoIterator<Item = &'a Head>) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -62,6 +63,7 @@ pub fn heads_digest<'a>(heads_in_user_order: impl IntoIterator<Item = &'a Head>)
     for head in heads_in_user_order {
         hasher.update(head.user_id.as_bytes());
         hasher.update(head.chain_seq.to_be_bytes());
+        hasher.update((head.row_hash.len() as u64).to_be_bytes());
         hasher.update(&head.row_hash);
     }
     hasher.finalize().into()
@@ -116,10 +118,26 @@ pub struct Taken {
     /// Checkpointed heads kept as they were because their chain no longer holds
     /// them (cut back, deleted or rewritten): `audit-verify` reports each.
     pub departed: Vec<Head>,
+    /// A checkpoint found in the log but not in the table, put back first.
+    pub restored: Option<i64>,
 }
 
+/// Whether `logged` is the checkpoint right after `newest` (the first, if none).
+fn follows(logged: &Checkpoint, newest: Option<&Checkpoint>) -> bool {
+    match newest {
+        None => logged.seq == 1 && logged.prev_digest == GENESIS_DIGEST,
+        Some(newest) => logged.seq == newest.seq + 1 && logged.prev_digest == newest.digest,
+    }
+}
+
+/// A head as stored; a NULL where none belongs reads as a value that verifies
+/// nothing (the digest then shows it), never as an error that stops the run.
 fn head_of(row: &sqlx::postgres::PgRow) -> Result<Head, sqlx::Error> {
-    Ok(Head { user_id: row.try_get(0)?, chain_seq: row.try_get(1)?, row_hash: row.try_get(2)? })
+    Ok(Head {
+        user_id: row.try_get::<Option<Uuid>, _>(0)?.unwrap_or_default(),
+        chain_seq: row.try_get::<Option<i64>, _>(1)?.unwrap_or_default(),
+        row_hash: row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default(),
+    })
 }
 
 pub(crate) async fn newest_in_table(conn: &mut PgConnection) -> Result<Option<Checkpoint>, AuditError> {
@@ -128,9 +146,16 @@ pub(crate) async fn newest_in_table(conn: &mut PgConnection) -> Result<Option<Ch
 
 /// The table's checkpoints in order (or only the newest `limit`, newest first).
 pub(crate) async fn all_in_table(conn: &mut PgConnection, limit: Option<i64>) -> Result<Vec<Checkpoint>, AuditError> {
+    // Every column as written, or a value that cannot verify: a NULL or a time
+    // out of range (infinity) is the table's owner's doing, to be reported, and
+    // must not stop the run.
     let rows = sqlx::query(
-        "SELECT seq, created_at, head_count, heads_digest, prev_digest, digest, key_id, signing_algorithm, signature
+        "SELECT seq,
+                CASE WHEN isfinite(created_at) AND abs(extract(epoch FROM created_at)) < 9e12
+                     THEN (extract(epoch FROM created_at) * 1000000)::bigint END,
+                head_count, heads_digest, prev_digest, digest, key_id, signing_algorithm, signature
            FROM public.audit_checkpoints
+          WHERE seq IS NOT NULL
           ORDER BY CASE WHEN $1::bigint IS NULL THEN seq ELSE -seq END
           LIMIT $1",
     )
@@ -139,16 +164,17 @@ pub(crate) async fn all_in_table(conn: &mut PgConnection, limit: Option<i64>) ->
     .await?;
     rows.iter()
         .map(|row| {
+            let micros: Option<i64> = row.try_get(1)?;
             Ok(Checkpoint {
                 seq: row.try_get(0)?,
-                created_at: row.try_get(1)?,
-                head_count: row.try_get(2)?,
-                heads_digest: row.try_get(3)?,
-                prev_digest: row.try_get(4)?,
-                digest: row.try_get(5)?,
-                key_id: row.try_get(6)?,
-                signing_algorithm: row.try_get(7)?,
-                signature: row.try_get(8)?,
+                created_at: micros.and_then(DateTime::from_timestamp_micros).unwrap_or_default(),
+                head_count: row.try_get::<Option<i64>, _>(2)?.unwrap_or(-1),
+                heads_digest: row.try_get::<Option<Vec<u8>>, _>(3)?.unwrap_or_default(),
+                prev_digest: row.try_get::<Option<Vec<u8>>, _>(4)?.unwrap_or_default(),
+                digest: row.try_get::<Option<Vec<u8>>, _>(5)?.unwrap_or_default(),
+                key_id: row.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
+                signing_algorithm: row.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                signature: row.try_get::<Option<Vec<u8>>, _>(8)?.unwrap_or_default(),
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -238,8 +264,21 @@ pub async fn take(conn: &mut PgConnection, signer: &dyn AuditSigner, log: &Check
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHECKPOINT_LOCK).execute(&mut *tx).await?;
 
-    let previous = newest_in_table(&mut tx).await?;
+    let mut previous = newest_in_table(&mut tx).await?;
     let logged = log.newest()?;
+    let mut restored = None;
+    // A checkpoint logged whose transaction then failed (or that was deleted from
+    // the table since): the log one ahead. Put back, once KMS confirms it and it
+    // follows the table's newest; then it is what the next one builds on.
+    if let Some(logged) = logged.as_ref().filter(|l| follows(l, previous.as_ref())) {
+        if let Some(line) = log.read_all()?.into_iter().find(|line| line.checkpoint == *logged) {
+            if signer.verify(&logged.signature(), &logged.digest).await? {
+                store(&mut tx, &line.checkpoint, &line.heads).await?;
+                restored = Some(logged.seq);
+                previous = Some(line.checkpoint);
+            }
+        }
+    }
     match (&previous, &logged) {
         (None, None) => {}
         (Some(table), Some(logged)) if table.seq == logged.seq && table.digest == logged.digest => {}
@@ -319,7 +358,7 @@ pub async fn take(conn: &mut PgConnection, signer: &dyn AuditSigner, log: &Check
     // the next run refuses (and audit-verify reports) rather than hides.
     log.append(&checkpoint, &grown)?;
     tx.commit().await?;
-    Ok(Taken { checkpoint, moved, departed })
+    Ok(Taken { checkpoint, moved, departed, restored })
 }
 
 #[cfg(test)]

@@ -94,6 +94,11 @@ impl AuditSigner for KmsSigner {
         if signature.algorithm != ALGORITHM.as_str() || signature.key_id != self.key_id {
             return Ok(false);
         }
+        // A DER ECDSA P-256 signature is at most 72 bytes: anything else is
+        // refused here, not sent to KMS (which would answer a validation error).
+        if !(8..=72).contains(&signature.bytes.len()) {
+            return Ok(false);
+        }
         self.count_call();
         let result = self
             .client
@@ -108,7 +113,14 @@ impl AuditSigner for KmsSigner {
         match result {
             Ok(output) => Ok(output.signature_valid()),
             // AWS answers a bad signature with this error rather than `false`.
-            Err(error) if error.as_service_error().and_then(|e| e.code()) == Some("KMSInvalidSignatureException") => {
+            // AWS answers a bad signature with an error rather than `false`; a
+            // malformed one, with a validation error.
+            Err(error)
+                if matches!(
+                    error.as_service_error().and_then(|e| e.code()),
+                    Some("KMSInvalidSignatureException" | "ValidationException")
+                ) =>
+            {
                 Ok(false)
             }
             Err(error) => Err(kms_failed(error)),

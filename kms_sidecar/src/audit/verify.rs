@@ -178,8 +178,14 @@ async fn check_redactions(
     .fetch_all(&mut *conn)
     .await?;
     for row in &rows {
-        let (id, user_id, chain_seq, row_hash): (Uuid, Uuid, i64, Vec<u8>) =
+        let (id, user_id, chain_seq, row_hash): (Option<Uuid>, Option<Uuid>, Option<i64>, Option<Vec<u8>>) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        let (id, user_id, chain_seq, row_hash) = (
+            id.unwrap_or_default(),
+            user_id.unwrap_or_default(),
+            chain_seq.unwrap_or_default(),
+            row_hash.unwrap_or_default(),
+        );
         let finding = |reason: &str, detail: &str| Finding {
             reason: reason.to_owned(),
             checkpoint_seq: None,
@@ -193,7 +199,11 @@ async fn check_redactions(
             findings.push(finding("redaction_unsigned", "a redaction row without its KMS signature"));
             continue;
         };
-        let signature = Signature { key_id, algorithm: row.try_get(5)?, bytes: row.try_get(6)? };
+        let signature = Signature {
+            key_id,
+            algorithm: row.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+            bytes: row.try_get::<Option<Vec<u8>>, _>(6)?.unwrap_or_default(),
+        };
         if !signer.verify(&signature, &signed_message(id, user_id, chain_seq, &row_hash)).await? {
             findings.push(finding("redaction_signature_invalid", "KMS does not confirm the redaction's signature"));
         }

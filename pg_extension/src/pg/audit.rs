@@ -45,7 +45,7 @@ macro_rules! next_link {
 
 /// The audited change as jsonb, redacted ($7), with its address and link.
 /// $1/$2 old/new row (the table's row type), $8 address text, $9 use the
-/// connection's address, $12 the actor. (The sub-select is never flattened, so
+/// connection's address, $12 the actor, $13 the row's salt. (The sub-select is never flattened, so
 /// each jsonb is built once.)
 macro_rules! audited_change {
     () => {
@@ -70,12 +70,12 @@ macro_rules! audited_change {
 const AUDIT_INSERT_SQL: &str = concat!(
     "INSERT INTO public.traveler_data_audit
        (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
-        ip_address, user_agent, created_at, prev_hash, row_hash, hash_version, actor)
+        ip_address, user_agent, created_at, prev_hash, row_hash, hash_version, actor, personal_salt)
      SELECT $11, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at, v.prev_hash,
             wallet.audit_row_hash_v2(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.actor, ",
     micros!("v.created_at"),
-    ", wallet.audit_personal_digest(v.old_data::text, v.new_data::text, v.ip::text, $10)),
-            2, v.actor ",
+    ", wallet.audit_personal_digest($13, v.old_data::text, v.new_data::text, v.ip::text, $10)),
+            2, v.actor, $13 ",
     audited_change!()
 );
 
@@ -96,14 +96,20 @@ const AUDIT_INSERT_V1_SQL: &str = concat!(
 );
 
 /// Whether the audit table has migration 0011's columns (the second format).
+/// Syscache lookups only: cheap enough to ask on every audited write, so a
+/// long-lived connection follows the migration (both ways) at once.
 fn audit_table_has_v2() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_attribute
-                         WHERE attrelid = to_regclass('public.traveler_data_audit')
-                           AND attname = 'hash_version' AND NOT attisdropped)",
-    )
-    .unwrap_or_else(|e| spi_failed(e))
-    .unwrap_or(false)
+    // SAFETY: catalog cache lookups with NUL-terminated names; missing objects
+    // answer InvalidOid / InvalidAttrNumber.
+    unsafe {
+        let public = pg_sys::get_namespace_oid(c"public".as_ptr(), true);
+        if public == pg_sys::InvalidOid {
+            return false;
+        }
+        let table = pg_sys::get_relname_relid(c"traveler_data_audit".as_ptr(), public);
+        table != pg_sys::InvalidOid
+            && pg_sys::get_attnum(table, c"hash_version".as_ptr()) != pg_sys::InvalidAttrNumber as pg_sys::AttrNumber
+    }
 }
 
 /// Who is making this change (see [`crate::audit::actor`]); without claims, the
@@ -121,7 +127,7 @@ fn current_actor() -> String {
 
 thread_local! {
     /// Prepared audit inserts by table: the row parameters are typed per table.
-    static AUDIT_PLANS: RefCell<HashMap<pg_sys::Oid, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    static AUDIT_PLANS: RefCell<HashMap<(pg_sys::Oid, bool), OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
 fn as_uuid_bytes(id: pgrx::Uuid) -> [u8; 16] {
@@ -178,7 +184,8 @@ fn audit_trigger<'a>(
     let acted_by = current_actor();
 
     lock_chain(&user_id);
-    let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&relid));
+    let second_format = audit_table_has_v2();
+    let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&(relid, second_format)));
     let result = Spi::connect_mut(|client| {
         let plan = match plan {
             Some(plan) => plan,
@@ -197,8 +204,9 @@ fn audit_trigger<'a>(
                     PgBuiltInOids::TEXTOID.oid(),
                     PgBuiltInOids::UUIDOID.oid(),
                     PgBuiltInOids::TEXTOID.oid(),
+                    PgBuiltInOids::BYTEAOID.oid(),
                 ];
-                let sql = if audit_table_has_v2() { AUDIT_INSERT_SQL } else { AUDIT_INSERT_V1_SQL };
+                let sql = if second_format { AUDIT_INSERT_SQL } else { AUDIT_INSERT_V1_SQL };
                 client.prepare_mut(sql, &types)?.keep()
             }
         };
@@ -230,12 +238,14 @@ fn audit_trigger<'a>(
             // Time-ordered ids keep the primary key's inserts at the index's right edge.
             pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes()).into(),
             acted_by.into(),
+            // The salt that keeps the personal digest from confirming guesses once redacted.
+            uuid::Uuid::new_v4().as_bytes().as_slice().into(),
         ];
         client.update(&plan, None, &args)?;
         Ok::<_, pgrx::spi::Error>(plan)
     });
     match result {
-        Ok(plan) => AUDIT_PLANS.with(|plans| plans.borrow_mut().insert(relid, plan)),
+        Ok(plan) => AUDIT_PLANS.with(|plans| plans.borrow_mut().insert((relid, second_format), plan)),
         Err(error) => spi_failed(error),
     };
     Ok(None)
@@ -274,6 +284,7 @@ fn audit_row_hash(
         row_hash: Vec::new(),
         hash_version: HASH_V1,
         actor: None,
+        personal_salt: None,
         redacted_digest: None,
     }
     .compute_hash_v1()
@@ -283,12 +294,13 @@ fn audit_row_hash(
 /// The digest of an audit row's personal fields (see `crate::audit::personal_digest`).
 #[pg_extern(immutable, parallel_safe)]
 fn audit_personal_digest(
+    salt: Option<&[u8]>,
     old_data: Option<&str>,
     new_data: Option<&str>,
     ip_address: Option<&str>,
     user_agent: Option<&str>,
 ) -> Vec<u8> {
-    personal_digest(old_data, new_data, ip_address, user_agent).to_vec()
+    personal_digest(salt, old_data, new_data, ip_address, user_agent).to_vec()
 }
 
 /// The second-format hash of one audit row (see `crate::audit::row_hash_v2`).
@@ -422,30 +434,35 @@ fn disable_audit(target: PgRelation) {
     }
 }
 
-/// Every audit row in chain order, as the hash sees it.
+/// Every audit row in chain order (or one traveler's, $1), as the hash sees it.
+/// A time no row could have been written at reads as NULL (a broken row), not
+/// as an error that would stop the whole verification.
 macro_rules! chain_sql {
     ($second_format_columns:literal) => {
         concat!(
             "SELECT id, user_id, chain_seq, action, table_name, record_id, old_data::text, new_data::text,
-                    ip_address::text, user_agent, ",
+                    ip_address::text, user_agent,
+                    CASE WHEN isfinite(created_at) AND abs(extract(epoch FROM created_at)) < 9e12
+                         THEN ",
             micros!("created_at"),
-            ", prev_hash, row_hash, ",
+            " END, prev_hash, row_hash, ",
             $second_format_columns,
-            " FROM public.traveler_data_audit ORDER BY user_id, chain_seq"
+            " FROM public.traveler_data_audit WHERE $1::uuid IS NULL OR user_id = $1
+             ORDER BY user_id, chain_seq"
         )
     };
 }
-const CHAIN_SQL: &str = chain_sql!("hash_version, actor, redacted_digest");
+const CHAIN_SQL: &str = chain_sql!("hash_version, actor, personal_salt, redacted_digest");
 /// [`CHAIN_SQL`] before migration 0011: every row is of the first format.
-const CHAIN_V1_SQL: &str = chain_sql!("1::smallint, NULL::text, NULL::bytea");
+const CHAIN_V1_SQL: &str = chain_sql!("1::smallint, NULL::text, NULL::bytea, NULL::bytea");
 
 /// Reads the whole trail a batch at a time (a cursor: millions of rows never
 /// sit in memory at once) and checks it against `heads`.
-fn scan_trail(heads: Vec<Head>) -> Vec<Finding> {
+fn scan_trail(heads: Vec<Head>, only: Option<pgrx::Uuid>) -> Vec<Finding> {
     const FETCH_ROWS: std::ffi::c_long = 10_000;
     let sql = if audit_table_has_v2() { CHAIN_SQL } else { CHAIN_V1_SQL };
     Spi::connect(|client| {
-        let mut cursor = client.try_open_cursor(sql, &[])?;
+        let mut cursor = client.try_open_cursor(sql, &[only.into()])?;
         let mut scan = ChainScan::new(heads);
         loop {
             let batch = cursor.fetch(FETCH_ROWS)?;
@@ -470,7 +487,8 @@ fn scan_trail(heads: Vec<Head>) -> Vec<Finding> {
                     row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
                     hash_version: row.get(14)?.unwrap_or_default(),
                     actor: row.get(15)?,
-                    redacted_digest: row.get(16)?,
+                    personal_salt: row.get(16)?,
+                    redacted_digest: row.get(17)?,
                 });
             }
         }
@@ -545,7 +563,7 @@ fn verify_audit_chain() -> TableIterator<
     'static,
     (name!(id, Option<pgrx::Uuid>), name!(user_id, pgrx::Uuid), name!(chain_seq, i64), name!(reason, String)),
 > {
-    finding_rows(scan_trail(newest_checkpoint_heads()))
+    finding_rows(scan_trail(newest_checkpoint_heads(), None))
 }
 
 /// [`verify_audit_chain`] against the heads given (three arrays of one length),
@@ -576,26 +594,30 @@ fn verify_audit_chain_against<'a>(
             row_hash: row_hash.unwrap_or_default().to_vec(),
         })
         .collect();
-    finding_rows(scan_trail(heads))
+    finding_rows(scan_trail(heads, None))
 }
 
 /// Redacts the personal fields of every row of $1's chain not yet redacted: old
 /// and new row values become the marker $2 (keys kept), address and user agent
 /// go; the digest of what was removed is kept, so each row's hash still verifies.
-const REDACT_ROWS_SQL: &str = "
-    UPDATE public.traveler_data_audit a
-       SET redacted_digest = wallet.audit_personal_digest(a.old_data::text, a.new_data::text,
-                                                          a.ip_address::text, a.user_agent),
-           old_data = CASE WHEN a.old_data IS NOT NULL THEN
-                        (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.old_data) k)
-                      END,
-           new_data = CASE WHEN a.new_data IS NOT NULL THEN
-                        (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.new_data) k)
-                      END,
-           ip_address = NULL,
-           user_agent = NULL
-     WHERE a.user_id = $1 AND a.redacted_digest IS NULL AND a.action <> 'REDACT'
- RETURNING a.chain_seq, a.hash_version, a.row_hash, a.redacted_digest";
+const REDACT_ROWS_SQL: &str = concat!(
+    "UPDATE public.traveler_data_audit a
+        SET redacted_digest = wallet.audit_personal_digest(a.personal_salt, a.old_data::text, a.new_data::text,
+                                                           a.ip_address::text, a.user_agent),
+            old_data = CASE WHEN a.old_data IS NOT NULL THEN
+                         (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.old_data) k)
+                       END,
+            new_data = CASE WHEN a.new_data IS NOT NULL THEN
+                         (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.new_data) k)
+                       END,
+            ip_address = NULL,
+            user_agent = NULL,
+            personal_salt = NULL
+      WHERE a.user_id = $1 AND a.redacted_digest IS NULL AND a.action <> 'REDACT'
+  RETURNING a.id, a.chain_seq, a.action, a.table_name, a.record_id, a.actor, ",
+    micros!("a.created_at"),
+    ", a.prev_hash, a.row_hash, a.hash_version, a.redacted_digest"
+);
 
 /// Appends the redaction row to $2's chain: id $1, `new_data` $3 (what was
 /// redacted and why), actor $4.
@@ -608,7 +630,7 @@ const REDACTION_INSERT_SQL: &str = concat!(
             wallet.audit_row_hash_v2(v.prev_hash, $1, $2, v.chain_seq, 'REDACT', 'traveler_data_audit', NULL,
                                      v.actor, ",
     micros!("v.created_at"),
-    ", wallet.audit_personal_digest(NULL, v.new_data::text, NULL, NULL)),
+    ", wallet.audit_personal_digest(NULL, NULL, v.new_data::text, NULL, NULL)),
             2, v.actor
        FROM (SELECT now() AS created_at, $3::jsonb AS new_data, $4::text AS actor, ",
     next_link!("$2"),
@@ -642,15 +664,35 @@ fn redact_audit(
     }
     let user = as_uuid_bytes(user_id);
     lock_chain(&user);
+    // Never sign over a chain that does not verify: an edit would become an erasure.
+    if let Some(finding) = scan_trail(Vec::new(), Some(user_id)).first() {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!(
+                "redact_audit: the audit chain of {user_id} does not verify ({} at chain_seq {}); investigate before erasing",
+                finding.reason.as_str(),
+                finding.chain_seq
+            ),
+        );
+    }
     let redaction = Spi::connect_mut(|client| {
         let mut redacted: Vec<AuditRow> = client
             .update(REDACT_ROWS_SQL, None, &[user_id.into(), crate::audit::REDACTED_MARKER.into()])?
             .map(|row| {
+                let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
                 Ok(AuditRow {
-                    chain_seq: row.get(1)?.unwrap_or_default(),
-                    hash_version: row.get(2)?.unwrap_or_default(),
-                    row_hash: row.get(3)?.unwrap_or_default(),
-                    redacted_digest: row.get(4)?,
+                    id: uuid(1)?.unwrap_or_default(),
+                    user_id: user,
+                    chain_seq: row.get(2)?.unwrap_or_default(),
+                    action: row.get(3)?.unwrap_or_default(),
+                    table_name: row.get(4)?.unwrap_or_default(),
+                    record_id: uuid(5)?,
+                    actor: row.get(6)?,
+                    created_at_micros: row.get(7)?.unwrap_or_default(),
+                    prev_hash: row.get(8)?.unwrap_or_default(),
+                    row_hash: row.get(9)?.unwrap_or_default(),
+                    hash_version: row.get(10)?.unwrap_or_default(),
+                    redacted_digest: row.get(11)?,
                     ..AuditRow::default()
                 })
             })
@@ -834,10 +876,14 @@ mod tests {
     #[pg_test]
     fn content_passed_off_as_redacted_is_reported() {
         three_audited_changes();
+        // Exactly what a redaction leaves, but with no redaction row naming it.
         Spi::run(
             "UPDATE traveler_data_audit
-                SET redacted_digest = wallet.audit_personal_digest(old_data::text, new_data::text, ip_address::text, user_agent),
-                    new_data = '{\"name\": \"[redacted]\"}'
+                SET redacted_digest = wallet.audit_personal_digest(personal_salt, old_data::text, new_data::text,
+                                                                   ip_address::text, user_agent),
+                    personal_salt = NULL, ip_address = NULL, user_agent = NULL,
+                    old_data = (SELECT jsonb_object_agg(k, '\"[redacted]\"'::jsonb) FROM jsonb_object_keys(old_data) k),
+                    new_data = (SELECT jsonb_object_agg(k, '\"[redacted]\"'::jsonb) FROM jsonb_object_keys(new_data) k)
               WHERE chain_seq = 2",
         )
         .unwrap();

@@ -32,7 +32,7 @@ BEGIN
   IF pg_catalog.to_regprocedure('wallet.redact_audit(uuid, text)') IS NOT NULL THEN
     GRANT EXECUTE ON FUNCTION wallet.verify_audit_chain(uuid[], bigint[], bytea[]),
       wallet.audit_checkpoint_heads(bigint), wallet.redact_audit(uuid, text),
-      wallet.audit_personal_digest(text, text, text, text),
+      wallet.audit_personal_digest(bytea, text, text, text, text),
       wallet.audit_row_hash_v2(bytea, uuid, uuid, bigint, text, text, uuid, text, bigint, bytea)
       TO postgres;
   END IF;

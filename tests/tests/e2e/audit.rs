@@ -141,7 +141,7 @@ fn rehash_from_second_row(traveler: Uuid) -> String {
                UPDATE traveler_data_audit SET prev_hash = previous,
                       row_hash = wallet.audit_row_hash_v2(previous, r.id, r.user_id, r.chain_seq, r.action, r.table_name,
                         r.record_id, r.actor, (extract(epoch FROM r.created_at) * 1000000)::bigint,
-                        wallet.audit_personal_digest(r.old_data::text, r.new_data::text, r.ip_address::text, r.user_agent))
+                        wallet.audit_personal_digest(r.personal_salt, r.old_data::text, r.new_data::text, r.ip_address::text, r.user_agent))
                 WHERE id = r.id RETURNING row_hash INTO previous;
              ELSE
                previous := r.row_hash;
@@ -268,12 +268,26 @@ async fn checkpoints_deleted_or_forged_are_reported(template: Template) -> anyho
         .await?;
     assert_eq!(fresh.verify()?.reasons(), ["checkpoint_heads_altered"]);
     assert!(fresh.checkpoint().is_err(), "no checkpoint on top of altered heads");
+    // A time no checkpoint was taken at is reported, not a crash of the command.
+    fresh.as_owner("UPDATE audit_checkpoints SET created_at = 'infinity'").await?;
+    assert_eq!(fresh.verify()?.reasons(), ["checkpoint_altered", "checkpoint_altered", "checkpoint_heads_altered"]);
 
     // Deleted: every checkpoint gone from the table; the log still has them.
     fresh.as_owner("DELETE FROM audit_checkpoint_heads; DELETE FROM audit_checkpoints;").await?;
     let deleted = fresh.verify()?;
     assert_eq!(deleted.reasons(), ["checkpoint_deleted", "checkpoint_heads_altered"], "{:?}", deleted.findings);
     assert_eq!(deleted.code, Some(2));
+    // The next checkpoint puts the logged one back (as after a commit that
+    // failed once the log was written), says so, and builds on it.
+    let healed = fresh.checkpoint()?;
+    assert_eq!(
+        (healed.code, healed.reasons()),
+        (Some(2), vec!["checkpoint_restored".to_owned()]),
+        "{}",
+        healed.summary
+    );
+    let clean = fresh.verify()?;
+    assert!(clean.findings.is_empty() && clean.summary.contains("checkpoint 2"), "{:?}", clean.findings);
     Ok(())
 }
 

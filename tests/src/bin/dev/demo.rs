@@ -1,7 +1,8 @@
 //! The demo's walk through a running local stack (`scripts/demo.sh` brings the
 //! stack up and runs this): a traveler signs up, fills her profile, saves a
 //! card through Stripe, books flights, and the operator checks the audit
-//! trail, the sealed records and the RLS report. The SQL steps are shown as
+//! trail (its chain, then a KMS-signed checkpoint), the sealed records and the
+//! RLS report. The SQL steps are shown as
 //! psql shows them; the app's calls go through the harness, the same code the
 //! end-to-end tests use (tokens, the card saved as Stripe.js saves it, the
 //! wallet sidecar's settings).
@@ -18,7 +19,7 @@ use harness::{
     call, card_saved_through_stripe, localstripe_get, localstripe_post, own_uid, traveler_token_signed, Response,
     Sidecar, SidecarConfig,
 };
-use kms_sidecar::config::DatabaseSettings;
+use kms_sidecar::config::{AuditSettings, DatabaseSettings};
 use kms_sidecar::domain::CallerClass;
 use serde_json::{json, Value};
 
@@ -301,6 +302,32 @@ pub async fn walk(keep: bool) -> Result<()> {
     step("kms-sidecar reconcile (cron): nothing left unsettled");
     let wallet_config = wallet.dir().join("sidecar.toml").display().to_string();
     run_sidecar(&["reconcile", "--config", &wallet_config, "--min-age-secs", "0"], &config.env)?;
+
+    step("Signed audit checkpoint (KMS Sign, moto here), then the owner drops Ada's newest audit row: audit-verify reports it, and the row edited above");
+    let emulators = harness::Emulators::from_env()?;
+    let (data_key, _) = emulators.create_kms_key().await?;
+    let audit_dir = tempfile::Builder::new().prefix("pw-demo-audit-").tempdir()?;
+    let mut auditor = SidecarConfig { admin_port: None, ..emulators.kms_sidecar_config(&data_key)? };
+    auditor.settings.audit = Some(AuditSettings {
+        signing_key_id: emulators.create_signing_key().await?,
+        checkpoint_log: audit_dir.path().join("checkpoints.jsonl"),
+        checkpoint_interval_secs: 3600,
+    });
+    // Exit 2 is the commands' "found something": what this step shows.
+    let audit = |args: &[&str]| -> Result<()> {
+        let status = auditor.command(audit_dir.path(), args)?.envs(migrate_env.iter().cloned()).status()?;
+        ensure!(matches!(status.code(), Some(0 | 2)), "kms-sidecar {args:?} failed");
+        Ok(())
+    };
+    audit(&["audit-checkpoint"])?;
+    psql(
+        DB,
+        &format!(
+            "DELETE FROM traveler_data_audit WHERE user_id = '{ADA}'
+                AND chain_seq = (SELECT max(chain_seq) FROM traveler_data_audit WHERE user_id = '{ADA}')"
+        ),
+    )?;
+    audit(&["audit-verify"])?;
 
     step("Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext; bound to traveler, table, column and row)");
     let context = |user: &str| {
