@@ -149,6 +149,28 @@ fn feed(hasher: &mut Sha256, field: Option<&[u8]>) {
     }
 }
 
+/// The fields every row hash starts with, in this order: the link, then what
+/// and where the row is.
+#[allow(clippy::too_many_arguments)]
+fn feed_link_and_place(
+    hasher: &mut Sha256,
+    prev_hash: &[u8],
+    id: &[u8; 16],
+    user_id: &[u8; 16],
+    chain_seq: i64,
+    action: &str,
+    table_name: &str,
+    record_id: Option<&[u8; 16]>,
+) {
+    feed(hasher, Some(prev_hash));
+    feed(hasher, Some(id));
+    feed(hasher, Some(user_id));
+    feed(hasher, Some(&chain_seq.to_be_bytes()));
+    feed(hasher, Some(action.as_bytes()));
+    feed(hasher, Some(table_name.as_bytes()));
+    feed(hasher, record_id.map(|r| r.as_slice()));
+}
+
 /// SHA-256 over the fields a redaction removes (old and new row, address, user
 /// agent) and the row's random salt. A redaction keeps the digest and drops the
 /// salt: without it, the digest cannot confirm a guess at what was erased.
@@ -185,13 +207,7 @@ pub fn row_hash_v2(
 ) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"parker_wallet.audit.v2");
-    feed(&mut hasher, Some(prev_hash));
-    feed(&mut hasher, Some(id));
-    feed(&mut hasher, Some(user_id));
-    feed(&mut hasher, Some(&chain_seq.to_be_bytes()));
-    feed(&mut hasher, Some(action.as_bytes()));
-    feed(&mut hasher, Some(table_name.as_bytes()));
-    feed(&mut hasher, record_id.map(|r| r.as_slice()));
+    feed_link_and_place(&mut hasher, prev_hash, id, user_id, chain_seq, action, table_name, record_id);
     feed(&mut hasher, actor.map(str::as_bytes));
     feed(&mut hasher, Some(&created_at_micros.to_be_bytes()));
     feed(&mut hasher, Some(personal_digest));
@@ -235,17 +251,24 @@ impl AuditRow {
         }
     }
 
+    fn feed_link_and_place(&self, hasher: &mut Sha256) {
+        feed_link_and_place(
+            hasher,
+            &self.prev_hash,
+            &self.id,
+            &self.user_id,
+            self.chain_seq,
+            &self.action,
+            &self.table_name,
+            self.record_id.as_ref(),
+        );
+    }
+
     /// SHA-256 over a version tag, the link to the previous row, and every column.
     pub fn compute_hash_v1(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(b"parker_wallet.audit.v1");
-        feed(&mut hasher, Some(&self.prev_hash));
-        feed(&mut hasher, Some(&self.id));
-        feed(&mut hasher, Some(&self.user_id));
-        feed(&mut hasher, Some(&self.chain_seq.to_be_bytes()));
-        feed(&mut hasher, Some(self.action.as_bytes()));
-        feed(&mut hasher, Some(self.table_name.as_bytes()));
-        feed(&mut hasher, self.record_id.as_ref().map(|r| r.as_slice()));
+        self.feed_link_and_place(&mut hasher);
         feed(&mut hasher, self.old_data.as_deref().map(str::as_bytes));
         feed(&mut hasher, self.new_data.as_deref().map(str::as_bytes));
         feed(&mut hasher, self.ip_address.as_deref().map(str::as_bytes));
@@ -382,13 +405,7 @@ impl RedactionEntry {
 pub fn place_digest(row: &AuditRow) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"parker_wallet.audit.place.v1");
-    feed(&mut hasher, Some(&row.prev_hash));
-    feed(&mut hasher, Some(&row.id));
-    feed(&mut hasher, Some(&row.user_id));
-    feed(&mut hasher, Some(&row.chain_seq.to_be_bytes()));
-    feed(&mut hasher, Some(row.action.as_bytes()));
-    feed(&mut hasher, Some(row.table_name.as_bytes()));
-    feed(&mut hasher, row.record_id.as_ref().map(|r| r.as_slice()));
+    row.feed_link_and_place(&mut hasher);
     feed(&mut hasher, row.actor.as_deref().map(str::as_bytes));
     feed(&mut hasher, Some(&row.created_at_micros.to_be_bytes()));
     hasher.finalize().into()
