@@ -331,10 +331,12 @@ pub fn check_link(previous: Option<&AuditRow>, row: &AuditRow) -> Option<ChainBr
         None => row.hash_version == HASH_V1 && row.redacted_digest.is_some(),
     };
     let redacted_shape = row.redacted_digest.is_none() || has_redacted_shape(row);
+    // The first format hashes neither: on such a row they can only be forged.
+    let first_format_clean = row.hash_version != HASH_V1 || (row.actor.is_none() && row.personal_salt.is_none());
     // Once a chain has rows of the second format, a first-format row after them
     // is a downgrade, never a write.
     let format_regressed = previous.is_some_and(|p| p.hash_version == HASH_V2 && row.hash_version == HASH_V1);
-    if !content_intact || !redacted_shape || format_regressed {
+    if !content_intact || !redacted_shape || format_regressed || !first_format_clean {
         Some(ChainBreak::ContentChanged)
     } else if row.chain_seq != expected_seq {
         Some(ChainBreak::SequenceGap)
@@ -380,6 +382,9 @@ pub struct RedactionEntry {
     /// Hex of the digest of everything else the row holds (`place_digest`):
     /// what pins a first-format row, whose hash cannot be recomputed.
     pub place_digest: String,
+    /// Hex of the digest of what the redaction left of the old and new row
+    /// (their keys): pinned, so nothing can be written into them afterwards.
+    pub redacted_data: String,
 }
 
 /// The `new_data` of a redaction row.
@@ -397,8 +402,18 @@ impl RedactionEntry {
             row_hash: hex::encode(&row.row_hash),
             personal_digest: hex::encode(row.redacted_digest.as_ref()?),
             place_digest: hex::encode(place_digest(row)),
+            redacted_data: hex::encode(redacted_data_digest(row)),
         })
     }
+}
+
+/// SHA-256 over the old and new row as a redaction left them.
+fn redacted_data_digest(row: &AuditRow) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"parker_wallet.audit.redacted-data.v1");
+    feed(&mut hasher, row.old_data.as_deref().map(str::as_bytes));
+    feed(&mut hasher, row.new_data.as_deref().map(str::as_bytes));
+    hasher.finalize().into()
 }
 
 /// SHA-256 over a row's fields that a redaction leaves alone, its link included.
@@ -777,6 +792,25 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_a_redaction_keeps_confirms_no_guess_without_the_salt() {
+        let original = chain(1).remove(0);
+        let mut rows = vec![original.clone()];
+        redact(&mut rows);
+        let kept = rows[0].redacted_digest.clone().unwrap();
+        // Whoever reads the kept digest and guesses the content exactly still
+        // cannot confirm it: the salt is gone with the content.
+        let guessed = personal_digest(
+            None,
+            original.old_data.as_deref(),
+            original.new_data.as_deref(),
+            original.ip_address.as_deref(),
+            original.user_agent.as_deref(),
+        );
+        assert_ne!(kept, guessed.to_vec());
+        assert_eq!(rows[0].personal_salt, None);
+    }
+
+    #[test]
     fn a_redacted_row_must_hold_only_what_a_redaction_leaves() {
         let mut rows = chain(2);
         redact(&mut rows);
@@ -803,6 +837,21 @@ mod tests {
         redact(&mut old);
         old[0].action = "DELETE".into();
         assert_eq!(scan(old, vec![]), [(7, 1, ChainBreak::RedactionReverted)]);
+    }
+
+    #[test]
+    fn what_a_redaction_left_cannot_be_rewritten() {
+        let mut rows = chain(2);
+        redact(&mut rows);
+        rows[0].new_data = Some(r#"{"born 1815 in London": "[redacted]"}"#.into());
+        assert_eq!(scan(rows, vec![]), [(7, 1, ChainBreak::RedactionReverted)]);
+    }
+
+    #[test]
+    fn a_first_format_row_has_no_actor_or_salt_to_forge() {
+        let mut rows = first_format_chain(2);
+        rows[0].actor = Some("user:someone-else".into());
+        assert_eq!(first_break(&rows), Some((1, ChainBreak::ContentChanged)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::{tagged_digest, AuditError, AuditSigner, CheckpointLog, Signature};
@@ -261,8 +261,20 @@ pub async fn store(conn: &mut PgConnection, checkpoint: &Checkpoint, moved: &[He
 /// Refuses when the table and the log disagree about the newest checkpoint, or
 /// when that checkpoint is not what the key signed.
 pub async fn take(conn: &mut PgConnection, signer: &dyn AuditSigner, log: &CheckpointLog) -> Result<Taken, AuditError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHECKPOINT_LOCK).execute(&mut *tx).await?;
+    // One checkpointer at a time, and its snapshot taken once it holds the lock:
+    // every read (heads now, heads checked in place) then sees one trail.
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(CHECKPOINT_LOCK).execute(&mut *conn).await?;
+    let taken = take_locked(conn, signer, log).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(CHECKPOINT_LOCK).execute(&mut *conn).await?;
+    taken
+}
+
+async fn take_locked(
+    conn: &mut PgConnection,
+    signer: &dyn AuditSigner,
+    log: &CheckpointLog,
+) -> Result<Taken, AuditError> {
+    let mut tx = super::snapshot(conn, false).await?;
 
     let mut previous = newest_in_table(&mut tx).await?;
     let logged = log.newest()?;
@@ -376,6 +388,18 @@ mod tests {
         assert_ne!(digest, heads_digest(&[head(1, 3), head(2, 4)]));
         assert_ne!(digest, heads_digest(&[head(2, 5), head(1, 3)]));
         assert_ne!(digest, heads_digest(&heads[..1]));
+    }
+
+    #[test]
+    fn a_longer_hash_cannot_stand_in_for_the_heads_after_it() {
+        // Without each hash's length, head 1 with head 2's bytes appended to its
+        // hash would digest like heads 1 and 2: a traveler dropped unseen.
+        let (first, second) = (head(1, 3), head(2, 5));
+        let mut merged = first.clone();
+        merged.row_hash.extend_from_slice(second.user_id.as_bytes());
+        merged.row_hash.extend_from_slice(&second.chain_seq.to_be_bytes());
+        merged.row_hash.extend_from_slice(&second.row_hash);
+        assert_ne!(heads_digest(&[first, second]), heads_digest(&[merged]));
     }
 
     #[test]

@@ -36,6 +36,23 @@ pub enum AuditError {
     Invalid(String),
 }
 
+/// A transaction in which every read of an audit command sees one snapshot of
+/// the trail (REPEATABLE READ: what the chains were checked on is what the
+/// signatures are checked on, and what a checkpoint signs), with a search path
+/// no session setting can bend (the owner's `ALTER ROLE ... SET search_path`
+/// could otherwise plant operators ahead of pg_catalog's).
+pub(crate) async fn snapshot(
+    conn: &mut sqlx::PgConnection,
+    read_only: bool,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, AuditError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let mode = if read_only { ", READ ONLY" } else { "" };
+    sqlx::query(&format!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{mode}")).execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL search_path = pg_catalog, pg_temp").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
 /// SHA-256 over a domain tag and fields, each length-prefixed.
 pub(crate) fn tagged_digest(tag: &[u8], fields: &[&[u8]]) -> [u8; 32] {
     use sha2::{Digest, Sha256};

@@ -4,7 +4,7 @@
 //! is signed through KMS, so `audit-verify` tells an erasure from an edit
 //! passed off as one (a redaction row nobody signed).
 
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::{tagged_digest, AuditError, AuditSigner};
@@ -35,7 +35,7 @@ pub async fn redact(
     user_id: Uuid,
     reason: &str,
 ) -> Result<Option<Redaction>, AuditError> {
-    let mut tx = conn.begin().await?;
+    let mut tx = super::snapshot(conn, false).await?;
     let row = sqlx::query("SELECT audit_id, chain_seq, row_hash, redacted_rows FROM wallet.redact_audit($1, $2)")
         .bind(user_id)
         .bind(reason)

@@ -11,8 +11,9 @@ use pgrx::{datum::DatumWithOid, PgOid, PgRelation};
 use super::identity::{current_claims, current_subject, request_header};
 use super::{raise, spi_failed};
 use crate::audit::{
-    actor, bounded_user_agent, client_ip, personal_digest, redacted_columns, redaction_overlay, row_hash_v2, AuditRow,
-    ChainScan, ClientIp, Finding, Head, RedactionEntry, RedactionRecord, GENESIS_HASH, HASH_V1, SYSTEM_ACTOR,
+    actor, bounded_user_agent, client_ip, personal_digest, place_digest, redacted_columns, redaction_overlay,
+    row_hash_v2, AuditRow, ChainScan, ClientIp, Finding, Head, RedactionEntry, RedactionRecord, GENESIS_HASH, HASH_V1,
+    REDACT_ACTION, SYSTEM_ACTOR,
 };
 use crate::claims;
 
@@ -456,22 +457,21 @@ const CHAIN_SQL: &str = chain_sql!("hash_version, actor, personal_salt, redacted
 /// [`CHAIN_SQL`] before migration 0011: every row is of the first format.
 const CHAIN_V1_SQL: &str = chain_sql!("1::smallint, NULL::text, NULL::bytea, NULL::bytea");
 
-/// Reads the whole trail a batch at a time (a cursor: millions of rows never
-/// sit in memory at once) and checks it against `heads`.
-fn scan_trail(heads: Vec<Head>, only: Option<pgrx::Uuid>) -> Vec<Finding> {
+/// Reads the trail in chain order (or one traveler's chain), a batch at a time:
+/// a cursor, so millions of rows never sit in memory at once.
+fn read_trail(only: Option<pgrx::Uuid>, mut each: impl FnMut(AuditRow)) {
     const FETCH_ROWS: std::ffi::c_long = 10_000;
     let sql = if audit_table_has_v2() { CHAIN_SQL } else { CHAIN_V1_SQL };
     Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(sql, &[only.into()])?;
-        let mut scan = ChainScan::new(heads);
         loop {
             let batch = cursor.fetch(FETCH_ROWS)?;
             if batch.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(scan.finish());
+                return Ok::<_, pgrx::spi::Error>(());
             }
             for row in batch {
                 let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
-                scan.push(AuditRow {
+                each(AuditRow {
                     id: uuid(1)?.unwrap_or_default(),
                     user_id: uuid(2)?.unwrap_or_default(),
                     chain_seq: row.get(3)?.unwrap_or_default(),
@@ -494,6 +494,13 @@ fn scan_trail(heads: Vec<Head>, only: Option<pgrx::Uuid>) -> Vec<Finding> {
         }
     })
     .unwrap_or_else(|e| spi_failed(e))
+}
+
+/// The trail (or one traveler's chain) checked against `heads`.
+fn scan_trail(heads: Vec<Head>, only: Option<pgrx::Uuid>) -> Vec<Finding> {
+    let mut scan = ChainScan::new(heads);
+    read_trail(only, |row| scan.push(row));
+    scan.finish()
 }
 
 /// Findings as the rows of `wallet.verify_audit_chain`.
@@ -597,13 +604,13 @@ fn verify_audit_chain_against<'a>(
     finding_rows(scan_trail(heads, None))
 }
 
-/// Redacts the personal fields of every row of $1's chain not yet redacted: old
-/// and new row values become the marker $2 (keys kept), address and user agent
-/// go; the digest of what was removed is kept, so each row's hash still verifies.
+/// Redacts the rows of $1's chain named in $3 (sequence numbers), storing the
+/// digests $4 computed from them: old and new row values become the marker $2
+/// (keys kept), address, user agent and salt go. Returns what it left, for the
+/// caller to hold against what it read before.
 const REDACT_ROWS_SQL: &str = concat!(
     "UPDATE public.traveler_data_audit a
-        SET redacted_digest = wallet.audit_personal_digest(a.personal_salt, a.old_data::text, a.new_data::text,
-                                                           a.ip_address::text, a.user_agent),
+        SET redacted_digest = d.digest,
             old_data = CASE WHEN a.old_data IS NOT NULL THEN
                          (SELECT coalesce(jsonb_object_agg(k, to_jsonb($2::text)), '{}') FROM jsonb_object_keys(a.old_data) k)
                        END,
@@ -613,10 +620,11 @@ const REDACT_ROWS_SQL: &str = concat!(
             ip_address = NULL,
             user_agent = NULL,
             personal_salt = NULL
-      WHERE a.user_id = $1 AND a.redacted_digest IS NULL AND a.action <> 'REDACT'
+       FROM unnest($3::bigint[], $4::bytea[]) AS d(chain_seq, digest)
+      WHERE a.user_id = $1 AND a.chain_seq = d.chain_seq AND a.redacted_digest IS NULL
   RETURNING a.id, a.chain_seq, a.action, a.table_name, a.record_id, a.actor, ",
     micros!("a.created_at"),
-    ", a.prev_hash, a.row_hash, a.hash_version, a.redacted_digest"
+    ", a.prev_hash, a.row_hash, a.hash_version, a.redacted_digest, a.old_data::text, a.new_data::text"
 );
 
 /// Appends the redaction row to $2's chain: id $1, `new_data` $3 (what was
@@ -637,6 +645,16 @@ const REDACTION_INSERT_SQL: &str = concat!(
     ") AS v
   RETURNING id, chain_seq, row_hash"
 );
+
+/// One traveler's chain, read and checked.
+fn verified_chain(user_id: pgrx::Uuid) -> (Vec<AuditRow>, Vec<Finding>) {
+    let (mut rows, mut scan) = (Vec::new(), ChainScan::default());
+    read_trail(Some(user_id), |row| {
+        rows.push(row.clone());
+        scan.push(row);
+    });
+    (rows, scan.finish())
+}
 
 /// Erasure's part in the audit trail: removes `user_id`'s personal data from
 /// every row of their chain, keeping each row's hash verifiable, and appends a
@@ -664,8 +682,10 @@ fn redact_audit(
     }
     let user = as_uuid_bytes(user_id);
     lock_chain(&user);
-    // Never sign over a chain that does not verify: an edit would become an erasure.
-    if let Some(finding) = scan_trail(Vec::new(), Some(user_id)).first() {
+    // The chain as it stands must verify (an edit must not become an erasure
+    // under a signature); what is redacted is computed from the rows so checked.
+    let (chain, findings) = verified_chain(user_id);
+    if let Some(finding) = findings.first() {
         raise(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             format!(
@@ -675,9 +695,31 @@ fn redact_audit(
             ),
         );
     }
-    let redaction = Spi::connect_mut(|client| {
-        let mut redacted: Vec<AuditRow> = client
-            .update(REDACT_ROWS_SQL, None, &[user_id.into(), crate::audit::REDACTED_MARKER.into()])?
+    let mut expected: Vec<AuditRow> = chain
+        .into_iter()
+        .filter(|row| row.redacted_digest.is_none() && row.action != REDACT_ACTION)
+        .map(|mut row| {
+            // A first-format row's digest is never recomputed: a throwaway salt
+            // keeps it from confirming guesses all the same.
+            let salt = row.personal_salt.take().unwrap_or_else(|| uuid::Uuid::new_v4().as_bytes().to_vec());
+            row.personal_salt = Some(salt);
+            row.redacted_digest = Some(row.personal_digest().to_vec());
+            row.personal_salt = None;
+            row
+        })
+        .collect();
+    if expected.is_empty() {
+        return TableIterator::new(None);
+    }
+    let seqs: Vec<i64> = expected.iter().map(|r| r.chain_seq).collect();
+    let digests: Vec<Vec<u8>> = expected.iter().map(|r| r.redacted_digest.clone().unwrap_or_default()).collect();
+    let redacted: Vec<AuditRow> = Spi::connect_mut(|client| {
+        client
+            .update(
+                REDACT_ROWS_SQL,
+                None,
+                &[user_id.into(), crate::audit::REDACTED_MARKER.into(), seqs.into(), digests.into()],
+            )?
             .map(|row| {
                 let uuid = |i: usize| row.get::<pgrx::Uuid>(i).map(|u| u.map(as_uuid_bytes));
                 Ok(AuditRow {
@@ -693,34 +735,58 @@ fn redact_audit(
                     row_hash: row.get(9)?.unwrap_or_default(),
                     hash_version: row.get(10)?.unwrap_or_default(),
                     redacted_digest: row.get(11)?,
+                    old_data: row.get(12)?,
+                    new_data: row.get(13)?,
                     ..AuditRow::default()
                 })
             })
-            .collect::<Result<_, pgrx::spi::Error>>()?;
-        if redacted.is_empty() {
-            return Ok(None);
-        }
-        redacted.sort_by_key(|row| row.chain_seq);
-        let record = RedactionRecord {
-            reason: reason.to_owned(),
-            redacted: redacted.iter().filter_map(RedactionEntry::of).collect(),
-        };
-        let record = serde_json::to_value(&record).unwrap_or(serde_json::Value::Null);
-        let id = pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes());
-        let inserted = client.update(
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    // What was written must be what was read and checked, row for row (a
+    // trigger on the audit table could otherwise change it on the way).
+    let mut entries: Vec<RedactionEntry> = redacted.iter().filter_map(RedactionEntry::of).collect();
+    entries.sort_by_key(|e| e.chain_seq);
+    expected.sort_by_key(|r| r.chain_seq);
+    let unchanged = entries.len() == expected.len()
+        && entries.iter().zip(&expected).all(|(written, read)| {
+            written.chain_seq == read.chain_seq
+                && written.row_hash == hex::encode(&read.row_hash)
+                && written.hash_version == read.hash_version
+                && Some(written.personal_digest.clone()) == read.redacted_digest.as_ref().map(hex::encode)
+                && written.place_digest == hex::encode(place_digest(read))
+        });
+    if !unchanged {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("redact_audit: the audit rows of {user_id} changed while being redacted; nothing was redacted"),
+        );
+    }
+    let record =
+        serde_json::to_value(RedactionRecord { reason: reason.to_owned(), redacted: entries }).unwrap_or_default();
+    let id = pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes());
+    Spi::connect_mut(|client| {
+        client.update(
             REDACTION_INSERT_SQL,
             None,
             &[id.into(), user_id.into(), pgrx::JsonB(record).into(), current_actor().into()],
         )?;
-        let row = inserted.first();
-        Ok::<_, pgrx::spi::Error>(Some((
-            id,
-            row.get::<i64>(2)?.unwrap_or_default(),
-            row.get::<Vec<u8>>(3)?.unwrap_or_default(),
-            redacted.len() as i64,
-        )))
+        Ok::<_, pgrx::spi::Error>(())
     })
     .unwrap_or_else(|e| spi_failed(e));
+    // The chain with its redaction row must verify as a whole, and end in it:
+    // that row's hash is what the caller signs.
+    let (after, findings) = verified_chain(user_id);
+    let last = after.last().filter(|row| row.id == *id.as_bytes() && findings.is_empty());
+    let Some(last) = last else {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!(
+                "redact_audit: the audit chain of {user_id} does not verify after its redaction; nothing was redacted"
+            ),
+        );
+    };
+    let redaction = Some((id, last.chain_seq, last.row_hash.clone(), redacted.len() as i64));
     TableIterator::new(redaction)
 }
 
