@@ -47,8 +47,8 @@ set -a; source "$stack_dir/stack.env"; set +a
 
 # The test templates and roles are built by the harness on first use
 # (scripts/templates.sh), so `cargo test` also runs against any stack.
-say "workspace tests (sidecar unit tests and end-to-end tests)"
-run_tests cargo test -p kms-sidecar -p parker-wallet-e2e -- ${filter:+"$filter"}
+say "workspace tests (audit rules, sidecar unit tests and end-to-end tests)"
+run_tests cargo test -p audit_chain -p kms-sidecar -p parker-wallet-e2e -- ${filter:+"$filter"}
 
 # One closing line for the whole run (any failure has already stopped the script).
 sed 's/\x1b\[[0-9;]*m//g' "$results" | awk '

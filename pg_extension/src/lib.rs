@@ -1,13 +1,13 @@
 //! `parker_wallet`: Parker Wallet's Postgres extension (schema `wallet`).
 //!
 //! The map: plain Rust that knows nothing of Postgres lives at the top
-//! ([`audit`], [`claims`], [`completion`], [`flags`],
+//! ([`audit`]: the `audit_chain` crate, which the sidecar shares; [`claims`], [`completion`], [`flags`],
 //! [`sidecar`], [`subject_pin`], [`rls`], [`security`]) and has its own unit tests; [`pg`] holds
 //! the thin `#[pg_extern]` wrappers that give it to SQL, with `#[pg_test]`s.
 
 use pgrx::prelude::*;
 
-pub mod audit;
+pub use audit_chain as audit;
 pub mod claims;
 pub mod completion;
 pub mod decryption;

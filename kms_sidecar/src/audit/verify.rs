@@ -5,8 +5,8 @@
 //! 2. The newest checkpoint whose signature KMS confirms (from the log when
 //!    there is one): its heads must be the ones it signed, and it must be
 //!    younger than two checkpoint intervals.
-//! 3. Every chain, in the database, against those heads
-//!    (`wallet.verify_audit_chain(users, seqs, hashes)`).
+//! 3. Every chain against those heads, walked here with the extension's own
+//!    rules (`audit_chain`) over the rows the database holds.
 //! 4. Every redaction row's signature.
 //!
 //! Each finding has a stable `reason`; none means the trail is intact up to the
@@ -140,27 +140,74 @@ async fn newest_signed<'a>(
     Ok(None)
 }
 
-/// The chains against `heads`, in the database.
+/// Rows read from the database a batch at a time (a cursor).
+const FETCH_ROWS: usize = 10_000;
+
+/// Walks every chain against `heads`, here, with the extension's own rules
+/// (`audit_chain`) over the rows as the database holds them: nothing the
+/// database runs (a function its superuser could replace) takes part.
 async fn check_chains(conn: &mut PgConnection, heads: &[Head]) -> Result<Vec<Finding>, AuditError> {
-    let rows = sqlx::query("SELECT id, user_id, chain_seq, reason FROM wallet.verify_audit_chain($1, $2, $3)")
-        .bind(heads.iter().map(|h| h.user_id).collect::<Vec<_>>())
-        .bind(heads.iter().map(|h| h.chain_seq).collect::<Vec<_>>())
-        .bind(heads.iter().map(|h| h.row_hash.clone()).collect::<Vec<_>>())
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Finding {
-                reason: row.try_get(3)?,
-                checkpoint_seq: None,
-                user_id: Some(row.try_get(1)?),
-                chain_seq: Some(row.try_get(2)?),
-                audit_id: row.try_get(0)?,
-                detail: "the audit chain".into(),
+    let mut scan = audit_chain::ChainScan::new(
+        heads
+            .iter()
+            .map(|h| audit_chain::Head {
+                user_id: *h.user_id.as_bytes(),
+                chain_seq: h.chain_seq,
+                row_hash: h.row_hash.clone(),
             })
+            .collect(),
+    );
+    sqlx::query(&format!("DECLARE audit_rows NO SCROLL CURSOR FOR {}", audit_chain::CHAIN_SQL))
+        .bind(None::<Uuid>)
+        .execute(&mut *conn)
+        .await?;
+    loop {
+        let rows = sqlx::query(&format!("FETCH {FETCH_ROWS} FROM audit_rows")).fetch_all(&mut *conn).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            scan.push(audit_row(row)?);
+        }
+    }
+    sqlx::query("CLOSE audit_rows").execute(&mut *conn).await?;
+    Ok(scan
+        .finish()
+        .into_iter()
+        .map(|f| Finding {
+            reason: f.reason.as_str().to_owned(),
+            checkpoint_seq: None,
+            user_id: Some(Uuid::from_bytes(f.user_id)),
+            chain_seq: Some(f.chain_seq),
+            audit_id: f.id.map(Uuid::from_bytes),
+            detail: "the audit chain".into(),
         })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(AuditError::from)
+        .collect())
+}
+
+/// One row of `audit_chain::CHAIN_SQL`; a NULL where none belongs reads as a
+/// value that cannot verify, never as an error that stops the run.
+fn audit_row(row: &sqlx::postgres::PgRow) -> Result<audit_chain::AuditRow, sqlx::Error> {
+    let uuid = |i: usize| row.try_get::<Option<Uuid>, _>(i).map(|u| u.map(|u| *u.as_bytes()));
+    Ok(audit_chain::AuditRow {
+        id: uuid(0)?.unwrap_or_default(),
+        user_id: uuid(1)?.unwrap_or_default(),
+        chain_seq: row.try_get::<Option<i64>, _>(2)?.unwrap_or_default(),
+        action: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        table_name: row.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+        record_id: uuid(5)?,
+        old_data: row.try_get(6)?,
+        new_data: row.try_get(7)?,
+        ip_address: row.try_get(8)?,
+        user_agent: row.try_get(9)?,
+        created_at_micros: row.try_get::<Option<i64>, _>(10)?.unwrap_or_default(),
+        prev_hash: row.try_get::<Option<Vec<u8>>, _>(11)?.unwrap_or_default(),
+        row_hash: row.try_get::<Option<Vec<u8>>, _>(12)?.unwrap_or_default(),
+        hash_version: row.try_get::<Option<i16>, _>(13)?.unwrap_or_default(),
+        actor: row.try_get(14)?,
+        personal_salt: row.try_get(15)?,
+        redacted_digest: row.try_get(16)?,
+    })
 }
 
 /// Every redaction row's signature, whatever else its chain shows (an early

@@ -12,21 +12,13 @@ use super::identity::{current_claims, current_subject, request_header};
 use super::{raise, spi_failed};
 use crate::audit::{
     actor, bounded_user_agent, client_ip, personal_digest, place_digest, redacted_columns, redaction_overlay,
-    row_hash_v2, AuditRow, ChainScan, ClientIp, Finding, Head, RedactionEntry, RedactionRecord, GENESIS_HASH, HASH_V1,
-    REDACT_ACTION, SYSTEM_ACTOR,
+    row_hash_v2, AuditRow, ChainScan, ClientIp, Finding, Head, RedactionEntry, RedactionRecord, HASH_V1, REDACT_ACTION,
+    SYSTEM_ACTOR,
 };
 use crate::claims;
 
 /// The trigger's name on every audited table.
 const AUDIT_TRIGGER: &str = "parker_wallet_audit";
-
-/// One SQL expression for a timestamp's microseconds, used both where a row is
-/// hashed and where it is checked, so both see the same number.
-macro_rules! micros {
-    ($column:literal) => {
-        concat!("(extract(epoch FROM ", $column, ") * 1000000)::bigint")
-    };
-}
 
 /// The next link of a user's chain (the parameter named): its sequence number
 /// and the hash it points at. The caller holds the chain's lock.
@@ -74,7 +66,7 @@ const AUDIT_INSERT_SQL: &str = concat!(
         ip_address, user_agent, created_at, prev_hash, row_hash, hash_version, actor, personal_salt)
      SELECT $11, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at, v.prev_hash,
             wallet.audit_row_hash_v2(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.actor, ",
-    micros!("v.created_at"),
+    audit_chain::micros!("v.created_at"),
     ", wallet.audit_personal_digest($13, v.old_data::text, v.new_data::text, v.ip::text, $10)),
             2, v.actor, $13 ",
     audited_change!()
@@ -91,7 +83,7 @@ const AUDIT_INSERT_V1_SQL: &str = concat!(
             v.prev_hash,
             wallet.audit_row_hash(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
                                   v.new_data::text, v.ip::text, $10, ",
-    micros!("v.created_at"),
+    audit_chain::micros!("v.created_at"),
     ") ",
     audited_change!()
 );
@@ -435,33 +427,11 @@ fn disable_audit(target: PgRelation) {
     }
 }
 
-/// Every audit row in chain order (or one traveler's, $1), as the hash sees it.
-/// A time no row could have been written at reads as NULL (a broken row), not
-/// as an error that would stop the whole verification.
-macro_rules! chain_sql {
-    ($second_format_columns:literal) => {
-        concat!(
-            "SELECT id, user_id, chain_seq, action, table_name, record_id, old_data::text, new_data::text,
-                    ip_address::text, user_agent,
-                    CASE WHEN isfinite(created_at) AND abs(extract(epoch FROM created_at)) < 9e12
-                         THEN ",
-            micros!("created_at"),
-            " END, prev_hash, row_hash, ",
-            $second_format_columns,
-            " FROM public.traveler_data_audit WHERE $1::uuid IS NULL OR user_id = $1
-             ORDER BY user_id, chain_seq"
-        )
-    };
-}
-const CHAIN_SQL: &str = chain_sql!("hash_version, actor, personal_salt, redacted_digest");
-/// [`CHAIN_SQL`] before migration 0011: every row is of the first format.
-const CHAIN_V1_SQL: &str = chain_sql!("1::smallint, NULL::text, NULL::bytea, NULL::bytea");
-
 /// Reads the trail in chain order (or one traveler's chain), a batch at a time:
 /// a cursor, so millions of rows never sit in memory at once.
 fn read_trail(only: Option<pgrx::Uuid>, mut each: impl FnMut(AuditRow)) {
     const FETCH_ROWS: std::ffi::c_long = 10_000;
-    let sql = if audit_table_has_v2() { CHAIN_SQL } else { CHAIN_V1_SQL };
+    let sql = if audit_table_has_v2() { crate::audit::CHAIN_SQL } else { crate::audit::CHAIN_V1_SQL };
     Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(sql, &[only.into()])?;
         loop {
@@ -483,7 +453,7 @@ fn read_trail(only: Option<pgrx::Uuid>, mut each: impl FnMut(AuditRow)) {
                     ip_address: row.get(9)?,
                     user_agent: row.get(10)?,
                     created_at_micros: row.get(11)?.unwrap_or_default(),
-                    prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_else(|| GENESIS_HASH.to_vec()),
+                    prev_hash: row.get::<Vec<u8>>(12)?.unwrap_or_default(),
                     row_hash: row.get::<Vec<u8>>(13)?.unwrap_or_default(),
                     hash_version: row.get(14)?.unwrap_or_default(),
                     actor: row.get(15)?,
@@ -623,7 +593,7 @@ const REDACT_ROWS_SQL: &str = concat!(
        FROM unnest($3::bigint[], $4::bytea[]) AS d(chain_seq, digest)
       WHERE a.user_id = $1 AND a.chain_seq = d.chain_seq AND a.redacted_digest IS NULL
   RETURNING a.id, a.chain_seq, a.action, a.table_name, a.record_id, a.actor, ",
-    micros!("a.created_at"),
+    audit_chain::micros!("a.created_at"),
     ", a.prev_hash, a.row_hash, a.hash_version, a.redacted_digest, a.old_data::text, a.new_data::text"
 );
 
@@ -637,7 +607,7 @@ const REDACTION_INSERT_SQL: &str = concat!(
             v.created_at, v.prev_hash,
             wallet.audit_row_hash_v2(v.prev_hash, $1, $2, v.chain_seq, 'REDACT', 'traveler_data_audit', NULL,
                                      v.actor, ",
-    micros!("v.created_at"),
+    audit_chain::micros!("v.created_at"),
     ", wallet.audit_personal_digest(NULL, NULL, v.new_data::text, NULL, NULL)),
             2, v.actor
        FROM (SELECT now() AS created_at, $3::jsonb AS new_data, $4::text AS actor, ",

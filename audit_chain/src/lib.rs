@@ -13,6 +13,42 @@
 //! digest of what was removed, and is itself a row of the chain naming what it
 //! redacted ([`RedactionEntry`]).
 
+/// One SQL expression for a timestamp's microseconds, used both where a row is
+/// hashed and where it is checked, so both see the same number.
+#[macro_export]
+macro_rules! micros {
+    ($column:literal) => {
+        concat!("(extract(epoch FROM ", $column, ") * 1000000)::bigint")
+    };
+}
+
+/// Every audit row in chain order (or one traveler's, `$1`), each field in the
+/// form its hash takes: jsonb and inet as Postgres prints them, the time in
+/// microseconds. The extension and the sidecar walk the trail through it. A time
+/// no row could have been written at reads as NULL (a broken row), not as an
+/// error that would stop the whole verification.
+macro_rules! chain_sql {
+    ($second_format_columns:literal) => {
+        concat!(
+            "SELECT id, user_id, chain_seq, action, table_name, record_id, old_data::text, new_data::text,
+                    ip_address::text, user_agent,
+                    CASE WHEN isfinite(created_at) AND abs(extract(epoch FROM created_at)) < 9e12
+                         THEN ",
+            micros!("created_at"),
+            " END, prev_hash, row_hash, ",
+            $second_format_columns,
+            " FROM public.traveler_data_audit WHERE $1::uuid IS NULL OR user_id = $1
+             ORDER BY user_id, chain_seq"
+        )
+    };
+}
+/// See [`chain_sql`]: id, user_id, chain_seq, action, table_name, record_id,
+/// old_data, new_data, ip_address, user_agent, created_at (µs), prev_hash,
+/// row_hash, hash_version, actor, personal_salt, redacted_digest.
+pub const CHAIN_SQL: &str = chain_sql!("hash_version, actor, personal_salt, redacted_digest");
+/// [`CHAIN_SQL`] before migration 0011: every row is of the first format.
+pub const CHAIN_V1_SQL: &str = chain_sql!("1::smallint, NULL::text, NULL::bytea, NULL::bytea");
+
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
