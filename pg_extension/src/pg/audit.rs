@@ -926,6 +926,23 @@ mod tests {
         assert_eq!(findings(), [(2, "redaction_unrecorded".to_owned())]);
     }
 
+    #[pg_test(
+        error = "redact_audit: the audit rows of 11111111-1111-4111-8111-111111111111 changed while being redacted; nothing was redacted"
+    )]
+    fn a_trigger_cannot_change_what_a_redaction_signs() {
+        three_audited_changes();
+        // The table's owner may attach triggers to it: one that edits rows as
+        // they are redacted must not get its edit signed as part of the erasure.
+        Spi::run(
+            "CREATE FUNCTION public.meddle() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN NEW.table_name := 'nothing_to_see'; RETURN NEW; END $$;
+             CREATE TRIGGER meddle BEFORE UPDATE ON traveler_data_audit
+               FOR EACH ROW EXECUTE FUNCTION public.meddle()",
+        )
+        .unwrap();
+        Spi::run(&format!("SELECT * FROM wallet.redact_audit('{ALICE}', 'erasure 9')")).unwrap();
+    }
+
     /// A checkpoint of the chains as they are, as `kms-sidecar audit-checkpoint`
     /// records it (its signature is the sidecar's to check, not the database's).
     fn checkpoint_now() {
