@@ -204,6 +204,14 @@ async fn an_edit_rehashed_to_the_end_is_reported(template: Template) -> anyhow::
     trail.as_owner(&rehash_from_second_row(a)).await?;
     let internal = trail.chains_alone().await?;
     assert_eq!(internal, 0, "the rewritten chain is consistent in itself");
+    // A superuser can make the database's own walk lie; the auditor's does not use it.
+    sqlx::raw_sql(
+        "CREATE OR REPLACE FUNCTION wallet.verify_audit_chain(head_users uuid[], head_seqs bigint[], head_hashes bytea[])
+           RETURNS TABLE (id uuid, user_id uuid, chain_seq bigint, reason text)
+           LANGUAGE sql AS $$ SELECT NULL::uuid, NULL::uuid, NULL::bigint, NULL::text WHERE false $$",
+    )
+    .execute(&mut trail.db.superuser().await?)
+    .await?;
     let verified = trail.verify()?;
     assert_eq!(verified.reasons(), ["head_rehashed"]);
     assert_eq!(verified.findings[0]["user_id"], a.to_string());
@@ -323,6 +331,34 @@ async fn an_erasure_verifies_and_an_edit_passed_off_as_one_does_not(template: Te
     assert_eq!(tampered.reasons(), ["content_changed", "redaction_unsigned"], "{:?}", tampered.findings);
     assert_eq!(tampered.findings[0]["user_id"], a.to_string());
     assert_eq!(tampered.findings[1]["user_id"], b.to_string());
+
+    // A forged signature on it, and a break after it in the same chain: the
+    // break must not spare the forged redaction its signature check.
+    let key_id = trail.config.settings.audit.as_ref().map(|a| a.signing_key_id.clone()).unwrap_or_default();
+    trail
+        .as_owner(&format!(
+            "INSERT INTO audit_redaction_signatures (audit_id, key_id, signing_algorithm, signature)
+             SELECT id, '{key_id}', 'ECDSA_SHA_256', decode(repeat('30', 70), 'hex')
+               FROM traveler_data_audit WHERE user_id = '{b}' AND action = 'REDACT';
+             UPDATE traveler_data_audit SET action = 'DELETE' WHERE user_id = '{b}' AND chain_seq = 1;"
+        ))
+        .await?;
+    let forged = trail.verify()?;
+    let mut found: Vec<(String, String)> = forged
+        .findings
+        .iter()
+        .map(|f| {
+            (f["user_id"].as_str().unwrap_or_default().to_owned(), f["reason"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        (a.to_string(), "content_changed".to_owned()),
+        (b.to_string(), "content_changed".to_owned()),
+        (b.to_string(), "redaction_signature_invalid".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(found, expected, "{:?}", forged.findings);
     Ok(())
 }
 
