@@ -44,10 +44,14 @@ pub mod wallet;
 pub mod db;
 /// Duffel: the port and its HTTP client.
 pub mod duffel;
+/// The HTTPS client the adapters share (hyper, rustls), each call under a deadline.
+pub mod outbound;
 /// Stripe: the port, its async-stripe client, webhook signatures.
 pub mod stripe;
 /// The process's TLS crypto provider (rustls), chosen once for every client.
 pub mod tls;
+/// Twilio Verify v2 (phone verification by SMS): the port and its HTTP client.
+pub mod twilio;
 
 // Operations.
 /// Settings (TOML, `PW__` variables, flags), validated at start.

@@ -5,6 +5,7 @@ mod actor;
 mod caller;
 pub(crate) mod context;
 mod money;
+mod phone;
 pub mod sealed;
 mod subject;
 
@@ -12,5 +13,6 @@ pub use actor::{Actor, RequestMeta, Traveler};
 pub use caller::CallerClass;
 pub use context::{EncryptionContext, Identifier, InvalidContext};
 pub use money::{InvalidMoney, Money, MAX_AMOUNT};
+pub use phone::{InvalidPhone, PhoneNumber, VerificationCode};
 pub use sealed::{SealedColumn, SEALED_COLUMNS};
 pub use subject::{Subject, SUBJECT_HEADER};

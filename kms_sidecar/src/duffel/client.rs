@@ -2,17 +2,13 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::{DuffelError, DuffelOrder, DuffelPort, OrderRequest};
-
-type HttpsClient =
-    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+use crate::outbound::{exchange, https_client, HttpsClient, OutboundError};
 
 pub struct HttpDuffel {
     client: HttpsClient,
@@ -36,11 +32,7 @@ const MAX_PAGES: usize = 25;
 impl HttpDuffel {
     /// `api_base`: `https://api.duffel.com` in production.
     pub fn new(api_base: &str, token: SecretString, timeout: Duration) -> Result<Self, DuffelError> {
-        crate::tls::ensure_provider();
-        let connector =
-            hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { client, api_base: api_base.trim_end_matches('/').to_owned(), token, timeout })
+        Ok(Self { client: https_client(), api_base: api_base.trim_end_matches('/').to_owned(), token, timeout })
     }
 
     async fn call(
@@ -58,15 +50,10 @@ impl HttpDuffel {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
             .map_err(|e| DuffelError::Unavailable(format!("request: {e}")))?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| DuffelError::Unavailable(e.to_string()))?;
-            let status = response.status().as_u16();
-            let bytes =
-                response.into_body().collect().await.map_err(|e| DuffelError::Unavailable(e.to_string()))?.to_bytes();
-            Ok::<_, DuffelError>((status, bytes))
-        };
-        let (status, bytes) =
-            tokio::time::timeout(self.timeout, exchange).await.map_err(|_| DuffelError::Timeout)??;
+        let (status, bytes) = exchange(&self.client, request, self.timeout).await.map_err(|e| match e {
+            OutboundError::Timeout => DuffelError::Timeout,
+            OutboundError::Failed(detail) => DuffelError::Unavailable(detail),
+        })?;
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if (200..300).contains(&status) {
             return Ok(body);
