@@ -41,6 +41,7 @@ pub mod bench;
 pub mod duffel_fake;
 pub mod fake_http;
 pub mod stripe_proxy;
+pub mod twilio_fake;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

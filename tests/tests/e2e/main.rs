@@ -21,5 +21,6 @@ mod rotate;
 mod sidecar;
 mod stack;
 mod supabase_shape;
+mod twilio;
 mod wallet;
 mod webhooks;
