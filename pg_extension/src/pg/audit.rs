@@ -174,10 +174,10 @@ fn audit_trigger<'a>(
 
     let (ip_text, from_connection) = request_ip();
     let user_agent = request_header("user-agent").map(|ua| bounded_user_agent(&ua).to_owned());
-    let acted_by = current_actor();
-
     lock_chain(&user_id);
     let second_format = audit_table_has_v2();
+    // Only the second format records who acted.
+    let acted_by = second_format.then(current_actor);
     let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&(relid, second_format)));
     let result = Spi::connect_mut(|client| {
         let plan = match plan {
