@@ -13,7 +13,7 @@ case "${1:-}" in --release) profile_flag=(--release) ;; "") ;; *) die "usage: $0
 cd "$PW_ROOT"
 say "building kms-sidecar (and the dev tool and the Duffel fake the local stack runs)"
 cargo build --quiet -p kms-sidecar
-cargo build --quiet -p parker-wallet-e2e --bin duffel-fake --bin dev
+cargo build --quiet -p parker-wallet-e2e --bin duffel-fake --bin twilio-fake --bin dev
 say "installing the parker_wallet extension${profile_flag[*]:+ (release)} into $($PG_CONFIG --sharedir)"
 [ -w "$($PG_CONFIG --pkglibdir)" ] || die "cannot write to $($PG_CONFIG --pkglibdir): run as root"
 log="$CARGO_TARGET_DIR/pgrx-install.log"

@@ -226,6 +226,55 @@ impl Default for DuffelSettings {
     }
 }
 
+/// Twilio Verify, for phone verification. Its credentials are secrets:
+/// `PW_TWILIO_VERIFY_SERVICE_SID` (`VA…`) and either `PW_TWILIO_API_KEY_SID` and
+/// `PW_TWILIO_API_KEY_SECRET` (preferred: a key that can be revoked alone) or
+/// `PW_TWILIO_ACCOUNT_SID` and `PW_TWILIO_AUTH_TOKEN`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioSettings {
+    pub api_base: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        Self { api_base: "https://verify.twilio.com".to_owned(), timeout_ms: 10_000 }
+    }
+}
+
+/// The wallet's own limits on phone verification, on top of Twilio's: counted
+/// in Postgres, so they hold across sidecar processes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhoneSettings {
+    /// How long a code may be checked (Twilio's default lifetime is 10 minutes).
+    pub code_ttl_secs: u64,
+    /// Wrong codes allowed per verification (Twilio's own limit is 5).
+    pub max_checks: u16,
+    /// The window the two send limits below count in.
+    pub send_window_secs: u64,
+    /// Codes sent for one traveler, whatever the number, per window.
+    pub sends_per_traveler: u32,
+    /// Codes sent to one number, whoever asks, per window.
+    pub sends_per_number: u32,
+    /// The shortest time between two codes for one traveler.
+    pub resend_after_secs: u64,
+}
+
+impl Default for PhoneSettings {
+    fn default() -> Self {
+        Self {
+            code_ttl_secs: 600,
+            max_checks: 5,
+            send_window_secs: 3_600,
+            sends_per_traveler: 5,
+            sends_per_number: 5,
+            resend_after_secs: 30,
+        }
+    }
+}
+
 /// The booking saga's policy.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -307,6 +356,10 @@ pub struct Settings {
     #[serde(default)]
     pub bookings: BookingSettings,
     pub audit: Option<AuditSettings>,
+    /// Needed by the phone verification routes, with [database] and [auth].
+    pub twilio: Option<TwilioSettings>,
+    #[serde(default)]
+    pub phone: PhoneSettings,
 }
 
 fn default_grace() -> u64 {
@@ -326,6 +379,52 @@ pub struct Secrets {
     pub duffel_access_token: Option<SecretString>,
     pub aws_access_key_id: Option<SecretString>,
     pub aws_secret_access_key: Option<SecretString>,
+    pub twilio: Option<TwilioCredentials>,
+}
+
+/// How the sidecar signs in to Twilio Verify (HTTP Basic) and which service it uses.
+#[derive(Debug)]
+pub struct TwilioCredentials {
+    pub service_sid: String,
+    /// An API key SID (`SK…`) or the account SID (`AC…`).
+    pub username: String,
+    pub password: SecretString,
+}
+
+impl TwilioCredentials {
+    fn load() -> Result<Option<Self>, ConfigError> {
+        let exposed =
+            |secret: Option<SecretString>| secret.map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned());
+        let service_sid = exposed(secrets::from_env("PW_TWILIO_VERIFY_SERVICE_SID")?);
+        let api_key =
+            (exposed(secrets::from_env("PW_TWILIO_API_KEY_SID")?), secrets::from_env("PW_TWILIO_API_KEY_SECRET")?);
+        let account =
+            (exposed(secrets::from_env("PW_TWILIO_ACCOUNT_SID")?), secrets::from_env("PW_TWILIO_AUTH_TOKEN")?);
+        let sid_like = |sid: &str, prefix: &str| {
+            sid.len() == 34 && sid.starts_with(prefix) && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        let (username, password) = match (api_key, account) {
+            ((Some(sid), Some(secret)), _) => (sid, secret),
+            ((None, None), (Some(sid), Some(token))) => (sid, token),
+            ((None, None), (None, None)) if service_sid.is_none() => return Ok(None),
+            ((Some(_), None) | (None, Some(_)), _) => {
+                return Err(setting("PW_TWILIO_API_KEY_SECRET", "set both PW_TWILIO_API_KEY_SID and its secret"))
+            }
+            _ => {
+                return Err(setting(
+                    "PW_TWILIO_AUTH_TOKEN",
+                    "set PW_TWILIO_API_KEY_SID and PW_TWILIO_API_KEY_SECRET, or PW_TWILIO_ACCOUNT_SID and PW_TWILIO_AUTH_TOKEN",
+                ))
+            }
+        };
+        if !(sid_like(&username, "SK") || sid_like(&username, "AC")) {
+            return Err(setting("PW_TWILIO_API_KEY_SID", "must be an API key SID (SK…) or an account SID (AC…)"));
+        }
+        let Some(service_sid) = service_sid.filter(|sid| sid_like(sid, "VA")) else {
+            return Err(setting("PW_TWILIO_VERIFY_SERVICE_SID", "required: the Verify service SID (VA…)"));
+        };
+        Ok(Some(Self { service_sid, username, password }))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -421,6 +520,18 @@ impl Settings {
                 return Err(setting("audit.checkpoint_interval_secs", "must be positive"));
             }
         }
+        let phone = &self.phone;
+        if phone.code_ttl_secs == 0
+            || phone.max_checks == 0
+            || phone.send_window_secs == 0
+            || phone.sends_per_traveler == 0
+            || phone.sends_per_number == 0
+        {
+            return Err(setting(
+                "phone",
+                "code_ttl_secs, max_checks, send_window_secs and the send limits must be positive",
+            ));
+        }
         let mut seen = BTreeMap::new();
         for (class, uids) in
             [("database", &self.callers.database), ("edge", &self.callers.edge), ("admin", &self.callers.admin)]
@@ -480,6 +591,7 @@ impl Secrets {
             duffel_access_token: secrets::from_env("PW_DUFFEL_ACCESS_TOKEN")?,
             aws_access_key_id: secrets::from_env("AWS_ACCESS_KEY_ID")?,
             aws_secret_access_key: secrets::from_env("AWS_SECRET_ACCESS_KEY")?,
+            twilio: TwilioCredentials::load()?,
         };
         if settings.tcp.is_some() && secrets.service_token.is_none() {
             return Err(setting("PW_SERVICE_TOKEN", "required when tcp.listen is set"));
@@ -492,6 +604,12 @@ impl Secrets {
         }
         if settings.duffel.is_some() && secrets.duffel_access_token.is_none() {
             return Err(setting("PW_DUFFEL_ACCESS_TOKEN", "required when [duffel] is configured"));
+        }
+        if settings.twilio.is_some() && secrets.twilio.is_none() {
+            return Err(setting(
+                "PW_TWILIO_VERIFY_SERVICE_SID",
+                "required when [twilio] is configured, with an API key or the account's auth token",
+            ));
         }
         if let Some(auth) = &settings.auth {
             if secrets.jwt_secret.is_none() && auth.jwks_file.is_none() {

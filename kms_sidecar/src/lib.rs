@@ -36,6 +36,8 @@ pub mod domain;
 pub mod fairness;
 /// What makes two requests the same request for an `Idempotency-Key`.
 pub mod idempotency;
+/// Phone verification: codes sent and checked through Twilio Verify, within the wallet's own limits.
+pub mod phone;
 /// The traveler's wallet: Stripe customer, SetupIntents, saved cards, Stripe events.
 pub mod wallet;
 

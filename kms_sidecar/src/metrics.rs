@@ -43,6 +43,8 @@ pub struct Metrics {
     pub requests_refused: AtomicU64,
     /// Booking states entered, by state (the server names every state up front).
     pub bookings_entered: LabelledCounter,
+    /// Phone verification outcomes (`phone::OUTCOMES`).
+    pub phone_verifications: LabelledCounter,
 }
 
 impl Metrics {
@@ -52,6 +54,10 @@ impl Metrics {
 
     pub fn booking_entered(&self, state: &'static str) {
         self.bookings_entered.add(state);
+    }
+
+    pub fn phone_verification(&self, outcome: &'static str) {
+        self.phone_verifications.add(outcome);
     }
 
     pub fn kms_calls(&self) -> u64 {
@@ -112,6 +118,13 @@ impl Metrics {
         counter(
             "parker_wallet_booking_states_total",
             "Booking states entered (needs_reconciliation and a capture backlog deserve alerts).",
+            &samples,
+        );
+        let outcomes = self.phone_verifications.samples("outcome");
+        let samples: Vec<(&str, u64)> = outcomes.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
+        counter(
+            "parker_wallet_phone_verifications_total",
+            "Phone verification outcomes: codes sent and approved, sends refused, wrong or expired codes.",
             &samples,
         );
         out

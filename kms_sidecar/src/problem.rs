@@ -16,6 +16,12 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// With a 429: when to try again (also the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    /// With a wrong verification code: how many more may be tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_remaining: Option<u16>,
 }
 
 impl Problem {
@@ -26,6 +32,8 @@ impl Problem {
             status: status.as_u16(),
             code,
             detail: None,
+            retry_after_secs: None,
+            attempts_remaining: None,
         }
     }
 
@@ -51,8 +59,9 @@ impl Problem {
             .headers_mut()
             .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::TOO_MANY_REQUESTS {
-            // A traveler's own earlier requests finish within a Stripe timeout.
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            // Unless said otherwise: a traveler's own earlier requests finish within a Stripe timeout.
+            let after = self.retry_after_secs.unwrap_or(1);
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(after));
         }
         response
     }

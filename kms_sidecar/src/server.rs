@@ -85,6 +85,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
     let booking_states = crate::bookings::saga::State::ALL.map(crate::bookings::saga::State::as_str);
     let metrics = Arc::new(Metrics {
         bookings_entered: crate::metrics::LabelledCounter::with_values(&booking_states),
+        phone_verifications: crate::metrics::LabelledCounter::with_values(&crate::phone::OUTCOMES),
         ..Metrics::default()
     });
     let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.key_schedule(), Arc::clone(&metrics));
@@ -130,6 +131,16 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         )),
         _ => None,
     };
+    let twilio: Option<Arc<dyn crate::twilio::VerifyPort>> = match (&settings.twilio, &secrets.twilio) {
+        (Some(config), Some(credentials)) => Some(Arc::new(crate::twilio::HttpTwilioVerify::new(
+            &config.api_base,
+            &credentials.service_sid,
+            &credentials.username,
+            credentials.password.clone(),
+            Duration::from_millis(config.timeout_ms),
+        ))),
+        _ => None,
+    };
     let traveler_gate = crate::fairness::TravelerGate::new(settings.fair_use());
     Ok(Arc::new(AppState {
         settings,
@@ -137,6 +148,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         verifier,
         stripe,
         duffel,
+        twilio,
         webhook_secrets: secrets.stripe_webhook_secrets,
         crypto,
         metrics,

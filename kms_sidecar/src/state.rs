@@ -13,8 +13,10 @@ use crate::db::Database;
 use crate::duffel::DuffelPort;
 use crate::fairness::TravelerGate;
 use crate::metrics::Metrics;
+use crate::phone::PhoneVerification;
 use crate::readiness::ReadinessCache;
 use crate::stripe::StripePort;
+use crate::twilio::VerifyPort;
 use crate::wallet::Wallet;
 
 pub struct AppState {
@@ -24,6 +26,7 @@ pub struct AppState {
     pub verifier: Option<JwtVerifier>,
     pub stripe: Option<Arc<dyn StripePort>>,
     pub duffel: Option<Arc<dyn DuffelPort>>,
+    pub twilio: Option<Arc<dyn VerifyPort>>,
     pub webhook_secrets: Vec<SecretString>,
     pub crypto: EnvelopeCrypto,
     pub metrics: Arc<Metrics>,
@@ -38,6 +41,16 @@ impl AppState {
     pub fn wallet(&self) -> Option<Wallet<'_>> {
         let database = self.database.as_ref()?;
         Some(Wallet { database, stripe: self.stripe.as_deref(), crypto: &self.crypto })
+    }
+
+    /// Phone verification, when the database and Twilio are configured.
+    pub fn phone_verification(&self) -> Option<PhoneVerification<'_>> {
+        Some(PhoneVerification {
+            database: self.database.as_ref()?,
+            verify: self.twilio.as_deref()?,
+            limits: &self.settings.phone,
+            metrics: &self.metrics,
+        })
     }
 
     /// What the booking saga needs, when everything it calls is configured.

@@ -23,6 +23,8 @@ pub const DEFINER_ROLES: &[&str] = &[
     "parker_wallet_flag_reader",
     "parker_wallet_lookup",
     "parker_wallet_event_recorder",
+    // Created by migration 0012 (phone verification), not by the extension.
+    "parker_wallet_phone_gate",
 ];
 
 /// The wallet's SECURITY DEFINER functions and the role each must belong to. One
@@ -41,6 +43,11 @@ pub const WALLET_DEFINERS: &[(&str, &str)] = &[
     ("wallet_internal.campaign_owner(campaign uuid)", "parker_wallet_lookup"),
     ("wallet_internal.account_age_days(on_day date)", "parker_wallet_lookup"),
     ("wallet_internal.traveler_exists()", "parker_wallet_lookup"),
+    (
+        "wallet_internal.claim_phone_verification(to_number text, code_ttl interval, send_window interval, \
+         per_traveler integer, per_number integer, min_gap interval)",
+        "parker_wallet_phone_gate",
+    ),
 ];
 
 /// SECURITY DEFINER functions that API roles may call on purpose, because they

@@ -22,6 +22,7 @@ pub struct TestAppBuilder {
     template: Template,
     stripe: Option<Option<String>>,
     duffel: Option<String>,
+    twilio: Option<String>,
     configure: Vec<Change>,
 }
 
@@ -43,7 +44,7 @@ impl TestApp {
     /// The wallet routes for Edge Functions (we are the `edge` caller), on a
     /// fresh migrated database of the plain cluster.
     pub fn wallet() -> TestAppBuilder {
-        TestAppBuilder { template: Template::Plain, stripe: None, duffel: None, configure: Vec::new() }
+        TestAppBuilder { template: Template::Plain, stripe: None, duffel: None, twilio: None, configure: Vec::new() }
     }
 
     /// A new traveler in `auth.users`, with a token (whose `email` claim is theirs).
@@ -95,6 +96,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Twilio Verify at `api_base` (the fake).
+    pub fn with_twilio(mut self, api_base: impl Into<String>) -> Self {
+        self.twilio = Some(api_base.into());
+        self
+    }
+
     /// Any other change to the sidecar's configuration, applied last.
     pub fn configure(mut self, change: impl FnOnce(&mut SidecarConfig) + Send + 'static) -> Self {
         self.configure.push(Box::new(change));
@@ -113,6 +120,9 @@ impl TestAppBuilder {
         }
         if let Some(api_base) = self.duffel {
             config = config.with_duffel(&api_base);
+        }
+        if let Some(api_base) = self.twilio {
+            config = config.with_twilio(&api_base);
         }
         for change in self.configure {
             change(&mut config);

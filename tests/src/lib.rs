@@ -54,7 +54,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use kms_sidecar::config::{
     AuthSettings, AwsKmsConfig, CallerMap, DatabaseSettings, DuffelSettings, Environment, KeySettings, ProviderKind,
-    Settings, SocketSettings, StripeSettings, TcpSettings,
+    Settings, SocketSettings, StripeSettings, TcpSettings, TwilioSettings,
 };
 use kms_sidecar::domain::CallerClass;
 use sqlx::{Connection, PgConnection};
@@ -479,6 +479,8 @@ impl Default for SidecarConfig {
             duffel: None,
             bookings: Default::default(),
             audit: None,
+            twilio: None,
+            phone: Default::default(),
         };
         Self { settings, env: Vec::new(), admin_port: None }
     }
@@ -538,6 +540,15 @@ impl SidecarConfig {
     pub fn with_duffel(mut self, api_base: &str) -> Self {
         self.settings.duffel = Some(DuffelSettings { api_base: api_base.to_owned(), timeout_ms: 3000 });
         self.env.push(("PW_DUFFEL_ACCESS_TOKEN".into(), duffel_fake::DUFFEL_TOKEN.into()));
+        self
+    }
+
+    /// Twilio Verify at `api_base` (the fake), with its test credentials.
+    pub fn with_twilio(mut self, api_base: &str) -> Self {
+        self.settings.twilio = Some(TwilioSettings { api_base: api_base.to_owned(), timeout_ms: 3000 });
+        self.env.push(("PW_TWILIO_ACCOUNT_SID".into(), twilio_fake::TWILIO_ACCOUNT_SID.into()));
+        self.env.push(("PW_TWILIO_AUTH_TOKEN".into(), twilio_fake::TWILIO_AUTH_TOKEN.into()));
+        self.env.push(("PW_TWILIO_VERIFY_SERVICE_SID".into(), twilio_fake::TWILIO_SERVICE_SID.into()));
         self
     }
 

@@ -14,13 +14,14 @@ use serde_json::json;
 
 use crate::fake_http::{json_reply, serve_on, Fault, Faults, Reply, Seen};
 
-pub const TWILIO_ACCOUNT_SID: &str = "AC00000000000000000000000000e2e0";
+pub const TWILIO_ACCOUNT_SID: &str = "AC0000000000000000000000000000e2e0";
 pub const TWILIO_AUTH_TOKEN: &str = "twilio_test_parker_wallet_e2e";
-pub const TWILIO_SERVICE_SID: &str = "VA00000000000000000000000000e2e0";
+pub const TWILIO_SERVICE_SID: &str = "VA0000000000000000000000000000e2e0";
 
 /// Twilio Verify's documented defaults.
 const CODE_TTL: Duration = Duration::from_secs(10 * 60);
 const MAX_CHECKS: u32 = 5;
+/// Codes sent to one number within `CODE_TTL`.
 const MAX_SENDS: usize = 5;
 
 #[derive(Debug, Clone)]
@@ -34,8 +35,8 @@ struct Pending {
 #[derive(Default)]
 struct State {
     pending: HashMap<String, Pending>,
-    /// Every code sent, by number, oldest first.
-    sent: HashMap<String, Vec<String>>,
+    /// Every code sent, by number, oldest first, with when.
+    sent: HashMap<String, Vec<(String, Instant)>>,
 }
 
 #[derive(Clone)]
@@ -92,8 +93,18 @@ impl FakeTwilio {
 
     /// The codes sent to `to` (E.164), oldest first.
     pub fn codes_sent_to(&self, to: &str) -> Vec<String> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).sent.get(to).cloned().unwrap_or_default()
+        codes_sent(&self.state, to)
     }
+
+    /// Every code sent, to any number.
+    pub fn codes_sent(&self) -> usize {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).sent.values().map(Vec::len).sum()
+    }
+}
+
+fn codes_sent(state: &Mutex<State>, to: &str) -> Vec<String> {
+    let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+    state.sent.get(to).map(|sent| sent.iter().map(|(code, _)| code.clone()).collect()).unwrap_or_default()
 }
 
 fn is_e164(to: &str) -> bool {
@@ -103,6 +114,11 @@ fn is_e164(to: &str) -> bool {
 
 async fn handle(faults: &Faults, state: &Mutex<State>, seen: Seen) -> Reply {
     use base64::Engine;
+    // Not Twilio's: how the demo, a separate process, reads the "SMS".
+    if let ("GET", Some(to)) = (seen.method.as_str(), seen.target.strip_prefix("/_fake/codes/")) {
+        let to = to.replace("%2B", "+");
+        return json_reply(200, &json!({ "to": to, "codes": codes_sent(state, &to) }));
+    }
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}"));
     if seen.header("authorization") != Some(&format!("Basic {basic}")) {
         return error(401, 20003, "Authentication Error - invalid username");
@@ -127,9 +143,13 @@ async fn handle(faults: &Faults, state: &Mutex<State>, seen: Seen) -> Reply {
             if form.get("Channel").map(String::as_str) != Some("sms") {
                 return error(400, 60200, "Invalid parameter `Channel`");
             }
-            if state.sent.get(&to).map_or(0, Vec::len) >= MAX_SENDS {
+            let recent =
+                state.sent.get(&to).map_or(0, |sent| sent.iter().filter(|(_, at)| at.elapsed() < CODE_TTL).count());
+            if recent >= MAX_SENDS {
                 return error(429, 60203, "Max send attempts reached");
             }
+            // A verification whose checks ran out is over: a new one starts.
+            state.pending.retain(|number, p| *number != to || p.checks < MAX_CHECKS);
             let code = format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
             let pending = state.pending.entry(to.clone()).or_insert_with(|| Pending {
                 sid: format!("VE{}", uuid::Uuid::new_v4().simple()),
@@ -139,7 +159,7 @@ async fn handle(faults: &Faults, state: &Mutex<State>, seen: Seen) -> Reply {
             });
             pending.code = code.clone();
             let answer = verification(201, pending, &to, "pending");
-            state.sent.entry(to).or_default().push(code);
+            state.sent.entry(to).or_default().push((code, Instant::now()));
             answer
         }
         ("POST", Some("/VerificationCheck")) => {

@@ -79,3 +79,14 @@ impl Database {
         Ok(tx)
     }
 }
+
+/// A transaction lock on one traveler's `scope` (`wallet`, `phone`...): their
+/// requests in that scope queue, other travelers' do not.
+pub async fn lock_traveler(tx: &mut sqlx::PgConnection, scope: &str, user_id: uuid::Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.' || $1 || ':' || $2::text, 0))")
+        .bind(scope)
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}

@@ -6,7 +6,8 @@ use crate::bookings::BookingError;
 use crate::crypto::format::FormatError;
 use crate::crypto::keys::KeyError;
 use crate::crypto::CryptoError;
-use crate::domain::InvalidContext;
+use crate::domain::{InvalidContext, InvalidPhone};
+use crate::phone::PhoneError;
 use crate::problem::Problem;
 use crate::wallet::WalletError;
 
@@ -56,6 +57,13 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("webhook signature: {0}")]
     InvalidSignature(crate::stripe::signature::SignatureError),
+    #[error(transparent)]
+    InvalidPhone(#[from] InvalidPhone),
+    /// Phone verification's own refusals.
+    #[error(transparent)]
+    Phone(PhoneError),
+    #[error("the phone verification routes need [database], [auth] and [twilio] in the sidecar's configuration")]
+    PhoneNotConfigured,
     #[error("the booking routes need [stripe] and [duffel] in the sidecar's configuration")]
     BookingsNotConfigured,
     #[error("internal: {0}")]
@@ -90,6 +98,16 @@ impl From<BookingError> for ApiError {
             BookingError::Crypto(error) => Self::Crypto(error),
             BookingError::Internal(detail) => Self::Internal(detail),
             own => Self::Booking(own),
+        }
+    }
+}
+
+/// Phone verification's errors at the HTTP boundary, the same way.
+impl From<PhoneError> for ApiError {
+    fn from(error: PhoneError) -> Self {
+        match error {
+            PhoneError::Database(error) => Self::Database(error),
+            own => Self::Phone(own),
         }
     }
 }
@@ -184,6 +202,18 @@ impl ApiError {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
             }
             Self::Wallet(error) => wallet_problem(error),
+            Self::Phone(error) => phone_problem(error),
+            Self::InvalidPhone(InvalidPhone::BadCode) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_code", "Invalid verification code")
+            }
+            Self::InvalidPhone(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_phone_number", "Invalid phone number")
+            }
+            Self::PhoneNotConfigured => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "phone_verification_not_configured",
+                "Phone verification not configured",
+            ),
             Self::Booking(error) => booking_problem(error),
             Self::BookingsNotConfigured => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "bookings_not_configured", "Bookings not configured")
@@ -227,6 +257,50 @@ fn wallet_problem(error: &WalletError) -> Problem {
             Problem::new(StatusCode::CONFLICT, "setup_intent_not_succeeded", "SetupIntent not succeeded")
         }
         _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+    }
+}
+
+/// Phone verification's own refusals, likewise.
+fn phone_problem(error: &PhoneError) -> Problem {
+    let too_many = StatusCode::TOO_MANY_REQUESTS;
+    match error {
+        PhoneError::ProfileRequired => {
+            Problem::new(StatusCode::CONFLICT, "profile_required", "Create the profile first")
+        }
+        PhoneError::SendLimited { retry_after_secs, .. } => {
+            let mut problem = Problem::new(too_many, "verification_rate_limited", "Too many codes requested");
+            problem.retry_after_secs = Some(*retry_after_secs);
+            problem
+        }
+        PhoneError::NumberRejected(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "phone_number_rejected", "Twilio cannot send to this number")
+        }
+        PhoneError::TwilioSendLimit => {
+            // Twilio counts sends per number over 10 minutes.
+            let mut problem = Problem::new(too_many, "too_many_codes_sent", "Too many codes sent to this number");
+            problem.retry_after_secs = Some(600);
+            problem
+        }
+        PhoneError::TwilioRateLimited => Problem::new(too_many, "twilio_rate_limited", "Twilio is rate limiting"),
+        PhoneError::TwilioUnavailable(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "twilio_unavailable", "Twilio unavailable")
+        }
+        PhoneError::TwilioRefused(_) => Problem::new(StatusCode::BAD_GATEWAY, "twilio_refused", "Twilio refused"),
+        PhoneError::NoPendingVerification => {
+            Problem::new(StatusCode::NOT_FOUND, "no_pending_verification", "No verification waiting for a code")
+        }
+        PhoneError::Expired => Problem::new(StatusCode::GONE, "verification_expired", "The code has expired"),
+        // Not 429: waiting does not help, a new verification does.
+        PhoneError::TooManyChecks => Problem::new(StatusCode::CONFLICT, "too_many_attempts", "Too many codes tried"),
+        PhoneError::IncorrectCode { remaining } => {
+            let mut problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "incorrect_code", "Incorrect code");
+            problem.attempts_remaining = Some(*remaining);
+            problem
+        }
+        PhoneError::NumberChanged => {
+            Problem::new(StatusCode::CONFLICT, "phone_number_changed", "The phone number changed")
+        }
+        PhoneError::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `idempotency_keys` with a fingerprint of route, traveler and body
 //! ([`crate::idempotency`]):
 //! - first use: the request runs and its answer is stored (4xx included; a 5xx
-//!   frees the key so a retry can run);
+//!   or a 429 frees the key so a retry can run);
 //! - same key, same request: the stored answer is replayed;
 //! - same key, another request: 422 `idempotency_key_reused`;
 //! - same key while the first still runs: 409 `idempotency_in_progress`;
@@ -88,7 +88,8 @@ pub async fn run(
         }
         Err(error) => {
             let problem = error.as_problem();
-            (problem.status < 500).then(|| {
+            // A 5xx or a 429 ("not now") frees the key for a retry; other refusals are kept.
+            (problem.status < 500 && problem.status != 429).then(|| {
                 (
                     StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST),
                     serde_json::to_value(&problem).unwrap_or_default(),

@@ -7,6 +7,7 @@ mod crypto;
 mod error;
 mod health;
 mod idempotency;
+mod phone;
 mod stripe_webhooks;
 pub mod views;
 mod wallet;
@@ -58,6 +59,8 @@ enum Route<'p> {
     Bookings,
     Booking(&'p str),
     BookingResume(&'p str),
+    PhoneVerification,
+    PhoneVerificationCheck,
 }
 
 impl<'p> Route<'p> {
@@ -74,6 +77,8 @@ impl<'p> Route<'p> {
             "/v1/wallet/setup-intents" => Self::WalletSetupIntents,
             "/v1/webhooks/stripe" => Self::StripeWebhook,
             "/v1/bookings" => Self::Bookings,
+            "/v1/profile/phone/verification" => Self::PhoneVerification,
+            "/v1/profile/phone/verification/check" => Self::PhoneVerificationCheck,
             other => {
                 if let Some(rest) = other.strip_prefix("/v1/wallet/payment-methods/") {
                     match rest.strip_suffix("/default") {
@@ -104,7 +109,9 @@ impl<'p> Route<'p> {
             | Self::StripeWebhook
             | Self::Bookings
             | Self::Booking(_)
-            | Self::BookingResume(_) => class == CallerClass::Edge,
+            | Self::BookingResume(_)
+            | Self::PhoneVerification
+            | Self::PhoneVerificationCheck => class == CallerClass::Edge,
         }
     }
 }
@@ -191,6 +198,20 @@ async fn route(
         }
         (Method::POST, Route::BookingResume(id)) => {
             Ok(answer_response(bookings::resume(state, request, parse_id(id)?).await?, false))
+        }
+        (Method::POST, route @ (Route::PhoneVerification | Route::PhoneVerificationCheck)) => {
+            let call = wallet::authenticate(state, &request)?;
+            let phone = state.phone_verification().ok_or(ApiError::PhoneNotConfigured)?;
+            let _admission = admit(state, call.actor.traveler.user_id).await?;
+            let body = read_body(request, limit).await?;
+            let name = format!("{method} {path}");
+            let (answer, replayed) = match route {
+                Route::PhoneVerification => {
+                    idempotency::run(&call, &name, &body, phone::start(&call, phone, &body)).await?
+                }
+                _ => idempotency::run(&call, &name, &body, phone::check(&call, phone, &body)).await?,
+            };
+            Ok(answer_response(answer, replayed))
         }
         (
             Method::GET | Method::POST | Method::DELETE,

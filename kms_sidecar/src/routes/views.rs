@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::bookings::store::{Booking, HistoryEntry};
+use crate::phone::{Started, Verified};
 use crate::wallet::{Card, NewSetupIntent, Receipt};
 
 /// A client secret in a body: shown to the traveler's device, never by `Debug`.
@@ -44,6 +45,45 @@ impl From<Card> for CardView {
     fn from(card: Card) -> Self {
         let Card { id, brand, last4, exp_month, exp_year, is_default, expired, created_at } = card;
         Self { id, brand, last4, exp_month, exp_year, is_default, expired, created_at }
+    }
+}
+
+/// `POST /v1/profile/phone/verification`: a code on its way (`pending`), or
+/// the number already verified (`approved`, nothing sent).
+#[derive(Debug, Serialize)]
+pub struct PhoneVerificationView {
+    pub verification_id: Option<Uuid>,
+    pub phone_number: String,
+    pub status: &'static str,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Started> for PhoneVerificationView {
+    fn from(started: Started) -> Self {
+        Self {
+            verification_id: started.verification_id,
+            phone_number: started.phone_number.as_e164().to_owned(),
+            status: if started.already_verified { "approved" } else { "pending" },
+            expires_at: started.expires_at,
+        }
+    }
+}
+
+/// `POST /v1/profile/phone/verification/check`: the phone is verified.
+#[derive(Debug, Serialize)]
+pub struct PhoneVerifiedView {
+    pub phone_number: String,
+    pub phone_verified: bool,
+    pub completeness_score: Option<i32>,
+}
+
+impl From<Verified> for PhoneVerifiedView {
+    fn from(verified: Verified) -> Self {
+        Self {
+            phone_number: verified.phone_number,
+            phone_verified: true,
+            completeness_score: verified.completeness_score,
+        }
     }
 }
 

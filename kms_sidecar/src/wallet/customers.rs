@@ -1,6 +1,7 @@
 //! The traveler's Stripe customer: one per traveler, made on first use.
 
-use super::{lock_traveler, Wallet, WalletError};
+use super::{Wallet, WalletError};
+use crate::db::lock_traveler;
 use crate::domain::Actor;
 
 /// The traveler's Stripe customer, if they have one yet.

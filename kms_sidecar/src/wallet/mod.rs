@@ -16,7 +16,7 @@ pub use events::Receipt;
 pub use setup_intents::NewSetupIntent;
 
 use crate::crypto::{CryptoError, EnvelopeCrypto};
-use crate::db::Database;
+use crate::db::{lock_traveler, Database};
 use crate::stripe::{StripeError, StripePort};
 
 /// Why a wallet operation did not complete. The HTTP boundary maps each to
@@ -58,17 +58,6 @@ impl<'a> Wallet<'a> {
     fn stripe(&self) -> Result<&'a dyn StripePort, WalletError> {
         self.stripe.ok_or(WalletError::StripeNotConfigured)
     }
-}
-
-/// A transaction lock on one traveler's `scope`: their requests in that scope
-/// queue, other travelers' do not.
-async fn lock_traveler(tx: &mut sqlx::PgConnection, scope: &str, user_id: uuid::Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.' || $1 || ':' || $2::text, 0))")
-        .bind(scope)
-        .bind(user_id)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
 
 /// Serialises wallet changes of one traveler (default switching, adds, deletes).

@@ -16,6 +16,7 @@ mod kms;
 mod least_privilege;
 mod migrations;
 mod payment_intents;
+mod phone;
 mod rls;
 mod rotate;
 mod sidecar;

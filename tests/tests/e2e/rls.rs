@@ -241,6 +241,7 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
         "feature_flags",
         "idempotency_keys",
         "notification_outbox",
+        "phone_verifications",
         "stripe_events",
     ]);
     expected.sort_unstable();
@@ -260,7 +261,7 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
         .contains(&table.as_str());
         let owner_columns: &[&str] = if deny_all { &[] } else { &["user_id"] };
         // Besides the owner (or deny-all) policy, one for each of the wallet's
-        // definer roles that reads or writes the table (migration 0008).
+        // definer roles that reads or writes the table (migrations 0008, 0012).
         let definer_policies = match table.as_str() {
             "payment_methods" => 2,
             "traveler_data_audit"
@@ -270,7 +271,8 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
             | "stripe_events"
             | "wallet_customers"
             | "campaigns"
-            | "booking_charges" => 1,
+            | "booking_charges"
+            | "phone_verifications" => 1,
             _ => 0,
         };
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();

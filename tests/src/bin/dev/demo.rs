@@ -213,7 +213,8 @@ pub async fn walk(keep: bool) -> Result<()> {
         .callers(CallerClass::Edge, vec![own_uid()])
         .with_jwt_secret(&jwt_secret)
         .with_stripe(&format!("{localstripe}/"))
-        .with_duffel(&env("PW_DUFFEL_URL")?);
+        .with_duffel(&env("PW_DUFFEL_URL")?)
+        .with_twilio(&env("PW_TWILIO_URL")?);
     config.settings.database = Some(DatabaseSettings::default());
     // The stack's keyring: the database's own sidecar opens what this one seals.
     config.settings.keys.local_key_file = Some(format!("{stack_dir}/local-keyring").into());
@@ -239,6 +240,37 @@ pub async fn walk(keep: bool) -> Result<()> {
          SELECT chain_seq, table_name, action, new_data ->> 'encrypted_card_data' AS card_ciphertext_in_audit,
                 host(ip_address) AS ip, user_agent
            FROM traveler_data_audit WHERE table_name IN ('wallet_customers', 'payment_methods') ORDER BY chain_seq;",
+    )?;
+
+    step("Ada verifies her phone: a code by SMS (Twilio Verify; its fake here), typed back: the score reaches 100");
+    let start = json!({ "phone_number": "+44 7700 900123" });
+    let started =
+        call(&wallet, "POST", "/v1/profile/phone/verification", &ada, Some("demo-phone-1"), Some(start)).await?;
+    ensure!(started.status.is_success(), "starting phone verification: {}", started.text);
+    println!("{}", serde_json::to_string_pretty(&started.json)?);
+    // What Ada reads on her phone.
+    let twilio = env("PW_TWILIO_URL")?.trim_start_matches("http://").to_owned();
+    let sms = harness::send(tokio::net::TcpStream::connect(&twilio).await?, "GET", "/_fake/codes/+447700900123", None)
+        .await?;
+    let code = sms.json["codes"].as_array().and_then(|codes| codes.last()).and_then(Value::as_str).unwrap_or_default();
+    println!("SMS to +447700900123: your Parker Flight code is {code}");
+    let checked = call(
+        &wallet,
+        "POST",
+        "/v1/profile/phone/verification/check",
+        &ada,
+        Some("demo-phone-2"),
+        Some(json!({ "code": code })),
+    )
+    .await?;
+    ensure!(checked.status.is_success(), "checking the code: {}", checked.text);
+    println!("{}", serde_json::to_string_pretty(&checked.json)?);
+    as_traveler(
+        ADA,
+        "SELECT phone_number, phone_verified FROM traveler_profiles;
+         SELECT completeness_score, array_to_string(recommendations, ' ') AS recommendations FROM profile_completion_tracking;
+         SELECT chain_seq, action, actor, new_data ->> 'phone_verified' AS phone_verified_in_audit
+           FROM traveler_data_audit WHERE table_name = 'traveler_profiles' ORDER BY chain_seq DESC LIMIT 1;",
     )?;
 
     step("Ada books a flight: authorize off-session (manual capture) -> Duffel order -> capture");

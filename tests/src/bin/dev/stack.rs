@@ -267,6 +267,8 @@ pub async fn up(dir: &Path) -> Result<()> {
     ensure!(sidecar_bin.exists(), "sidecar not built (run scripts/build.sh)");
     let duffel_bin = target.join("duffel-fake");
     ensure!(duffel_bin.exists(), "Duffel fake not built (run scripts/build.sh)");
+    let twilio_bin = target.join("twilio-fake");
+    ensure!(twilio_bin.exists(), "Twilio fake not built (run scripts/build.sh)");
 
     std::fs::create_dir_all(dir)?;
     let owner = ClusterUser::find()?;
@@ -319,7 +321,7 @@ pub async fn up(dir: &Path) -> Result<()> {
     });
     plain_result?;
 
-    let (moto, stripe, duffel) = (free_port()?, free_port()?, free_port()?);
+    let (moto, stripe, duffel, twilio) = (free_port()?, free_port()?, free_port()?, free_port()?);
     spawn(dir, "moto", Command::new(venv.join("bin/moto_server")).args(["-H", "127.0.0.1", "-p", &moto.to_string()]))?;
     spawn(
         dir,
@@ -334,11 +336,14 @@ pub async fn up(dir: &Path) -> Result<()> {
         "duffel",
         Command::new(&duffel_bin).args(["--port", &duffel.to_string(), "--refuse-offer", "off_0000DemoSoldOut"]),
     )?;
+    spawn(dir, "twilio", Command::new(&twilio_bin).args(["--port", &twilio.to_string()]))?;
     wait_http(&format!("moto (KMS) on port {moto}"), moto, "/moto-api/", dir).await?;
     wait_http(&format!("localstripe on port {stripe}"), stripe, "/v1/customers", dir).await?;
     wait_http(&format!("Duffel fake on port {duffel}"), duffel, "/air/orders", dir).await?;
+    wait_http(&format!("Twilio fake on port {twilio}"), twilio, "/_fake/codes/+1", dir).await?;
     say(&format!(
-        "moto (KMS) on 127.0.0.1:{moto}, localstripe on 127.0.0.1:{stripe}, Duffel fake on 127.0.0.1:{duffel}"
+        "moto (KMS) on 127.0.0.1:{moto}, localstripe on 127.0.0.1:{stripe}, Duffel fake on 127.0.0.1:{duffel}, \
+         Twilio Verify fake on 127.0.0.1:{twilio}"
     ));
 
     // The database's backends (the cluster user) may use the crypto routes; we,
@@ -371,7 +376,7 @@ pub async fn up(dir: &Path) -> Result<()> {
     let mut stack_env = format!(
         "PW_STACK_DIR={dir}\nPW_PGHOST=127.0.0.1\nPW_PGPORT={port}\nPW_PGSOCKET={pgsocket}\n\
          PW_MOTO_URL=http://127.0.0.1:{moto}\nPW_LOCALSTRIPE_URL=http://127.0.0.1:{stripe}\n\
-         PW_DUFFEL_URL=http://127.0.0.1:{duffel}\nPW_SIDECAR_SOCKET={socket}\nPW_SIDECAR_BIN={bin}\n\
+         PW_DUFFEL_URL=http://127.0.0.1:{duffel}\nPW_TWILIO_URL=http://127.0.0.1:{twilio}\nPW_SIDECAR_SOCKET={socket}\nPW_SIDECAR_BIN={bin}\n\
          PW_NODE_MODULES={node}/node_modules\n",
         dir = dir.display(),
         port = plain.port,
@@ -398,7 +403,7 @@ pub fn down(dir: &Path) -> Result<()> {
     if let Ok(extra) = std::fs::read_to_string(dir.join("sidecar.pid.extra")) {
         pids.extend(extra.split_whitespace().map(str::to_owned));
     }
-    for service in ["sidecar", "localstripe", "moto", "duffel"] {
+    for service in ["sidecar", "localstripe", "moto", "duffel", "twilio"] {
         if let Ok(pid) = std::fs::read_to_string(dir.join(format!("{service}.pid"))) {
             pids.push(pid.trim().to_owned());
         }
