@@ -66,7 +66,8 @@ pub struct ProfileFacts {
     pub phone_verified: bool,
     /// Expiry (year, month) of each card on file.
     pub card_expiries: Vec<(i32, u32)>,
-    /// Whether the preferences object has at least one key.
+    /// Whether the preferences are chosen (not the empty default) and valid
+    /// (`preferences::counts`).
     pub notification_preferences_set: bool,
 }
 

@@ -1,7 +1,7 @@
 //! `parker_wallet`: Parker Wallet's Postgres extension (schema `wallet`).
 //!
 //! The map: plain Rust that knows nothing of Postgres lives at the top
-//! ([`audit`]: the `audit_chain` crate, which the sidecar shares; [`claims`], [`completion`], [`flags`],
+//! ([`audit`]: the `audit_chain` crate, which the sidecar shares; [`claims`], [`completion`], [`flags`], [`preferences`],
 //! [`sidecar`], [`subject_pin`], [`rls`], [`security`]) and has its own unit tests; [`pg`] holds
 //! the thin `#[pg_extern]` wrappers that give it to SQL, with `#[pg_test]`s.
 
@@ -13,6 +13,7 @@ pub mod completion;
 pub mod decryption;
 pub mod flags;
 pub mod pg;
+pub mod preferences;
 pub mod rls;
 pub mod security;
 pub mod sidecar;
@@ -113,7 +114,8 @@ GRANT USAGE ON SCHEMA wallet TO PUBLIC;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA wallet FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wallet.uid(), wallet.jwt(), wallet.request_header(text), wallet.client_ip(),
   wallet.profile_completeness(uuid), wallet.flag_enabled(text, uuid), wallet.flag_bucket(uuid),
-  wallet.rls_report(text[]), wallet.security_report(text[]) TO PUBLIC;
+  wallet.rls_report(text[]), wallet.security_report(text[]),
+  wallet.check_notification_preferences(jsonb, boolean) TO PUBLIC;
 
 ALTER FUNCTION wallet.audit_trigger() OWNER TO parker_wallet_auditor;
 ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp

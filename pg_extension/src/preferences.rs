@@ -168,9 +168,15 @@ mod tests {
             (json!({ "email": true }), "notification_preferences.email: is not a known field"),
             (json!({ "channels": true }), "notification_preferences.channels: must be a JSON object"),
             (json!({ "channels": { "fax": true } }), "notification_preferences.channels.fax: is not a known field"),
-            (json!({ "channels": { "email": "yes" } }), "notification_preferences.channels.email: must be true or false"),
+            (
+                json!({ "channels": { "email": "yes" } }),
+                "notification_preferences.channels.email: must be true or false",
+            ),
             (json!({ "topics": { "spam": true } }), "notification_preferences.topics.spam: is not a known field"),
-            (json!({ "topics": { "marketing": 1 } }), "notification_preferences.topics.marketing: must be true or false"),
+            (
+                json!({ "topics": { "marketing": 1 } }),
+                "notification_preferences.topics.marketing: must be true or false",
+            ),
             (json!({ "quiet_hours": { "start": "22:00" } }), "notification_preferences.quiet_hours.end: is required"),
             (
                 json!({ "quiet_hours": { "start": "24:00", "end": "07:00", "time_zone": "UTC" } }),

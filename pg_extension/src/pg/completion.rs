@@ -6,8 +6,10 @@ use std::cell::RefCell;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 
+use super::preferences::time_zone_known;
 use super::{raise, spi_failed};
 use crate::completion::{score, Completion, ProfileFacts, Ymd, CRITERIA};
+use crate::preferences;
 
 /// The facts behind a score, one row per user of `$1` (a uuid[]), as of
 /// `current_date`. A user without a profile still gets a row.
@@ -16,8 +18,7 @@ SELECT u.user_id, p.first_name, p.last_name,
        extract(year FROM p.date_of_birth)::int, extract(month FROM p.date_of_birth)::int,
        extract(day FROM p.date_of_birth)::int,
        p.phone_number, coalesce(p.phone_verified, false),
-       coalesce(jsonb_typeof(p.notification_preferences) = 'object'
-                AND p.notification_preferences <> '{}'::jsonb, false),
+       CASE WHEN p.notification_preferences <> '{}'::jsonb THEN p.notification_preferences::text END,
        ARRAY(SELECT pm.exp_year::int * 100 + pm.exp_month::int FROM public.payment_methods pm
               WHERE pm.user_id = u.user_id AND pm.exp_year IS NOT NULL AND pm.exp_month IS NOT NULL),
        extract(year FROM current_date)::int, extract(month FROM current_date)::int,
@@ -76,14 +77,18 @@ fn score_users(
             .into_iter()
             .map(|yyyymm| (yyyymm / 100, month_day(Some(yyyymm % 100))))
             .collect();
+        let phone_verified = row.get(8)?.unwrap_or(false);
+        // Parsed only when chosen (not the empty default): most rows cost nothing.
+        let preferences_count =
+            row.get::<String>(9)?.is_some_and(|json| preferences::counts(&json, phone_verified, &time_zone_known));
         let facts = ProfileFacts {
             first_name: row.get(2)?,
             last_name: row.get(3)?,
             date_of_birth,
             phone_number: row.get(7)?,
-            phone_verified: row.get(8)?.unwrap_or(false),
+            phone_verified,
             card_expiries,
-            notification_preferences_set: row.get(9)?.unwrap_or(false),
+            notification_preferences_set: preferences_count,
         };
         let today: Ymd = match row.get::<i32>(11)? {
             Some(year) => (year, month_day(row.get(12)?), month_day(row.get(13)?)),
@@ -239,7 +244,7 @@ mod tests {
         .unwrap();
         assert_eq!(tracked_score(ALICE), Some(20));
         Spi::run(
-            "UPDATE traveler_profiles SET date_of_birth = '1990-12-10', notification_preferences = '{\"email\":true}'",
+            "UPDATE traveler_profiles SET date_of_birth = '1990-12-10', notification_preferences = '{\"channels\": {\"email\": true}}'",
         )
         .unwrap();
         assert_eq!(tracked_score(ALICE), Some(45));

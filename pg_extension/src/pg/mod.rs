@@ -5,6 +5,7 @@ pub mod completion;
 pub mod crypto;
 pub mod flags;
 pub mod identity;
+pub mod preferences;
 pub mod rls;
 pub mod security;
 pub mod settings;

@@ -18,6 +18,7 @@ const TABLES: &[&str] = &[
     "idempotency_keys",
     "notification_outbox",
     "payment_methods",
+    "phone_verifications",
     "profile_completion_tracking",
     "stripe_events",
     "traveler_data_audit",
@@ -282,6 +283,7 @@ async fn api_roles_hold_exactly_the_intended_privileges(template: Template) -> a
     assert_eq!(
         routines,
         [
+            "wallet.check_notification_preferences(jsonb,boolean)",
             "wallet.client_ip()",
             "wallet.flag_bucket(uuid)",
             "wallet.flag_enabled(text,uuid)",
@@ -613,7 +615,7 @@ async fn a_live_0_1_0_database_updates_then_migrates(template: Template) -> anyh
     assert!(error.to_string().contains("parker_wallet 0.2.0 or later is needed"), "{template}: {error}");
 
     update_extension(&db, &mut conn).await?;
-    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12]);
+    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13]);
     let fresh = TestDb::migrated_on(template).await?;
     assert_eq!(catalog(&mut conn).await?, catalog(&mut fresh.admin().await?).await?, "{template}");
     Ok(())

@@ -17,6 +17,7 @@ mod least_privilege;
 mod migrations;
 mod payment_intents;
 mod phone;
+mod preferences;
 mod rls;
 mod rotate;
 mod sidecar;

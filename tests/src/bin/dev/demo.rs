@@ -159,9 +159,19 @@ pub async fn walk(keep: bool) -> Result<()> {
     step("Ada chooses her notifications: the tracked score follows (trigger)");
     as_traveler(
         ADA,
-        r#"UPDATE traveler_profiles SET notification_preferences = '{"email": true, "sms": false}';
+        r#"UPDATE traveler_profiles SET notification_preferences =
+             '{"channels": {"email": true, "sms": false, "push": true},
+               "topics": {"price_drops": true, "booking_confirmations": true, "authentication_needed": true, "marketing": false},
+               "quiet_hours": {"start": "22:00", "end": "07:00", "time_zone": "Europe/London"}}';
            SELECT completeness_score, array_to_string(missing_fields, ', ') AS missing, last_calculated
-             FROM profile_completion_tracking;"#,
+             FROM profile_completion_tracking;
+           DO $$
+           BEGIN
+             UPDATE traveler_profiles SET notification_preferences = '{"channels": {"sms": true}}';
+           EXCEPTION WHEN check_violation THEN
+             RAISE NOTICE 'SMS before the phone is verified: refused (SQLSTATE %): %', SQLSTATE, SQLERRM;
+           END
+           $$;"#,
     )?;
 
     step("RLS check: Bob sees none of Ada's rows and cannot change them");
@@ -270,7 +280,9 @@ pub async fn walk(keep: bool) -> Result<()> {
         "SELECT phone_number, phone_verified FROM traveler_profiles;
          SELECT completeness_score, array_to_string(recommendations, ' ') AS recommendations FROM profile_completion_tracking;
          SELECT chain_seq, action, actor, new_data ->> 'phone_verified' AS phone_verified_in_audit
-           FROM traveler_data_audit WHERE table_name = 'traveler_profiles' ORDER BY chain_seq DESC LIMIT 1;",
+           FROM traveler_data_audit WHERE table_name = 'traveler_profiles' ORDER BY chain_seq DESC LIMIT 1;
+         UPDATE traveler_profiles SET notification_preferences = jsonb_set(notification_preferences, '{channels,sms}', 'true')
+          RETURNING notification_preferences -> 'channels' AS channels_now_sms_is_allowed;",
     )?;
 
     step("Ada books a flight: authorize off-session (manual capture) -> Duffel order -> capture");
