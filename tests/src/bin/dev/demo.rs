@@ -142,7 +142,7 @@ pub async fn walk(keep: bool) -> Result<()> {
         ADA,
         &format!(
             "INSERT INTO traveler_profiles (user_id, first_name, last_name, date_of_birth, phone_number)
-             VALUES ('{ADA}', 'Ada', 'Lovelace', '1990-12-10', '+447700900123');"
+             VALUES ('{ADA}', 'Ada', 'Lovelace', '1990-12-10', '+351912345678');"
         ),
     )?;
     as_traveler(ADA, "SELECT first_name, last_name, phone_number, phone_verified FROM traveler_profiles;")?;
@@ -253,17 +253,17 @@ pub async fn walk(keep: bool) -> Result<()> {
     )?;
 
     step("Ada verifies her phone: a code by SMS (Twilio Verify; its fake here), typed back: the score reaches 100");
-    let start = json!({ "phone_number": "+44 7700 900123" });
+    let start = json!({ "phone_number": "+351 912 345 678" });
     let started =
         call(&wallet, "POST", "/v1/profile/phone/verification", &ada, Some("demo-phone-1"), Some(start)).await?;
     ensure!(started.status.is_success(), "starting phone verification: {}", started.text);
     println!("{}", serde_json::to_string_pretty(&started.json)?);
     // What Ada reads on her phone.
     let twilio = env("PW_TWILIO_URL")?.trim_start_matches("http://").to_owned();
-    let sms = harness::send(tokio::net::TcpStream::connect(&twilio).await?, "GET", "/_fake/codes/+447700900123", None)
+    let sms = harness::send(tokio::net::TcpStream::connect(&twilio).await?, "GET", "/_fake/codes/+351912345678", None)
         .await?;
     let code = sms.json["codes"].as_array().and_then(|codes| codes.last()).and_then(Value::as_str).unwrap_or_default();
-    println!("SMS to +447700900123: your Parker Flight code is {code}");
+    println!("SMS to +351912345678: your Parker Flight code is {code}");
     let checked = call(
         &wallet,
         "POST",
