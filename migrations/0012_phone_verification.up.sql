@@ -6,6 +6,14 @@ DO $role$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'parker_wallet_phone_gate') THEN
     CREATE ROLE parker_wallet_phone_gate NOLOGIN NOINHERIT;
+  ELSIF EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid OR r.oid = m.member
+                 WHERE r.rolname = 'parker_wallet_phone_gate')
+        OR EXISTS (SELECT FROM pg_roles WHERE rolname = 'parker_wallet_phone_gate'
+                    AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolcanlogin OR rolreplication
+                         OR rolbypassrls OR rolinherit)) THEN
+    -- Whoever holds, or is, such a role sees every traveler's phone verifications.
+    RAISE EXCEPTION 'role parker_wallet_phone_gate exists with powers, members or memberships: it was not made by this migration'
+      USING HINT = 'Drop the role (or make it NOLOGIN NOINHERIT with no members), then migrate again.';
   END IF;
 END
 $role$;
@@ -27,6 +35,27 @@ CREATE TABLE public.phone_verifications (
   expires_at   timestamptz NOT NULL,
   finished_at  timestamptz
 );
+-- States only move forward, from sending or pending; attempts only grow; the
+-- Twilio id is set once. Whatever the sidecar's grants would allow.
+CREATE FUNCTION wallet_internal.phone_verification_moves_forward() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF (NEW.id, NEW.user_id, NEW.phone_number, NEW.started_at, NEW.expires_at)
+       IS DISTINCT FROM (OLD.id, OLD.user_id, OLD.phone_number, OLD.started_at, OLD.expires_at)
+     OR (NEW.state IS DISTINCT FROM OLD.state
+         AND NOT (OLD.state = 'sending' OR (OLD.state = 'pending' AND NEW.state <> 'sending')))
+     OR NEW.checks < OLD.checks
+     OR (OLD.twilio_sid IS NOT NULL AND NEW.twilio_sid IS DISTINCT FROM OLD.twilio_sid) THEN
+    RAISE EXCEPTION 'phone verification %: % cannot become %', OLD.id, OLD.state, NEW.state
+      USING ERRCODE = '23514';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER phone_verifications_forward BEFORE UPDATE ON public.phone_verifications
+  FOR EACH ROW EXECUTE FUNCTION wallet_internal.phone_verification_moves_forward();
+REVOKE ALL ON FUNCTION wallet_internal.phone_verification_moves_forward() FROM PUBLIC, anon, authenticated, service_role;
+
 CREATE INDEX phone_verifications_by_number ON public.phone_verifications (phone_number, started_at);
 CREATE INDEX phone_verifications_by_traveler ON public.phone_verifications (user_id, started_at);
 
@@ -62,6 +91,14 @@ BEGIN
   IF traveler IS NULL THEN
     RAISE EXCEPTION 'no traveler in the request''s claims' USING ERRCODE = '42501';
   END IF;
+  -- The limits are the caller's settings, within bounds: a caller cannot make
+  -- the per-number count a window onto other travelers' sending history.
+  IF NOT (code_ttl BETWEEN interval '1 second' AND interval '1 hour'
+          AND send_window BETWEEN interval '1 minute' AND interval '1 day'
+          AND per_traveler BETWEEN 1 AND 100 AND per_number BETWEEN 1 AND 100
+          AND min_gap BETWEEN interval '0' AND send_window) THEN
+    RAISE EXCEPTION 'phone verification limits out of bounds' USING ERRCODE = '22023';
+  END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended('parker_wallet.phone-traveler:' || traveler::text, 0));
   PERFORM pg_advisory_xact_lock(hashtextextended('parker_wallet.phone-number:' || to_number, 0));
   -- clock_timestamp(): the lock may have been waited for.
@@ -82,8 +119,9 @@ BEGIN
     FROM public.phone_verifications v
    WHERE v.phone_number = to_number AND v.started_at > clock_timestamp() - send_window;
   IF sends >= per_number THEN
+    -- Rounded up to the minute: other travelers' send times are theirs.
     RETURN QUERY SELECT NULL::uuid, 'number_limit',
-      greatest(1, ceil(extract(epoch FROM oldest + send_window - clock_timestamp())))::integer;
+      (60 * ceil(extract(epoch FROM oldest + send_window - clock_timestamp()) / 60))::integer;
     RETURN;
   END IF;
   RETURN QUERY

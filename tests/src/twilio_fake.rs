@@ -150,14 +150,14 @@ async fn handle(faults: &Faults, state: &Mutex<State>, seen: Seen) -> Reply {
             }
             // A verification whose checks ran out is over: a new one starts.
             state.pending.retain(|number, p| *number != to || p.checks < MAX_CHECKS);
-            let code = format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
+            // A resend within the verification's life sends the same code.
             let pending = state.pending.entry(to.clone()).or_insert_with(|| Pending {
                 sid: format!("VE{}", uuid::Uuid::new_v4().simple()),
-                code: code.clone(),
+                code: format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000),
                 checks: 0,
                 started: Instant::now(),
             });
-            pending.code = code.clone();
+            let code = pending.code.clone();
             let answer = verification(201, pending, &to, "pending");
             state.sent.entry(to).or_default().push((code, Instant::now()));
             answer

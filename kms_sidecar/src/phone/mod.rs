@@ -66,7 +66,8 @@ impl SendLimit {
 pub enum PhoneError {
     #[error("the traveler has no profile yet: create it before verifying a phone")]
     ProfileRequired,
-    #[error("no code may be sent now ({limit:?}); retry in {retry_after_secs} s")]
+    // The limit is not named: the number's limit counts other travelers' sends.
+    #[error("no code may be sent now; retry in {retry_after_secs} s")]
     SendLimited { limit: SendLimit, retry_after_secs: u64 },
     #[error("Twilio will not send to this number: {0}")]
     NumberRejected(String),
@@ -129,8 +130,9 @@ struct Pending {
 }
 
 impl PhoneVerification<'_> {
-    /// Sets the profile's number to `number` (which unverifies a different one)
-    /// and sends a code to it, within the limits.
+    /// Sends a code to `number`, within the limits; once Twilio has taken it,
+    /// the number becomes the profile's (which unverifies a different one). A
+    /// send Twilio refuses leaves the profile as it was.
     pub async fn start(&self, actor: &Actor, number: &PhoneNumber) -> Result<Started, PhoneError> {
         let user_id = actor.traveler.user_id;
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
@@ -172,18 +174,12 @@ impl PhoneVerification<'_> {
             let retry_after_secs = retry_after.and_then(|secs| u64::try_from(secs).ok()).unwrap_or(1);
             return Err(PhoneError::SendLimited { limit, retry_after_secs });
         };
+        // Another number's code is void now. One to the same number stays
+        // checkable: Twilio resends the same verification, and a check of it may
+        // be in flight.
         sqlx::query(
             "UPDATE public.phone_verifications SET state = 'superseded', finished_at = now()
-              WHERE user_id = $1 AND id <> $2 AND state IN ('sending', 'pending')",
-        )
-        .bind(user_id)
-        .bind(verification_id)
-        .execute(&mut *tx)
-        .await?;
-        // A new number resets `phone_verified` (the profile's trigger).
-        sqlx::query(
-            "UPDATE public.traveler_profiles SET phone_number = $2
-              WHERE user_id = $1 AND phone_number IS DISTINCT FROM $2",
+              WHERE user_id = $1 AND phone_number <> $2 AND state IN ('sending', 'pending')",
         )
         .bind(user_id)
         .bind(number.as_e164())
@@ -195,21 +191,43 @@ impl PhoneVerification<'_> {
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
         let outcome = match &sent {
             Ok(verification) => {
-                let expires_at: DateTime<Utc> = sqlx::query_scalar(
+                // The profile's lock first, as every writer here takes it: no deadlock with a check.
+                sqlx::query("SELECT FROM public.traveler_profiles WHERE user_id = $1 FOR UPDATE")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let expires_at: Option<DateTime<Utc>> = sqlx::query_scalar(
                     "UPDATE public.phone_verifications SET state = 'pending', twilio_sid = $2
-                      WHERE id = $1 RETURNING expires_at",
+                      WHERE id = $1 AND state = 'sending' RETURNING expires_at",
                 )
                 .bind(verification_id)
                 .bind(&verification.sid)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                self.metrics.phone_verification("started");
-                Ok(Started {
-                    verification_id: Some(verification_id),
-                    phone_number: number.clone(),
-                    expires_at: Some(expires_at),
-                    already_verified: false,
-                })
+                match expires_at {
+                    // A later start for another number superseded this one meanwhile.
+                    None => {
+                        self.metrics.phone_verification("number_changed");
+                        Err(PhoneError::NumberChanged)
+                    }
+                    Some(expires_at) => {
+                        sqlx::query(
+                            "UPDATE public.traveler_profiles SET phone_number = $2
+                              WHERE user_id = $1 AND phone_number IS DISTINCT FROM $2",
+                        )
+                        .bind(user_id)
+                        .bind(number.as_e164())
+                        .execute(&mut *tx)
+                        .await?;
+                        self.metrics.phone_verification("started");
+                        Ok(Started {
+                            verification_id: Some(verification_id),
+                            phone_number: number.clone(),
+                            expires_at: Some(expires_at),
+                            already_verified: false,
+                        })
+                    }
+                }
             }
             Err(error) => {
                 finish(&mut tx, verification_id, "failed").await?;
@@ -275,9 +293,17 @@ impl PhoneVerification<'_> {
 
         let checked = self.verify.check(&number, code).await;
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        let outcome = match checked {
-            Ok(verification) if verification.status == VerificationStatus::Approved => {
-                self.approve(&mut tx, user_id, pending.id, &pending.phone_number).await
+        let outcome = match checked.map(|verification| verification.status) {
+            Ok(VerificationStatus::Approved) => self.approve(&mut tx, user_id, pending.id, &pending.phone_number).await,
+            Ok(VerificationStatus::Expired | VerificationStatus::Canceled) => {
+                finish(&mut tx, pending.id, "expired").await?;
+                self.metrics.phone_verification("expired");
+                Err(PhoneError::Expired)
+            }
+            Ok(VerificationStatus::MaxAttemptsReached | VerificationStatus::Failed) => {
+                finish(&mut tx, pending.id, "failed").await?;
+                self.metrics.phone_verification("attempts_exhausted");
+                Err(PhoneError::TooManyChecks)
             }
             Ok(_) => {
                 // At 0 the verification stays pending: the next check says why it is refused.
@@ -310,6 +336,11 @@ impl PhoneVerification<'_> {
         verification_id: uuid::Uuid,
         number: &str,
     ) -> Result<Verified, PhoneError> {
+        let profile_number: Option<Option<String>> =
+            sqlx::query_scalar("SELECT phone_number FROM public.traveler_profiles WHERE user_id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let still_pending = sqlx::query(
             "UPDATE public.phone_verifications SET state = 'approved', finished_at = now()
               WHERE id = $1 AND state = 'pending'",
@@ -319,7 +350,9 @@ impl PhoneVerification<'_> {
         .await?
         .rows_affected()
             == 1;
+        // The profile's row is locked above: its number is the one this update sees.
         let marked = still_pending
+            && profile_number.flatten().as_deref() == Some(number)
             && sqlx::query(
                 "UPDATE public.traveler_profiles SET phone_verified = true WHERE user_id = $1 AND phone_number = $2",
             )
@@ -334,6 +367,16 @@ impl PhoneVerification<'_> {
             self.metrics.phone_verification("number_changed");
             return Err(PhoneError::NumberChanged);
         }
+        // Other codes to the same number are spent with this one (Twilio's is one verification).
+        sqlx::query(
+            "UPDATE public.phone_verifications SET state = 'superseded', finished_at = now()
+              WHERE user_id = $1 AND id <> $2 AND phone_number = $3 AND state = 'pending'",
+        )
+        .bind(user_id)
+        .bind(verification_id)
+        .bind(number)
+        .execute(&mut *tx)
+        .await?;
         self.metrics.phone_verification("approved");
         let completeness_score =
             sqlx::query_scalar("SELECT completeness_score FROM public.profile_completion_tracking WHERE user_id = $1")

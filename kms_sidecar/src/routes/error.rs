@@ -129,6 +129,11 @@ impl ApiError {
             Self::Database(error) => tracing::error!(%error, "database error"),
             Self::Internal(error) => tracing::error!(%error, "internal error"),
             Self::Crypto(CryptoError::Key(error)) => tracing::warn!(%error, "key provider error"),
+            Self::Phone(
+                error @ (PhoneError::NumberRejected(_)
+                | PhoneError::TwilioRefused(_)
+                | PhoneError::TwilioUnavailable(_)),
+            ) => tracing::warn!(%error, "Twilio refused or did not answer"),
             _ => {}
         }
         Self::describe(&self)
@@ -140,6 +145,10 @@ impl ApiError {
             Self::Database(_) | Self::Internal(_) => "the request could not be completed".to_owned(),
             // The key provider's own words (AWS codes, key ids, endpoints): logged, never sent.
             Self::Crypto(CryptoError::Key(_)) => "the key provider's answer is in the sidecar's log".to_owned(),
+            // Twilio's words (its codes, "Authenticate"...) and transport errors: likewise.
+            Self::Phone(
+                PhoneError::NumberRejected(_) | PhoneError::TwilioRefused(_) | PhoneError::TwilioUnavailable(_),
+            ) => "Twilio's answer is in the sidecar's log".to_owned(),
             other => other.to_string(),
         };
         let problem = match self {
@@ -287,7 +296,7 @@ fn phone_problem(error: &PhoneError) -> Problem {
         }
         PhoneError::TwilioRefused(_) => Problem::new(StatusCode::BAD_GATEWAY, "twilio_refused", "Twilio refused"),
         PhoneError::NoPendingVerification => {
-            Problem::new(StatusCode::NOT_FOUND, "no_pending_verification", "No verification waiting for a code")
+            Problem::new(StatusCode::CONFLICT, "no_pending_verification", "No verification waiting for a code")
         }
         PhoneError::Expired => Problem::new(StatusCode::GONE, "verification_expired", "The code has expired"),
         // Not 429: waiting does not help, a new verification does.

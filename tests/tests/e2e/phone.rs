@@ -9,6 +9,7 @@ use harness::twilio_fake::FakeTwilio;
 use harness::{as_traveler, claims, free_port, Template, TestApp, TestTraveler};
 use hyper::StatusCode;
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 const START: &str = "/v1/profile/phone/verification";
 const CHECK: &str = "/v1/profile/phone/verification/check";
@@ -168,7 +169,11 @@ async fn sends_are_limited_per_traveler_per_number_and_between_resends() -> anyh
         answers.push(request.await??);
     }
     let statuses: Vec<StatusCode> = answers.iter().map(|answer| answer.status).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 3, "{statuses:?}");
+    // Three sends claimed; one overtaken by a later start for another number
+    // answers 409 phone_number_changed (its code is void).
+    let claimed = statuses.iter().filter(|s| matches!(**s, StatusCode::CREATED | StatusCode::CONFLICT)).count();
+    assert_eq!(claimed, 3, "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::CREATED), "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 7, "{statuses:?}");
     assert_eq!(twilio.codes_sent(), 3);
     let limited = answers.into_iter().find(|a| a.status == StatusCode::TOO_MANY_REQUESTS).unwrap();
@@ -285,7 +290,7 @@ async fn codes_expire_and_attempts_run_out() -> anyhow::Result<()> {
     let expired = app.traveler(&ada).post(CHECK, json!({ "code": code })).await?;
     assert_eq!((expired.status, expired.json["code"].as_str()), (StatusCode::GONE, Some("verification_expired")));
     let none = app.traveler(&ada).post(CHECK, json!({ "code": code })).await?;
-    assert_eq!((none.status, none.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_pending_verification")));
+    assert_eq!((none.status, none.json["code"].as_str()), (StatusCode::CONFLICT, Some("no_pending_verification")));
 
     let app = app_on(Template::Plain, &twilio, |phone| phone.resend_after_secs = 0).await?;
     let bob = traveler_with_profile(&app).await?;
@@ -329,7 +334,7 @@ async fn bad_input_and_twilios_refusals_are_answered_as_such() -> anyhow::Result
         (&ada, START, json!({ "phone_number": "+1 555 0100" }), (StatusCode::BAD_REQUEST, "invalid_phone_number")),
         (&ada, START, json!({ "phone": ADA_PHONE }), (StatusCode::BAD_REQUEST, "invalid_request")),
         (&ada, CHECK, json!({ "code": "12ab56" }), (StatusCode::BAD_REQUEST, "invalid_code")),
-        (&ada, CHECK, json!({ "code": "123456" }), (StatusCode::NOT_FOUND, "no_pending_verification")),
+        (&ada, CHECK, json!({ "code": "123456" }), (StatusCode::CONFLICT, "no_pending_verification")),
         (&no_profile, START, json!({ "phone_number": ADA_PHONE }), (StatusCode::CONFLICT, "profile_required")),
     ] {
         let answer = app.traveler(who).post(path, body.clone()).await?;
@@ -351,6 +356,12 @@ async fn bad_input_and_twilios_refusals_are_answered_as_such() -> anyhow::Result
         (down.status, down.json["code"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("twilio_unavailable"))
     );
+    assert!(
+        !down.text.contains("20500") && !down.text.contains("Internal Server Error"),
+        "Twilio's words stay in the log: {}",
+        down.text
+    );
+    assert_eq!(profile(&app, &ada).await?.0, None, "a send Twilio refused leaves the profile alone");
     let retried = app.traveler(&ada).key("k").post(START, json!({ "phone_number": ADA_PHONE })).await?;
     assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text);
     // Twilio's own limits: 60203 after five sends to a number in ten minutes.
@@ -399,5 +410,71 @@ async fn travelers_cannot_skip_the_limits_or_verify_themselves() -> anyhow::Resu
             tx.rollback().await?;
         }
     }
+    Ok(())
+}
+
+/// A verified phone stays verified when a send to another number fails; a
+/// resend to the same number while a check is in flight does not spoil it.
+#[tokio::test]
+async fn a_failed_send_or_a_resend_does_not_cost_the_traveler_their_verification() -> anyhow::Result<()> {
+    let twilio = FakeTwilio::start().await?;
+    let app = app_on(Template::Plain, &twilio, |phone| phone.resend_after_secs = 0).await?;
+    let ada = traveler_with_profile(&app).await?;
+    app.traveler(&ada).post(START, json!({ "phone_number": ADA_PHONE })).await?;
+    let code = twilio.codes_sent_to(ADA_PHONE)[0].clone();
+    assert_eq!(app.traveler(&ada).post(CHECK, json!({ "code": code })).await?.status, StatusCode::OK);
+
+    twilio.faults.inject("POST", "/Verifications", Fault::Fail(503));
+    let failed = app.traveler(&ada).post(START, json!({ "phone_number": "+442079460958" })).await?;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
+    let (number, verified, _) = profile(&app, &ada).await?;
+    assert_eq!((number.as_deref(), verified), (Some(ADA_PHONE), true), "still the verified phone");
+
+    // A new number, then a resend of the same code while the check is at Twilio.
+    let new_phone = "+442079460958";
+    app.traveler(&ada).post(START, json!({ "phone_number": new_phone })).await?;
+    let code = twilio.codes_sent_to(new_phone)[0].clone();
+    twilio.faults.inject("POST", "/VerificationCheck", Fault::Slow(Duration::from_millis(1500)));
+    let check = app.traveler(&ada).post(CHECK, json!({ "code": code }));
+    let resend = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.traveler(&ada).post(START, json!({ "phone_number": new_phone })).await
+    };
+    let (checked, resent) = tokio::join!(check, resend);
+    assert_eq!(resent?.status, StatusCode::CREATED);
+    let checked = checked?;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+    assert_eq!(twilio.codes_sent_to(new_phone), [code.clone(), code], "Twilio resent the same code");
+    let (number, verified, _) = profile(&app, &ada).await?;
+    assert_eq!((number.as_deref(), verified), (Some(new_phone), true));
+    Ok(())
+}
+
+/// The sidecar's role reaches the table only as far as the rules allow: the
+/// gate refuses limits out of bounds (no window onto others' sends), and a
+/// verification's state only moves forward.
+#[tokio::test]
+async fn the_sidecars_role_cannot_bend_the_limits_or_revive_a_verification() -> anyhow::Result<()> {
+    let twilio = FakeTwilio::start().await?;
+    let app = app_on(Template::Plain, &twilio, |phone| phone.resend_after_secs = 0).await?;
+    let ada = traveler_with_profile(&app).await?;
+    app.traveler(&ada).post(START, json!({ "phone_number": ADA_PHONE })).await?;
+    let mut conn = sqlx::PgConnection::connect(&app.db.url("pw_test_sidecar")?).await?;
+    let refusals = [
+        ("SELECT * FROM wallet_internal.claim_phone_verification('+351912345678', '10 minutes', '100 years', 5, 0, '0')", "22023"),
+        ("SELECT * FROM wallet_internal.claim_phone_verification('+351912345678', '10 minutes', '1 hour', 5, 5, '2 hours')", "22023"),
+        ("UPDATE phone_verifications SET twilio_sid = 'VE00000000000000000000000000000000'", "23514"),
+    ];
+    for (sql, code) in refusals {
+        let mut tx = harness::as_role(&mut conn, "parker_wallet_sidecar", &claims(&ada.id)).await?;
+        let refused = sqlx::query(sql).execute(&mut *tx).await.expect_err(sql);
+        assert_eq!(harness::sqlstate(&refused).as_deref(), Some(code), "{sql}: {refused}");
+    }
+    let mut tx = harness::as_role(&mut conn, "parker_wallet_sidecar", &claims(&ada.id)).await?;
+    sqlx::query("UPDATE phone_verifications SET state = 'failed'").execute(&mut *tx).await?;
+    tx.commit().await?;
+    let mut tx = harness::as_role(&mut conn, "parker_wallet_sidecar", &claims(&ada.id)).await?;
+    let revived = sqlx::query("UPDATE phone_verifications SET state = 'pending', checks = 0").execute(&mut *tx).await;
+    assert_eq!(harness::sqlstate(&revived.expect_err("revived")).as_deref(), Some("23514"));
     Ok(())
 }
