@@ -4,17 +4,19 @@
 //! {"channels": {"email": true, "sms": false, "push": true},
 //!  "topics": {"price_drops": true, "booking_confirmations": true,
 //!             "authentication_needed": true, "marketing": false},
-//!  "quiet_hours": {"start": "22:00", "end": "07:00", "time_zone": "Europe/Lisbon"}}
+//!  "quiet_hours": {"start": "22:00", "end": "07:00", "time_zone": "Europe/Lisbon"},
+//!  "marketing_consent_version": "marketing-2026-12"}
 //! ```
 //!
 //! Every part is optional; nothing else is allowed. SMS on needs a verified
-//! phone. What is wrong is named by its path, so the traveler's app can point
+//! phone; marketing on needs the version of the consent text shown (migration
+//! 0014 records the consent from it). What is wrong is named by its path, so the traveler's app can point
 //! at the field. Time zones are whatever the database knows (the caller passes
 //! the lookup), so the notifier can use them in `AT TIME ZONE`.
 
 use serde_json::{Map, Value};
 
-pub const SECTIONS: [&str; 3] = ["channels", "topics", "quiet_hours"];
+pub const SECTIONS: [&str; 4] = ["channels", "topics", "quiet_hours", "marketing_consent_version"];
 pub const CHANNELS: [&str; 3] = ["email", "sms", "push"];
 pub const TOPICS: [&str; 4] = ["price_drops", "booking_confirmations", "authentication_needed", "marketing"];
 const QUIET_HOURS: [&str; 3] = ["start", "end", "time_zone"];
@@ -69,6 +71,13 @@ fn clock_time(text: &str) -> bool {
     number(0) < 24 && number(3) < 60
 }
 
+/// A consent text's version as the app names it (`marketing-2026-12`).
+fn text_version(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text.as_bytes()[0].is_ascii_alphanumeric()
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A plausible time zone name (an IANA name such as `Europe/Lisbon`, or `UTC`)
 /// before the database is asked about it.
 fn time_zone_name(text: &str) -> bool {
@@ -113,11 +122,21 @@ pub fn check(
             "channels" => switches(value, key, &CHANNELS)?,
             "topics" => switches(value, key, &TOPICS)?,
             "quiet_hours" => quiet_hours(value, time_zone_known)?,
+            "marketing_consent_version" => {
+                if !value.as_str().is_some_and(text_version) {
+                    return Err(invalid(key.as_str(), "must name a consent text version (letters, digits, . _ -)"));
+                }
+            }
             _ => return Err(invalid(key.as_str(), format!("is not a known field ({})", SECTIONS.join(", ")))),
         }
     }
     if preferences.pointer("/channels/sms") == Some(&Value::Bool(true)) && !phone_verified {
         return Err(invalid("channels.sms", "SMS needs a verified phone number: verify it first"));
+    }
+    if preferences.pointer("/topics/marketing") == Some(&Value::Bool(true))
+        && preferences.get("marketing_consent_version").is_none()
+    {
+        return Err(invalid("marketing_consent_version", "is required with topics.marketing: the consent text shown"));
     }
     Ok(())
 }
@@ -154,9 +173,10 @@ mod tests {
             "channels": { "email": true, "sms": true, "push": false },
             "topics": { "price_drops": true, "booking_confirmations": true, "authentication_needed": true, "marketing": false },
             "quiet_hours": { "start": "22:00", "end": "07:00", "time_zone": "Europe/Lisbon" },
+            "marketing_consent_version": "marketing-2026-12",
         });
         assert_eq!(checked(full, true), Ok(()));
-        for part in [json!({}), json!({ "channels": {} }), json!({ "topics": { "marketing": true } })] {
+        for part in [json!({}), json!({ "channels": {} }), json!({ "topics": { "marketing": false } })] {
             assert_eq!(checked(part, false), Ok(()));
         }
     }
@@ -210,6 +230,20 @@ mod tests {
         for (preferences, expected) in cases {
             let problem = checked(preferences.clone(), true).expect_err(&preferences.to_string());
             assert!(problem.starts_with(expected), "{preferences}: {problem}");
+        }
+    }
+
+    #[test]
+    fn marketing_needs_the_version_of_the_text_shown() {
+        assert_eq!(
+            checked(json!({ "topics": { "marketing": true } }), false),
+            Err("notification_preferences.marketing_consent_version: is required with topics.marketing: the consent text shown".into())
+        );
+        let with_version = json!({ "topics": { "marketing": true }, "marketing_consent_version": "m-1" });
+        assert_eq!(checked(with_version, false), Ok(()));
+        for bad in [json!(""), json!(7), json!("a b"), json!("-x")] {
+            let preferences = json!({ "marketing_consent_version": bad });
+            assert!(checked(preferences.clone(), false).is_err(), "{preferences}");
         }
     }
 

@@ -23,8 +23,9 @@ pub const DEFINER_ROLES: &[&str] = &[
     "parker_wallet_flag_reader",
     "parker_wallet_lookup",
     "parker_wallet_event_recorder",
-    // Created by migration 0012 (phone verification), not by the extension.
+    // Created by migrations 0012 (phone verification) and 0014 (consents), not by the extension.
     "parker_wallet_phone_gate",
+    "parker_wallet_consent_recorder",
 ];
 
 /// The wallet's SECURITY DEFINER functions and the role each must belong to. One
@@ -48,6 +49,7 @@ pub const WALLET_DEFINERS: &[(&str, &str)] = &[
          per_traveler integer, per_number integer, min_gap interval)",
         "parker_wallet_phone_gate",
     ),
+    ("wallet_internal.record_consent()", "parker_wallet_consent_recorder"),
 ];
 
 /// SECURITY DEFINER functions that API roles may call on purpose, because they

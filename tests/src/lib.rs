@@ -931,7 +931,11 @@ pub async fn card_saved_through_stripe(
     Ok(id)
 }
 
-/// A card in the traveler's wallet, saved the way the app does it; returns its row id.
+/// The consent text the tests' travelers tick when they save a card.
+pub const CARD_CONSENT_VERSION: &str = "card-mit-test";
+
+/// A card saved the way the app does it, with the traveler's consent to
+/// off-session charges; returns its row id.
 pub async fn wallet_card(sidecar: &Sidecar, token: &str, localstripe: &str, number: &str) -> Result<String> {
     let setup_intent = card_saved_through_stripe(sidecar, token, localstripe, number).await?;
     let added = call(
@@ -940,7 +944,10 @@ pub async fn wallet_card(sidecar: &Sidecar, token: &str, localstripe: &str, numb
         "/v1/wallet/payment-methods",
         token,
         None,
-        Some(serde_json::json!({ "setup_intent_id": setup_intent })),
+        Some(serde_json::json!({
+            "setup_intent_id": setup_intent,
+            "off_session_consent": { "text_version": CARD_CONSENT_VERSION },
+        })),
     )
     .await?;
     anyhow::ensure!(added.status.is_success(), "{}", added.text);

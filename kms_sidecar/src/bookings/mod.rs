@@ -57,6 +57,10 @@ pub enum BookingError {
     CampaignNotFound,
     #[error("the campaign has no consent (consent_at) for off-session charges")]
     ConsentRequired,
+    #[error(
+        "no card with the traveler's consent to off-session charges (POST /v1/wallet/payment-methods/{{id}}/consent)"
+    )]
+    CardConsentRequired,
     #[error("the traveler has no usable (saved, unexpired) card")]
     NoUsableCard,
     #[error("no such booking for this traveler")]

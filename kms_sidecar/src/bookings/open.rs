@@ -75,7 +75,16 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
         Some(Some(_)) => {}
     }
     if store::usable_cards(&mut tx, user_id).await?.is_empty() {
-        return Err(BookingError::NoUsableCard);
+        // Unexpired cards there are, but none the traveler let us charge while away?
+        let unconsented: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM public.payment_methods WHERE user_id = $1
+                               AND coalesce((exp_year, exp_month) >= (extract(year FROM current_date)::int,
+                                                                      extract(month FROM current_date)::int), true))",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        return Err(if unconsented { BookingError::CardConsentRequired } else { BookingError::NoUsableCard });
     }
     tx.commit().await?;
 

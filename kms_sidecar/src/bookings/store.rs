@@ -97,14 +97,18 @@ pub struct UsableCard {
     pub last4: Option<String>,
 }
 
-/// The traveler's usable cards, default first, then newest.
+/// The traveler's usable cards, default first, then newest: unexpired, with
+/// the traveler's consent to off-session charges in force.
 pub async fn usable_cards(tx: &mut PgConnection, user_id: uuid::Uuid) -> Result<Vec<UsableCard>, BookingError> {
     Ok(sqlx::query_as(
-        "SELECT id, stripe_payment_method_id, brand, last4 FROM public.payment_methods
-          WHERE user_id = $1
-            AND coalesce((exp_year, exp_month) >= (extract(year FROM current_date)::int,
-                                                   extract(month FROM current_date)::int), true)
-          ORDER BY is_default DESC, created_at DESC",
+        "SELECT card.id, card.stripe_payment_method_id, card.brand, card.last4 FROM public.payment_methods card
+          WHERE card.user_id = $1
+            AND coalesce((card.exp_year, card.exp_month) >= (extract(year FROM current_date)::int,
+                                                             extract(month FROM current_date)::int), true)
+            AND EXISTS (SELECT FROM public.consents consent
+                         WHERE consent.user_id = card.user_id AND consent.kind = 'card_off_session'
+                           AND consent.subject_id = card.id AND consent.withdrawn_at IS NULL)
+          ORDER BY card.is_default DESC, card.created_at DESC",
     )
     .bind(user_id)
     .fetch_all(tx)

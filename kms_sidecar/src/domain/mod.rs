@@ -3,6 +3,7 @@
 
 mod actor;
 mod caller;
+mod consent;
 pub(crate) mod context;
 mod money;
 mod phone;
@@ -11,6 +12,7 @@ mod subject;
 
 pub use actor::{Actor, RequestMeta, Traveler};
 pub use caller::CallerClass;
+pub use consent::{ConsentVersion, InvalidConsentVersion};
 pub use context::{EncryptionContext, Identifier, InvalidContext};
 pub use money::{InvalidMoney, Money, MAX_AMOUNT};
 pub use phone::{InvalidPhone, PhoneNumber, VerificationCode};

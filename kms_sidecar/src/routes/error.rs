@@ -256,6 +256,9 @@ impl ApiError {
 fn wallet_problem(error: &WalletError) -> Problem {
     match error {
         WalletError::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
+        WalletError::ConsentNotFound => {
+            Problem::new(StatusCode::NOT_FOUND, "consent_not_found", "No consent in force for this card")
+        }
         WalletError::SetupIntentNotFound => {
             Problem::new(StatusCode::NOT_FOUND, "setup_intent_not_found", "No such SetupIntent")
         }
@@ -329,6 +332,11 @@ fn booking_problem(error: &BookingError) -> Problem {
         BookingError::ConsentRequired => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent_required", "No consent for off-session charges")
         }
+        BookingError::CardConsentRequired => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "card_consent_required",
+            "No card with consent to off-session charges",
+        ),
         BookingError::NoUsableCard => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_card", "No usable card")
         }
@@ -358,6 +366,7 @@ mod tests {
             (WalletError::StripeNotConfigured, (503, "wallet_not_configured")),
             (WalletError::InvalidRequest("x".into()), (400, "invalid_request")),
             (WalletError::CardNotFound, (404, "card_not_found")),
+            (WalletError::ConsentNotFound, (404, "consent_not_found")),
             (WalletError::SetupIntentNotFound, (404, "setup_intent_not_found")),
             (WalletError::SetupIntentNotSucceeded, (409, "setup_intent_not_succeeded")),
             (WalletError::TravelerNotFound, (403, "traveler_not_found")),
@@ -382,6 +391,7 @@ mod tests {
             (BookingError::CampaignNotFound, (404, "campaign_not_found")),
             (BookingError::ConsentRequired, (422, "consent_required")),
             (BookingError::NoUsableCard, (422, "no_usable_card")),
+            (BookingError::CardConsentRequired, (422, "card_consent_required")),
             (BookingError::NotFound, (404, "booking_not_found")),
             (BookingError::InProgress, (409, "booking_in_progress")),
             (BookingError::AuthenticationPending, (409, "authentication_pending")),

@@ -55,6 +55,7 @@ enum Route<'p> {
     WalletSetupIntents,
     WalletCard(&'p str),
     WalletCardDefault(&'p str),
+    WalletCardConsent(&'p str),
     StripeWebhook,
     Bookings,
     Booking(&'p str),
@@ -81,9 +82,12 @@ impl<'p> Route<'p> {
             "/v1/profile/phone/verification/check" => Self::PhoneVerificationCheck,
             other => {
                 if let Some(rest) = other.strip_prefix("/v1/wallet/payment-methods/") {
-                    match rest.strip_suffix("/default") {
-                        Some(card) => Self::WalletCardDefault(id(card)?),
-                        None => Self::WalletCard(id(rest)?),
+                    if let Some(card) = rest.strip_suffix("/default") {
+                        Self::WalletCardDefault(id(card)?)
+                    } else if let Some(card) = rest.strip_suffix("/consent") {
+                        Self::WalletCardConsent(id(card)?)
+                    } else {
+                        Self::WalletCard(id(rest)?)
                     }
                 } else {
                     let rest = other.strip_prefix("/v1/bookings/")?;
@@ -106,6 +110,7 @@ impl<'p> Route<'p> {
             | Self::WalletSetupIntents
             | Self::WalletCard(_)
             | Self::WalletCardDefault(_)
+            | Self::WalletCardConsent(_)
             | Self::StripeWebhook
             | Self::Bookings
             | Self::Booking(_)
@@ -218,7 +223,8 @@ async fn route(
             route @ (Route::WalletCards
             | Route::WalletSetupIntents
             | Route::WalletCard(_)
-            | Route::WalletCardDefault(_)),
+            | Route::WalletCardDefault(_)
+            | Route::WalletCardConsent(_)),
         ) => {
             let call = wallet::authenticate(state, &request)?;
             let _admission = admit(state, call.actor.traveler.user_id).await?;
@@ -237,6 +243,13 @@ async fn route(
                 }
                 (&Method::POST, Route::WalletCardDefault(id)) => {
                     idempotency::run(&call, &name, &body, wallet::make_default(&call, parse_id(id)?)).await?
+                }
+                (&Method::POST, Route::WalletCardConsent(id)) => {
+                    idempotency::run(&call, &name, &body, wallet::consent_to_card(&call, parse_id(id)?, &body)).await?
+                }
+                (&Method::DELETE, Route::WalletCardConsent(id)) => {
+                    let withdraw = wallet::withdraw_card_consent(&call, parse_id(id)?);
+                    idempotency::run(&call, &name, &body, withdraw).await?
                 }
                 (&Method::DELETE, Route::WalletCard(id)) => {
                     idempotency::run(&call, &name, &body, wallet::delete_payment_method(&call, parse_id(id)?)).await?

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::bookings::store::{Booking, HistoryEntry};
 use crate::phone::{Started, Verified};
-use crate::wallet::{Card, NewSetupIntent, Receipt};
+use crate::wallet::{Card, Consent, NewSetupIntent, Receipt};
 
 /// A client secret in a body: shown to the traveler's device, never by `Debug`.
 fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
@@ -39,12 +39,53 @@ pub struct CardView {
     pub is_default: bool,
     pub expired: bool,
     pub created_at: DateTime<Utc>,
+    /// The consent to off-session charges in force: without one, the card is
+    /// never charged while the traveler is away.
+    pub off_session_consent: Option<CardConsentView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CardConsentView {
+    pub text_version: String,
+    pub granted_at: DateTime<Utc>,
 }
 
 impl From<Card> for CardView {
     fn from(card: Card) -> Self {
-        let Card { id, brand, last4, exp_month, exp_year, is_default, expired, created_at } = card;
-        Self { id, brand, last4, exp_month, exp_year, is_default, expired, created_at }
+        let Card {
+            id,
+            brand,
+            last4,
+            exp_month,
+            exp_year,
+            is_default,
+            expired,
+            created_at,
+            consent_text_version,
+            consent_granted_at,
+        } = card;
+        let off_session_consent = consent_text_version
+            .zip(consent_granted_at)
+            .map(|(text_version, granted_at)| CardConsentView { text_version, granted_at });
+        Self { id, brand, last4, exp_month, exp_year, is_default, expired, created_at, off_session_consent }
+    }
+}
+
+/// A consent record: granted, and withdrawn when it was.
+#[derive(Debug, Serialize)]
+pub struct ConsentView {
+    pub id: Uuid,
+    pub kind: String,
+    pub subject_id: Option<Uuid>,
+    pub text_version: String,
+    pub granted_at: DateTime<Utc>,
+    pub withdrawn_at: Option<DateTime<Utc>>,
+}
+
+impl From<Consent> for ConsentView {
+    fn from(consent: Consent) -> Self {
+        let Consent { id, kind, subject_id, text_version, granted_at, withdrawn_at } = consent;
+        Self { id, kind, subject_id, text_version, granted_at, withdrawn_at }
     }
 }
 

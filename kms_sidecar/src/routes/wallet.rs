@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::caller::{caller_headers, CallerHeaders};
 use super::error::ApiError;
-use super::views::{CardView, Data, DeletedView, SetupIntentView};
+use super::views::{CardView, ConsentView, Data, DeletedView, SetupIntentView};
 use super::{answer, parse_json, Answer};
 use crate::auth::JwtVerifier;
-use crate::domain::Actor;
+use crate::domain::{Actor, ConsentVersion};
 use crate::state::AppState;
 use crate::wallet::Wallet;
 
@@ -43,6 +43,20 @@ pub async fn list_payment_methods(call: &WalletCall<'_>) -> Result<Answer, ApiEr
 #[serde(deny_unknown_fields)]
 struct AddCard {
     setup_intent_id: String,
+    /// The traveler ticked the consent to off-session charges, shown this text.
+    off_session_consent: Option<ConsentInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentInput {
+    text_version: String,
+}
+
+impl ConsentInput {
+    fn version(&self) -> Result<ConsentVersion, ApiError> {
+        ConsentVersion::parse(&self.text_version).map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
 }
 
 /// `POST /v1/wallet/payment-methods {setup_intent_id}`: 201 with a new card,
@@ -53,7 +67,8 @@ pub async fn add_payment_method(call: &WalletCall<'_>, body: &[u8]) -> Result<An
         return Err(ApiError::NotConfigured);
     }
     let input: AddCard = parse_json(body)?;
-    let saved = call.wallet.add_card(&call.actor, &input.setup_intent_id).await?;
+    let consent = input.off_session_consent.as_ref().map(ConsentInput::version).transpose()?;
+    let saved = call.wallet.add_card(&call.actor, &input.setup_intent_id, consent.as_ref()).await?;
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     answer(status, &Data { data: CardView::from(saved.card) })
 }
@@ -62,6 +77,21 @@ pub async fn add_payment_method(call: &WalletCall<'_>, body: &[u8]) -> Result<An
 pub async fn make_default(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
     let card = call.wallet.make_default(&call.actor, card_id).await?;
     answer(StatusCode::OK, &Data { data: CardView::from(card) })
+}
+
+/// `POST /v1/wallet/payment-methods/{id}/consent {text_version}`: 201 with the
+/// new consent, 200 with the one already in force.
+pub async fn consent_to_card(call: &WalletCall<'_>, card_id: uuid::Uuid, body: &[u8]) -> Result<Answer, ApiError> {
+    let input: ConsentInput = parse_json(body)?;
+    let (consent, created) = call.wallet.consent_to_card(&call.actor, card_id, &input.version()?).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    answer(status, &Data { data: ConsentView::from(consent) })
+}
+
+/// `DELETE /v1/wallet/payment-methods/{id}/consent`: the consent withdrawn.
+pub async fn withdraw_card_consent(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
+    let consent = call.wallet.withdraw_card_consent(&call.actor, card_id).await?;
+    answer(StatusCode::OK, &Data { data: ConsentView::from(consent) })
 }
 
 /// `DELETE /v1/wallet/payment-methods/{id}`.

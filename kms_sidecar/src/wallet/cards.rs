@@ -3,11 +3,12 @@
 //! metadata is sealed (bound to its row) and never shown, only brand, last 4
 //! and expiry.
 
+use super::consents::record_card_consent;
 use super::customers::customer_of;
 use super::{lock_wallet, Wallet, WalletError};
 use crate::crypto::EnvelopeCrypto;
 use crate::domain::sealed::CARD_METADATA;
-use crate::domain::Actor;
+use crate::domain::{Actor, ConsentVersion};
 use crate::stripe::{CardDetails, StripeError, StripePort};
 
 /// A saved card as the traveler may see it (never ciphertext).
@@ -21,6 +22,9 @@ pub struct Card {
     pub is_default: bool,
     pub expired: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The consent to off-session charges in force, if any: its text's version and when.
+    pub consent_text_version: Option<String>,
+    pub consent_granted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A card stored from a SetupIntent: new, or the same card (payment method or
@@ -32,18 +36,23 @@ pub struct SavedCard {
 }
 
 /// A card's public columns, for one traveler ($1).
-const CARD_SELECT: &str = "SELECT id, brand, last4, exp_month, exp_year, is_default, created_at,
-        coalesce((exp_year, exp_month) < (extract(year FROM current_date)::int,
-                                          extract(month FROM current_date)::int), false) AS expired
-   FROM public.payment_methods
-  WHERE user_id = $1";
+const CARD_SELECT: &str = "SELECT card.id, card.brand, card.last4, card.exp_month, card.exp_year, card.is_default,
+        card.created_at,
+        coalesce((card.exp_year, card.exp_month) < (extract(year FROM current_date)::int,
+                                                    extract(month FROM current_date)::int), false) AS expired,
+        consent.text_version AS consent_text_version, consent.granted_at AS consent_granted_at
+   FROM public.payment_methods card
+   LEFT JOIN public.consents consent
+     ON consent.user_id = card.user_id AND consent.kind = 'card_off_session'
+    AND consent.subject_id = card.id AND consent.withdrawn_at IS NULL
+  WHERE card.user_id = $1";
 
 async fn card_by_id(
     tx: &mut sqlx::PgConnection,
     user_id: uuid::Uuid,
     card_id: uuid::Uuid,
 ) -> Result<Card, WalletError> {
-    sqlx::query_as(&format!("{CARD_SELECT} AND id = $2"))
+    sqlx::query_as(&format!("{CARD_SELECT} AND card.id = $2"))
         .bind(user_id)
         .bind(card_id)
         .fetch_optional(tx)
@@ -62,7 +71,7 @@ impl Wallet<'_> {
     /// The traveler's cards, default first, then newest; expired cards flagged.
     pub async fn cards(&self, actor: &Actor) -> Result<Vec<Card>, WalletError> {
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        let cards = sqlx::query_as(&format!("{CARD_SELECT} ORDER BY is_default DESC, created_at DESC"))
+        let cards = sqlx::query_as(&format!("{CARD_SELECT} ORDER BY card.is_default DESC, card.created_at DESC"))
             .bind(actor.traveler.user_id)
             .fetch_all(&mut *tx)
             .await?;
@@ -71,9 +80,15 @@ impl Wallet<'_> {
     }
 
     /// Stores the card a succeeded SetupIntent of this traveler's customer
-    /// collected. The same card (fingerprint) again updates its row; the first
+    /// collected, with the traveler's consent to off-session charges when they
+    /// gave it. The same card (fingerprint) again updates its row; the first
     /// card becomes the default.
-    pub async fn add_card(&self, actor: &Actor, setup_intent_id: &str) -> Result<SavedCard, WalletError> {
+    pub async fn add_card(
+        &self,
+        actor: &Actor,
+        setup_intent_id: &str,
+        consent: Option<&ConsentVersion>,
+    ) -> Result<SavedCard, WalletError> {
         let (traveler, meta) = (&actor.traveler, &actor.meta);
         let stripe = self.stripe()?;
         if !is_stripe_id(setup_intent_id, "seti_") {
@@ -88,6 +103,9 @@ impl Wallet<'_> {
         let details = card_of_setup_intent(stripe, &customer, setup_intent_id).await?;
         let mut tx = self.database.as_traveler(traveler, meta).await?;
         let stored = store_card(self.crypto, &mut tx, traveler.user_id, &customer, &details).await?;
+        if let Some(version) = consent {
+            record_card_consent(&mut tx, traveler.user_id, stored.id, version).await?;
+        }
         let card = card_by_id(&mut tx, traveler.user_id, stored.id).await?;
         tx.commit().await?;
         detach_replaced(stripe, stored.replaced).await;

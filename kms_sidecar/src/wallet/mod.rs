@@ -1,17 +1,20 @@
 //! The traveler's wallet: their Stripe customer ([`customers`]), the
 //! SetupIntents that collect cards ([`setup_intents`]), their saved cards
-//! ([`cards`]), and what Stripe's events change in them ([`events`]).
+//! ([`cards`]), their consents to off-session charges ([`consents`]), and what
+//! Stripe's events change in them ([`events`]).
 //!
 //! Every query runs as the traveler (see `db`), so RLS applies to the sidecar
 //! too; every change of one traveler's wallet runs under their wallet lock.
 //! Stripe is called outside transactions.
 
 pub mod cards;
+pub mod consents;
 pub mod customers;
 pub mod events;
 pub mod setup_intents;
 
 pub use cards::{Card, SavedCard};
+pub use consents::Consent;
 pub use events::Receipt;
 pub use setup_intents::NewSetupIntent;
 
@@ -29,6 +32,8 @@ pub enum WalletError {
     InvalidRequest(String),
     #[error("no such card in this wallet")]
     CardNotFound,
+    #[error("no consent in force for this card")]
+    ConsentNotFound,
     #[error("no such SetupIntent for this traveler")]
     SetupIntentNotFound,
     #[error("the SetupIntent has not succeeded (no confirmed card yet)")]

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     wallet_card(&sidecar, &token, &emulators.localstripe_url, "4242424242424242").await?;
     let mut admin = db.admin().await?;
     let campaign: String = sqlx::query_scalar(
-        "INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'bench', now()) RETURNING id::text",
+        "INSERT INTO campaigns (user_id, name, consent_at, consent_text_version) VALUES ($1::uuid, 'bench', now(), 'campaign-mit-bench') RETURNING id::text",
     )
     .bind(&user)
     .fetch_one(&mut admin)

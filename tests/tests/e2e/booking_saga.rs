@@ -265,11 +265,17 @@ impl Saga {
                   c AS (INSERT INTO wallet_customers (user_id, stripe_customer_id) SELECT id, 'cus_saga' FROM u),
                   d AS (INSERT INTO payment_methods (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data,
                                                      brand, last4, exp_month, exp_year, is_default, created_at)
-                        SELECT id, 'cus_saga', 'pm_default', '\\x02', 'visa', '4242', 12, 2031, true, now() - interval '1 day' FROM u),
+                        SELECT id, 'cus_saga', 'pm_default', '\\x02', 'visa', '4242', 12, 2031, true, now() - interval '1 day' FROM u
+                        RETURNING id, user_id),
                   b AS (INSERT INTO payment_methods (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data,
                                                      brand, last4, exp_month, exp_year, is_default)
-                        SELECT id, 'cus_saga', 'pm_backup', '\\x02', 'mastercard', '4444', 12, 2031, false FROM u)
-             INSERT INTO campaigns (user_id, name, consent_at) SELECT id, 'Saga', now() FROM u RETURNING id",
+                        SELECT id, 'cus_saga', 'pm_backup', '\\x02', 'mastercard', '4444', 12, 2031, false FROM u
+                        RETURNING id, user_id),
+                  k AS (INSERT INTO consents (user_id, kind, subject_id, text_version)
+                        SELECT user_id, 'card_off_session', id, 'card-mit-test' FROM d
+                        UNION ALL SELECT user_id, 'card_off_session', id, 'card-mit-test' FROM b)
+             INSERT INTO campaigns (user_id, name, consent_at, consent_text_version)
+             SELECT id, 'Saga', now(), 'campaign-mit-test' FROM u RETURNING id",
         )
         .bind(user)
         .fetch_one(&mut db.admin().await?)
@@ -542,5 +548,40 @@ async fn a_payment_found_captured_when_the_order_fails_is_refunded() -> anyhow::
     assert_eq!(booking.state, "refunded");
     let history = saga.history(booking.id).await?;
     assert_eq!(states(&history), ["authorizing", "ordering", "voiding", "refunding", "refunded"]);
+    Ok(())
+}
+
+/// Withdrawing a consent stops a charge not yet asked for: a booking opened
+/// before the campaign's consent (or every card's) was withdrawn is declined
+/// without a call to Stripe. A charge already asked for is settled as usual:
+/// money in flight is never left half-done.
+#[tokio::test]
+async fn a_withdrawn_consent_stops_the_charges_not_yet_asked_for() -> anyhow::Result<()> {
+    for withdraw in [
+        "UPDATE campaigns SET consent_at = NULL",
+        "UPDATE consents SET withdrawn_at = now() WHERE kind = 'card_off_session'",
+    ] {
+        let saga = Saga::new(vec![]).await?;
+        let (Opened::New(id) | Opened::Existing(id)) = open::open(saga.ports(), &saga.actor, "k", &saga.body()).await?;
+        sqlx::raw_sql(withdraw).execute(&mut saga.db.admin().await?).await?;
+        let booking = bookings::drive(saga.ports(), &saga.actor, id, Driver::Request)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("busy"))?;
+        let expected = if withdraw.contains("campaigns") { "consent_withdrawn" } else { "no_usable_card" };
+        assert_eq!(
+            (booking.state.as_str(), booking.failure_code.as_deref()),
+            ("declined", Some(expected)),
+            "{withdraw}"
+        );
+        assert!(saga.stripe.calls().is_empty(), "{withdraw}: Stripe was not asked");
+    }
+
+    let saga = Saga::new(vec![Script::LostAnswer]).await?;
+    let booking = saga.book("k").await?;
+    assert_eq!(booking.state, "needs_reconciliation");
+    sqlx::raw_sql("UPDATE campaigns SET consent_at = NULL").execute(&mut saga.db.admin().await?).await?;
+    reconcile::run(saga.ports(), 0).await?;
+    let settled = bookings::read(saga.ports(), &saga.actor, booking.id).await?;
+    assert_eq!(settled.state, "captured", "the authorization asked for before the withdrawal is settled");
     Ok(())
 }

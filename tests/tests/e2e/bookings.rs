@@ -52,7 +52,8 @@ async fn booker(cards: &[&str], consent: bool) -> anyhow::Result<Booker> {
         wallet_card(&sidecar, &token, &emulators.localstripe_url, number).await?;
     }
     let campaign: String = sqlx::query_scalar(
-        "INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'Summer in Lisbon', CASE WHEN $2 THEN now() END)
+        "INSERT INTO campaigns (user_id, name, consent_at, consent_text_version)
+         VALUES ($1::uuid, 'Summer in Lisbon', CASE WHEN $2 THEN now() END, CASE WHEN $2 THEN 'campaign-mit-test' END)
          RETURNING id::text",
     )
     .bind(&user)
@@ -236,10 +237,12 @@ async fn refusals_name_their_reason_and_charge_nothing() -> anyhow::Result<()> {
         (no_consent.status, no_consent.json["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("consent_required"))
     );
-    sqlx::query("UPDATE campaigns SET consent_at = now() WHERE id = $1::uuid")
-        .bind(&b.campaign)
-        .execute(&mut b.db.admin().await?)
-        .await?;
+    sqlx::query(
+        "UPDATE campaigns SET consent_at = now(), consent_text_version = 'campaign-mit-test' WHERE id = $1::uuid",
+    )
+    .bind(&b.campaign)
+    .execute(&mut b.db.admin().await?)
+    .await?;
 
     for (patch, status, code) in [
         (json!({ "amount": 0 }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount"),
@@ -271,7 +274,7 @@ async fn refusals_name_their_reason_and_charge_nothing() -> anyhow::Result<()> {
     // A traveler without a usable card.
     let cardless = new_traveler(&b.db).await?;
     let campaign: String = sqlx::query_scalar(
-        "INSERT INTO campaigns (user_id, name, consent_at) VALUES ($1::uuid, 'x', now()) RETURNING id::text",
+        "INSERT INTO campaigns (user_id, name, consent_at, consent_text_version) VALUES ($1::uuid, 'x', now(), 'campaign-mit-test') RETURNING id::text",
     )
     .bind(&cardless)
     .fetch_one(&mut b.db.admin().await?)

@@ -14,6 +14,7 @@ const TABLES: &[&str] = &[
     "booking_charge_events",
     "booking_charges",
     "campaigns",
+    "consents",
     "feature_flags",
     "idempotency_keys",
     "notification_outbox",
@@ -251,7 +252,8 @@ async fn api_roles_hold_exactly_the_intended_privileges(template: Template) -> a
                 | "payment_methods"
                 | "profile_completion_tracking"
                 | "traveler_data_audit"
-                | "booking_charge_events",
+                | "booking_charge_events"
+                | "consents",
             ) => &reads,
             ("authenticated", _) => &[],
             ("service_role", "traveler_profiles" | "campaigns" | "feature_flags") => &edits,
@@ -615,7 +617,7 @@ async fn a_live_0_1_0_database_updates_then_migrates(template: Template) -> anyh
     assert!(error.to_string().contains("parker_wallet 0.2.0 or later is needed"), "{template}: {error}");
 
     update_extension(&db, &mut conn).await?;
-    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13]);
+    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13, 14]);
     let fresh = TestDb::migrated_on(template).await?;
     assert_eq!(catalog(&mut conn).await?, catalog(&mut fresh.admin().await?).await?, "{template}");
     Ok(())

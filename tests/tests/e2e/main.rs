@@ -8,6 +8,7 @@
 mod audit;
 mod booking_saga;
 mod bookings;
+mod consents;
 mod crypto;
 mod database_crypto;
 mod database_tls;

@@ -123,7 +123,7 @@ async fn the_migration_carries_the_earlier_shape_over() -> anyhow::Result<()> {
     ))
     .execute(&mut conn)
     .await?;
-    assert_eq!(migrator.up(&mut conn, None).await?, [13]);
+    assert_eq!(migrator.up(&mut conn, Some(13)).await?, [13]);
     let carried: Vec<Value> =
         sqlx::query_scalar("SELECT notification_preferences FROM traveler_profiles ORDER BY user_id = $1 DESC")
             .bind(ada)

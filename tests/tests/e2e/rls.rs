@@ -130,7 +130,9 @@ async fn a_traveler_can_edit_their_own_profile_and_consent(template: Template) -
         .await?;
     assert_eq!(updated.rows_affected(), 1);
     // Consent is stamped by the server clock, whatever the client sends.
-    sqlx::query("UPDATE campaigns SET consent_at = '2001-01-01'").execute(&mut *tx).await?;
+    sqlx::query("UPDATE campaigns SET consent_at = '2001-01-01', consent_text_version = 'campaign-mit-1'")
+        .execute(&mut *tx)
+        .await?;
     let recent: bool = sqlx::query_scalar("SELECT consent_at > now() - interval '1 minute' FROM campaigns")
         .fetch_one(&mut *tx)
         .await?;
@@ -240,6 +242,7 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
         "booking_charges",
         "feature_flags",
         "idempotency_keys",
+        "consents",
         "notification_outbox",
         "phone_verifications",
         "stripe_events",
@@ -272,7 +275,8 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
             | "wallet_customers"
             | "campaigns"
             | "booking_charges"
-            | "phone_verifications" => 1,
+            | "phone_verifications"
+            | "consents" => 1,
             _ => 0,
         };
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();

@@ -22,10 +22,18 @@ pub(in crate::bookings) async fn authorize(
     fresh: bool,
 ) -> Result<State, BookingError> {
     let user_id = booking.user_id;
-    let (customer, cards, account_age_days, first_booking) = {
+    let (customer, cards, account_age_days, first_booking, campaign_consent) = {
         let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
         let customer = customer_of(&mut tx, user_id).await?;
         let cards = store::usable_cards(&mut tx, user_id).await?;
+        // Consent withdrawn since the booking opened stops a charge not yet asked for.
+        let campaign_consent: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM public.campaigns WHERE id = $1 AND user_id = $2 AND consent_at IS NOT NULL)",
+        )
+        .bind(booking.campaign_id)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
         // Both as of the booking's creation, so a retry sends Stripe the same
         // request (another body under the same idempotency key is refused).
         let age: Option<i32> = sqlx::query_scalar("SELECT wallet_internal.account_age_days($1::date)")
@@ -40,8 +48,20 @@ pub(in crate::bookings) async fn authorize(
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        (customer, cards, age, first)
+        (customer, cards, age, first, campaign_consent)
     };
+    let asked_before = !fresh && booking.card_attempt != 0;
+    if !campaign_consent && !asked_before {
+        let facts = Facts {
+            failure: failure(
+                "consent_withdrawn",
+                "the traveler withdrew the campaign's consent to off-session charges",
+            ),
+            ..Facts::default()
+        };
+        let outcome = Outcome::Declined { code: Some("consent_withdrawn".into()), decline_code: None };
+        return record(ports, actor, booking, outcome, false, facts).await;
+    }
     let (Some(customer), Some(first_card)) = (customer, cards.first()) else {
         let facts =
             Facts { failure: failure("no_usable_card", "the traveler has no usable card on file"), ..Facts::default() };
@@ -57,7 +77,6 @@ pub(in crate::bookings) async fn authorize(
     };
     // The card is chosen and stored before Stripe hears of it; a card chosen
     // under an earlier lease may have reached Stripe.
-    let asked_before = !fresh && booking.card_attempt != 0;
     let booking = if booking.card_attempt == 0 {
         let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
         store::choose_first_card(&mut tx, booking, first_card).await?;

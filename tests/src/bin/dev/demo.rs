@@ -238,7 +238,10 @@ pub async fn walk(keep: bool) -> Result<()> {
     let saved = card_saved_through_stripe(&wallet, &ada, &localstripe, "4242424242424242").await?;
     println!("SetupIntent {saved} confirmed in the browser (its client secret went to Stripe.js only)");
     let added =
-        call(&wallet, "POST", "/v1/wallet/payment-methods", &ada, None, Some(json!({ "setup_intent_id": saved })))
+        // With the consent box ticked: this card may be charged while Ada is away (PSD2).
+        call(&wallet, "POST", "/v1/wallet/payment-methods", &ada, None, Some(json!({
+            "setup_intent_id": saved, "off_session_consent": { "text_version": "card-mit-2026-12" },
+        })))
             .await?;
     ensure!(added.status.is_success(), "adding the card: {}", added.text);
     println!("Ada's wallet:");
@@ -289,7 +292,8 @@ pub async fn walk(keep: bool) -> Result<()> {
     let campaign = psql_value(
         DB,
         &format!(
-            "INSERT INTO campaigns (user_id, name, consent_at) VALUES ('{ADA}', 'Lisbon in spring', now()) RETURNING id"
+            "INSERT INTO campaigns (user_id, name, consent_at, consent_text_version)
+             VALUES ('{ADA}', 'Lisbon in spring', now(), 'campaign-mit-2026-12') RETURNING id"
         ),
     )?;
     println!("Campaign {campaign}, with Ada's consent to merchant-initiated charges (PSD2)");
@@ -317,9 +321,17 @@ pub async fn walk(keep: bool) -> Result<()> {
     step("A card whose issuer wants 3-D Secure: the booking waits for Ada, then resumes");
     // Saved with 3-D Secure completed at set-up, as Stripe.js would; then made the default.
     let three_ds = card_saved_through_stripe(&wallet, &ada, &localstripe, "4000002760003184").await?;
-    let card =
-        call(&wallet, "POST", "/v1/wallet/payment-methods", &ada, None, Some(json!({ "setup_intent_id": three_ds })))
-            .await?;
+    let card = call(
+        &wallet,
+        "POST",
+        "/v1/wallet/payment-methods",
+        &ada,
+        None,
+        Some(json!({
+            "setup_intent_id": three_ds, "off_session_consent": { "text_version": "card-mit-2026-12" },
+        })),
+    )
+    .await?;
     let card = card.json["data"]["id"].as_str().unwrap_or_default().to_owned();
     call(&wallet, "POST", &format!("/v1/wallet/payment-methods/{card}/default"), &ada, None, None).await?;
     let waiting = book("demo-booking-3", "off_0000DemoLisbon3").await?;
