@@ -8,5 +8,8 @@ BEGIN
   RETURN NEW;
 END
 $$;
+DROP TRIGGER traveler_profiles_phone ON public.traveler_profiles;
+CREATE TRIGGER traveler_profiles_phone BEFORE UPDATE OF phone_number ON public.traveler_profiles
+  FOR EACH ROW EXECUTE FUNCTION wallet_internal.reset_phone_verification();
 -- The values stay in their checked shape: still objects, as 0002 requires.
 ALTER TABLE public.traveler_profiles DROP CONSTRAINT traveler_profiles_notification_preferences_valid;

@@ -27,20 +27,24 @@ UPDATE public.traveler_profiles
 ALTER TABLE public.traveler_profiles ADD CONSTRAINT traveler_profiles_notification_preferences_valid
   CHECK (wallet.check_notification_preferences(notification_preferences, phone_verified));
 
--- A new number is unverified, and SMS to it stops until it is verified (the
--- constraint would refuse the change otherwise). Turning SMS on in the same
--- statement as a new number is refused: verify first.
+-- A new number is unverified; SMS stops whenever the phone is not verified
+-- (a new number, or a writer unverifying it), rather than the constraint
+-- refusing the write. Turning SMS on in the same statement is refused: verify first.
 CREATE OR REPLACE FUNCTION wallet_internal.reset_phone_verification() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NEW.phone_number IS DISTINCT FROM OLD.phone_number
      AND NEW.phone_verified IS NOT DISTINCT FROM OLD.phone_verified THEN
     NEW.phone_verified := false;
-    IF OLD.notification_preferences #> '{channels,sms}' = 'true'
-       AND NEW.notification_preferences #> '{channels,sms}' = 'true' THEN
-      NEW.notification_preferences := jsonb_set(NEW.notification_preferences, '{channels,sms}', 'false');
-    END IF;
+  END IF;
+  IF NOT NEW.phone_verified
+     AND OLD.notification_preferences #> '{channels,sms}' = 'true'
+     AND NEW.notification_preferences #> '{channels,sms}' = 'true' THEN
+    NEW.notification_preferences := jsonb_set(NEW.notification_preferences, '{channels,sms}', 'false');
   END IF;
   RETURN NEW;
 END
 $$;
+DROP TRIGGER traveler_profiles_phone ON public.traveler_profiles;
+CREATE TRIGGER traveler_profiles_phone BEFORE UPDATE OF phone_number, phone_verified ON public.traveler_profiles
+  FOR EACH ROW EXECUTE FUNCTION wallet_internal.reset_phone_verification();

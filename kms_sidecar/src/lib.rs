@@ -38,6 +38,8 @@ pub mod fairness;
 pub mod idempotency;
 /// Phone verification: codes sent and checked through Twilio Verify, within the wallet's own limits.
 pub mod phone;
+/// The traveler's rights over their data (GDPR): the export.
+pub mod privacy;
 /// The traveler's wallet: Stripe customer, SetupIntents, saved cards, Stripe events.
 pub mod wallet;
 

@@ -218,7 +218,8 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
                         let expected = state.service_token.as_ref().map(|t| t.expose_secret().as_bytes().to_vec()).unwrap_or_default();
                         if expected.is_empty() || !constant_time_eq(presented.as_bytes(), &expected) {
                             return Ok(Problem::new(StatusCode::UNAUTHORIZED, "invalid_service_token", "Service token missing or wrong")
-                                .into_response());
+                                .into_response()
+                                .map(routes::boxed));
                         }
                         let class = state.settings.tcp.as_ref().map(|t| t.caller_class);
                         routes::dispatch(state, class, request).await

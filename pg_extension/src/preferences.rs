@@ -49,7 +49,7 @@ fn object<'v>(value: &'v Value, field: &str) -> Result<&'v Map<String, Value>, I
 /// An object of booleans whose keys are among `known`.
 fn switches(value: &Value, section: &str, known: &[&str]) -> Result<(), InvalidPreferences> {
     for (key, switch) in object(value, section)? {
-        let field = format!("{section}.{key}");
+        let field = format!("{section}.{}", shown(key));
         if !known.contains(&key.as_str()) {
             return Err(invalid(field, format!("is not a known field ({})", known.join(", "))));
         }
@@ -78,18 +78,34 @@ fn text_version(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A plausible time zone name (an IANA name such as `Europe/Lisbon`, or `UTC`)
-/// before the database is asked about it.
+/// A plausible time zone name before the database is asked about it: an IANA
+/// area/location name (`Europe/Lisbon`, `Etc/GMT+5`), or `UTC`. Never a POSIX
+/// rule such as `ABC+5`, which PostgreSQL would accept (and cache, per name,
+/// for the life of the backend) but which names no place.
 fn time_zone_name(text: &str) -> bool {
+    if text == "UTC" {
+        return true;
+    }
     (1..=64).contains(&text.len())
+        && text.contains('/')
+        && text.split('/').all(|part| part.as_bytes().first().is_some_and(u8::is_ascii_alphabetic))
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
-        && text.as_bytes()[0].is_ascii_alphabetic()
+}
+
+/// A field name for a message: the traveler's own key, bounded and escaped.
+fn shown(key: &str) -> String {
+    let escaped: String = key.chars().take(40).flat_map(char::escape_debug).collect();
+    if key.chars().count() > 40 {
+        format!("{escaped}...")
+    } else {
+        escaped
+    }
 }
 
 fn quiet_hours(value: &Value, time_zone_known: &dyn Fn(&str) -> bool) -> Result<(), InvalidPreferences> {
     let hours = object(value, "quiet_hours")?;
     if let Some(key) = hours.keys().find(|key| !QUIET_HOURS.contains(&key.as_str())) {
-        return Err(invalid(format!("quiet_hours.{key}"), "is not a known field (start, end, time_zone)"));
+        return Err(invalid(format!("quiet_hours.{}", shown(key)), "is not a known field (start, end, time_zone)"));
     }
     for key in ["start", "end"] {
         let field = format!("quiet_hours.{key}");
@@ -127,7 +143,7 @@ pub fn check(
                     return Err(invalid(key.as_str(), "must name a consent text version (letters, digits, . _ -)"));
                 }
             }
-            _ => return Err(invalid(key.as_str(), format!("is not a known field ({})", SECTIONS.join(", ")))),
+            _ => return Err(invalid(shown(key), format!("is not a known field ({})", SECTIONS.join(", ")))),
         }
     }
     if preferences.pointer("/channels/sms") == Some(&Value::Bool(true)) && !phone_verified {
@@ -160,7 +176,7 @@ mod tests {
     use super::*;
 
     fn known(zone: &str) -> bool {
-        ["Europe/Lisbon", "UTC", "America/New_York"].contains(&zone)
+        ["Europe/Lisbon", "UTC", "America/New_York", "ABC+5"].contains(&zone)
     }
 
     fn checked(preferences: Value, phone_verified: bool) -> Result<(), String> {
@@ -221,6 +237,15 @@ mod tests {
             (
                 json!({ "quiet_hours": { "start": "22:00", "end": "07:00" } }),
                 "notification_preferences.quiet_hours.time_zone: is required",
+            ),
+            (
+                json!({ "quiet_hours": { "start": "22:00", "end": "07:00", "time_zone": "ABC+5" } }),
+                "notification_preferences.quiet_hours.time_zone: must be a time zone name",
+            ),
+            (json!({ "x\ny": true }), "notification_preferences.x\\ny: is not a known field"),
+            (
+                json!({ "k".repeat(100): true }),
+                "notification_preferences.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...: is not",
             ),
             (
                 json!({ "quiet_hours": { "start": "22:00", "end": "07:00", "time_zone": "UTC", "days": [] } }),

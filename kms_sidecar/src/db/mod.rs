@@ -59,7 +59,26 @@ impl Database {
         traveler: &Traveler,
         meta: &RequestMeta,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let tx = self.pool.begin().await?;
+        Self::act_for(tx, traveler, meta).await
+    }
+
+    /// The same, reading one REPEATABLE READ snapshot and writing nothing.
+    pub async fn snapshot_as_traveler(
+        &self,
+        traveler: &Traveler,
+        meta: &RequestMeta,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        Self::act_for(tx, traveler, meta).await
+    }
+
+    async fn act_for(
+        mut tx: Transaction<'static, Postgres>,
+        traveler: &Traveler,
+        meta: &RequestMeta,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut headers = serde_json::Map::new();
         if let Some(forwarded) = &meta.forwarded_for {
             headers.insert("x-forwarded-for".into(), json!(forwarded));

@@ -8,6 +8,7 @@ use crate::crypto::keys::KeyError;
 use crate::crypto::CryptoError;
 use crate::domain::{InvalidContext, InvalidPhone};
 use crate::phone::PhoneError;
+use crate::privacy::PrivacyError;
 use crate::problem::Problem;
 use crate::wallet::WalletError;
 
@@ -98,6 +99,19 @@ impl From<BookingError> for ApiError {
             BookingError::Crypto(error) => Self::Crypto(error),
             BookingError::Internal(detail) => Self::Internal(detail),
             own => Self::Booking(own),
+        }
+    }
+}
+
+/// The privacy routes' errors at the HTTP boundary: all are the shared kinds.
+impl From<PrivacyError> for ApiError {
+    fn from(error: PrivacyError) -> Self {
+        match error {
+            PrivacyError::StripeNotConfigured => Self::NotConfigured,
+            PrivacyError::Database(error) => Self::Database(error),
+            PrivacyError::Stripe(error) => Self::Stripe(error),
+            PrivacyError::Crypto(error) => Self::Crypto(error),
+            error @ (PrivacyError::Closed | PrivacyError::Internal(_)) => Self::Internal(error.to_string()),
         }
     }
 }

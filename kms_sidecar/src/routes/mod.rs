@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod idempotency;
 mod phone;
+mod privacy;
 mod stripe_webhooks;
 pub mod views;
 mod wallet;
@@ -26,7 +27,20 @@ use crate::domain::CallerClass;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
-pub type HttpResponse = Response<Full<Bytes>>;
+/// A response body: whole (every route but one), or streamed as it is
+/// written (the GDPR export). An error while streaming cuts the response short.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+pub type HttpResponse = Response<Body>;
+
+/// A whole body.
+fn full(bytes: impl Into<Bytes>) -> Body {
+    boxed(Full::new(bytes.into()))
+}
+
+/// A whole body as the response body type (a problem's, say).
+pub fn boxed(body: Full<Bytes>) -> Body {
+    body.map_err(|never| match never {}).boxed()
+}
 
 /// A route's answer before it becomes HTTP: status and JSON body (a view
 /// serialised, or a stored answer replayed).
@@ -62,6 +76,7 @@ enum Route<'p> {
     BookingResume(&'p str),
     PhoneVerification,
     PhoneVerificationCheck,
+    PrivacyExport,
 }
 
 impl<'p> Route<'p> {
@@ -80,6 +95,7 @@ impl<'p> Route<'p> {
             "/v1/bookings" => Self::Bookings,
             "/v1/profile/phone/verification" => Self::PhoneVerification,
             "/v1/profile/phone/verification/check" => Self::PhoneVerificationCheck,
+            "/v1/privacy/export" => Self::PrivacyExport,
             other => {
                 if let Some(rest) = other.strip_prefix("/v1/wallet/payment-methods/") {
                     if let Some(card) = rest.strip_suffix("/default") {
@@ -116,7 +132,8 @@ impl<'p> Route<'p> {
             | Self::Booking(_)
             | Self::BookingResume(_)
             | Self::PhoneVerification
-            | Self::PhoneVerificationCheck => class == CallerClass::Edge,
+            | Self::PhoneVerificationCheck
+            | Self::PrivacyExport => class == CallerClass::Edge,
         }
     }
 }
@@ -140,7 +157,7 @@ pub async fn dispatch(
             if problem.status >= 500 {
                 tracing::warn!(%method, %path, code = problem.code, "request failed");
             }
-            problem.into_response()
+            problem.into_response().map(boxed)
         }
     };
     Ok(response)
@@ -204,6 +221,7 @@ async fn route(
         (Method::POST, Route::BookingResume(id)) => {
             Ok(answer_response(bookings::resume(state, request, parse_id(id)?).await?, false))
         }
+        (Method::GET, Route::PrivacyExport) => privacy::export(state, request).await,
         (Method::POST, route @ (Route::PhoneVerification | Route::PhoneVerificationCheck)) => {
             let call = wallet::authenticate(state, &request)?;
             let phone = state.phone_verification().ok_or(ApiError::PhoneNotConfigured)?;
@@ -300,10 +318,13 @@ fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpRes
     let bytes = match serde_json::to_vec(body) {
         Ok(bytes) => bytes,
         Err(error) => {
-            return ApiError::Internal(format!("serialising the answer: {error}")).into_problem().into_response()
+            return ApiError::Internal(format!("serialising the answer: {error}"))
+                .into_problem()
+                .into_response()
+                .map(boxed)
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -312,7 +333,7 @@ fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpRes
 }
 
 fn text_response(body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(body));
     response
         .headers_mut()
         .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));

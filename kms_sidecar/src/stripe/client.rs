@@ -13,11 +13,13 @@ use stripe_core::payment_intent::{
 };
 use stripe_core::refund::CreateRefund;
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
-use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod, RetrievePaymentMethod};
+use stripe_payment::payment_method::{
+    AttachPaymentMethod, DetachPaymentMethod, ListPaymentMethod, ListPaymentMethodType, RetrievePaymentMethod,
+};
 
 use super::{
-    CardDetails, CreatedSetupIntent, IntentStatus, OffSessionAuthorization, PaymentIntentView, SetupIntentView,
-    StripeError, StripePort,
+    CardDetails, CreatedSetupIntent, CustomerRecord, IntentStatus, OffSessionAuthorization, PaymentIntentView,
+    SetupIntentView, StripeError, StripePort,
 };
 
 fn intent_view(intent: stripe_shared::PaymentIntent) -> PaymentIntentView {
@@ -90,6 +92,12 @@ impl AsyncStripe {
             Ok(Err(other)) => Err(StripeError::Unavailable(other.to_string())),
         }
     }
+}
+
+/// Stripe's answer as JSON (async-stripe parses with miniserde).
+fn as_json(value: &miniserde::json::Value) -> Result<serde_json::Value, StripeError> {
+    serde_json::from_str(&miniserde::json::to_string(value))
+        .map_err(|e| StripeError::Unavailable(format!("an answer that is not JSON: {e}")))
 }
 
 /// Whether a 4xx from Stripe is its final word on the request. A rate limit
@@ -193,6 +201,35 @@ impl StripePort for AsyncStripe {
 
     async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError> {
         self.bounded(DetachPaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await.map(drop)
+    }
+
+    async fn customer_record(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StripeError> {
+        let request = RetrieveCustomer::new(customer_id.to_owned()).build().customize::<miniserde::json::Value>();
+        let customer = match self.bounded(request.send(&self.client)).await {
+            Err(StripeError::Refused { status: 404, .. }) => return Ok(None),
+            other => as_json(&other?)?,
+        };
+        if customer["deleted"] == true {
+            return Ok(None);
+        }
+        let mut payment_methods = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            // The wallet saves cards only: a customer of ours holds no other kind.
+            let mut list = ListPaymentMethod::new().customer(customer_id).type_(ListPaymentMethodType::Card).limit(100);
+            if let Some(after) = after.take() {
+                list = list.starting_after(after);
+            }
+            let page =
+                as_json(&self.bounded(list.build().customize::<miniserde::json::Value>().send(&self.client)).await?)?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            after = data.last().and_then(|method| method["id"].as_str()).map(str::to_owned);
+            payment_methods.extend(data);
+            if page["has_more"] != true || after.is_none() {
+                break;
+            }
+        }
+        Ok(Some(CustomerRecord { customer, payment_methods }))
     }
 
     async fn customer_deleted(&self, customer_id: &str) -> Result<bool, StripeError> {

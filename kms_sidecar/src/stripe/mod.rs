@@ -190,6 +190,17 @@ pub trait StripePort: Send + Sync {
 
     /// Refunds a captured PaymentIntent in full.
     async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError>;
+
+    /// What Stripe holds on a customer and their payment methods, as Stripe
+    /// answers (a data subject's export); `None` when the customer is gone.
+    async fn customer_record(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StripeError>;
+}
+
+/// A customer and their payment methods as Stripe returns them.
+#[derive(Debug, Clone)]
+pub struct CustomerRecord {
+    pub customer: serde_json::Value,
+    pub payment_methods: Vec<serde_json::Value>,
 }
 
 #[cfg(test)]

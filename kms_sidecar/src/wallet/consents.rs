@@ -21,8 +21,19 @@ pub struct Consent {
 
 const CONSENT_COLUMNS: &str = "id, kind, subject_id, text_version, granted_at, withdrawn_at";
 
+/// Withdraws the card's consent in force ($1 traveler, $2 card), unless it is
+/// to the text $3 (NULL: whatever its text). withdrawn_at is the database's
+/// clock (the table's trigger sets it, and who withdrew).
+const WITHDRAW_CARD_CONSENT: &str = "UPDATE public.consents
+    SET withdrawn_at = now(), withdrawn_ip_address = wallet.client_ip(),
+        withdrawn_user_agent = left(wallet.request_header('user-agent'), 512)
+  WHERE user_id = $1 AND kind = 'card_off_session' AND subject_id = $2 AND withdrawn_at IS NULL
+    AND text_version IS DISTINCT FROM $3
+  RETURNING id, kind, subject_id, text_version, granted_at, withdrawn_at";
+
 /// Records the traveler's consent to off-session charges on `card_id`, unless
-/// one is in force already; returns the one in force and whether it is new.
+/// one to the same text is in force already (one to another text ends: the
+/// new text is a new consent); returns the one in force and whether it is new.
 /// The caller holds the wallet lock and knows the card is the traveler's.
 pub(super) async fn record_card_consent(
     tx: &mut sqlx::PgConnection,
@@ -30,9 +41,11 @@ pub(super) async fn record_card_consent(
     card_id: uuid::Uuid,
     version: &ConsentVersion,
 ) -> Result<(Consent, bool), sqlx::Error> {
+    sqlx::query(WITHDRAW_CARD_CONSENT).bind(user_id).bind(card_id).bind(version.as_str()).execute(&mut *tx).await?;
     let inserted: Option<Consent> = sqlx::query_as(&format!(
-        "INSERT INTO public.consents (user_id, kind, subject_id, text_version, ip_address, user_agent)
-         VALUES ($1, 'card_off_session', $2, $3, wallet.client_ip(), left(wallet.request_header('user-agent'), 512))
+        "INSERT INTO public.consents (user_id, kind, subject_id, text_version, ip_address, user_agent, recorded_by)
+         VALUES ($1, 'card_off_session', $2, $3, wallet.client_ip(), left(wallet.request_header('user-agent'), 512),
+                 wallet_internal.consent_writer())
          ON CONFLICT (user_id, kind, coalesce(subject_id, '00000000-0000-0000-0000-000000000000'::uuid))
            WHERE withdrawn_at IS NULL DO NOTHING
          RETURNING {CONSENT_COLUMNS}"
@@ -97,18 +110,12 @@ impl Wallet<'_> {
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
         lock_wallet(&mut tx, user_id).await?;
         own_card(&mut tx, user_id, card_id).await?;
-        // withdrawn_at is the database's clock (the table's trigger sets it).
-        let withdrawn: Option<Consent> = sqlx::query_as(&format!(
-            "UPDATE public.consents
-                SET withdrawn_at = now(), withdrawn_ip_address = wallet.client_ip(),
-                    withdrawn_user_agent = left(wallet.request_header('user-agent'), 512)
-              WHERE user_id = $1 AND kind = 'card_off_session' AND subject_id = $2 AND withdrawn_at IS NULL
-              RETURNING {CONSENT_COLUMNS}"
-        ))
-        .bind(user_id)
-        .bind(card_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let withdrawn: Option<Consent> = sqlx::query_as(WITHDRAW_CARD_CONSENT)
+            .bind(user_id)
+            .bind(card_id)
+            .bind(None::<&str>)
+            .fetch_optional(&mut *tx)
+            .await?;
         let withdrawn = withdrawn.ok_or(WalletError::ConsentNotFound)?;
         tx.commit().await?;
         Ok(withdrawn)

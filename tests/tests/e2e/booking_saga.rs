@@ -208,6 +208,10 @@ impl StripePort for ScriptedStripe {
         Ok(Vec::new())
     }
 
+    async fn customer_record(&self, _: &str) -> Result<Option<kms_sidecar::stripe::CustomerRecord>, StripeError> {
+        Ok(None)
+    }
+
     async fn refund_payment_intent(&self, _: &str, _: &str) -> Result<(), StripeError> {
         Ok(())
     }
@@ -271,9 +275,9 @@ impl Saga {
                                                      brand, last4, exp_month, exp_year, is_default)
                         SELECT id, 'cus_saga', 'pm_backup', '\\x02', 'mastercard', '4444', 12, 2031, false FROM u
                         RETURNING id, user_id),
-                  k AS (INSERT INTO consents (user_id, kind, subject_id, text_version)
-                        SELECT user_id, 'card_off_session', id, 'card-mit-test' FROM d
-                        UNION ALL SELECT user_id, 'card_off_session', id, 'card-mit-test' FROM b)
+                  k AS (INSERT INTO consents (user_id, kind, subject_id, text_version, recorded_by)
+                        SELECT user_id, 'card_off_session', id, 'card-mit-test', 'role:test' FROM d
+                        UNION ALL SELECT user_id, 'card_off_session', id, 'card-mit-test', 'role:test' FROM b)
              INSERT INTO campaigns (user_id, name, consent_at, consent_text_version)
              SELECT id, 'Saga', now(), 'campaign-mit-test' FROM u RETURNING id",
         )
@@ -553,8 +557,8 @@ async fn a_payment_found_captured_when_the_order_fails_is_refunded() -> anyhow::
 
 /// Withdrawing a consent stops a charge not yet asked for: a booking opened
 /// before the campaign's consent (or every card's) was withdrawn is declined
-/// without a call to Stripe. A charge already asked for is settled as usual:
-/// money in flight is never left half-done.
+/// without a call to Stripe. A charge already asked for (here: its answer
+/// lost) is settled as usual: money in flight is never left half-done.
 #[tokio::test]
 async fn a_withdrawn_consent_stops_the_charges_not_yet_asked_for() -> anyhow::Result<()> {
     for withdraw in [

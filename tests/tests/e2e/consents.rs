@@ -79,8 +79,12 @@ async fn a_card_is_charged_off_session_only_with_its_consent_in_force() -> anyho
     assert_eq!(given.status, StatusCode::CREATED, "{}", given.text);
     let again = as_app(&app, &ada.token, "POST", &path, Some(json!({ "text_version": "card-mit-7" }))).await?;
     assert_eq!((again.status, &again.json["data"]["id"]), (StatusCode::OK, &given.json["data"]["id"]), "one in force");
+    // Agreeing to a newer text is a new consent; the old one ends.
+    let newer = as_app(&app, &ada.token, "POST", &path, Some(json!({ "text_version": "card-mit-8" }))).await?;
+    assert_eq!(newer.status, StatusCode::CREATED, "{}", newer.text);
+    assert_ne!(newer.json["data"]["id"], given.json["data"]["id"]);
     let listed = app.traveler(&ada).get("/v1/wallet/payment-methods").await?;
-    assert_eq!(listed.json["data"][0]["off_session_consent"]["text_version"], "card-mit-7");
+    assert_eq!(listed.json["data"][0]["off_session_consent"]["text_version"], "card-mit-8");
     let booked = booking("b-2").await?;
     assert_eq!(
         (booked.status, booked.json["data"]["state"].as_str()),
@@ -99,16 +103,15 @@ async fn a_card_is_charged_off_session_only_with_its_consent_in_force() -> anyho
     assert_eq!((none.status, none.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("consent_not_found")));
     let card_consents: Vec<_> =
         consents(&app.db, &ada.id).await?.into_iter().filter(|c| c.0 == "card_off_session").collect();
-    assert_eq!(
-        card_consents,
-        [(
-            "card_off_session".to_owned(),
-            "card-mit-7".to_owned(),
-            Some("203.0.113.7".to_owned()),
-            Some("parker-app/5".to_owned()),
-            true
-        )]
-    );
+    let place = (Some("203.0.113.7".to_owned()), Some("parker-app/5".to_owned()));
+    let record =
+        |version: &str| ("card_off_session".to_owned(), version.to_owned(), place.0.clone(), place.1.clone(), true);
+    assert_eq!(card_consents, [record("card-mit-7"), record("card-mit-8")]);
+    let writers: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT DISTINCT recorded_by, withdrawn_by FROM consents WHERE kind = 'card_off_session'")
+            .fetch_all(&mut app.db.admin().await?)
+            .await?;
+    assert_eq!(writers, [(Some(format!("user:{}", ada.id)), Some(format!("user:{}", ada.id)))]);
     let withdrawn_from: (Option<String>, Option<String>) = sqlx::query_as(
         "SELECT host(withdrawn_ip_address), withdrawn_user_agent FROM consents WHERE kind = 'card_off_session'",
     )
@@ -199,10 +202,24 @@ async fn campaign_and_marketing_consents_are_recorded_whoever_writes_them() -> a
         let regranted = "UPDATE campaigns SET consent_at = now()";
         assert_eq!(run(&mut conn, regranted.to_owned(), ada.clone()).await?, None, "{template}");
         assert_eq!(consents(&db, &ada).await?.len(), 3, "{template}: a new grant is a new record");
+        let new_text = "UPDATE campaigns SET consent_text_version = 'campaign-mit-4'";
+        assert_eq!(run(&mut conn, new_text.to_owned(), ada.clone()).await?, None, "{template}");
+        let recorded = consents(&db, &ada).await?;
+        let in_force: Vec<&str> = recorded.iter().filter(|c| !c.4).map(|c| c.1.as_str()).collect();
+        assert_eq!((recorded.len(), in_force), (4, vec!["campaign-mit-4"]), "{template}: a new text, a new consent");
+        let writers: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT recorded_by FROM consents WHERE user_id = $1::uuid")
+                .bind(&ada)
+                .fetch_all(&mut db.admin().await?)
+                .await?;
+        assert_eq!(writers, [format!("user:{ada}")], "{template}");
 
         // Nobody rewrites or removes a consent, nor reads another traveler's.
         for sql in [
-            format!("INSERT INTO consents (user_id, kind, subject_id, text_version) VALUES ('{ada}', 'marketing', NULL, 'x')"),
+            format!(
+                "INSERT INTO consents (user_id, kind, subject_id, text_version, recorded_by)
+                 VALUES ('{ada}', 'marketing', NULL, 'x', 'user:{ada}')"
+            ),
             "UPDATE consents SET text_version = 'other'".to_owned(),
             "DELETE FROM consents".to_owned(),
         ] {

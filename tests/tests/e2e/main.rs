@@ -19,6 +19,7 @@ mod migrations;
 mod payment_intents;
 mod phone;
 mod preferences;
+mod privacy;
 mod rls;
 mod rotate;
 mod sidecar;

@@ -51,16 +51,12 @@ pub(in crate::bookings) async fn authorize(
         (customer, cards, age, first, campaign_consent)
     };
     let asked_before = !fresh && booking.card_attempt != 0;
-    if !campaign_consent && !asked_before {
-        let facts = Facts {
-            failure: failure(
-                "consent_withdrawn",
-                "the traveler withdrew the campaign's consent to off-session charges",
-            ),
-            ..Facts::default()
-        };
-        let outcome = Outcome::Declined { code: Some("consent_withdrawn".into()), decline_code: None };
-        return record(ports, actor, booking, outcome, false, facts).await;
+    // The campaign's consent, and the chosen card's (`cards` holds only cards
+    // whose consent is in force; none is chosen before the first attempt).
+    let consent_in_force = campaign_consent
+        && (booking.card_attempt == 0 || cards.iter().any(|card| Some(card.id) == booking.payment_method_id));
+    if !consent_in_force && !asked_before {
+        return consent_withdrawn(ports, actor, booking).await;
     }
     let (Some(customer), Some(first_card)) = (customer, cards.first()) else {
         let facts =
@@ -93,6 +89,9 @@ pub(in crate::bookings) async fn authorize(
     let earlier_intent = if asked_before { find_intent(ports, &booking, &customer, &attempt_tag).await? } else { None };
     let result = match earlier_intent {
         Some(intent) => Ok(intent),
+        // Asked for before (or perhaps: a crash may have come before or after
+        // the request left): the same request again, under the same key, so
+        // Stripe answers what it did, if it did. Settled as any other.
         None => {
             let metadata = HashMap::from([
                 ("booking_id".to_owned(), booking.id.to_string()),
@@ -160,6 +159,17 @@ pub(in crate::bookings) async fn authorize(
             Some(authentication_email(ports.policy, &booking, facts.payment_intent_id.as_deref().unwrap_or("")));
     }
     record(ports, actor, &booking, outcome, backup_available, facts).await
+}
+
+/// Declines a booking whose consent to off-session charges (the campaign's
+/// or the chosen card's) was withdrawn before its authorization was asked for.
+async fn consent_withdrawn(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<State, BookingError> {
+    let facts = Facts {
+        failure: failure("consent_withdrawn", "the traveler withdrew a consent to off-session charges"),
+        ..Facts::default()
+    };
+    let outcome = Outcome::Declined { code: Some("consent_withdrawn".into()), decline_code: None };
+    record(ports, actor, booking, outcome, false, facts).await
 }
 
 /// The "Complete authentication" email: a link to the booking, never the
