@@ -99,6 +99,22 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Carry out erasures (GDPR art. 17): `--user ID` records one as the
+    /// operator (refused while a booking's money is in flight) and carries it
+    /// out; `--pending` carries out every one not completed (run it from cron).
+    /// Resumes where an earlier run stopped. Prints one JSON line per traveler;
+    /// exits 2 when one is held back (money in flight, or an `auth.users` row
+    /// only Supabase Auth may delete), 1 when one failed (the others still run).
+    Erase {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, conflicts_with = "pending", required_unless_present = "pending")]
+        user: Option<uuid::Uuid>,
+        #[arg(long)]
+        pending: bool,
+    },
     /// Apply or revert the schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -156,6 +172,7 @@ async fn main() -> ExitCode {
         Command::AuditRedact { config, database_url, user_id, reason } => {
             audit_redact(config, &database_url, user_id, &reason).await
         }
+        Command::Erase { config, database_url, user, pending: _ } => erase(config, &database_url, user).await,
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
@@ -230,6 +247,14 @@ async fn audit_tools(
     database_url: &str,
 ) -> anyhow::Result<(AuditSettings, KmsSigner, sqlx::PgConnection)> {
     let (settings, secrets) = config.load()?;
+    audit_tools_of(&settings, &secrets, database_url).await
+}
+
+async fn audit_tools_of(
+    settings: &Settings,
+    secrets: &Secrets,
+    database_url: &str,
+) -> anyhow::Result<(AuditSettings, KmsSigner, sqlx::PgConnection)> {
     let audit = settings
         .audit
         .clone()
@@ -239,7 +264,7 @@ async fn audit_tools(
         .aws_kms
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("the audit commands reach KMS as [keys.aws_kms] says"))?;
-    let signer = KmsSigner::connect(&kms.connection(&audit.signing_key_id, &secrets)).await;
+    let signer = KmsSigner::connect(&kms.connection(&audit.signing_key_id, secrets)).await;
     let conn = sqlx::PgConnection::connect(database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
@@ -305,6 +330,77 @@ async fn audit_redact(
         None => println!("audit-redact {user_id}: nothing left to redact"),
     }
     Ok(Outcome::Clean)
+}
+
+async fn erase(config: ConfigArgs, database_url: &str, user: Option<uuid::Uuid>) -> anyhow::Result<Outcome> {
+    use kms_sidecar::privacy::erase::{self, Eraser};
+    use kms_sidecar::privacy::PrivacyError;
+    let (settings, secrets) = config.load()?;
+    let (_, signer, mut conn) = audit_tools_of(&settings, &secrets, database_url).await?;
+    let stripe = match (&settings.stripe, &secrets.stripe_secret_key) {
+        (Some(stripe), Some(key)) => Some(kms_sidecar::stripe::AsyncStripe::new(
+            key,
+            stripe.api_base.as_deref(),
+            std::time::Duration::from_millis(stripe.timeout_ms),
+        )?),
+        _ => None,
+    };
+    erase::check_operator(&mut conn).await?;
+    let mut held_back = false;
+    let mut failed = 0;
+    let users = match user {
+        Some(user) => {
+            let mut tx = conn.begin().await?;
+            match erase::request(&mut tx, user, "role:operator").await {
+                Ok(_) => tx.commit().await?,
+                Err(PrivacyError::MoneyInFlight(bookings)) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "user_id": user, "refused": "money_in_flight", "bookings": bookings })
+                    );
+                    return Ok(Outcome::Findings);
+                }
+                Err(other) => return Err(other.into()),
+            }
+            vec![user]
+        }
+        None => erase::pending(&mut conn).await?,
+    };
+    // One traveler's failure does not hold the others back.
+    for user_id in users {
+        let mut eraser = Eraser {
+            conn: &mut conn,
+            stripe: stripe.as_ref().map(|s| s as &dyn kms_sidecar::stripe::StripePort),
+            signer: &signer,
+        };
+        let mut line = match eraser.run(user_id).await {
+            Ok(stage) => serde_json::json!({ "user_id": user_id, "state": stage.as_str() }),
+            Err(PrivacyError::MoneyInFlight(bookings)) => {
+                held_back = true;
+                serde_json::json!({ "user_id": user_id, "refused": "money_in_flight", "bookings": bookings })
+            }
+            Err(PrivacyError::AuthUserRemains) => {
+                held_back = true;
+                serde_json::json!({ "user_id": user_id, "waiting_for": "auth_user_deletion" })
+            }
+            Err(PrivacyError::InProgress) => {
+                held_back = true;
+                serde_json::json!({ "user_id": user_id, "waiting_for": "another_run" })
+            }
+            Err(other) => {
+                failed += 1;
+                serde_json::json!({ "user_id": user_id, "error": other.to_string() })
+            }
+        };
+        // When, for the log kept outside the database (re-applied after a restore).
+        line["at"] = serde_json::json!(chrono::Utc::now());
+        println!("{line}");
+    }
+    match (failed, held_back) {
+        (0, false) => Ok(Outcome::Clean),
+        (0, true) => Ok(Outcome::Findings),
+        (failed, _) => Err(anyhow::anyhow!("{failed} erasure(s) failed: the next run resumes them")),
+    }
 }
 
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {

@@ -142,6 +142,9 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         _ => None,
     };
     let traveler_gate = crate::fairness::TravelerGate::new(settings.fair_use());
+    // A quarter of the pool: slow readers of exports never starve the wallet.
+    let pool_size = settings.database.as_ref().map_or(1, |db| db.max_connections as usize);
+    let export_slots = Arc::new(tokio::sync::Semaphore::new((pool_size / 4).max(1)));
     Ok(Arc::new(AppState {
         settings,
         database,
@@ -156,6 +159,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         readiness: crate::readiness::ReadinessCache::default(),
         booking_locks: Default::default(),
         traveler_gate,
+        export_slots,
     }))
 }
 

@@ -34,6 +34,9 @@ pub struct AppState {
     pub readiness: ReadinessCache,
     pub booking_locks: BookingLocks,
     pub traveler_gate: Arc<TravelerGate>,
+    /// Exports running at once, over all travelers: each holds a pooled
+    /// connection (its snapshot) for as long as its reader reads.
+    pub export_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

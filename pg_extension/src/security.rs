@@ -23,9 +23,11 @@ pub const DEFINER_ROLES: &[&str] = &[
     "parker_wallet_flag_reader",
     "parker_wallet_lookup",
     "parker_wallet_event_recorder",
-    // Created by migrations 0012 (phone verification) and 0014 (consents), not by the extension.
+    // Created by migrations 0012 (phone verification), 0014 (consents) and
+    // 0015 (erasures), not by the extension.
     "parker_wallet_phone_gate",
     "parker_wallet_consent_recorder",
+    "parker_wallet_erasure_guard",
 ];
 
 /// The wallet's SECURITY DEFINER functions and the role each must belong to. One
@@ -50,6 +52,7 @@ pub const WALLET_DEFINERS: &[(&str, &str)] = &[
         "parker_wallet_phone_gate",
     ),
     ("wallet_internal.record_consent()", "parker_wallet_consent_recorder"),
+    ("wallet_internal.refuse_erased_traveler()", "parker_wallet_erasure_guard"),
 ];
 
 /// SECURITY DEFINER functions that API roles may call on purpose, because they

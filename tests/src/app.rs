@@ -64,6 +64,22 @@ impl TestApp {
         Ok(Emulators::from_env()?.localstripe_url)
     }
 
+    /// A profile for `traveler` with marketing consented (text `marketing-1`).
+    pub async fn marketing_profile(&self, traveler: &TestTraveler, first: &str, last: &str, born: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO traveler_profiles (user_id, first_name, last_name, date_of_birth, notification_preferences)
+             VALUES ($1::uuid, $2, $3, $4::date,
+                     '{\"topics\": {\"marketing\": true}, \"marketing_consent_version\": \"marketing-1\"}')",
+        )
+        .bind(&traveler.id)
+        .bind(first)
+        .bind(last)
+        .bind(born)
+        .execute(&mut self.db.admin().await?)
+        .await?;
+        Ok(())
+    }
+
     /// A card saved the way the app does it (Stripe.js, then the wallet);
     /// returns its row id.
     pub async fn saved_card(&self, traveler: &TestTraveler, number: &str) -> Result<String> {
@@ -160,6 +176,11 @@ impl TravelerRequest<'_> {
 
     pub async fn delete(self, path: &str) -> Result<Response> {
         self.send("DELETE", path, None).await
+    }
+
+    /// A DELETE with a JSON body (an erasure's confirmation).
+    pub async fn delete_with_body(self, path: &str, body: Value) -> Result<Response> {
+        self.send("DELETE", path, Some(body)).await
     }
 
     async fn send(self, method: &str, path: &str, body: Option<Value>) -> Result<Response> {

@@ -61,6 +61,8 @@ pub enum BookingError {
         "no card with the traveler's consent to off-session charges (POST /v1/wallet/payment-methods/{{id}}/consent)"
     )]
     CardConsentRequired,
+    #[error("the account is being erased")]
+    AccountBeingErased,
     #[error("the traveler has no usable (saved, unexpired) card")]
     NoUsableCard,
     #[error("no such booking for this traveler")]

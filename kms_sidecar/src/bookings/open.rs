@@ -95,6 +95,12 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
     let id = uuid::Uuid::new_v4();
     let sealed = ports.crypto.encrypt(&passengers, &PASSENGERS.context(user_id, id)).await?;
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
+    // Under the erasure's lock, in the transaction that inserts: an erasure
+    // request waits for this booking and then sees it (money in flight).
+    crate::db::lock_traveler(&mut tx, "erasure", user_id).await?;
+    if crate::privacy::erase::requested(&mut tx, user_id).await? {
+        return Err(BookingError::AccountBeingErased);
+    }
     let inserted: Option<uuid::Uuid> = sqlx::query_scalar(
         "INSERT INTO public.booking_charges
            (id, user_id, campaign_id, idempotency_key, request_fingerprint, offer_id, route, passengers_sealed, amount, currency, state)

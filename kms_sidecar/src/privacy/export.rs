@@ -33,6 +33,11 @@ pub const FORMAT: &str = "parker-wallet/export-1";
 /// Bytes sent to the reader at a time (a row can be larger: it goes whole).
 const CHUNK: usize = 32 * 1024;
 
+/// How long the reader may take a chunk, and the whole document: an export
+/// holds a pooled connection and an open snapshot until it is written.
+pub const MAX_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What the export writes to: chunks of the document, or an error that cuts it short.
 pub type ExportSink = Sender<Result<Bytes, std::io::Error>>;
 
@@ -101,6 +106,7 @@ const SECTIONS: &[Section] = &[
 struct Writer<'s> {
     sink: &'s ExportSink,
     buffer: Vec<u8>,
+    deadline: tokio::time::Instant,
 }
 
 impl Writer<'_> {
@@ -119,7 +125,11 @@ impl Writer<'_> {
 
     async fn flush(&mut self) -> Result<(), PrivacyError> {
         let chunk = Bytes::from(std::mem::take(&mut self.buffer));
-        self.sink.send(Ok(chunk)).await.map_err(|_| PrivacyError::Closed)
+        let give_up = self.deadline.min(tokio::time::Instant::now() + MAX_STALL);
+        match tokio::time::timeout_at(give_up, self.sink.send(Ok(chunk))).await {
+            Ok(sent) => sent.map_err(|_| PrivacyError::Closed),
+            Err(_) => Err(PrivacyError::TooSlow),
+        }
     }
 }
 
@@ -131,7 +141,11 @@ impl Export {
         actor: &Actor,
     ) -> Result<Self, PrivacyError> {
         let mut tx = database.as_traveler(&actor.traveler, &actor.meta).await?;
-        let customer = crate::wallet::customers::customer_of(&mut tx, actor.traveler.user_id).await?;
+        let customer: Option<String> =
+            sqlx::query_scalar("SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1")
+                .bind(actor.traveler.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         tx.commit().await?;
         let stripe = match (customer, stripe) {
             (None, _) => None,
@@ -150,7 +164,8 @@ impl Export {
     ) -> Result<(), PrivacyError> {
         let user_id = self.actor.traveler.user_id;
         let mut tx = database.snapshot_as_traveler(&self.actor.traveler, &self.actor.meta).await?;
-        let mut out = Writer { sink, buffer: Vec::with_capacity(CHUNK) };
+        let deadline = tokio::time::Instant::now() + MAX_TIME;
+        let mut out = Writer { sink, buffer: Vec::with_capacity(CHUNK), deadline };
         let now: String = sqlx::query_scalar("SELECT to_jsonb(now())::text").fetch_one(&mut *tx).await?;
         out.raw(&format!("{{\"format\":\"{FORMAT}\",\"user_id\":\"{user_id}\",\"generated_at\":{now},\"stripe\":"))
             .await?;

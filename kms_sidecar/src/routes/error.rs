@@ -58,6 +58,9 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("webhook signature: {0}")]
     InvalidSignature(crate::stripe::signature::SignatureError),
+    /// The privacy routes' own refusals.
+    #[error(transparent)]
+    Privacy(PrivacyError),
     #[error(transparent)]
     InvalidPhone(#[from] InvalidPhone),
     /// Phone verification's own refusals.
@@ -103,7 +106,7 @@ impl From<BookingError> for ApiError {
     }
 }
 
-/// The privacy routes' errors at the HTTP boundary: all are the shared kinds.
+/// The privacy routes' errors at the HTTP boundary, the same way.
 impl From<PrivacyError> for ApiError {
     fn from(error: PrivacyError) -> Self {
         match error {
@@ -111,7 +114,13 @@ impl From<PrivacyError> for ApiError {
             PrivacyError::Database(error) => Self::Database(error),
             PrivacyError::Stripe(error) => Self::Stripe(error),
             PrivacyError::Crypto(error) => Self::Crypto(error),
-            error @ (PrivacyError::Closed | PrivacyError::Internal(_)) => Self::Internal(error.to_string()),
+            error @ (PrivacyError::Closed
+            | PrivacyError::TooSlow
+            | PrivacyError::Internal(_)
+            | PrivacyError::NotRequested
+            | PrivacyError::AuthUserRemains
+            | PrivacyError::InProgress) => Self::Internal(error.to_string()),
+            own => Self::Privacy(own),
         }
     }
 }
@@ -129,13 +138,7 @@ impl From<PhoneError> for ApiError {
 impl ApiError {
     /// The problem without consuming the error (for storing an idempotent answer).
     pub fn as_problem(&self) -> Problem {
-        match self {
-            // Database errors are not cloneable; their problem carries no detail anyway.
-            Self::Database(_) | Self::Internal(_) => {
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
-            }
-            other => Self::describe(other),
-        }
+        self.describe()
     }
 
     pub fn into_problem(self) -> Problem {
@@ -221,11 +224,24 @@ impl ApiError {
             Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "Database unavailable")
             }
+            Self::Database(sqlx::Error::Database(error))
+                if error.code().as_deref() == Some(crate::privacy::erase::BEING_ERASED_SQLSTATE) =>
+            {
+                being_erased()
+            }
             Self::Database(_) | Self::Internal(_) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error")
             }
             Self::Wallet(error) => wallet_problem(error),
             Self::Phone(error) => phone_problem(error),
+            Self::Privacy(PrivacyError::MoneyInFlight(_)) => {
+                Problem::new(StatusCode::CONFLICT, "money_in_flight", "Bookings not settled yet")
+            }
+            Self::Privacy(PrivacyError::ConfirmationRequired) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "confirmation_required", "Erasure not confirmed")
+            }
+            Self::Privacy(PrivacyError::BeingErased) => being_erased(),
+            Self::Privacy(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
             Self::InvalidPhone(InvalidPhone::BadCode) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_code", "Invalid verification code")
             }
@@ -265,11 +281,18 @@ impl ApiError {
     }
 }
 
+/// A traveler whose erasure was asked for: nothing new is started for them,
+/// whether the sidecar or the database (SQLSTATE PWE01) says so.
+fn being_erased() -> Problem {
+    Problem::new(StatusCode::CONFLICT, "account_being_erased", "The account is being erased")
+}
+
 /// The wallet's own refusals. Its adapters' errors never arrive wrapped
 /// (`From<WalletError>` turns them into the shared variants).
 fn wallet_problem(error: &WalletError) -> Problem {
     match error {
         WalletError::CardNotFound => Problem::new(StatusCode::NOT_FOUND, "card_not_found", "No such card"),
+        WalletError::AccountBeingErased => being_erased(),
         WalletError::ConsentNotFound => {
             Problem::new(StatusCode::NOT_FOUND, "consent_not_found", "No consent in force for this card")
         }
@@ -346,6 +369,7 @@ fn booking_problem(error: &BookingError) -> Problem {
         BookingError::ConsentRequired => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent_required", "No consent for off-session charges")
         }
+        BookingError::AccountBeingErased => being_erased(),
         BookingError::CardConsentRequired => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "card_consent_required",

@@ -77,6 +77,7 @@ enum Route<'p> {
     PhoneVerification,
     PhoneVerificationCheck,
     PrivacyExport,
+    PrivacyAccount,
 }
 
 impl<'p> Route<'p> {
@@ -96,6 +97,7 @@ impl<'p> Route<'p> {
             "/v1/profile/phone/verification" => Self::PhoneVerification,
             "/v1/profile/phone/verification/check" => Self::PhoneVerificationCheck,
             "/v1/privacy/export" => Self::PrivacyExport,
+            "/v1/privacy/account" => Self::PrivacyAccount,
             other => {
                 if let Some(rest) = other.strip_prefix("/v1/wallet/payment-methods/") {
                     if let Some(card) = rest.strip_suffix("/default") {
@@ -133,7 +135,8 @@ impl<'p> Route<'p> {
             | Self::BookingResume(_)
             | Self::PhoneVerification
             | Self::PhoneVerificationCheck
-            | Self::PrivacyExport => class == CallerClass::Edge,
+            | Self::PrivacyExport
+            | Self::PrivacyAccount => class == CallerClass::Edge,
         }
     }
 }
@@ -222,6 +225,18 @@ async fn route(
             Ok(answer_response(bookings::resume(state, request, parse_id(id)?).await?, false))
         }
         (Method::GET, Route::PrivacyExport) => privacy::export(state, request).await,
+        (Method::DELETE, Route::PrivacyAccount) => {
+            let call = wallet::authenticate(state, &request)?;
+            if call.idempotency_key.is_none() {
+                return Err(ApiError::BadRequest("an Idempotency-Key is required to erase an account".into()));
+            }
+            let _admission = admit(state, call.actor.traveler.user_id).await?;
+            let body = read_body(request, limit).await?;
+            let name = format!("{method} {path}");
+            let (answer, replayed) =
+                idempotency::run(&call, &name, &body, privacy::erase_account(&call, &body)).await?;
+            Ok(answer_response(answer, replayed))
+        }
         (Method::POST, route @ (Route::PhoneVerification | Route::PhoneVerificationCheck)) => {
             let call = wallet::authenticate(state, &request)?;
             let phone = state.phone_verification().ok_or(ApiError::PhoneNotConfigured)?;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::bookings::store::{Booking, HistoryEntry};
 use crate::phone::{Started, Verified};
+use crate::privacy::erase::Erasure;
 use crate::wallet::{Card, Consent, NewSetupIntent, Receipt};
 
 /// A client secret in a body: shown to the traveler's device, never by `Debug`.
@@ -86,6 +87,20 @@ impl From<Consent> for ConsentView {
     fn from(consent: Consent) -> Self {
         let Consent { id, kind, subject_id, text_version, granted_at, withdrawn_at } = consent;
         Self { id, kind, subject_id, text_version, granted_at, withdrawn_at }
+    }
+}
+
+/// An account's erasure: where it stands.
+#[derive(Debug, Serialize)]
+pub struct ErasureView {
+    pub state: String,
+    pub requested_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Erasure> for ErasureView {
+    fn from(erasure: Erasure) -> Self {
+        Self { state: erasure.state, requested_at: erasure.requested_at, completed_at: erasure.completed_at }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ::stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use secrecy::{ExposeSecret, SecretString};
-use stripe_core::customer::{CreateCustomer, RetrieveCustomer, RetrieveCustomerReturned};
+use stripe_core::customer::{CreateCustomer, DeleteCustomer, RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent,
     RetrievePaymentIntent,
@@ -201,6 +201,13 @@ impl StripePort for AsyncStripe {
 
     async fn detach_payment_method(&self, payment_method_id: &str) -> Result<(), StripeError> {
         self.bounded(DetachPaymentMethod::new(payment_method_id.to_owned()).send(&self.client)).await.map(drop)
+    }
+
+    async fn delete_customer(&self, customer_id: &str) -> Result<(), StripeError> {
+        match self.bounded(DeleteCustomer::new(customer_id.to_owned()).send(&self.client)).await {
+            Ok(_) | Err(StripeError::Refused { status: 404, .. }) => Ok(()),
+            Err(other) => Err(other),
+        }
     }
 
     async fn customer_record(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StripeError> {

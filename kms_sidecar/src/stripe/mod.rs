@@ -191,6 +191,10 @@ pub trait StripePort: Send + Sync {
     /// Refunds a captured PaymentIntent in full.
     async fn refund_payment_intent(&self, id: &str, idempotency_key: &str) -> Result<(), StripeError>;
 
+    /// Deletes the customer at Stripe (which detaches its payment methods);
+    /// a customer already deleted, or unknown, is not an error.
+    async fn delete_customer(&self, customer_id: &str) -> Result<(), StripeError>;
+
     /// What Stripe holds on a customer and their payment methods, as Stripe
     /// answers (a data subject's export); `None` when the customer is gone.
     async fn customer_record(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StripeError>;

@@ -23,6 +23,10 @@ impl Wallet<'_> {
         let traveler = &actor.traveler;
         let mut tx = self.database.as_traveler(traveler, &actor.meta).await?;
         lock_traveler(&mut tx, "customer", traveler.user_id).await?;
+        // Under the same lock as an erasure's request, which reads the customer to delete.
+        if crate::privacy::erase::requested(&mut tx, traveler.user_id).await? {
+            return Err(WalletError::AccountBeingErased);
+        }
         if let Some(customer) = customer_of(&mut tx, traveler.user_id).await? {
             return Ok(customer);
         }

@@ -37,15 +37,27 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Records the event in the caller's transaction, client secrets redacted;
-/// false when it was seen before.
+/// What is kept of an event: enough to recognise a redelivery and to say what
+/// it was about, none of the objects' details (names, emails, addresses,
+/// client secrets): those are fetched again from Stripe when applied.
+fn stored_form(event: &Value) -> Value {
+    let picked = |from: Option<&Value>, keys: &[&str]| -> Value {
+        let fields = keys.iter().filter_map(|key| Some(((*key).to_owned(), from?.get(*key)?.clone())));
+        Value::Object(fields.collect())
+    };
+    let mut stored = picked(Some(event), &["id", "type", "created", "livemode", "api_version"]);
+    stored["data"] = serde_json::json!({
+        "object": picked(event.pointer("/data/object"), &["id", "object", "customer", "payment_method", "status"]),
+    });
+    stored
+}
+
+/// Records the event in the caller's transaction; false when it was seen before.
 async fn record_event(tx: &mut sqlx::PgConnection, id: &str, kind: &str, event: &Value) -> Result<bool, sqlx::Error> {
-    let mut stored = event.clone();
-    crate::stripe::redact_client_secrets(&mut stored);
     sqlx::query_scalar("SELECT wallet_internal.record_stripe_event($1, $2, $3)")
         .bind(id)
         .bind(kind)
-        .bind(stored)
+        .bind(stored_form(event))
         .fetch_one(tx)
         .await
 }
@@ -127,6 +139,12 @@ impl Wallet<'_> {
             tx.commit().await?;
             return Ok(Receipt { duplicate: true, applied: false });
         }
+        // A traveler being erased gets no new card: acknowledged, not refused
+        // (a refusal would have Stripe retry for days).
+        let effect = match effect {
+            Effect::StoreCard(_) if crate::privacy::erase::requested(&mut tx, user_id).await? => Effect::Nothing,
+            other => other,
+        };
         let mut replaced = None;
         let applied = match effect {
             Effect::StoreCard(card) => match customer_of(&mut tx, user_id).await? {
@@ -170,5 +188,29 @@ impl Wallet<'_> {
         tx.commit().await?;
         detach_replaced(stripe, replaced).await;
         Ok(Receipt { duplicate: false, applied })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_ids_and_none_of_the_details() {
+        let event = serde_json::json!({
+            "id": "evt_1", "type": "payment_method.attached", "created": 1, "livemode": false,
+            "data": { "object": {
+                "id": "pm_1", "object": "payment_method", "customer": "cus_1",
+                "billing_details": { "name": "Ada Lovelace", "email": "ada@example.com" },
+                "card": { "last4": "4242" }, "client_secret": "seti_1_secret_x",
+            } },
+        });
+        assert_eq!(
+            stored_form(&event),
+            serde_json::json!({
+                "id": "evt_1", "type": "payment_method.attached", "created": 1, "livemode": false,
+                "data": { "object": { "id": "pm_1", "object": "payment_method", "customer": "cus_1" } },
+            })
+        );
     }
 }

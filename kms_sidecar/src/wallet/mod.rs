@@ -40,6 +40,8 @@ pub enum WalletError {
     SetupIntentNotSucceeded,
     #[error("the token's user has no account (any more)")]
     TravelerNotFound,
+    #[error("the account is being erased")]
+    AccountBeingErased,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]

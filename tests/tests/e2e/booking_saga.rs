@@ -208,6 +208,10 @@ impl StripePort for ScriptedStripe {
         Ok(Vec::new())
     }
 
+    async fn delete_customer(&self, _: &str) -> Result<(), StripeError> {
+        Ok(())
+    }
+
     async fn customer_record(&self, _: &str) -> Result<Option<kms_sidecar::stripe::CustomerRecord>, StripeError> {
         Ok(None)
     }

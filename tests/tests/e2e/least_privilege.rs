@@ -15,6 +15,7 @@ const TABLES: &[&str] = &[
     "booking_charges",
     "campaigns",
     "consents",
+    "erasures",
     "feature_flags",
     "idempotency_keys",
     "notification_outbox",
@@ -253,7 +254,8 @@ async fn api_roles_hold_exactly_the_intended_privileges(template: Template) -> a
                 | "profile_completion_tracking"
                 | "traveler_data_audit"
                 | "booking_charge_events"
-                | "consents",
+                | "consents"
+                | "erasures",
             ) => &reads,
             ("authenticated", _) => &[],
             ("service_role", "traveler_profiles" | "campaigns" | "feature_flags") => &edits,
@@ -617,7 +619,7 @@ async fn a_live_0_1_0_database_updates_then_migrates(template: Template) -> anyh
     assert!(error.to_string().contains("parker_wallet 0.2.0 or later is needed"), "{template}: {error}");
 
     update_extension(&db, &mut conn).await?;
-    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13, 14]);
+    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13, 14, 15]);
     let fresh = TestDb::migrated_on(template).await?;
     assert_eq!(catalog(&mut conn).await?, catalog(&mut fresh.admin().await?).await?, "{template}");
     Ok(())

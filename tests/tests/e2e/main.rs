@@ -12,6 +12,7 @@ mod consents;
 mod crypto;
 mod database_crypto;
 mod database_tls;
+mod erasure;
 mod extension;
 mod kms;
 mod least_privilege;

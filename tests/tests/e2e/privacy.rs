@@ -18,15 +18,8 @@ async fn the_export_holds_what_the_database_and_stripe_hold_on_the_traveler() ->
     let duffel = FakeDuffel::start().await?;
     let app = TestApp::wallet().with_stripe().with_duffel(duffel.url.clone()).start().await?;
     let (ada, bob) = (app.new_traveler().await?, app.new_traveler().await?);
+    app.marketing_profile(&ada, "Ada", "Lovelace", "1815-12-10").await?;
     let mut admin = app.db.admin().await?;
-    sqlx::query(
-        "INSERT INTO traveler_profiles (user_id, first_name, last_name, date_of_birth, notification_preferences)
-         VALUES ($1::uuid, 'Ada', 'Lovelace', '1815-12-10',
-                 '{\"topics\": {\"marketing\": true}, \"marketing_consent_version\": \"marketing-1\"}')",
-    )
-    .bind(&ada.id)
-    .execute(&mut admin)
-    .await?;
     // A long history: the export streams it.
     for n in 0..300 {
         sqlx::query("UPDATE traveler_profiles SET last_name = $2 WHERE user_id = $1::uuid")

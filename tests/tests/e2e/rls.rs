@@ -243,6 +243,7 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
         "feature_flags",
         "idempotency_keys",
         "consents",
+        "erasures",
         "notification_outbox",
         "phone_verifications",
         "stripe_events",
@@ -264,7 +265,7 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
         .contains(&table.as_str());
         let owner_columns: &[&str] = if deny_all { &[] } else { &["user_id"] };
         // Besides the owner (or deny-all) policy, one for each of the wallet's
-        // definer roles that reads or writes the table (migrations 0008, 0012).
+        // definer roles that reads or writes the table (migrations 0008, 0012, 0014, 0015).
         let definer_policies = match table.as_str() {
             "payment_methods" => 2,
             "traveler_data_audit"
@@ -276,7 +277,8 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
             | "campaigns"
             | "booking_charges"
             | "phone_verifications"
-            | "consents" => 1,
+            | "consents"
+            | "erasures" => 1,
             _ => 0,
         };
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();

@@ -355,6 +355,25 @@ pub async fn walk(keep: bool) -> Result<()> {
     let resumed = call(&wallet, "POST", &format!("/v1/bookings/{booking}/resume"), &ada, None, None).await?;
     println!("{}", summary(&resumed)?);
 
+    step("Ada exports her data (GDPR): one JSON document, streamed; cards and passengers opened for her, Stripe asked live");
+    let export = call(&wallet, "GET", "/v1/privacy/export", &ada, None, None).await?;
+    ensure!(export.status.is_success(), "the export: {}", export.text);
+    let doc = &export.json;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    for key in ["cards", "consents", "campaigns", "bookings", "notifications", "audit"] {
+        println!("{key:>14}: {} item(s)", doc[key].as_array().map_or(0, Vec::len));
+    }
+    println!(
+        "{:>14}: {} {} ..{}; Stripe customer {} with {} payment method(s); first booking's passengers: {}",
+        "e.g.",
+        text(&doc["profile"]["first_name"]),
+        text(&doc["cards"][0]["metadata"]["brand"]),
+        text(&doc["cards"][0]["metadata"]["last4"]),
+        text(&doc["stripe"]["customer"]["id"]),
+        doc["stripe"]["payment_methods"].as_array().map_or(0, Vec::len),
+        doc["bookings"][0]["passengers"],
+    );
+
     step("kms-sidecar reconcile (cron): nothing left unsettled");
     let wallet_config = wallet.dir().join("sidecar.toml").display().to_string();
     run_sidecar(&["reconcile", "--config", &wallet_config, "--min-age-secs", "0"], &config.env)?;
@@ -384,6 +403,39 @@ pub async fn walk(keep: bool) -> Result<()> {
         ),
     )?;
     audit(&["audit-verify"])?;
+
+    step("Bob saves a card, then deletes his account: the request (202), then the operator's erase job (Stripe, wallet, auth user, signed audit redaction)");
+    let bob = traveler_token_signed(&jwt_secret, BOB, json!({ "email": "bob@example.com" }));
+    let saved = card_saved_through_stripe(&wallet, &bob, &localstripe, "5555555555554444").await?;
+    let body = json!({ "setup_intent_id": saved, "off_session_consent": { "text_version": "card-mit-2026-12" } });
+    call(&wallet, "POST", "/v1/wallet/payment-methods", &bob, None, Some(body)).await?;
+    let bob_customer =
+        psql_value(DB, &format!("SELECT stripe_customer_id FROM wallet_customers WHERE user_id = '{BOB}'"))?;
+    let confirm = json!({ "confirmation": "erase my account" });
+    let requested = call(&wallet, "DELETE", "/v1/privacy/account", &bob, Some("demo-erase-bob"), Some(confirm)).await?;
+    println!("DELETE /v1/privacy/account -> {} {}", requested.status, requested.json);
+    let auditor = auditor.with_stripe(&format!("{localstripe}/"));
+    let status =
+        auditor.command(audit_dir.path(), &["erase", "--pending"])?.envs(migrate_env.iter().cloned()).status()?;
+    ensure!(status.success(), "kms-sidecar erase failed");
+    let at_stripe = localstripe_get(&localstripe, &format!("/v1/customers/{bob_customer}")).await?;
+    println!(
+        "Bob's Stripe customer {bob_customer} at the emulator: {} {}",
+        at_stripe.status, at_stripe.json["deleted"]
+    );
+    psql(
+        DB,
+        &format!(
+            "SELECT state, requested_by, completed_at IS NOT NULL AS completed FROM erasures WHERE user_id = '{BOB}';
+             SELECT (SELECT count(*) FROM traveler_profiles WHERE user_id = '{BOB}') AS profiles,
+                    (SELECT count(*) FROM payment_methods WHERE user_id = '{BOB}') AS cards,
+                    (SELECT count(*) FROM consents WHERE user_id = '{BOB}') AS consents,
+                    (SELECT count(*) FROM auth.users WHERE id = '{BOB}') AS auth_users;
+             SELECT chain_seq, action, table_name, new_data IS NULL AND old_data IS NULL AS personal_data_removed
+               FROM traveler_data_audit WHERE user_id = '{BOB}' ORDER BY chain_seq;
+             SELECT count(*) AS bobs_chain_broken FROM wallet.verify_audit_chain() WHERE user_id = '{BOB}';"
+        ),
+    )?;
 
     step("Card metadata sealed by the sidecar (envelope encryption; the database sees ciphertext; bound to traveler, table, column and row)");
     let context = |user: &str| {
