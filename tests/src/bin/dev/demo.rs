@@ -431,7 +431,9 @@ pub async fn walk(keep: bool) -> Result<()> {
                     (SELECT count(*) FROM payment_methods WHERE user_id = '{BOB}') AS cards,
                     (SELECT count(*) FROM consents WHERE user_id = '{BOB}') AS consents,
                     (SELECT count(*) FROM auth.users WHERE id = '{BOB}') AS auth_users;
-             SELECT chain_seq, action, table_name, new_data IS NULL AND old_data IS NULL AS personal_data_removed
+             SELECT chain_seq, action, table_name, redacted_digest IS NOT NULL AS redacted,
+                    ip_address IS NULL AND user_agent IS NULL AS no_ip_or_agent,
+                    left(coalesce(new_data, old_data)::text, 60) AS data
                FROM traveler_data_audit WHERE user_id = '{BOB}' ORDER BY chain_seq;
              SELECT count(*) AS bobs_chain_broken FROM wallet.verify_audit_chain() WHERE user_id = '{BOB}';"
         ),
