@@ -721,9 +721,11 @@ pub fn traveler_token(user_id: &str, patch: serde_json::Value) -> String {
 /// [`traveler_token`], signed with another project's secret (the demo's).
 pub fn traveler_token_signed(secret: &str, user_id: &str, patch: serde_json::Value) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // As Supabase Auth issues them: `amr` tells when the traveler signed in.
     let mut claims = serde_json::json!({
         "sub": user_id, "role": "authenticated", "aud": "authenticated",
         "iat": now, "exp": now + 3600, "email": "traveler@example.com",
+        "aal": "aal1", "amr": [{ "method": "password", "timestamp": now }],
     });
     if let (Some(claims), Some(patch)) = (claims.as_object_mut(), patch.as_object()) {
         for (key, value) in patch {

@@ -21,6 +21,41 @@ impl Traveler {
     pub fn acting_for(user_id: uuid::Uuid, issuer: &str) -> Self {
         Self { user_id, claims: serde_json::json!({ "sub": user_id, "role": "authenticated", "iss": issuer }) }
     }
+
+    /// Whether the traveler proved who they are (password, OTP, OAuth...)
+    /// within `window` of `now`: Supabase Auth's `amr` claim says when each
+    /// method was last used. A refreshed token keeps those times, so an
+    /// hour-old theft of a token does not pass.
+    pub fn signed_in_within(&self, window: std::time::Duration, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let newest =
+            self.claims["amr"].as_array().into_iter().flatten().filter_map(|method| method["timestamp"].as_i64()).max();
+        let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        newest.is_some_and(|at| (now.timestamp() - window..=now.timestamp() + 60).contains(&at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_in(amr: serde_json::Value) -> Traveler {
+        Traveler { user_id: uuid::Uuid::nil(), claims: serde_json::json!({ "sub": "x", "amr": amr }) }
+    }
+
+    #[test]
+    fn a_recent_sign_in_is_told_by_the_newest_amr_timestamp() {
+        let now = chrono::Utc::now();
+        let window = std::time::Duration::from_secs(600);
+        let t = now.timestamp();
+        let recent = serde_json::json!([{ "method": "password", "timestamp": t - 3_600 }, { "method": "otp", "timestamp": t - 60 }]);
+        assert!(signed_in(recent).signed_in_within(window, now));
+        let stale = serde_json::json!([{ "method": "password", "timestamp": t - 3_600 }]);
+        assert!(!signed_in(stale).signed_in_within(window, now));
+        // No claim, a malformed one, or a time in the future (beyond clock skew): not proven.
+        assert!(!signed_in(serde_json::Value::Null).signed_in_within(window, now));
+        assert!(!signed_in(serde_json::json!([{ "method": "password" }])).signed_in_within(window, now));
+        assert!(!signed_in(serde_json::json!([{ "timestamp": t + 3_600 }])).signed_in_within(window, now));
+    }
 }
 
 /// The caller's request as the audit trail should see it.

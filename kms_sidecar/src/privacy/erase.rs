@@ -32,6 +32,9 @@ use crate::stripe::StripePort;
 /// What the traveler types to confirm: erasure cannot be undone.
 pub const CONFIRMATION: &str = "erase my account";
 
+/// How recently the traveler must have signed in to ask for their erasure.
+pub const REAUTHENTICATION_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What the database raises when something new is written for a traveler
 /// whose erasure was asked for (migration 0015's triggers).
 pub const BEING_ERASED_SQLSTATE: &str = "PWE01";

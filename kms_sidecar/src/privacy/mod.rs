@@ -26,6 +26,9 @@ pub enum PrivacyError {
     ConfirmationRequired,
     #[error("the account is being erased")]
     BeingErased,
+    /// Erasure cannot be undone: it needs a sign-in of the last minutes.
+    #[error("sign in again (within {} minutes) to erase the account", crate::privacy::erase::REAUTHENTICATION_WINDOW.as_secs() / 60)]
+    ReauthenticationRequired,
     /// The erasure is done but for the `auth.users` row, which only
     /// Supabase Auth may delete here.
     #[error("the auth.users row remains: delete the user with Supabase Auth's admin API, then run the erasure again")]

@@ -241,6 +241,9 @@ impl ApiError {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "confirmation_required", "Erasure not confirmed")
             }
             Self::Privacy(PrivacyError::BeingErased) => being_erased(),
+            Self::Privacy(PrivacyError::ReauthenticationRequired) => {
+                Problem::new(StatusCode::FORBIDDEN, "reauthentication_required", "Recent sign-in required")
+            }
             Self::Privacy(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
             Self::InvalidPhone(InvalidPhone::BadCode) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_code", "Invalid verification code")

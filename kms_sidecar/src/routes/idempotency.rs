@@ -2,7 +2,8 @@
 //! `idempotency_keys` with a fingerprint of route, traveler and body
 //! ([`crate::idempotency`]):
 //! - first use: the request runs and its answer is stored (4xx included; a
-//!   5xx, a 429 or a 409 `money_in_flight` frees the key so a retry can run);
+//!   5xx, a 429, a 409 `money_in_flight` or a 403 `reauthentication_required`
+//!   frees the key so a retry can run);
 //! - same key, same request: the stored answer is replayed;
 //! - same key, another request: 422 `idempotency_key_reused`;
 //! - same key while the first still runs: 409 `idempotency_in_progress`;
@@ -88,9 +89,11 @@ pub async fn run(
         }
         Err(error) => {
             let problem = error.as_problem();
-            // A 5xx, a 429 or money in flight ("not now") frees the key for a
-            // retry; other refusals are kept.
-            let not_now = problem.status >= 500 || problem.status == 429 || problem.code == "money_in_flight";
+            // "Not now" frees the key for a retry (a 5xx, a 429, money in
+            // flight, a sign-in too old); other refusals are kept.
+            let not_now = problem.status >= 500
+                || problem.status == 429
+                || ["money_in_flight", "reauthentication_required"].contains(&problem.code);
             (!not_now).then(|| {
                 (
                     StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST),

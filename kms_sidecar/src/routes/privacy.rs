@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::views::{Data, ErasureView};
 use super::wallet::WalletCall;
 use super::{admit, answer, parse_json, wallet, Answer, HttpResponse};
-use crate::privacy::erase::{self, CONFIRMATION};
+use crate::privacy::erase::{self, CONFIRMATION, REAUTHENTICATION_WINDOW};
 use crate::privacy::export::Export;
 use crate::privacy::PrivacyError;
 use crate::state::AppState;
@@ -81,6 +81,9 @@ pub async fn erase_account(call: &WalletCall<'_>, body: &[u8]) -> Result<Answer,
     let input: EraseAccount = parse_json(body)?;
     if input.confirmation != CONFIRMATION {
         return Err(PrivacyError::ConfirmationRequired.into());
+    }
+    if !call.actor.traveler.signed_in_within(REAUTHENTICATION_WINDOW, chrono::Utc::now()) {
+        return Err(PrivacyError::ReauthenticationRequired.into());
     }
     let user_id = call.actor.traveler.user_id;
     let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;

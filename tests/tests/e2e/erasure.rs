@@ -131,6 +131,19 @@ async fn an_erasure_deletes_the_personal_data_keeps_the_bookings_and_the_trail_v
             (unconfirmed.status, unconfirmed.json["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("confirmation_required"))
         );
+        // A token whose sign-in is an hour old (a stolen one, refreshed) does not erase.
+        let an_hour_ago = chrono::Utc::now().timestamp() - 3_600;
+        let stale =
+            harness::traveler_token(&bob.id, json!({ "amr": [{ "method": "password", "timestamp": an_hour_ago }] }));
+        let not_fresh =
+            harness::call(&w.app.sidecar, "DELETE", ACCOUNT, &stale, Some("e1"), Some(confirm.clone())).await?;
+        assert_eq!(
+            (not_fresh.status, not_fresh.json["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("reauthentication_required")),
+            "{template}: {}",
+            not_fresh.text
+        );
+        // Signed in again, the same key asks again.
         let requested = w.app.traveler(&bob).key("e1").delete_with_body(ACCOUNT, confirm.clone()).await?;
         assert_eq!(
             (requested.status, requested.json["data"]["state"].as_str()),
