@@ -36,6 +36,24 @@ pub enum AuthError {
     WrongIssuer,
 }
 
+impl AuthError {
+    /// The refusal's reason as metrics name it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongRole => "wrong_role",
+            Self::NoSubject => "no_subject",
+            Self::UnknownKey => "unknown_key",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,

@@ -38,7 +38,7 @@ pub mod fairness;
 pub mod idempotency;
 /// Phone verification: codes sent and checked through Twilio Verify, within the wallet's own limits.
 pub mod phone;
-/// The traveler's rights over their data (GDPR): the export.
+/// The traveler's rights over their data (GDPR): the export and the erasure.
 pub mod privacy;
 /// The traveler's wallet: Stripe customer, SetupIntents, saved cards, Stripe events.
 pub mod wallet;
@@ -60,7 +60,9 @@ pub mod twilio;
 // Operations.
 /// Settings (TOML, `PW__` variables, flags), validated at start.
 pub mod config;
-/// Counters, rendered in Prometheus' text format at `/metrics`.
+/// Features an operator turns off without a restart (`kill_switch.*` flags).
+pub mod kill_switches;
+/// Counters, gauges and latency histograms, in Prometheus' text format at `/metrics`.
 pub mod metrics;
 /// `kms-sidecar migrate`: the SQL migrations under `migrations/`.
 pub mod migrate;

@@ -1,7 +1,9 @@
 //! The sidecar's counters, rendered in Prometheus' text format at /metrics.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 /// Counts by one label's value. Values named up front are shown at 0 before
 /// their first count, so a dashboard sees the series from the start.
@@ -14,7 +16,7 @@ impl LabelledCounter {
     }
 
     pub fn add(&self, value: &'static str) {
-        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match counts.iter_mut().find(|(known, _)| *known == value) {
             Some((_, count)) => *count += 1,
             None => counts.push((value, 1)),
@@ -22,8 +24,136 @@ impl LabelledCounter {
     }
 
     fn samples(&self, label: &str) -> Vec<(String, u64)> {
-        let counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         counts.iter().map(|(value, count)| (format!("{{{label}=\"{value}\"}}"), *count)).collect()
+    }
+}
+
+/// Request latency buckets, in seconds: fine around the 200 ms objective.
+pub const LATENCY_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 10.0];
+
+/// A Prometheus histogram over [`LATENCY_BUCKETS`], counts cumulative.
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (count, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            out.push_str(&format!("{name}_bucket{{{labels},le=\"{bound}\"}} {count}\n"));
+        }
+        out.push_str(&format!("{name}_bucket{{{labels},le=\"+Inf\"}} {}\n", self.count));
+        out.push_str(&format!("{name}_sum{{{labels}}} {}\n", self.sum));
+        out.push_str(&format!("{name}_count{{{labels}}} {}\n", self.count));
+    }
+}
+
+/// One route's requests: in flight, answered by status class, latency.
+#[derive(Debug, Default, Clone)]
+struct RouteSeries {
+    in_flight: i64,
+    /// 1xx to 5xx.
+    answered: [u64; 5],
+    latency: Histogram,
+}
+
+/// Requests by route (the route table's name, never the raw path) and method.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    routes: Mutex<BTreeMap<(&'static str, &'static str), RouteSeries>>,
+    /// 403 answers, by the caller's class (`unknown` for a peer not in the map).
+    pub forbidden: LabelledCounter,
+    /// 429 answers, by route.
+    pub rate_limited: LabelledCounter,
+    /// Travelers' tokens and service tokens refused, by reason (never the token).
+    pub tokens_refused: LabelledCounter,
+    /// Stripe webhook signatures refused, by reason.
+    pub signatures_refused: LabelledCounter,
+}
+
+/// A request being served: counted in flight until it is answered or dropped
+/// (a client that hung up is not counted as answered).
+pub struct InFlight<'m> {
+    http: &'m HttpMetrics,
+    route: (&'static str, &'static str),
+    started: Instant,
+}
+
+impl HttpMetrics {
+    /// Shows these (route, method) pairs at 0 before their first request.
+    pub fn register(&self, routes: &[(&'static str, &'static str)]) {
+        let mut series = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        for route in routes {
+            series.entry(*route).or_default();
+        }
+    }
+
+    pub fn start(&self, route: &'static str, method: &'static str) -> InFlight<'_> {
+        let mut series = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        series.entry((route, method)).or_default().in_flight += 1;
+        InFlight { http: self, route: (route, method), started: Instant::now() }
+    }
+
+    fn render(&self, out: &mut String) {
+        let series = self.routes.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let labels = |(route, method): &(&str, &str)| format!("route=\"{route}\",method=\"{method}\"");
+        out.push_str(
+            "# HELP parker_wallet_http_requests_total Requests answered, by route, method and status class.\n",
+        );
+        out.push_str("# TYPE parker_wallet_http_requests_total counter\n");
+        for (key, route) in &series {
+            for (class, count) in route.answered.iter().enumerate() {
+                out.push_str(&format!(
+                    "parker_wallet_http_requests_total{{{},status_class=\"{}xx\"}} {count}\n",
+                    labels(key),
+                    class + 1
+                ));
+            }
+        }
+        let name = "parker_wallet_http_request_duration_seconds";
+        out.push_str(&format!("# HELP {name} Time to answer (the headers), by route and method.\n"));
+        out.push_str(&format!("# TYPE {name} histogram\n"));
+        for (key, route) in &series {
+            route.latency.render(out, name, &labels(key));
+        }
+        out.push_str("# HELP parker_wallet_http_requests_in_flight Requests being served.\n");
+        out.push_str("# TYPE parker_wallet_http_requests_in_flight gauge\n");
+        for (key, route) in &series {
+            out.push_str(&format!("parker_wallet_http_requests_in_flight{{{}}} {}\n", labels(key), route.in_flight));
+        }
+    }
+}
+
+impl InFlight<'_> {
+    /// The request was answered with `status`.
+    pub fn answered(self, status: u16) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let mut series = self.http.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let route = series.entry(self.route).or_default();
+        if let Some(count) = route.answered.get_mut(usize::from(status / 100).saturating_sub(1)) {
+            *count += 1;
+        }
+        route.latency.observe(seconds);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut series = self.http.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        series.entry(self.route).or_default().in_flight -= 1;
     }
 }
 
@@ -40,7 +170,7 @@ pub struct Metrics {
     /// Records refused on their key reference or epoch, or on a wrapped key the
     /// provider refused lately, without a provider call.
     pub records_refused_before_kms: AtomicU64,
-    pub requests_refused: AtomicU64,
+    pub http: HttpMetrics,
     /// Booking states entered, by state (the server names every state up front).
     pub bookings_entered: LabelledCounter,
     /// Phone verification outcomes (`phone::OUTCOMES`).
@@ -108,11 +238,31 @@ impl Metrics {
             "Records refused for their key reference, epoch or a wrapped key refused lately, without a key-provider call.",
             &[("", get(&self.records_refused_before_kms))],
         );
-        counter(
-            "parker_wallet_requests_refused_total",
-            "Requests refused for their caller class.",
-            &[("", get(&self.requests_refused))],
-        );
+        for (name, help, label, values) in [
+            (
+                "parker_wallet_http_forbidden_total",
+                "403 answers, by caller class.",
+                "caller_class",
+                &self.http.forbidden,
+            ),
+            ("parker_wallet_http_rate_limited_total", "429 answers, by route.", "route", &self.http.rate_limited),
+            (
+                "parker_wallet_tokens_refused_total",
+                "Travelers' and service tokens refused, by reason.",
+                "reason",
+                &self.http.tokens_refused,
+            ),
+            (
+                "parker_wallet_webhook_signatures_refused_total",
+                "Stripe webhook signatures refused, by reason.",
+                "reason",
+                &self.http.signatures_refused,
+            ),
+        ] {
+            let labelled = values.samples(label);
+            let samples: Vec<(&str, u64)> = labelled.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
+            counter(name, help, &samples);
+        }
         let states = self.bookings_entered.samples("state");
         let samples: Vec<(&str, u64)> = states.iter().map(|(labels, value)| (labels.as_str(), *value)).collect();
         counter(
@@ -127,6 +277,46 @@ impl Metrics {
             "Phone verification outcomes: codes sent and approved, sends refused, wrong or expired codes.",
             &samples,
         );
+        self.http.render(&mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_in_flight_until_answered_and_lands_in_its_buckets() {
+        let http = HttpMetrics::default();
+        http.register(&[("/healthz", "GET")]);
+        let served = http.start("/v1/wallet/payment-methods", "GET");
+        let dropped = http.start("/v1/wallet/payment-methods", "GET");
+        let mut out = String::new();
+        http.render(&mut out);
+        assert!(out.contains(
+            "parker_wallet_http_requests_in_flight{route=\"/v1/wallet/payment-methods\",method=\"GET\"} 2\n"
+        ));
+        assert!(out
+            .contains("parker_wallet_http_requests_total{route=\"/healthz\",method=\"GET\",status_class=\"2xx\"} 0\n"));
+        served.answered(201);
+        drop(dropped);
+        let mut out = String::new();
+        http.render(&mut out);
+        let labels = "route=\"/v1/wallet/payment-methods\",method=\"GET\"";
+        assert!(out.contains(&format!("parker_wallet_http_requests_in_flight{{{labels}}} 0\n")), "{out}");
+        assert!(out.contains(&format!("parker_wallet_http_requests_total{{{labels},status_class=\"2xx\"}} 1\n")));
+        assert!(out.contains(&format!("parker_wallet_http_request_duration_seconds_bucket{{{labels},le=\"0.2\"}} 1\n")));
+        assert!(out.contains(&format!("parker_wallet_http_request_duration_seconds_count{{{labels}}} 1\n")));
+    }
+
+    #[test]
+    fn buckets_are_cumulative() {
+        let mut histogram = Histogram::default();
+        histogram.observe(0.18);
+        histogram.observe(0.6);
+        let at = |bound: f64| LATENCY_BUCKETS.iter().position(|b| *b == bound).map(|i| histogram.buckets[i]);
+        assert_eq!((at(0.15), at(0.2), at(0.5), at(1.0)), (Some(0), Some(1), Some(1), Some(2)));
+        assert_eq!(histogram.count, 2);
     }
 }

@@ -16,7 +16,7 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// With a 429: when to try again (also the `Retry-After` header).
+    /// With a 429 or a 503: when to try again (also the `Retry-After` header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
     /// With a wrong verification code: how many more may be tried.
@@ -61,6 +61,8 @@ impl Problem {
         if status == StatusCode::TOO_MANY_REQUESTS {
             // Unless said otherwise: a traveler's own earlier requests finish within a Stripe timeout.
             let after = self.retry_after_secs.unwrap_or(1);
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(after));
+        } else if let Some(after) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(after));
         }
         response

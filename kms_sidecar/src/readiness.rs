@@ -1,36 +1,65 @@
-//! Whether the sidecar can do its work: the key provider answers. Probes ask
-//! often and a provider check costs KMS calls, so the answer is reused for a
-//! while.
+//! Whether the sidecar can do its work (`/readyz`): the database answers a
+//! cheap query within a second; the key provider and Stripe answer, checked
+//! at most every [`READINESS_TTL`] (probes ask often, and each check costs a
+//! KMS or Stripe call). Their error text stays in the log.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::crypto::EnvelopeCrypto;
+use crate::db::Database;
+use crate::stripe::StripePort;
 
 const READINESS_TTL: Duration = Duration::from_secs(15);
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
-pub struct ReadinessCache(Mutex<Option<(Instant, bool)>>);
+pub struct ReadinessCache(Mutex<HashMap<&'static str, (Instant, bool)>>);
 
 impl ReadinessCache {
-    /// Whether the key provider works, as checked within the last
-    /// `READINESS_TTL`. The provider's error text stays in the log.
-    pub async fn key_provider_ready(&self, crypto: &EnvelopeCrypto) -> bool {
-        let cached =
-            self.0.lock().ok().and_then(|c| *c).filter(|(at, _)| at.elapsed() < READINESS_TTL).map(|(_, ready)| ready);
-        if let Some(ready) = cached {
+    /// `part`'s last answer if younger than the TTL, else `check` run now.
+    async fn cached<E: std::fmt::Display>(
+        &self,
+        part: &'static str,
+        check: impl Future<Output = Result<(), E>>,
+    ) -> bool {
+        let fresh = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(part).copied();
+        if let Some((_, ready)) = fresh.filter(|(at, _)| at.elapsed() < READINESS_TTL) {
             return ready;
         }
-        let ready = match crypto.provider().check().await {
+        let ready = match check.await {
             Ok(()) => true,
             Err(error) => {
-                tracing::warn!(%error, "key provider not ready");
+                tracing::warn!(%error, part, "not ready");
                 false
             }
         };
-        if let Ok(mut cache) = self.0.lock() {
-            *cache = Some((Instant::now(), ready));
-        }
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(part, (Instant::now(), ready));
         ready
+    }
+
+    pub async fn key_provider_ready(&self, crypto: &EnvelopeCrypto) -> bool {
+        self.cached("key_provider", crypto.provider().check()).await
+    }
+
+    pub async fn stripe_ready(&self, stripe: &dyn StripePort) -> bool {
+        self.cached("stripe", stripe.check()).await
+    }
+}
+
+/// The database answers a query within a second (never cached: it is cheap).
+pub async fn database_ready(database: &Database) -> bool {
+    match tokio::time::timeout(DATABASE_TIMEOUT, database.check()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, part = "database", "not ready");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(part = "database", "not ready: no answer within a second");
+            false
+        }
     }
 }

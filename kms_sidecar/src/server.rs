@@ -88,6 +88,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         phone_verifications: crate::metrics::LabelledCounter::with_values(&crate::phone::OUTCOMES),
         ..Metrics::default()
     });
+    metrics.http.register(routes::SERVED);
     let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.key_schedule(), Arc::clone(&metrics));
     let database = match (&settings.database, &secrets.database_url) {
         (Some(db), Some(url)) => Some(
@@ -160,6 +161,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         booking_locks: Default::default(),
         traveler_gate,
         export_slots,
+        kill_switches: Default::default(),
     }))
 }
 
@@ -187,6 +189,10 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
         None => None,
     };
     tracing::info!(socket = %socket_path.display(), tcp = ?settings.tcp.as_ref().map(|t| t.listen), "kms-sidecar listening");
+    if let Some(database) = state.database.clone() {
+        let switches = Arc::clone(&state.kill_switches);
+        tokio::spawn(async move { switches.watch(database).await });
+    }
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -221,6 +227,7 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
                             .unwrap_or("");
                         let expected = state.service_token.as_ref().map(|t| t.expose_secret().as_bytes().to_vec()).unwrap_or_default();
                         if expected.is_empty() || !constant_time_eq(presented.as_bytes(), &expected) {
+                            state.metrics.http.tokens_refused.add("service_token");
                             return Ok(Problem::new(StatusCode::UNAUTHORIZED, "invalid_service_token", "Service token missing or wrong")
                                 .into_response()
                                 .map(routes::boxed));

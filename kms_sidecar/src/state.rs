@@ -37,6 +37,7 @@ pub struct AppState {
     /// Exports running at once, over all travelers: each holds a pooled
     /// connection (its snapshot) for as long as its reader reads.
     pub export_slots: Arc<tokio::sync::Semaphore>,
+    pub kill_switches: Arc<crate::kill_switches::KillSwitches>,
 }
 
 impl AppState {

@@ -80,6 +80,19 @@ impl TestApp {
         Ok(())
     }
 
+    /// A campaign of `traveler`'s with their consent to off-session bookings;
+    /// returns its id.
+    pub async fn consented_campaign(&self, traveler: &TestTraveler, name: &str) -> Result<String> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO campaigns (user_id, name, consent_at, consent_text_version)
+             VALUES ($1::uuid, $2, now(), 'campaign-mit-1') RETURNING id::text",
+        )
+        .bind(&traveler.id)
+        .bind(name)
+        .fetch_one(&mut self.db.admin().await?)
+        .await?)
+    }
+
     /// A card saved the way the app does it (Stripe.js, then the wallet);
     /// returns its row id.
     pub async fn saved_card(&self, traveler: &TestTraveler, number: &str) -> Result<String> {

@@ -70,6 +70,9 @@ pub enum ApiError {
     PhoneNotConfigured,
     #[error("the booking routes need [stripe] and [duffel] in the sidecar's configuration")]
     BookingsNotConfigured,
+    /// An operator turned the feature off (a kill switch).
+    #[error("{} is switched off for now", .0.as_str())]
+    FeatureDisabled(crate::kill_switches::Feature),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -241,6 +244,12 @@ impl ApiError {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "confirmation_required", "Erasure not confirmed")
             }
             Self::Privacy(PrivacyError::BeingErased) => being_erased(),
+            Self::FeatureDisabled(_) => {
+                let mut problem =
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "feature_disabled", "Feature switched off");
+                problem.retry_after_secs = Some(60);
+                problem
+            }
             Self::Privacy(PrivacyError::ReauthenticationRequired) => {
                 Problem::new(StatusCode::FORBIDDEN, "reauthentication_required", "Recent sign-in required")
             }

@@ -1,9 +1,11 @@
-//! `/healthz` (the process serves), `/readyz` (the key provider works).
+//! `/healthz` (the process serves), `/readyz` (what it needs answers: the key
+//! provider, and the database and Stripe when configured).
 
 use hyper::StatusCode;
 
 use super::views::{HealthView, ProviderView, ReadinessView};
 use super::{json_response, HttpResponse};
+use crate::readiness::database_ready;
 use crate::state::AppState;
 
 pub fn healthz() -> HttpResponse {
@@ -11,17 +13,22 @@ pub fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: &AppState) -> HttpResponse {
-    let ready = state.readiness.key_provider_ready(&state.crypto).await;
-    let name = state.crypto.provider().name();
-    if ready {
-        json_response(
-            StatusCode::OK,
-            &ReadinessView { status: "ready", key_provider: ProviderView { name, status: "ok" } },
-        )
-    } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &ReadinessView { status: "not_ready", key_provider: ProviderView { name, status: "error" } },
-        )
-    }
+    let word = |ok: bool| if ok { "ok" } else { "error" };
+    let key_provider = state.readiness.key_provider_ready(&state.crypto).await;
+    let database = match &state.database {
+        Some(database) => Some(database_ready(database).await),
+        None => None,
+    };
+    let stripe = match &state.stripe {
+        Some(stripe) => Some(state.readiness.stripe_ready(stripe.as_ref()).await),
+        None => None,
+    };
+    let ready = key_provider && database != Some(false) && stripe != Some(false);
+    let view = ReadinessView {
+        status: if ready { "ready" } else { "not_ready" },
+        key_provider: ProviderView { name: state.crypto.provider().name(), status: word(key_provider) },
+        database: database.map(word),
+        stripe: stripe.map(word),
+    };
+    json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &view)
 }

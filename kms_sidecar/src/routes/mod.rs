@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use error::ApiError;
 
 use crate::domain::CallerClass;
-use crate::metrics::Metrics;
+use crate::kill_switches::Feature;
 use crate::state::AppState;
 
 /// A response body: whole (every route but one), or streamed as it is
@@ -118,6 +118,31 @@ impl<'p> Route<'p> {
         })
     }
 
+    /// The route's name in metrics: its path with `{id}` for the id.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Healthz => "/healthz",
+            Self::Readyz => "/readyz",
+            Self::Metrics => "/metrics",
+            Self::Crypto(crypto::Operation::Encrypt) => "/v1/crypto/encrypt",
+            Self::Crypto(crypto::Operation::Decrypt) => "/v1/crypto/decrypt",
+            Self::Crypto(crypto::Operation::Rewrap) => "/v1/crypto/rewrap",
+            Self::WalletCards => "/v1/wallet/payment-methods",
+            Self::WalletSetupIntents => "/v1/wallet/setup-intents",
+            Self::WalletCard(_) => "/v1/wallet/payment-methods/{id}",
+            Self::WalletCardDefault(_) => "/v1/wallet/payment-methods/{id}/default",
+            Self::WalletCardConsent(_) => "/v1/wallet/payment-methods/{id}/consent",
+            Self::StripeWebhook => "/v1/webhooks/stripe",
+            Self::Bookings => "/v1/bookings",
+            Self::Booking(_) => "/v1/bookings/{id}",
+            Self::BookingResume(_) => "/v1/bookings/{id}/resume",
+            Self::PhoneVerification => "/v1/profile/phone/verification",
+            Self::PhoneVerificationCheck => "/v1/profile/phone/verification/check",
+            Self::PrivacyExport => "/v1/privacy/export",
+            Self::PrivacyAccount => "/v1/privacy/account",
+        }
+    }
+
     fn allowed(self, class: CallerClass) -> bool {
         match self {
             Self::Healthz | Self::Readyz => true,
@@ -141,6 +166,46 @@ impl<'p> Route<'p> {
     }
 }
 
+/// Every (route, method) the sidecar serves, as metrics name them: shown at 0
+/// from the start.
+pub const SERVED: &[(&str, &str)] = &[
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+    ("/v1/crypto/encrypt", "POST"),
+    ("/v1/crypto/decrypt", "POST"),
+    ("/v1/crypto/rewrap", "POST"),
+    ("/v1/wallet/payment-methods", "GET"),
+    ("/v1/wallet/payment-methods", "POST"),
+    ("/v1/wallet/setup-intents", "POST"),
+    ("/v1/wallet/payment-methods/{id}", "DELETE"),
+    ("/v1/wallet/payment-methods/{id}/default", "POST"),
+    ("/v1/wallet/payment-methods/{id}/consent", "POST"),
+    ("/v1/wallet/payment-methods/{id}/consent", "DELETE"),
+    ("/v1/webhooks/stripe", "POST"),
+    ("/v1/bookings", "POST"),
+    ("/v1/bookings/{id}", "GET"),
+    ("/v1/bookings/{id}/resume", "POST"),
+    ("/v1/profile/phone/verification", "POST"),
+    ("/v1/profile/phone/verification/check", "POST"),
+    ("/v1/privacy/export", "GET"),
+    ("/v1/privacy/account", "DELETE"),
+];
+
+/// A method as metrics name it (a bounded set).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Routes one request. `caller` is the peer's class, `None` when its uid is not
 /// in the caller map: such a peer is refused everything.
 pub async fn dispatch(
@@ -150,11 +215,16 @@ pub async fn dispatch(
 ) -> Result<HttpResponse, Infallible> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let route_name = Route::parse(&path).map_or("unmatched", Route::name);
+    let http = &state.metrics.http;
+    let in_flight = http.start(route_name, method_name(&method));
     let response = match route(&state, caller, request).await {
         Ok(response) => response,
         Err(error) => {
-            if matches!(error, ApiError::Forbidden) {
-                Metrics::add(&state.metrics.requests_refused);
+            match &error {
+                ApiError::Unauthorized(refused) => http.tokens_refused.add(refused.reason()),
+                ApiError::InvalidSignature(refused) => http.signatures_refused.add(refused.reason()),
+                _ => {}
             }
             let problem = error.into_problem();
             if problem.status >= 500 {
@@ -163,7 +233,21 @@ pub async fn dispatch(
             problem.into_response().map(boxed)
         }
     };
+    match response.status() {
+        StatusCode::FORBIDDEN => http.forbidden.add(caller.map_or("unknown", CallerClass::as_str)),
+        StatusCode::TOO_MANY_REQUESTS => http.rate_limited.add(route_name),
+        _ => {}
+    }
+    in_flight.answered(response.status().as_u16());
     Ok(response)
+}
+
+/// 503 `feature_disabled` while an operator has `feature` switched off.
+fn switched_on(state: &AppState, feature: Feature) -> Result<(), ApiError> {
+    if state.kill_switches.is_off(feature) {
+        return Err(ApiError::FeatureDisabled(feature));
+    }
+    Ok(())
 }
 
 /// A turn for one of `traveler`'s requests (see `fairness`), or 429.
@@ -217,7 +301,11 @@ async fn route(
             let (status, answer) = stripe_webhooks::receive(state, signature.as_deref(), &body).await?;
             Ok(json_response(status, &answer))
         }
-        (Method::POST, Route::Bookings) => Ok(answer_response(bookings::create(state, request).await?, false)),
+        (Method::POST, Route::Bookings) => {
+            // New bookings only: one in flight finishes, and `resume` still runs.
+            switched_on(state, Feature::AutoBooking)?;
+            Ok(answer_response(bookings::create(state, request).await?, false))
+        }
         (Method::GET, Route::Booking(id)) => {
             Ok(answer_response(bookings::show(state, request, parse_id(id)?).await?, false))
         }
@@ -238,6 +326,7 @@ async fn route(
             Ok(answer_response(answer, replayed))
         }
         (Method::POST, route @ (Route::PhoneVerification | Route::PhoneVerificationCheck)) => {
+            switched_on(state, Feature::PhoneVerification)?;
             let call = wallet::authenticate(state, &request)?;
             let phone = state.phone_verification().ok_or(ApiError::PhoneNotConfigured)?;
             let _admission = admit(state, call.actor.traveler.user_id).await?;
@@ -259,6 +348,12 @@ async fn route(
             | Route::WalletCardDefault(_)
             | Route::WalletCardConsent(_)),
         ) => {
+            if method != Method::GET {
+                switched_on(state, Feature::WalletWrites)?;
+            }
+            if matches!((&method, route), (&Method::POST, Route::WalletCards | Route::WalletSetupIntents)) {
+                switched_on(state, Feature::CardSaves)?;
+            }
             let call = wallet::authenticate(state, &request)?;
             let _admission = admit(state, call.actor.traveler.user_id).await?;
             let body = read_body(request, limit).await?;

@@ -304,6 +304,12 @@ pub struct HealthView {
 pub struct ReadinessView {
     pub status: &'static str,
     pub key_provider: ProviderView,
+    /// `ok` or `error`; absent when the sidecar has no `[database]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<&'static str>,
+    /// `ok` or `error`; absent when the sidecar has no `[stripe]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripe: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]

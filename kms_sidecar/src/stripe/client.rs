@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ::stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use secrecy::{ExposeSecret, SecretString};
-use stripe_core::customer::{CreateCustomer, DeleteCustomer, RetrieveCustomer, RetrieveCustomerReturned};
+use stripe_core::customer::{CreateCustomer, DeleteCustomer, ListCustomer, RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent,
     RetrievePaymentIntent,
@@ -208,6 +208,10 @@ impl StripePort for AsyncStripe {
             Ok(_) | Err(StripeError::Refused { status: 404, .. }) => Ok(()),
             Err(other) => Err(other),
         }
+    }
+
+    async fn check(&self) -> Result<(), StripeError> {
+        self.bounded(ListCustomer::new().limit(1).send(&self.client)).await.map(drop)
     }
 
     async fn customer_record(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StripeError> {

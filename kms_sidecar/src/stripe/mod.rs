@@ -198,6 +198,9 @@ pub trait StripePort: Send + Sync {
     /// What Stripe holds on a customer and their payment methods, as Stripe
     /// answers (a data subject's export); `None` when the customer is gone.
     async fn customer_record(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StripeError>;
+
+    /// Whether Stripe answers this key (readiness): the cheapest authenticated read.
+    async fn check(&self) -> Result<(), StripeError>;
 }
 
 /// A customer and their payment methods as Stripe returns them.

@@ -19,6 +19,18 @@ pub enum SignatureError {
     Mismatch,
 }
 
+impl SignatureError {
+    /// The refusal's reason as metrics name it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::OutsideTolerance => "outside_tolerance",
+            Self::Mismatch => "mismatch",
+        }
+    }
+}
+
 /// An event id as `stripe_events` stores it (the table's CHECK says the same):
 /// `evt_` and letters, digits or underscores.
 pub fn is_event_id(id: &str) -> bool {

@@ -13,7 +13,7 @@ pub(crate) const BOB: &str = "22222222-2222-4222-8222-222222222222";
 
 // The wallet schema: the real migrations, applied inside the test's transaction.
 
-pub(crate) const MIGRATIONS: [&str; 15] = [
+pub(crate) const MIGRATIONS: [&str; 16] = [
     include_str!("../../../migrations/0001_auth_shim.up.sql"),
     include_str!("../../../migrations/0002_wallet_tables.up.sql"),
     include_str!("../../../migrations/0003_audit_completion_flags.up.sql"),
@@ -29,6 +29,7 @@ pub(crate) const MIGRATIONS: [&str; 15] = [
     include_str!("../../../migrations/0013_notification_preferences.up.sql"),
     include_str!("../../../migrations/0014_consents.up.sql"),
     include_str!("../../../migrations/0015_erasures.up.sql"),
+    include_str!("../../../migrations/0016_kill_switches.up.sql"),
 ];
 
 pub(crate) fn install_schema() {

@@ -216,6 +216,10 @@ impl StripePort for ScriptedStripe {
         Ok(None)
     }
 
+    async fn check(&self) -> Result<(), StripeError> {
+        Ok(())
+    }
+
     async fn refund_payment_intent(&self, _: &str, _: &str) -> Result<(), StripeError> {
         Ok(())
     }

@@ -65,13 +65,7 @@ impl Erasing {
         let traveler = app.new_traveler().await?;
         app.marketing_profile(&traveler, "Bob", "Babbage", "1791-12-26").await?;
         app.saved_card(&traveler, "4242424242424242").await?;
-        let campaign: String = sqlx::query_scalar(
-            "INSERT INTO campaigns (user_id, name, consent_at, consent_text_version)
-             VALUES ($1::uuid, 'Babbage abroad', now(), 'campaign-mit-1') RETURNING id::text",
-        )
-        .bind(&traveler.id)
-        .fetch_one(&mut app.db.admin().await?)
-        .await?;
+        let campaign = app.consented_campaign(&traveler, "Babbage abroad").await?;
         Ok((traveler, campaign))
     }
 

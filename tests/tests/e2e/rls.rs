@@ -263,15 +263,20 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
             "audit_redaction_signatures",
         ]
         .contains(&table.as_str());
-        let owner_columns: &[&str] = if deny_all { &[] } else { &["user_id"] };
+        let owner_columns: &[&str] = match table.as_str() {
+            // The sidecar sees the kill switches by name (migration 0016).
+            "feature_flags" => &["name"],
+            _ if deny_all => &[],
+            _ => &["user_id"],
+        };
         // Besides the owner (or deny-all) policy, one for each of the wallet's
         // definer roles that reads or writes the table (migrations 0008, 0012, 0014, 0015).
         let definer_policies = match table.as_str() {
-            "payment_methods" => 2,
+            // feature_flags: the flag reader's, and the sidecar's kill switches (0016).
+            "payment_methods" | "feature_flags" => 2,
             "traveler_data_audit"
             | "traveler_profiles"
             | "profile_completion_tracking"
-            | "feature_flags"
             | "stripe_events"
             | "wallet_customers"
             | "campaigns"
