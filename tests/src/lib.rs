@@ -709,6 +709,16 @@ impl Sidecar {
     }
 }
 
+/// A sample's value in a `/metrics` scrape, or `u64::MAX` when the series
+/// (name and labels, as rendered) is missing.
+pub fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 /// The JWT secret of the test "Supabase project".
 pub const JWT_SECRET: &str = "parker-wallet-test-jwt-secret-of-sufficient-length";
 

@@ -18,16 +18,8 @@ async fn crypto(sidecar: &Sidecar, operation: &str, data: &str) -> anyhow::Resul
     sidecar.crypto(operation, data, &context()).await
 }
 
-fn counter(metrics: &str, sample: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX)
-}
-
 fn generate_calls(metrics: &str) -> u64 {
-    counter(metrics, "parker_wallet_kms_calls_total{operation=\"generate_data_key\"}")
+    harness::metric(metrics, "parker_wallet_kms_calls_total{operation=\"generate_data_key\"}")
 }
 
 /// A record re-encoded with one header field changed.
@@ -71,7 +63,8 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
     let (_, other_arn) = emulators.create_kms_key().await?;
     let missing_arn =
         arn.rsplit_once('/').map(|(a, _)| format!("{a}/00000000-0000-0000-0000-000000000000")).unwrap_or_default();
-    let decrypt_calls = |metrics: &str| counter(metrics, "parker_wallet_kms_calls_total{operation=\"decrypt\"}");
+    let decrypt_calls =
+        |metrics: &str| harness::metric(metrics, "parker_wallet_kms_calls_total{operation=\"decrypt\"}");
     let calls_before = decrypt_calls(&second.metrics().await?);
     // Checked before KMS is asked: the key named, and the epoch.
     for (tampered, what) in [
@@ -103,7 +96,7 @@ async fn a_record_outlives_its_sidecar_and_tampering_fails_closed() -> anyhow::R
     }
     let metrics = second.metrics().await?;
     assert_eq!(decrypt_calls(&metrics), calls_before + 1, "one KMS call for five forged records");
-    assert_eq!(counter(&metrics, "parker_wallet_records_refused_before_kms_total"), 7);
+    assert_eq!(harness::metric(&metrics, "parker_wallet_records_refused_before_kms_total"), 7);
     Ok(())
 }
 

@@ -3,16 +3,7 @@
 //! latency; refused tokens and webhook signatures by reason; 403s by caller
 //! class.
 
-use harness::TestApp;
-
-/// A sample's value, or `u64::MAX` when the series is missing.
-fn sample(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX)
-}
+use harness::{metric as sample, TestApp};
 
 const CARDS: &str = r#"route="/v1/wallet/payment-methods",method="GET""#;
 
