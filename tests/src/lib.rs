@@ -709,6 +709,21 @@ impl Sidecar {
     }
 }
 
+/// A Stripe event delivered to the sidecar's webhook route as Stripe sends it:
+/// the raw body, signed with `secret` at `at` (seconds since the epoch).
+pub async fn deliver_stripe_event(
+    sidecar: &Sidecar,
+    event: &serde_json::Value,
+    secret: &str,
+    at: i64,
+) -> Result<Response> {
+    let body = event.to_string().into_bytes();
+    let signature = kms_sidecar::stripe::signature::sign(&body, secret, at);
+    let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
+    let headers = [("stripe-signature", signature.as_str()), ("content-type", "application/json")];
+    send_raw(stream, "POST", "/v1/webhooks/stripe", &headers, body).await
+}
+
 /// A sample's value in a `/metrics` scrape, or `u64::MAX` when the series
 /// (name and labels, as rendered) is missing.
 pub fn metric(metrics: &str, series: &str) -> u64 {

@@ -80,16 +80,9 @@ impl Erasing {
     /// A Stripe event about `object`, signed and delivered to the webhook route.
     async fn deliver(&self, kind: &str, object: Value) -> anyhow::Result<(String, harness::Response)> {
         let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
-        let event = json!({
-            "id": id, "object": "event", "type": kind, "created": chrono::Utc::now().timestamp(),
-            "data": { "object": object },
-        });
-        let body = event.to_string().into_bytes();
-        let signature = kms_sidecar::stripe::signature::sign(&body, WEBHOOK_SECRET, chrono::Utc::now().timestamp());
-        let stream = tokio::net::UnixStream::connect(&self.app.sidecar.socket).await?;
-        let ack =
-            harness::send_raw(stream, "POST", "/v1/webhooks/stripe", &[("stripe-signature", &signature)], body).await?;
-        Ok((id, ack))
+        let now = chrono::Utc::now().timestamp();
+        let event = json!({ "id": id, "object": "event", "type": kind, "created": now, "data": { "object": object } });
+        Ok((id, harness::deliver_stripe_event(&self.app.sidecar, &event, WEBHOOK_SECRET, now).await?))
     }
 
     async fn count(&self, sql: &str, traveler: &str) -> anyhow::Result<i64> {

@@ -26,6 +26,7 @@ mod privacy;
 mod readiness;
 mod rls;
 mod rotate;
+mod secrets_rotation;
 mod sidecar;
 mod stack;
 mod supabase_shape;

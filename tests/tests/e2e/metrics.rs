@@ -34,11 +34,9 @@ async fn metrics_count_what_a_scripted_run_did() -> anyhow::Result<()> {
     assert_eq!(app.sidecar.request("GET", "/v1/nowhere", None).await?.status.as_u16(), 404);
     assert_eq!(app.sidecar.request("GET", "/metrics", None).await?.status.as_u16(), 403);
     // A webhook signed with another secret.
-    let body = br#"{"id":"evt_1","type":"customer.updated","data":{"object":{}}}"#.to_vec();
-    let signature = kms_sidecar::stripe::signature::sign(&body, "whsec_not_ours", chrono::Utc::now().timestamp());
-    let stream = tokio::net::UnixStream::connect(&app.sidecar.socket).await?;
+    let event = serde_json::json!({ "id": "evt_1", "type": "customer.updated", "data": { "object": {} } });
     let forged =
-        harness::send_raw(stream, "POST", "/v1/webhooks/stripe", &[("stripe-signature", &signature)], body).await?;
+        harness::deliver_stripe_event(&app.sidecar, &event, "whsec_not_ours", chrono::Utc::now().timestamp()).await?;
     assert_eq!(forged.status.as_u16(), 400);
 
     let metrics = app.sidecar.metrics().await?;

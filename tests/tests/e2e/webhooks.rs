@@ -3,31 +3,13 @@
 
 use harness::{traveler_token, wallet_sidecar_config, Emulators, Sidecar, TestDb, WEBHOOK_SECRET};
 use hyper::StatusCode;
-use kms_sidecar::stripe::signature::sign;
 use serde_json::json;
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-async fn deliver(
-    sidecar: &Sidecar,
-    event: &serde_json::Value,
-    secret: &str,
-    at: i64,
-) -> anyhow::Result<harness::Response> {
-    let body = event.to_string().into_bytes();
-    let signature = sign(&body, secret, at);
-    let stream = tokio::net::UnixStream::connect(&sidecar.socket).await?;
-    harness::send_raw(
-        stream,
-        "POST",
-        "/v1/webhooks/stripe",
-        &[("stripe-signature", &signature), ("content-type", "application/json")],
-        body,
-    )
-    .await
-}
+use harness::deliver_stripe_event as deliver;
 
 fn event(id: &str, kind: &str, object: serde_json::Value) -> serde_json::Value {
     json!({ "id": id, "object": "event", "type": kind, "created": now(), "data": { "object": object } })
