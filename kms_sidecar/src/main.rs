@@ -9,6 +9,7 @@ use sqlx::Connection;
 use kms_sidecar::audit::{CheckpointLog, KmsSigner};
 use kms_sidecar::config::{AuditSettings, Secrets, Settings};
 use kms_sidecar::migrate::Migrator;
+use kms_sidecar::privacy::PrivacyError;
 use kms_sidecar::{rotate, server, telemetry};
 
 #[derive(Parser)]
@@ -334,30 +335,17 @@ async fn audit_redact(
 
 async fn erase(config: ConfigArgs, database_url: &str, user: Option<uuid::Uuid>) -> anyhow::Result<Outcome> {
     use kms_sidecar::privacy::erase::{self, Eraser};
-    use kms_sidecar::privacy::PrivacyError;
     let (settings, secrets) = config.load()?;
     let (_, signer, mut conn) = audit_tools_of(&settings, &secrets, database_url).await?;
-    let stripe = match (&settings.stripe, &secrets.stripe_secret_key) {
-        (Some(stripe), Some(key)) => Some(kms_sidecar::stripe::AsyncStripe::new(
-            key,
-            stripe.api_base.as_deref(),
-            std::time::Duration::from_millis(stripe.timeout_ms),
-        )?),
-        _ => None,
-    };
+    let state = server::build_state(settings, secrets).await?;
     erase::check_operator(&mut conn).await?;
-    let mut held_back = false;
-    let mut failed = 0;
     let users = match user {
         Some(user) => {
             let mut tx = conn.begin().await?;
             match erase::request(&mut tx, user, "role:operator").await {
                 Ok(_) => tx.commit().await?,
-                Err(PrivacyError::MoneyInFlight(bookings)) => {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "user_id": user, "refused": "money_in_flight", "bookings": bookings })
-                    );
+                Err(refused @ PrivacyError::MoneyInFlight(_)) => {
+                    report_erasure(user, Err(refused))?;
                     return Ok(Outcome::Findings);
                 }
                 Err(other) => return Err(other.into()),
@@ -367,40 +355,48 @@ async fn erase(config: ConfigArgs, database_url: &str, user: Option<uuid::Uuid>)
         None => erase::pending(&mut conn).await?,
     };
     // One traveler's failure does not hold the others back.
+    let (mut held_back, mut failed) = (false, 0);
     for user_id in users {
-        let mut eraser = Eraser {
-            conn: &mut conn,
-            stripe: stripe.as_ref().map(|s| s as &dyn kms_sidecar::stripe::StripePort),
-            signer: &signer,
-        };
-        let mut line = match eraser.run(user_id).await {
-            Ok(stage) => serde_json::json!({ "user_id": user_id, "state": stage.as_str() }),
-            Err(PrivacyError::MoneyInFlight(bookings)) => {
-                held_back = true;
-                serde_json::json!({ "user_id": user_id, "refused": "money_in_flight", "bookings": bookings })
-            }
-            Err(PrivacyError::AuthUserRemains) => {
-                held_back = true;
-                serde_json::json!({ "user_id": user_id, "waiting_for": "auth_user_deletion" })
-            }
-            Err(PrivacyError::InProgress) => {
-                held_back = true;
-                serde_json::json!({ "user_id": user_id, "waiting_for": "another_run" })
-            }
-            Err(other) => {
-                failed += 1;
-                serde_json::json!({ "user_id": user_id, "error": other.to_string() })
-            }
-        };
-        // When, for the log kept outside the database (re-applied after a restore).
-        line["at"] = serde_json::json!(chrono::Utc::now());
-        println!("{line}");
+        let mut eraser = Eraser { conn: &mut conn, stripe: state.stripe.as_deref(), signer: &signer };
+        match report_erasure(user_id, eraser.run(user_id).await) {
+            Ok(Outcome::Clean) => {}
+            Ok(Outcome::Findings) => held_back = true,
+            Err(_) => failed += 1,
+        }
     }
     match (failed, held_back) {
         (0, false) => Ok(Outcome::Clean),
         (0, true) => Ok(Outcome::Findings),
         (failed, _) => Err(anyhow::anyhow!("{failed} erasure(s) failed: the next run resumes them")),
     }
+}
+
+/// One JSON line for a traveler's erasure, with the time (for the log kept
+/// outside the database, re-applied after a restore); `Findings` when it was
+/// held back, an error when it failed.
+fn report_erasure(
+    user_id: uuid::Uuid,
+    outcome: Result<kms_sidecar::privacy::erase::Stage, PrivacyError>,
+) -> anyhow::Result<Outcome> {
+    let at = chrono::Utc::now();
+    let (mut line, verdict) = match outcome {
+        Ok(stage) => (serde_json::json!({ "state": stage.as_str() }), Ok(Outcome::Clean)),
+        Err(PrivacyError::MoneyInFlight(bookings)) => {
+            (serde_json::json!({ "refused": "money_in_flight", "bookings": bookings }), Ok(Outcome::Findings))
+        }
+        Err(PrivacyError::AuthUserRemains) => {
+            (serde_json::json!({ "waiting_for": "auth_user_deletion" }), Ok(Outcome::Findings))
+        }
+        Err(PrivacyError::InProgress) => (serde_json::json!({ "waiting_for": "another_run" }), Ok(Outcome::Findings)),
+        Err(other) => {
+            let message = other.to_string();
+            (serde_json::json!({ "error": message }), Err(anyhow::anyhow!(message)))
+        }
+    };
+    line["user_id"] = serde_json::json!(user_id);
+    line["at"] = serde_json::json!(at);
+    println!("{line}");
+    verdict
 }
 
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {

@@ -88,7 +88,7 @@ pub async fn build_state(settings: Settings, secrets: Secrets) -> Result<Arc<App
         phone_verifications: crate::metrics::LabelledCounter::with_values(&crate::phone::OUTCOMES),
         ..Metrics::default()
     });
-    metrics.http.register(routes::SERVED);
+    metrics.http.register(&routes::served());
     let crypto = EnvelopeCrypto::new(provider, settings.cache_policy(), settings.key_schedule(), Arc::clone(&metrics));
     let database = match (&settings.database, &secrets.database_url) {
         (Some(db), Some(url)) => Some(

@@ -506,6 +506,14 @@ impl SidecarConfig {
         self
     }
 
+    /// The environment variable `name` (a secret, say) set to `value`, in
+    /// place of any earlier value.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(key, _)| key != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Travelers' tokens verified with the test project's JWT secret.
     pub fn with_auth(self) -> Self {
         self.with_jwt_secret(JWT_SECRET)

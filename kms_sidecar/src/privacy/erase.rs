@@ -39,9 +39,6 @@ pub const REAUTHENTICATION_WINDOW: std::time::Duration = std::time::Duration::fr
 /// whose erasure was asked for (migration 0015's triggers).
 pub const BEING_ERASED_SQLSTATE: &str = "PWE01";
 
-/// A booking whose money is not settled, by state.
-const SETTLED: &str = "('captured', 'voided', 'refunded', 'declined')";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Requested,
@@ -79,14 +76,22 @@ pub struct Erasure {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// The traveler's bookings whose money is still in flight.
-async fn open_bookings(conn: &mut PgConnection, user_id: uuid::Uuid) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
-    sqlx::query_scalar(&format!(
-        "SELECT id FROM public.booking_charges WHERE user_id = $1 AND state NOT IN {SETTLED} ORDER BY created_at"
-    ))
+/// Refused while any of the traveler's bookings has money in flight, naming
+/// them. Settled is the saga's `State::is_final` (not imported: the bookings
+/// module asks this one whether an erasure was requested).
+async fn refuse_money_in_flight(conn: &mut PgConnection, user_id: uuid::Uuid) -> Result<(), PrivacyError> {
+    let open: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM public.booking_charges
+          WHERE user_id = $1 AND state NOT IN ('captured', 'voided', 'refunded', 'declined') ORDER BY created_at",
+    )
     .bind(user_id)
     .fetch_all(conn)
-    .await
+    .await?;
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(PrivacyError::MoneyInFlight(open))
+    }
 }
 
 /// Records the request, unless one is recorded already; refused while money
@@ -100,10 +105,7 @@ pub async fn request(
     // none is made once this commits: `Wallet::ensure_customer` checks).
     lock_traveler(conn, "customer", user_id).await?;
     lock_traveler(conn, "erasure", user_id).await?;
-    let open = open_bookings(conn, user_id).await?;
-    if !open.is_empty() {
-        return Err(PrivacyError::MoneyInFlight(open));
-    }
+    refuse_money_in_flight(conn, user_id).await?;
     sqlx::query(
         "INSERT INTO public.erasures (user_id, stripe_customer_id, stripe_ids, requested_by)
          SELECT $1, (SELECT stripe_customer_id FROM public.wallet_customers WHERE user_id = $1),
@@ -175,10 +177,7 @@ impl Eraser<'_> {
             let stage = Stage::parse(&state)?;
             let next = match stage {
                 Stage::Requested => {
-                    let open = open_bookings(self.conn, user_id).await?;
-                    if !open.is_empty() {
-                        return Err(PrivacyError::MoneyInFlight(open));
-                    }
+                    refuse_money_in_flight(self.conn, user_id).await?;
                     if let Some(customer) = &customer {
                         self.stripe.ok_or(PrivacyError::StripeNotConfigured)?.delete_customer(customer).await?;
                     }
@@ -211,10 +210,7 @@ impl Eraser<'_> {
     async fn delete_data(&mut self, user_id: uuid::Uuid) -> Result<(), PrivacyError> {
         let mut tx = self.conn.begin().await?;
         lock_traveler(&mut tx, "erasure", user_id).await?;
-        let open = open_bookings(&mut tx, user_id).await?;
-        if !open.is_empty() {
-            return Err(PrivacyError::MoneyInFlight(open));
-        }
+        refuse_money_in_flight(&mut tx, user_id).await?;
         scrub_stripe_events(&mut tx, user_id).await?;
         // A flag's allow list names travelers.
         sqlx::query(

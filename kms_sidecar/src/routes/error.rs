@@ -139,11 +139,6 @@ impl From<PhoneError> for ApiError {
 }
 
 impl ApiError {
-    /// The problem without consuming the error (for storing an idempotent answer).
-    pub fn as_problem(&self) -> Problem {
-        self.describe()
-    }
-
     pub fn into_problem(self) -> Problem {
         match &self {
             Self::Database(error) => tracing::error!(%error, "database error"),
@@ -156,10 +151,17 @@ impl ApiError {
             ) => tracing::warn!(%error, "Twilio refused or did not answer"),
             _ => {}
         }
-        Self::describe(&self)
+        self.as_problem()
     }
 
-    fn describe(&self) -> Problem {
+    /// "Not now" for the traveler's own reasons: the same request may succeed
+    /// later (the money settled, a sign-in renewed), like a 5xx or a 429.
+    pub fn is_retry_later(&self) -> bool {
+        matches!(self, Self::Privacy(PrivacyError::MoneyInFlight(_) | PrivacyError::ReauthenticationRequired))
+    }
+
+    /// The problem without consuming the error (for storing an idempotent answer).
+    pub fn as_problem(&self) -> Problem {
         let detail = match self {
             // Database errors can name tables and values: logged, never sent.
             Self::Database(_) | Self::Internal(_) => "the request could not be completed".to_owned(),

@@ -91,9 +91,7 @@ pub async fn run(
             let problem = error.as_problem();
             // "Not now" frees the key for a retry (a 5xx, a 429, money in
             // flight, a sign-in too old); other refusals are kept.
-            let not_now = problem.status >= 500
-                || problem.status == 429
-                || ["money_in_flight", "reauthentication_required"].contains(&problem.code);
+            let not_now = problem.status >= 500 || problem.status == 429 || error.is_retry_later();
             (!not_now).then(|| {
                 (
                     StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST),

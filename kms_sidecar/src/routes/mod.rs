@@ -168,29 +168,36 @@ impl<'p> Route<'p> {
 
 /// Every (route, method) the sidecar serves, as metrics name them: shown at 0
 /// from the start.
-pub const SERVED: &[(&str, &str)] = &[
-    ("/healthz", "GET"),
-    ("/readyz", "GET"),
-    ("/metrics", "GET"),
-    ("/v1/crypto/encrypt", "POST"),
-    ("/v1/crypto/decrypt", "POST"),
-    ("/v1/crypto/rewrap", "POST"),
-    ("/v1/wallet/payment-methods", "GET"),
-    ("/v1/wallet/payment-methods", "POST"),
-    ("/v1/wallet/setup-intents", "POST"),
-    ("/v1/wallet/payment-methods/{id}", "DELETE"),
-    ("/v1/wallet/payment-methods/{id}/default", "POST"),
-    ("/v1/wallet/payment-methods/{id}/consent", "POST"),
-    ("/v1/wallet/payment-methods/{id}/consent", "DELETE"),
-    ("/v1/webhooks/stripe", "POST"),
-    ("/v1/bookings", "POST"),
-    ("/v1/bookings/{id}", "GET"),
-    ("/v1/bookings/{id}/resume", "POST"),
-    ("/v1/profile/phone/verification", "POST"),
-    ("/v1/profile/phone/verification/check", "POST"),
-    ("/v1/privacy/export", "GET"),
-    ("/v1/privacy/account", "DELETE"),
-];
+pub fn served() -> Vec<(&'static str, &'static str)> {
+    use crypto::Operation::{Decrypt, Encrypt, Rewrap};
+    let id = "{id}";
+    [
+        (Route::Healthz, "GET"),
+        (Route::Readyz, "GET"),
+        (Route::Metrics, "GET"),
+        (Route::Crypto(Encrypt), "POST"),
+        (Route::Crypto(Decrypt), "POST"),
+        (Route::Crypto(Rewrap), "POST"),
+        (Route::WalletCards, "GET"),
+        (Route::WalletCards, "POST"),
+        (Route::WalletSetupIntents, "POST"),
+        (Route::WalletCard(id), "DELETE"),
+        (Route::WalletCardDefault(id), "POST"),
+        (Route::WalletCardConsent(id), "POST"),
+        (Route::WalletCardConsent(id), "DELETE"),
+        (Route::StripeWebhook, "POST"),
+        (Route::Bookings, "POST"),
+        (Route::Booking(id), "GET"),
+        (Route::BookingResume(id), "POST"),
+        (Route::PhoneVerification, "POST"),
+        (Route::PhoneVerificationCheck, "POST"),
+        (Route::PrivacyExport, "GET"),
+        (Route::PrivacyAccount, "DELETE"),
+    ]
+    .into_iter()
+    .map(|(route, method)| (route.name(), method))
+    .collect()
+}
 
 /// A method as metrics name it (a bounded set).
 fn method_name(method: &Method) -> &'static str {
@@ -215,10 +222,11 @@ pub async fn dispatch(
 ) -> Result<HttpResponse, Infallible> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    let route_name = Route::parse(&path).map_or("unmatched", Route::name);
+    let parsed = Route::parse(&path);
+    let route_name = parsed.map_or("unmatched", Route::name);
     let http = &state.metrics.http;
     let in_flight = http.start(route_name, method_name(&method));
-    let response = match route(&state, caller, request).await {
+    let response = match route(&state, caller, &path, parsed, request).await {
         Ok(response) => response,
         Err(error) => {
             match &error {
@@ -279,11 +287,12 @@ fn check_headers(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
 async fn route(
     state: &Arc<AppState>,
     caller: Option<CallerClass>,
+    path: &str,
+    parsed: Option<Route<'_>>,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     check_headers(request.headers())?;
-    let path = request.uri().path().to_owned();
-    let route = Route::parse(&path).ok_or_else(|| ApiError::NotFound(path.clone()))?;
+    let route = parsed.ok_or_else(|| ApiError::NotFound(path.to_owned()))?;
     let class = caller.ok_or(ApiError::Forbidden)?;
     if !route.allowed(class) {
         return Err(ApiError::Forbidden);

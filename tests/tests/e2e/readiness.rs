@@ -24,11 +24,8 @@ async fn readiness_names_each_part_and_what_is_down() -> anyhow::Result<()> {
     let down = TestApp::wallet()
         .with_stripe_at(format!("http://127.0.0.1:{closed}/"))
         .configure(move |config| {
-            for (name, value) in config.env.iter_mut() {
-                if name == "PW_DATABASE_URL" {
-                    *value = format!("postgres://pw_test_sidecar@127.0.0.1:{closed}/nowhere");
-                }
-            }
+            let nowhere = format!("postgres://pw_test_sidecar@127.0.0.1:{closed}/nowhere");
+            *config = config.clone().with_env("PW_DATABASE_URL", &nowhere);
         })
         .start()
         .await?;

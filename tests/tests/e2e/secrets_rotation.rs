@@ -2,16 +2,9 @@
 //! reads its secrets at start, so each rotation is a restart with new values,
 //! on the same database.
 
-use harness::{deliver_stripe_event, Sidecar, SidecarConfig, TestApp, WEBHOOK_SECRET};
+use harness::{deliver_stripe_event, Sidecar, TestApp, WEBHOOK_SECRET};
 use hyper::StatusCode;
 use serde_json::json;
-
-/// `config` with the secret `name` set to `value`.
-fn with_secret(mut config: SidecarConfig, name: &str, value: &str) -> SidecarConfig {
-    config.env.retain(|(key, _)| key != name);
-    config.env.push((name.to_owned(), value.to_owned()));
-    config
-}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -29,12 +22,8 @@ async fn a_webhook_secret_rotation_runs_with_both_then_the_new_one_only() -> any
     drop(sidecar);
 
     // Step 2: both secrets listed; Stripe signs with either.
-    let both = Sidecar::start_with(with_secret(
-        config.clone(),
-        "PW_STRIPE_WEBHOOK_SECRETS",
-        &format!("{OLD},{WEBHOOK_SECRET}"),
-    ))
-    .await?;
+    let both_secrets = config.clone().with_env("PW_STRIPE_WEBHOOK_SECRETS", &format!("{OLD},{WEBHOOK_SECRET}"));
+    let both = Sidecar::start_with(both_secrets).await?;
     for secret in [OLD, WEBHOOK_SECRET] {
         let delivered = deliver_stripe_event(&both, &event(), secret, now()).await?;
         assert_eq!(delivered.status, StatusCode::OK, "{secret}: {}", delivered.text);
@@ -42,7 +31,7 @@ async fn a_webhook_secret_rotation_runs_with_both_then_the_new_one_only() -> any
     drop(both);
 
     // Step 4: the old secret removed; its signatures are refused, nothing recorded.
-    let new_only = Sidecar::start_with(with_secret(config, "PW_STRIPE_WEBHOOK_SECRETS", WEBHOOK_SECRET)).await?;
+    let new_only = Sidecar::start_with(config.with_env("PW_STRIPE_WEBHOOK_SECRETS", WEBHOOK_SECRET)).await?;
     let old = deliver_stripe_event(&new_only, &event(), OLD, now()).await?;
     assert_eq!((old.status, old.json["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signature")));
     let new = deliver_stripe_event(&new_only, &event(), WEBHOOK_SECRET, now()).await?;
@@ -59,7 +48,7 @@ async fn a_legacy_jwt_secret_change_refuses_old_tokens_after_the_restart() -> an
     let TestApp { db: _db, sidecar, config } = app;
     drop(sidecar);
 
-    let restarted = Sidecar::start_with(with_secret(config, "PW_JWT_SECRET", NEW_SECRET)).await?;
+    let restarted = Sidecar::start_with(config.with_env("PW_JWT_SECRET", NEW_SECRET)).await?;
     let list = |token: String| {
         let restarted = &restarted;
         async move { harness::call(restarted, "GET", "/v1/wallet/payment-methods", &token, None, None).await }
