@@ -6,8 +6,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # make and gcc: PGXS builds supautils with them (postgresql-server-dev-15 pulls neither).
+# systemd (systemd-analyze) and shellcheck check the deploy/ files statically.
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15
-  libclang-dev clang make gcc pkg-config libssl-dev sudo ca-certificates curl chromium)
+  libclang-dev clang make gcc pkg-config libssl-dev sudo ca-certificates curl chromium
+  systemd shellcheck)
 STAMPS="$PW_CACHE/stamps"
 mkdir -p "$STAMPS"
 
@@ -95,7 +97,27 @@ install_supautils() {
   mark_done supautils "$want"
 }
 
+# promtool checks and unit-tests the alerting rules (deploy/prometheus). Only
+# the tool is taken from Debian's prometheus package: installing the package
+# would also start a Prometheus server.
+install_promtool() {
+  local want tmp
+  want=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
+  [ -n "$want" ] && [ "$want" != "(none)" ] || die "Debian's prometheus package is not available (apt-get update?)"
+  step_done promtool "$want" && [ -x "$PW_TOOLS/bin/promtool" ] && return 0
+  say "installing promtool from Debian's prometheus $want"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "prometheus=$want" 2>/dev/null) \
+    || { rm -rf "$tmp"; die "apt-get download prometheus failed: is the Debian package mirror reachable?"; }
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root" && install -D -m 755 "$tmp/root/usr/bin/promtool" "$PW_TOOLS/bin/promtool" \
+    || { rm -rf "$tmp"; die "cannot unpack promtool from the prometheus package"; }
+  rm -rf "$tmp"
+  "$PW_TOOLS/bin/promtool" --version >/dev/null 2>&1 || die "promtool was installed but does not run"
+  mark_done promtool "$want"
+}
+
 install_apt_packages
+install_promtool
 install_supautils
 install_cargo_pgrx
 install_python_emulators

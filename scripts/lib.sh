@@ -7,6 +7,7 @@ PW_CACHE="${PARKER_WALLET_CACHE:-$HOME/.cache/parker-wallet}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PW_CACHE/target}"
 PW_VENV="$PW_CACHE/venv"
 PW_NODE="$PW_CACHE/node"
+PW_TOOLS="$PW_CACHE/tools"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_CONFIG="$PG_BIN/pg_config"
 [ -x "$PG_CONFIG" ] || PG_CONFIG=/usr/bin/pg_config
@@ -20,7 +21,7 @@ DENO_VERSION=2.9.6
 MURMURHASH_JS_VERSION=1.0.0
 PLAYWRIGHT_CORE_VERSION=1.65.1
 
-export PATH="$HOME/.cargo/bin:$PW_NODE/node_modules/.bin:$PATH"
+export PATH="$HOME/.cargo/bin:$PW_NODE/node_modules/.bin:$PW_TOOLS/bin:$PATH"
 
 say()  { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die()  { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }

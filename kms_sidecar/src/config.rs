@@ -347,6 +347,11 @@ pub struct Settings {
     pub limits: Limits,
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// Answers carry `Server-Timing: outbound;dur=<ms>`, the time the request
+    /// waited on KMS, Stripe, Duffel, Twilio and the pool (the load test reads
+    /// it). Off by default: callers need not learn the dependencies' timing.
+    #[serde(default)]
+    pub server_timing: bool,
     /// Needed by the wallet routes; without it they answer 503.
     pub database: Option<DatabaseSettings>,
     pub auth: Option<AuthSettings>,

@@ -62,11 +62,13 @@ pub mod twilio;
 pub mod config;
 /// Features an operator turns off without a restart (`kill_switch.*` flags).
 pub mod kill_switches;
-/// Counters, gauges and latency histograms, in Prometheus' text format at `/metrics`.
+/// Counters, gauges and latency histograms (outbound calls too), in Prometheus' text format at `/metrics`.
 pub mod metrics;
 /// `kms-sidecar migrate`: the SQL migrations under `migrations/`.
 pub mod migrate;
-/// Whether the key provider answers (`/readyz`), checked at most every few seconds.
+/// The scheduled jobs' recorded runs and the money figures, read from the database at scrape time.
+pub mod operations;
+/// Whether the key provider, the database and Stripe answer (`/readyz`, `/metrics`), checked at most every few seconds.
 pub mod readiness;
 /// `kms-sidecar rotate-keys`: every sealed column re-wrapped under the current key and epoch.
 pub mod rotate;

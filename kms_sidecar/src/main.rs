@@ -9,8 +9,9 @@ use sqlx::Connection;
 use kms_sidecar::audit::{CheckpointLog, KmsSigner};
 use kms_sidecar::config::{AuditSettings, Secrets, Settings};
 use kms_sidecar::migrate::Migrator;
+use kms_sidecar::operations::{self, Job};
 use kms_sidecar::privacy::PrivacyError;
-use kms_sidecar::{rotate, server, telemetry};
+use kms_sidecar::{db, rotate, server, telemetry};
 
 #[derive(Parser)]
 #[command(name = "kms-sidecar", version, about = "Parker Wallet's KMS and payments sidecar")]
@@ -59,8 +60,9 @@ enum Command {
         database_url: String,
     },
     /// One pass over unsettled bookings: re-query Stripe and Duffel, drive each
-    /// to a final state or report it; flag authorizations near their capture
-    /// deadline. Prints one JSON line per booking; exits 1 when any needs a person.
+    /// to a final state or report it (3-D Secure left undone past its window
+    /// is expired); flag authorizations near their capture deadline. Prints
+    /// one JSON line per booking; exits 2 when any needs a person.
     Reconcile {
         #[command(flatten)]
         config: ConfigArgs,
@@ -68,6 +70,13 @@ enum Command {
         /// (default: bookings.reconcile_after_secs).
         #[arg(long)]
         min_age_secs: Option<i64>,
+    },
+    /// Delete the stored answers of expired Idempotency-Keys (kept 24 hours).
+    PurgeIdempotencyKeys {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
     },
     /// Sign every audit chain's head through KMS; write the checkpoint to the
     /// database and append it to audit.checkpoint_log. Exits 2 when a chain no
@@ -157,16 +166,62 @@ impl From<()> for Outcome {
     }
 }
 
+impl Outcome {
+    /// The exit code: 0 clean, 2 findings for a person, 1 failed to run.
+    fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
+        match result {
+            Ok(Outcome::Clean) => 0,
+            Ok(Outcome::Findings) => 2,
+            Err(_) => 1,
+        }
+    }
+}
+
+/// The scheduled job (deploy/systemd) a command runs as, if it is one.
+fn scheduled_job(command: &Command) -> Option<(Job, ConfigArgs)> {
+    match command {
+        Command::Reconcile { config, .. } => Some((Job::Reconcile, config.clone())),
+        Command::PurgeIdempotencyKeys { config, .. } => Some((Job::PurgeIdempotencyKeys, config.clone())),
+        Command::AuditCheckpoint { config, .. } => Some((Job::AuditCheckpoint, config.clone())),
+        Command::RotateKeys { config, table: None, .. } => Some((Job::RotateKeys, config.clone())),
+        Command::Erase { config, pending: true, .. } => Some((Job::ErasePending, config.clone())),
+        _ => None,
+    }
+}
+
+/// Records a job's run through the sidecar's own database role; a run that
+/// cannot be recorded is said so, and the job's alert will notice.
+async fn record_job(job: Job, config: &ConfigArgs, started_at: chrono::DateTime<chrono::Utc>, exit_code: u8) {
+    let recorded = async {
+        let (settings, secrets) = config.load()?;
+        let (Some(_), Some(url)) = (&settings.database, &secrets.database_url) else {
+            anyhow::bail!("recording a job's run needs [database] and PW_DATABASE_URL");
+        };
+        let database = db::Database::connect_lazy(url, 1)?;
+        operations::record_run(&database, job, started_at, exit_code).await?;
+        Ok(())
+    };
+    if let Err(error) = recorded.await {
+        eprintln!("kms-sidecar: the {} run was not recorded: {error:#}", job.as_str());
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
     kms_sidecar::tls::ensure_provider();
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    let job = scheduled_job(&command);
+    let started_at = chrono::Utc::now();
+    let result = match command {
         Command::Serve(config) => serve(config).await.map(Outcome::from),
         Command::RotateKeys { config, table, column, batch_size, database_url } => {
             rotate_keys(config, table.as_deref(), column.as_deref(), batch_size, &database_url).await.map(Outcome::from)
         }
-        Command::Reconcile { config, min_age_secs } => reconcile(config, min_age_secs).await.map(Outcome::from),
+        Command::Reconcile { config, min_age_secs } => reconcile(config, min_age_secs).await,
+        Command::PurgeIdempotencyKeys { config: _, database_url } => {
+            purge_idempotency_keys(&database_url).await.map(Outcome::from)
+        }
         Command::Migrate { action, dir, database_url } => migrate(action, &dir, database_url).await.map(Outcome::from),
         Command::AuditCheckpoint { config, database_url } => audit_checkpoint(config, &database_url).await,
         Command::AuditVerify { config, database_url } => audit_verify(config, &database_url).await,
@@ -175,15 +230,38 @@ async fn main() -> ExitCode {
         }
         Command::Erase { config, database_url, user, pending: _ } => erase(config, &database_url, user).await,
     };
-    match result {
-        Ok(Outcome::Clean) => ExitCode::SUCCESS,
-        // Something to look at (cron alerts on it), as opposed to a failure to run.
-        Ok(Outcome::Findings) => ExitCode::from(2),
-        Err(error) => {
-            eprintln!("kms-sidecar: {error:#}");
-            ExitCode::FAILURE
-        }
+    let exit_code = Outcome::exit_code(&result);
+    if let Err(error) = &result {
+        eprintln!("kms-sidecar: {error:#}");
     }
+    if let Some((job, config)) = job {
+        record_job(job, &config, started_at, exit_code).await;
+    }
+    // 2: something to look at (the job's alert fires on it), as opposed to a failure to run.
+    ExitCode::from(exit_code)
+}
+
+async fn connect(database_url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    sqlx::PgConnection::connect(database_url).await.map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+}
+
+/// A connection for an operator command that must see every traveler's rows.
+async fn connect_operator(database_url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    let mut conn = connect(database_url).await?;
+    anyhow::ensure!(
+        db::passes_rls(&mut conn).await?,
+        "the operator's role must pass row-level security (BYPASSRLS, as the migrations' role has): \
+         under it, every traveler's rows are hidden"
+    );
+    Ok(conn)
+}
+
+async fn purge_idempotency_keys(database_url: &str) -> anyhow::Result<()> {
+    let mut conn = connect_operator(database_url).await?;
+    let purged: i64 =
+        sqlx::query_scalar("SELECT wallet_internal.purge_expired_idempotency_keys()").fetch_one(&mut conn).await?;
+    println!("purge-idempotency-keys: {purged} expired answer(s) deleted");
+    Ok(())
 }
 
 async fn serve(config: ConfigArgs) -> anyhow::Result<()> {
@@ -205,9 +283,7 @@ async fn rotate_keys(
     let columns = rotate::columns(table, column)?;
     let (settings, secrets) = config.load()?;
     let state = server::build_state(settings, secrets).await?;
-    let mut conn = sqlx::PgConnection::connect(database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let mut conn = connect_operator(database_url).await?;
     for sealed in columns {
         let report = rotate::rotate_column(&mut conn, &state.crypto, sealed, batch_size).await?;
         println!(
@@ -218,7 +294,7 @@ async fn rotate_keys(
     Ok(())
 }
 
-async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Result<()> {
+async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Result<Outcome> {
     let (settings, secrets) = config.load()?;
     let state = server::build_state(settings, secrets).await?;
     let ports = state
@@ -236,10 +312,7 @@ async fn reconcile(config: ConfigArgs, min_age_secs: Option<i64>) -> anyhow::Res
         report.busy,
         report.alerts()
     );
-    match report.alerts() {
-        0 => Ok(()),
-        n => Err(anyhow::anyhow!("{n} booking(s) need attention")),
-    }
+    Ok(if report.alerts() == 0 { Outcome::Clean } else { Outcome::Findings })
 }
 
 /// The audit settings, the signer on the audit key, and a database connection.
@@ -266,9 +339,7 @@ async fn audit_tools_of(
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("the audit commands reach KMS as [keys.aws_kms] says"))?;
     let signer = KmsSigner::connect(&kms.connection(&audit.signing_key_id, secrets)).await;
-    let conn = sqlx::PgConnection::connect(database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let conn = connect(database_url).await?;
     Ok((audit, signer, conn))
 }
 
@@ -402,8 +473,7 @@ fn report_erasure(
 async fn migrate(action: MigrateAction, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {
     let migrator = Migrator::from_dir(dir)?;
     let url = database_url.ok_or_else(|| anyhow::anyhow!("set DATABASE_URL or --database-url"))?;
-    let mut conn =
-        sqlx::PgConnection::connect(&url).await.map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let mut conn = connect(&url).await?;
     match action {
         MigrateAction::Up { to } => {
             let applied = migrator.up(&mut conn, to).await?;

@@ -1,9 +1,10 @@
 //! The sidecar's counters, rendered in Prometheus' text format at /metrics.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Counts by one label's value. Values named up front are shown at 0 before
 /// their first count, so a dashboard sees the series from the start.
@@ -157,6 +158,147 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A metric family read at scrape time (the database's figures, gauges).
+#[derive(Debug, Clone)]
+pub struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    /// (labels as `{a="b"}` or empty, value).
+    samples: Vec<(String, f64)>,
+}
+
+impl Family {
+    pub fn gauge(name: &'static str, help: &'static str, samples: Vec<(String, f64)>) -> Self {
+        Self { name, help, kind: "gauge", samples }
+    }
+
+    pub fn counter(name: &'static str, help: &'static str, samples: Vec<(String, f64)>) -> Self {
+        Self { name, help, kind: "counter", samples }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let Self { name, help, kind, samples } = self;
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    }
+}
+
+/// How an outbound call ended: answered (`ok`), refused by the dependency (a
+/// 4xx: a decline, a bad request), failed (5xx, transport), or no answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    Refused,
+    Failed,
+    Timeout,
+}
+
+impl CallOutcome {
+    const NAMES: [&'static str; 4] = ["ok", "refused", "failed", "timeout"];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// An HTTP answer's outcome by its status.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            200..=399 => Self::Ok,
+            400..=499 => Self::Refused,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// The dependencies, shown at 0 before their first call.
+pub const DEPENDENCIES: [&str; 5] = ["kms", "stripe", "duffel", "twilio", "postgres_pool"];
+
+#[derive(Debug, Default, Clone)]
+struct DependencySeries {
+    outcomes: [u64; 4],
+    latency: Histogram,
+}
+
+/// Outbound calls by dependency: counts by outcome, latency.
+#[derive(Debug)]
+pub struct OutboundMetrics(Mutex<BTreeMap<&'static str, DependencySeries>>);
+
+/// Process-wide, unlike [`Metrics`]: the adapters are built by the server, the
+/// operator commands and the tests alike, and each call counts wherever it is
+/// made, without a handle threaded through every adapter.
+pub static OUTBOUND: OutboundMetrics = OutboundMetrics(Mutex::new(BTreeMap::new()));
+
+impl OutboundMetrics {
+    pub fn observe(&self, dependency: &'static str, outcome: CallOutcome, elapsed: Duration) {
+        {
+            let mut series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let dependency = series.entry(dependency).or_default();
+            dependency.outcomes[outcome.index()] += 1;
+            dependency.latency.observe(elapsed.as_secs_f64());
+        }
+        let _ = REQUEST_WAIT.try_with(|waited| waited.fetch_add(elapsed_micros(elapsed), Ordering::Relaxed));
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut series = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        for dependency in DEPENDENCIES {
+            series.entry(dependency).or_default();
+        }
+        out.push_str("# HELP parker_wallet_outbound_requests_total Calls to KMS, Stripe, Duffel, Twilio, and connections taken from the Postgres pool, by outcome.\n");
+        out.push_str("# TYPE parker_wallet_outbound_requests_total counter\n");
+        for (dependency, calls) in &series {
+            for (count, outcome) in calls.outcomes.iter().zip(CallOutcome::NAMES) {
+                out.push_str(&format!(
+                    "parker_wallet_outbound_requests_total{{dependency=\"{dependency}\",outcome=\"{outcome}\"}} {count}\n"
+                ));
+            }
+        }
+        let name = "parker_wallet_outbound_request_duration_seconds";
+        out.push_str(&format!(
+            "# HELP {name} Time to an outbound call's answer; for postgres_pool, the wait for a connection.\n"
+        ));
+        out.push_str(&format!("# TYPE {name} histogram\n"));
+        for (dependency, calls) in &series {
+            calls.latency.render(out, name, &format!("dependency=\"{dependency}\""));
+        }
+    }
+}
+
+fn elapsed_micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Times `call` as a call to `dependency`, its outcome read from its result.
+pub async fn timed<T, E>(
+    dependency: &'static str,
+    call: impl Future<Output = Result<T, E>>,
+    outcome_of: impl FnOnce(&Result<T, E>) -> CallOutcome,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let result = call.await;
+    OUTBOUND.observe(dependency, outcome_of(&result), started.elapsed());
+    result
+}
+
+tokio::task_local! {
+    /// Microseconds the current request has waited on its dependencies.
+    static REQUEST_WAIT: Arc<AtomicU64>;
+}
+
+/// The current request's wait counter, for work it hands to another task.
+pub fn request_wait() -> Option<Arc<AtomicU64>> {
+    REQUEST_WAIT.try_with(Arc::clone).ok()
+}
+
+/// Runs `work` counting its outbound waits into `wait` (a request's own, or
+/// one handed over by [`request_wait`]).
+pub async fn counting_waits<F: Future>(wait: Arc<AtomicU64>, work: F) -> F::Output {
+    REQUEST_WAIT.scope(wait, work).await
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub kms_generate_calls: AtomicU64,
@@ -278,6 +420,7 @@ impl Metrics {
             &samples,
         );
         self.http.render(&mut out);
+        OUTBOUND.render(&mut out);
         out
     }
 }

@@ -8,6 +8,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::metrics::CallOutcome;
+
 pub type HttpsClient =
     Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
@@ -27,8 +29,10 @@ pub fn https_client() -> HttpsClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Sends `request` and reads the whole answer, within `timeout`: (status, body).
+/// Sends `request` to `dependency` (its name in the metrics) and reads the
+/// whole answer, within `timeout`: (status, body).
 pub async fn exchange(
+    dependency: &'static str,
     client: &HttpsClient,
     request: hyper::Request<Full<Bytes>>,
     timeout: Duration,
@@ -39,5 +43,11 @@ pub async fn exchange(
         let body = response.into_body().collect().await.map_err(|e| OutboundError::Failed(e.to_string()))?;
         Ok((status, body.to_bytes()))
     };
-    tokio::time::timeout(timeout, call).await.map_err(|_| OutboundError::Timeout)?
+    let answer = async { tokio::time::timeout(timeout, call).await.map_err(|_| OutboundError::Timeout)? };
+    crate::metrics::timed(dependency, answer, |result| match result {
+        Ok((status, _)) => CallOutcome::of_status(*status),
+        Err(OutboundError::Timeout) => CallOutcome::Timeout,
+        Err(OutboundError::Failed(_)) => CallOutcome::Failed,
+    })
+    .await
 }

@@ -55,7 +55,11 @@ pub async fn rotate_column(
 ) -> Result<RotationReport, RotateError> {
     // Names from the compiled-in list only, never from input.
     let (table, column) = (sealed.table, sealed.column);
-    let select = format!("SELECT id, user_id, {column} FROM public.{table} WHERE id > $1 ORDER BY id LIMIT $2");
+    // An empty value seals nothing: an erasure empties the passengers it kept.
+    let select = format!(
+        "SELECT id, user_id, {column} FROM public.{table}
+          WHERE id > $1 AND octet_length({column}) > 0 ORDER BY id LIMIT $2"
+    );
     let set_version = sealed.version_column.map(|v| format!(", {v} = $4")).unwrap_or_default();
     let update = format!("UPDATE public.{table} SET {column} = $1{set_version} WHERE id = $2 AND {column} = $3");
     let mut report = RotationReport::default();

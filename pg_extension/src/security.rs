@@ -23,11 +23,12 @@ pub const DEFINER_ROLES: &[&str] = &[
     "parker_wallet_flag_reader",
     "parker_wallet_lookup",
     "parker_wallet_event_recorder",
-    // Created by migrations 0012 (phone verification), 0014 (consents) and
-    // 0015 (erasures), not by the extension.
+    // Created by migrations 0012 (phone verification), 0014 (consents), 0015
+    // (erasures) and 0017 (operations), not by the extension.
     "parker_wallet_phone_gate",
     "parker_wallet_consent_recorder",
     "parker_wallet_erasure_guard",
+    "parker_wallet_operations",
 ];
 
 /// The wallet's SECURITY DEFINER functions and the role each must belong to. One
@@ -53,6 +54,14 @@ pub const WALLET_DEFINERS: &[(&str, &str)] = &[
     ),
     ("wallet_internal.record_consent()", "parker_wallet_consent_recorder"),
     ("wallet_internal.refuse_erased_traveler()", "parker_wallet_erasure_guard"),
+    (
+        "wallet_internal.record_job_run(job_name text, started_at timestamp with time zone, exit_code integer)",
+        "parker_wallet_operations",
+    ),
+    (
+        "wallet_internal.operations_figures(capture_window_hours integer, alert_before_hours integer)",
+        "parker_wallet_operations",
+    ),
 ];
 
 /// SECURITY DEFINER functions that API roles may call on purpose, because they

@@ -473,6 +473,7 @@ impl Default for SidecarConfig {
             cache: Default::default(),
             limits: Default::default(),
             shutdown_grace_secs: 10,
+            server_timing: false,
             database: None,
             auth: None,
             stripe: None,

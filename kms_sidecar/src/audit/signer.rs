@@ -8,7 +8,8 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 
 use super::AuditError;
-use crate::crypto::keys::{kms_client, AwsKmsSettings};
+use crate::crypto::keys::{kms_client, kms_outcome, AwsKmsSettings};
+use crate::metrics::timed;
 
 /// A signature and what checks it: the key (its ARN) and the algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,16 +71,15 @@ fn kms_failed<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
 impl AuditSigner for KmsSigner {
     async fn sign(&self, message: &[u8]) -> Result<Signature, AuditError> {
         self.count_call();
-        let output = self
+        let call = self
             .client
             .sign()
             .key_id(&self.key_id)
             .message(Blob::new(message.to_vec()))
             .message_type(MessageType::Raw)
             .signing_algorithm(ALGORITHM)
-            .send()
-            .await
-            .map_err(kms_failed)?;
+            .send();
+        let output = timed("kms", call, kms_outcome).await.map_err(kms_failed)?;
         let bytes = output.signature().ok_or_else(|| AuditError::Signing("no signature returned".into()))?;
         Ok(Signature {
             key_id: self.key_id.clone(),
@@ -100,7 +100,7 @@ impl AuditSigner for KmsSigner {
             return Ok(false);
         }
         self.count_call();
-        let result = self
+        let call = self
             .client
             .verify()
             .key_id(&signature.key_id)
@@ -108,11 +108,10 @@ impl AuditSigner for KmsSigner {
             .message_type(MessageType::Raw)
             .signature(Blob::new(signature.bytes.clone()))
             .signing_algorithm(ALGORITHM)
-            .send()
-            .await;
+            .send();
+        let result = timed("kms", call, kms_outcome).await;
         match result {
             Ok(output) => Ok(output.signature_valid()),
-            // AWS answers a bad signature with this error rather than `false`.
             // AWS answers a bad signature with an error rather than `false`; a
             // malformed one, with a validation error.
             Err(error)

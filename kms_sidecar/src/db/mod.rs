@@ -14,6 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::{RequestMeta, Traveler};
+use crate::metrics::{timed, CallOutcome};
 
 pub use lease::Lease;
 use lease::LEASE_WAIT_LIMIT;
@@ -41,6 +42,17 @@ impl Database {
         Ok(Self { pool, leases })
     }
 
+    /// A transaction on a pooled connection; the wait for the connection is
+    /// counted as the `postgres_pool` dependency.
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        timed("postgres_pool", self.pool.begin(), |begun| match begun {
+            Ok(_) => CallOutcome::Ok,
+            Err(sqlx::Error::PoolTimedOut) => CallOutcome::Timeout,
+            Err(_) => CallOutcome::Failed,
+        })
+        .await
+    }
+
     pub async fn check(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
@@ -48,7 +60,7 @@ impl Database {
     /// A transaction as `parker_wallet_sidecar` acting for no traveler: RLS shows it
     /// nothing; it can only call the functions granted to the role.
     pub async fn as_system(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SELECT set_config('role', 'parker_wallet_sidecar', true)").execute(&mut *tx).await?;
         Ok(tx)
     }
@@ -59,7 +71,7 @@ impl Database {
         traveler: &Traveler,
         meta: &RequestMeta,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let tx = self.pool.begin().await?;
+        let tx = self.begin().await?;
         Self::act_for(tx, traveler, meta).await
     }
 
@@ -69,7 +81,7 @@ impl Database {
         traveler: &Traveler,
         meta: &RequestMeta,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
         Self::act_for(tx, traveler, meta).await
     }
@@ -97,6 +109,15 @@ impl Database {
         .await?;
         Ok(tx)
     }
+}
+
+/// Whether the connection's role passes row-level security (superuser or
+/// BYPASSRLS). Operator commands that must see every traveler's rows check it
+/// first: under RLS they would see none and report nothing to do.
+pub async fn passes_rls(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user")
+        .fetch_one(conn)
+        .await
 }
 
 /// A transaction lock on one traveler's `scope` (`wallet`, `phone`...): their

@@ -50,7 +50,7 @@ impl HttpDuffel {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
             .map_err(|e| DuffelError::Unavailable(format!("request: {e}")))?;
-        let (status, bytes) = exchange(&self.client, request, self.timeout).await.map_err(|e| match e {
+        let (status, bytes) = exchange("duffel", &self.client, request, self.timeout).await.map_err(|e| match e {
             OutboundError::Timeout => DuffelError::Timeout,
             OutboundError::Failed(detail) => DuffelError::Unavailable(detail),
         })?;

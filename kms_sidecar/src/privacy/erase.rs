@@ -320,11 +320,7 @@ async fn advance(conn: &mut PgConnection, user_id: uuid::Uuid, from: Stage, to: 
 /// deletions would pass over the rows it hides, and an erasure would complete
 /// with data left behind.
 pub async fn check_operator(conn: &mut PgConnection) -> Result<(), PrivacyError> {
-    let passes_rls: bool =
-        sqlx::query_scalar("SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user")
-            .fetch_one(conn)
-            .await?;
-    if passes_rls {
+    if crate::db::passes_rls(conn).await? {
         Ok(())
     } else {
         Err(PrivacyError::Internal(

@@ -63,7 +63,13 @@ where
     F: FnOnce(Arc<AppState>) -> Fut,
     Fut: std::future::Future<Output = Result<Booking, ApiError>> + Send + 'static,
 {
-    tokio::spawn(work(Arc::clone(state))).await.map_err(|e| ApiError::Internal(format!("booking task: {e}")))?
+    // The task's outbound waits still count as the request's (Server-Timing).
+    let work = work(Arc::clone(state));
+    let task = match crate::metrics::request_wait() {
+        Some(wait) => tokio::spawn(crate::metrics::counting_waits(wait, work)),
+        None => tokio::spawn(work),
+    };
+    task.await.map_err(|e| ApiError::Internal(format!("booking task: {e}")))?
 }
 
 async fn view(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<BookingView, ApiError> {

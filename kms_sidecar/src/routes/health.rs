@@ -1,10 +1,12 @@
 //! `/healthz` (the process serves), `/readyz` (what it needs answers: the key
-//! provider, and the database and Stripe when configured).
+//! provider, and the database and Stripe when configured), `/metrics`.
 
 use hyper::StatusCode;
 
 use super::views::{HealthView, ProviderView, ReadinessView};
-use super::{json_response, HttpResponse};
+use super::{json_response, text_response, HttpResponse};
+use crate::kill_switches::Feature;
+use crate::metrics::Family;
 use crate::readiness::database_ready;
 use crate::state::AppState;
 
@@ -12,8 +14,14 @@ pub fn healthz() -> HttpResponse {
     json_response(StatusCode::OK, &HealthView { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
-pub async fn readyz(state: &AppState) -> HttpResponse {
-    let word = |ok: bool| if ok { "ok" } else { "error" };
+/// Each part's readiness; `None` for a part the sidecar is not configured with.
+struct Parts {
+    key_provider: bool,
+    database: Option<bool>,
+    stripe: Option<bool>,
+}
+
+async fn parts(state: &AppState) -> Parts {
     let key_provider = state.readiness.key_provider_ready(&state.crypto).await;
     let database = match &state.database {
         Some(database) => Some(database_ready(database).await),
@@ -23,6 +31,12 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
         Some(stripe) => Some(state.readiness.stripe_ready(stripe.as_ref()).await),
         None => None,
     };
+    Parts { key_provider, database, stripe }
+}
+
+pub async fn readyz(state: &AppState) -> HttpResponse {
+    let word = |ok: bool| if ok { "ok" } else { "error" };
+    let Parts { key_provider, database, stripe } = parts(state).await;
     let ready = key_provider && database != Some(false) && stripe != Some(false);
     let view = ReadinessView {
         status: if ready { "ready" } else { "not_ready" },
@@ -31,4 +45,40 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
         stripe: stripe.map(word),
     };
     json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &view)
+}
+
+/// The process's own series, then what is read at scrape time: the
+/// dependencies as the readiness checks see them, the kill switches, and the
+/// database's figures (money, jobs), which a slow database leaves out.
+pub async fn metrics(state: &AppState) -> HttpResponse {
+    let Parts { key_provider, database, stripe } = parts(state).await;
+    let up = [("key_provider", Some(key_provider)), ("database", database), ("stripe", stripe)]
+        .into_iter()
+        .filter_map(|(part, ready)| Some((format!("{{dependency=\"{part}\"}}"), f64::from(u8::from(ready?)))))
+        .collect();
+    let thrown = Feature::ALL
+        .into_iter()
+        .map(|feature| {
+            (format!("{{feature=\"{}\"}}", feature.as_str()), f64::from(u8::from(state.kill_switches.is_off(feature))))
+        })
+        .collect();
+    let mut families = vec![
+        Family::gauge(
+            "parker_wallet_dependency_up",
+            "1 while the dependency passes its readiness check (the key provider and Stripe checked at most every 15 s).",
+            up,
+        ),
+        Family::gauge("parker_wallet_kill_switch_thrown", "1 while an operator has the feature switched off.", thrown),
+    ];
+    if let Some(database) = &state.database {
+        match crate::operations::figures(database, &state.settings.bookings).await {
+            Ok(figures) => families.extend(figures),
+            Err(error) => tracing::warn!(%error, "the database's figures are left out of this scrape"),
+        }
+    }
+    let mut out = state.metrics.render();
+    for family in &families {
+        family.render(&mut out);
+    }
+    text_response(out)
 }

@@ -14,6 +14,7 @@ pub mod views;
 mod wallet;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -226,7 +227,9 @@ pub async fn dispatch(
     let route_name = parsed.map_or("unmatched", Route::name);
     let http = &state.metrics.http;
     let in_flight = http.start(route_name, method_name(&method));
-    let response = match route(&state, caller, &path, parsed, request).await {
+    let waited = Arc::new(AtomicU64::new(0));
+    let answer = crate::metrics::counting_waits(Arc::clone(&waited), route(&state, caller, &path, parsed, request));
+    let mut response = match answer.await {
         Ok(response) => response,
         Err(error) => {
             match &error {
@@ -245,6 +248,12 @@ pub async fn dispatch(
         StatusCode::FORBIDDEN => http.forbidden.add(caller.map_or("unknown", CallerClass::as_str)),
         StatusCode::TOO_MANY_REQUESTS => http.rate_limited.add(route_name),
         _ => {}
+    }
+    if state.settings.server_timing {
+        let waited_ms = waited.load(Ordering::Relaxed) as f64 / 1000.0;
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&format!("outbound;dur={waited_ms:.3}")) {
+            response.headers_mut().insert("server-timing", value);
+        }
     }
     in_flight.answered(response.status().as_u16());
     Ok(response)
@@ -302,7 +311,7 @@ async fn route(
     match (method.clone(), route) {
         (Method::GET, Route::Healthz) => Ok(health::healthz()),
         (Method::GET, Route::Readyz) => Ok(health::readyz(state).await),
-        (Method::GET, Route::Metrics) => Ok(text_response(state.metrics.render())),
+        (Method::GET, Route::Metrics) => Ok(health::metrics(state).await),
         (Method::POST, Route::Crypto(operation)) => crypto::handle(state, class, operation, request).await,
         (Method::POST, Route::StripeWebhook) => {
             let signature = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);

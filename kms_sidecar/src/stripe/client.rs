@@ -17,6 +17,8 @@ use stripe_payment::payment_method::{
     AttachPaymentMethod, DetachPaymentMethod, ListPaymentMethod, ListPaymentMethodType, RetrievePaymentMethod,
 };
 
+use crate::metrics::CallOutcome;
+
 use super::{
     CardDetails, CreatedSetupIntent, CustomerRecord, IntentStatus, OffSessionAuthorization, PaymentIntentView,
     SetupIntentView, StripeError, StripePort,
@@ -73,6 +75,19 @@ impl AsyncStripe {
     }
 
     async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ::stripe::StripeError>>,
+    ) -> Result<T, StripeError> {
+        crate::metrics::timed("stripe", self.classified(call), |result| match result {
+            Ok(_) => CallOutcome::Ok,
+            Err(StripeError::Refused { .. }) => CallOutcome::Refused,
+            Err(StripeError::Unavailable(_)) => CallOutcome::Failed,
+            Err(StripeError::Timeout) => CallOutcome::Timeout,
+        })
+        .await
+    }
+
+    async fn classified<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, ::stripe::StripeError>>,
     ) -> Result<T, StripeError> {

@@ -62,7 +62,7 @@ impl HttpTwilioVerify {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| TwilioError::Unavailable(format!("request: {e}")))?;
-        let (status, bytes) = exchange(&self.client, request, self.timeout).await.map_err(|e| match e {
+        let (status, bytes) = exchange("twilio", &self.client, request, self.timeout).await.map_err(|e| match e {
             OutboundError::Timeout => TwilioError::Unavailable("no answer within the deadline".into()),
             OutboundError::Failed(detail) => TwilioError::Unavailable(detail),
         })?;

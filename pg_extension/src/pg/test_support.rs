@@ -13,7 +13,7 @@ pub(crate) const BOB: &str = "22222222-2222-4222-8222-222222222222";
 
 // The wallet schema: the real migrations, applied inside the test's transaction.
 
-pub(crate) const MIGRATIONS: [&str; 16] = [
+pub(crate) const MIGRATIONS: [&str; 17] = [
     include_str!("../../../migrations/0001_auth_shim.up.sql"),
     include_str!("../../../migrations/0002_wallet_tables.up.sql"),
     include_str!("../../../migrations/0003_audit_completion_flags.up.sql"),
@@ -30,6 +30,7 @@ pub(crate) const MIGRATIONS: [&str; 16] = [
     include_str!("../../../migrations/0014_consents.up.sql"),
     include_str!("../../../migrations/0015_erasures.up.sql"),
     include_str!("../../../migrations/0016_kill_switches.up.sql"),
+    include_str!("../../../migrations/0017_operations.up.sql"),
 ];
 
 pub(crate) fn install_schema() {

@@ -19,6 +19,7 @@ mod kms;
 mod least_privilege;
 mod metrics;
 mod migrations;
+mod operations_files;
 mod payment_intents;
 mod phone;
 mod preferences;

@@ -270,17 +270,18 @@ async fn rls_report_is_clean_for_the_shipped_schema_and_flags_a_leaky_table(temp
             _ => &["user_id"],
         };
         // Besides the owner (or deny-all) policy, one for each of the wallet's
-        // definer roles that reads or writes the table (migrations 0008, 0012, 0014, 0015).
+        // definer roles that reads or writes the table (migrations 0008, 0012, 0014, 0015, 0017).
         let definer_policies = match table.as_str() {
-            // feature_flags: the flag reader's, and the sidecar's kill switches (0016).
-            "payment_methods" | "feature_flags" => 2,
+            // feature_flags: the flag reader's, and the sidecar's kill switches (0016);
+            // booking_charges: the lookup's, and the operations figures' (0017).
+            "payment_methods" | "feature_flags" | "booking_charges" => 2,
             "traveler_data_audit"
             | "traveler_profiles"
             | "profile_completion_tracking"
             | "stripe_events"
             | "wallet_customers"
             | "campaigns"
-            | "booking_charges"
+            | "booking_charge_events"
             | "phone_verifications"
             | "consents"
             | "erasures" => 1,

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::{DataKeyBytes, GeneratedKey, KeyError, KeyProvider, KmsContext};
+use crate::metrics::{timed, CallOutcome};
 
 /// Where the KMS key is and how to reach it.
 #[derive(Debug, Clone)]
@@ -45,10 +46,7 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(error
             let message = service.err().message().unwrap_or("");
             let detail = format!("{code}: {message}");
             match code {
-                "DependencyTimeoutException"
-                | "KMSInternalException"
-                | "ThrottlingException"
-                | "LimitExceededException" => KeyError::Unavailable(detail),
+                code if is_transient(code) => KeyError::Unavailable(detail),
                 // About these bytes, not the key: the only refusals worth remembering.
                 "InvalidCiphertextException" | "IncorrectKeyException" => KeyError::Invalid(detail),
                 _ => KeyError::Rejected(detail),
@@ -56,6 +54,26 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(error
         }
         SdkError::TimeoutError(_) => KeyError::Unavailable("request timed out".into()),
         other => KeyError::Unavailable(format!("{other}")),
+    }
+}
+
+/// KMS error codes that say "not now" rather than "no".
+fn is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "DependencyTimeoutException" | "KMSInternalException" | "ThrottlingException" | "LimitExceededException"
+    )
+}
+
+/// A KMS call's outcome for the outbound metrics (the audit signer's calls too).
+pub fn kms_outcome<T, E: ProvideErrorMetadata, R>(result: &Result<T, SdkError<E, R>>) -> CallOutcome {
+    match result {
+        Ok(_) => CallOutcome::Ok,
+        Err(SdkError::TimeoutError(_)) => CallOutcome::Timeout,
+        Err(SdkError::ServiceError(service)) if !is_transient(service.err().code().unwrap_or_default()) => {
+            CallOutcome::Refused
+        }
+        Err(_) => CallOutcome::Failed,
     }
 }
 
@@ -99,15 +117,14 @@ impl KeyProvider for AwsKms {
     }
 
     async fn generate_data_key(&self, context: &KmsContext) -> Result<GeneratedKey, KeyError> {
-        let output = self
+        let call = self
             .client
             .generate_data_key()
             .key_id(&self.key_id)
             .key_spec(DataKeySpec::Aes256)
             .set_encryption_context(Some(context_map(context)))
-            .send()
-            .await
-            .map_err(classify)?;
+            .send();
+        let output = timed("kms", call, kms_outcome).await.map_err(classify)?;
         let plain = output.plaintext().ok_or_else(|| KeyError::Unavailable("no plaintext key returned".into()))?;
         let mut plaintext = Zeroizing::new([0u8; 32]);
         if plain.as_ref().len() != 32 {
@@ -130,15 +147,14 @@ impl KeyProvider for AwsKms {
         wrapped: &[u8],
         context: &KmsContext,
     ) -> Result<DataKeyBytes, KeyError> {
-        let output = self
+        let call = self
             .client
             .decrypt()
             .key_id(key_ref)
             .ciphertext_blob(Blob::new(wrapped.to_vec()))
             .set_encryption_context(Some(context_map(context)))
-            .send()
-            .await
-            .map_err(classify)?;
+            .send();
+        let output = timed("kms", call, kms_outcome).await.map_err(classify)?;
         let plain = output.plaintext().ok_or_else(|| KeyError::Unavailable("no plaintext key returned".into()))?;
         if plain.as_ref().len() != 32 {
             return Err(KeyError::Invalid("unwrapped key has the wrong length".into()));

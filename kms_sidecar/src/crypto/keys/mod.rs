@@ -6,7 +6,7 @@ pub mod local;
 
 use std::collections::BTreeMap;
 
-pub use aws_kms::{kms_client, AwsKms, AwsKmsSettings};
+pub use aws_kms::{kms_client, kms_outcome, AwsKms, AwsKmsSettings};
 pub use local::LocalKeyring;
 use zeroize::Zeroizing;
 
