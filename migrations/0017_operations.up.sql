@@ -105,8 +105,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   UNION ALL
   SELECT m.metric, j.job, m.value
     FROM wallet_internal.job_runs j,
-         LATERAL (VALUES ('job_last_success_timestamp', coalesce(extract(epoch FROM j.last_success_at), 0)::float8),
-                         ('job_last_run_timestamp', coalesce(extract(epoch FROM j.last_finished_at), 0)::float8),
+         LATERAL (VALUES ('job_last_success_timestamp', coalesce(floor(extract(epoch FROM j.last_success_at)), 0)::float8),
+                         ('job_last_run_timestamp', coalesce(floor(extract(epoch FROM j.last_finished_at)), 0)::float8),
                          ('job_last_exit_code', j.last_exit_code::float8)) AS m(metric, value)
    WHERE m.value IS NOT NULL
 $$;

@@ -200,3 +200,60 @@ impl TravelerRequest<'_> {
         crate::call(self.sidecar, method, path, &self.token, self.key.as_deref(), body).await
     }
 }
+
+/// The whole stack an operator's commands need: the wallet app with Stripe,
+/// the Duffel fake and moto's KMS (data keys, and the audit signing key with
+/// its checkpoint log in `dir`), and the commands run as the operator runs them.
+pub struct OperatedApp {
+    pub app: TestApp,
+    pub dir: tempfile::TempDir,
+    pub duffel: crate::duffel_fake::FakeDuffel,
+}
+
+impl OperatedApp {
+    pub async fn start(template: Template) -> Result<Self> {
+        Self::start_with(template, |_| {}).await
+    }
+
+    /// With `change` applied to the sidecar's configuration last.
+    pub async fn start_with(
+        template: Template,
+        change: impl FnOnce(&mut SidecarConfig) + Send + 'static,
+    ) -> Result<Self> {
+        let emulators = Emulators::from_env()?;
+        let (data_key, _) = emulators.create_kms_key().await?;
+        let signing_key_id = emulators.create_signing_key().await?;
+        let kms = emulators.kms_sidecar_config(&data_key)?;
+        let dir = tempfile::Builder::new().prefix("pw-operated-").tempdir()?;
+        let log = dir.path().join("checkpoints.jsonl");
+        let duffel = crate::duffel_fake::FakeDuffel::start().await?;
+        let app = TestApp::wallet()
+            .with_stripe()
+            .on(template)
+            .with_duffel(duffel.url.clone())
+            .configure(move |config| {
+                // KMS, not a keyring file: the operator's commands open what the sidecar sealed.
+                config.settings.keys.provider = kms.settings.keys.provider;
+                config.settings.keys.aws_kms = kms.settings.keys.aws_kms.clone();
+                // /metrics, as Prometheus scrapes it.
+                config.admin_port = kms.admin_port;
+                config.env.extend(kms.env.iter().filter(|(k, _)| k.starts_with("AWS_")).cloned());
+                config.settings.audit = Some(kms_sidecar::config::AuditSettings {
+                    signing_key_id,
+                    checkpoint_log: log,
+                    checkpoint_interval_secs: 3_600,
+                });
+                change(config);
+            })
+            .start()
+            .await?;
+        Ok(Self { app, dir, duffel })
+    }
+
+    /// `kms-sidecar ARGS` with the app's settings and the operator's `DATABASE_URL`.
+    pub fn command(&self, args: &[&str]) -> Result<std::process::Command> {
+        let mut command = self.app.config.command(self.dir.path(), args)?;
+        command.env("DATABASE_URL", self.app.db.url(crate::OPERATOR)?);
+        Ok(command)
+    }
+}

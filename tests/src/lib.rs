@@ -59,7 +59,7 @@ use kms_sidecar::config::{
 use kms_sidecar::domain::CallerClass;
 use sqlx::{Connection, PgConnection};
 
-pub use app::{TestApp, TestAppBuilder, TestTraveler};
+pub use app::{OperatedApp, TestApp, TestAppBuilder, TestTraveler};
 
 /// The template every migrated test database is cloned from (prepared by scripts/test.sh).
 pub const TEMPLATE_DB: &str = "pw_template";
@@ -571,7 +571,8 @@ impl SidecarConfig {
             .args(args)
             .arg("--config")
             .arg(config_path)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.admin_port.map(|_| ("PW_SERVICE_TOKEN", ADMIN_TOKEN)));
         Ok(command)
     }
 

@@ -5,50 +5,31 @@
 
 use std::process::Output;
 
-use harness::duffel_fake::FakeDuffel;
-use harness::{localstripe_get, Emulators, Template, TestApp, TestTraveler, WEBHOOK_SECRET};
+use harness::{localstripe_get, OperatedApp, Template, TestTraveler, WEBHOOK_SECRET};
 use hyper::StatusCode;
-use kms_sidecar::config::AuditSettings;
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "/v1/privacy/account";
 
-/// An app whose configuration also carries the operator's audit signing key.
-struct Erasing {
-    app: TestApp,
-    dir: tempfile::TempDir,
-    _duffel: FakeDuffel,
+/// The operator's stack (the audit signing key, Duffel, Stripe, KMS).
+struct Erasing(OperatedApp);
+
+impl std::ops::Deref for Erasing {
+    type Target = OperatedApp;
+
+    fn deref(&self) -> &OperatedApp {
+        &self.0
+    }
 }
 
 impl Erasing {
     async fn start(template: Template) -> anyhow::Result<Self> {
-        let emulators = Emulators::from_env()?;
-        let (data_key, _) = emulators.create_kms_key().await?;
-        let signing_key_id = emulators.create_signing_key().await?;
-        let kms = emulators.kms_sidecar_config(&data_key)?;
-        let dir = tempfile::Builder::new().prefix("pw-erase-").tempdir()?;
-        let log = dir.path().join("checkpoints.jsonl");
-        let duffel = FakeDuffel::start().await?;
-        let app = TestApp::wallet()
-            .with_stripe()
-            .on(template)
-            .with_duffel(duffel.url.clone())
-            .configure(move |config| {
-                config.settings.keys.aws_kms = kms.settings.keys.aws_kms.clone();
-                config.env.extend(kms.env.iter().filter(|(k, _)| k.starts_with("AWS_")).cloned());
-                config.settings.audit =
-                    Some(AuditSettings { signing_key_id, checkpoint_log: log, checkpoint_interval_secs: 3_600 });
-            })
-            .start()
-            .await?;
-        Ok(Self { app, dir, _duffel: duffel })
+        Ok(Self(OperatedApp::start(template).await?))
     }
 
     /// `kms-sidecar erase ARGS` as the operator runs it.
     fn command(&self, args: &[&str]) -> anyhow::Result<std::process::Command> {
-        let mut command = self.app.config.command(self.dir.path(), &[&["erase"], args].concat())?;
-        command.env("DATABASE_URL", self.app.db.url(harness::OPERATOR)?);
-        Ok(command)
+        self.0.command(&[&["erase"], args].concat())
     }
 
     fn erase(&self, args: &[&str]) -> anyhow::Result<(Option<i32>, Vec<Value>)> {

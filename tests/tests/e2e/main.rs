@@ -27,6 +27,7 @@ mod privacy;
 mod readiness;
 mod rls;
 mod rotate;
+mod scheduled_jobs;
 mod secrets_rotation;
 mod sidecar;
 mod stack;
