@@ -24,7 +24,7 @@ $role$;
 -- Outside `public`: no API role sees it.
 CREATE TABLE wallet_internal.job_runs (
   job              text PRIMARY KEY CHECK (job IN ('reconcile', 'purge_idempotency_keys', 'audit_checkpoint',
-                                                   'rotate_keys', 'erase_pending')),
+                                                   'audit_verify', 'rotate_keys', 'erase_pending')),
   last_started_at  timestamptz,
   last_finished_at timestamptz,
   last_exit_code   smallint CHECK (last_exit_code IN (0, 1, 2)),
@@ -33,13 +33,18 @@ CREATE TABLE wallet_internal.job_runs (
   failures         bigint NOT NULL DEFAULT 0
 );
 INSERT INTO wallet_internal.job_runs (job)
-SELECT unnest(ARRAY['reconcile', 'purge_idempotency_keys', 'audit_checkpoint', 'rotate_keys', 'erase_pending']);
+SELECT unnest(ARRAY['reconcile', 'purge_idempotency_keys', 'audit_checkpoint', 'audit_verify', 'rotate_keys',
+                    'erase_pending']);
 REVOKE ALL ON wallet_internal.job_runs FROM PUBLIC, anon, authenticated, service_role;
 GRANT USAGE ON SCHEMA wallet_internal, public TO parker_wallet_operations;
 GRANT SELECT, UPDATE ON wallet_internal.job_runs TO parker_wallet_operations;
+ALTER TABLE wallet_internal.job_runs ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY job_runs_parker_wallet_operations ON wallet_internal.job_runs
+  FOR ALL TO parker_wallet_operations USING (true) WITH CHECK (true);
 
--- A finished run, recorded by the job itself (kms-sidecar's job commands).
--- A success is a run that ended 0 or 2: it ran to its end.
+-- A finished run, recorded by the job itself (kms-sidecar's job commands, on
+-- the operator's connection). A success is a run that ended 0 or 2: it ran to
+-- its end.
 CREATE FUNCTION wallet_internal.record_job_run(job_name text, started_at timestamptz, exit_code integer)
 RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -111,6 +116,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
    WHERE m.value IS NOT NULL
 $$;
 
+-- Privileges first: once the functions change hands, grants are the new
+-- owner's and the migration's role could no longer revoke them. The job runs
+-- are recorded through the operator's connection (the jobs' DATABASE_URL,
+-- the migrations' role), never the serving sidecar's: a process the socket
+-- reaches cannot rewrite what the alerts read.
+REVOKE ALL ON FUNCTION wallet_internal.record_job_run(text, timestamptz, integer),
+  wallet_internal.operations_figures(integer, integer) FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION wallet_internal.operations_figures(integer, integer) TO parker_wallet_sidecar;
+
 -- Handing the functions to their role takes membership in it and its CREATE on
 -- the schema, held only for the moment (as in migration 0008).
 DO $member$
@@ -122,12 +136,13 @@ GRANT CREATE ON SCHEMA wallet_internal TO parker_wallet_operations;
 ALTER FUNCTION wallet_internal.record_job_run(text, timestamptz, integer) OWNER TO parker_wallet_operations;
 ALTER FUNCTION wallet_internal.operations_figures(integer, integer) OWNER TO parker_wallet_operations;
 REVOKE CREATE ON SCHEMA wallet_internal FROM parker_wallet_operations;
-DO $member$
+-- The operator records runs. Granted by the new owner (while the migration's
+-- role is its member): a grant made before the change of hands would have
+-- gone with the old owner's privileges.
+DO $operator$
 BEGIN
+  EXECUTE format('GRANT EXECUTE ON FUNCTION wallet_internal.record_job_run(text, timestamptz, integer) TO %I',
+                 current_user);
   EXECUTE format('REVOKE parker_wallet_operations FROM %I', current_user);
 END
-$member$;
-REVOKE ALL ON FUNCTION wallet_internal.record_job_run(text, timestamptz, integer),
-  wallet_internal.operations_figures(integer, integer) FROM PUBLIC, anon, authenticated, service_role;
-GRANT EXECUTE ON FUNCTION wallet_internal.record_job_run(text, timestamptz, integer),
-  wallet_internal.operations_figures(integer, integer) TO parker_wallet_sidecar;
+$operator$;

@@ -4,10 +4,13 @@
 # and the sidecar's login role. The schema itself is the `migrate` service's.
 set -euo pipefail
 
-sidecar_password=$(cat "${SIDECAR_DB_PASSWORD_FILE:?the sidecar login role needs a password file}")
+# The password goes to psql through its own file (\set with backticks), never
+# on a command line that `ps` shows.
+: "${SIDECAR_DB_PASSWORD_FILE:?the sidecar login role needs a password file}"
+export SIDECAR_DB_PASSWORD_FILE
 
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-  -v sidecar_password="$sidecar_password" <<'SQL'
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+\set sidecar_password `cat "$SIDECAR_DB_PASSWORD_FILE"`
 ALTER SYSTEM SET parker_wallet.sidecar_socket = '/run/parker-wallet/sidecar.sock';
 SELECT pg_reload_conf();
 CREATE EXTENSION parker_wallet;

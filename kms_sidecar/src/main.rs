@@ -178,39 +178,43 @@ impl Outcome {
 }
 
 /// The scheduled job (deploy/systemd) a command runs as, if it is one.
-fn scheduled_job(command: &Command) -> Option<(Job, ConfigArgs)> {
+fn scheduled_job(command: &Command) -> Option<Job> {
     match command {
-        Command::Reconcile { config, .. } => Some((Job::Reconcile, config.clone())),
-        Command::PurgeIdempotencyKeys { config, .. } => Some((Job::PurgeIdempotencyKeys, config.clone())),
-        Command::AuditCheckpoint { config, .. } => Some((Job::AuditCheckpoint, config.clone())),
-        Command::RotateKeys { config, table: None, .. } => Some((Job::RotateKeys, config.clone())),
-        Command::Erase { config, pending: true, .. } => Some((Job::ErasePending, config.clone())),
+        Command::Reconcile { .. } => Some(Job::Reconcile),
+        Command::PurgeIdempotencyKeys { .. } => Some(Job::PurgeIdempotencyKeys),
+        Command::AuditCheckpoint { .. } => Some(Job::AuditCheckpoint),
+        Command::AuditVerify { .. } => Some(Job::AuditVerify),
+        Command::RotateKeys { table: None, .. } => Some(Job::RotateKeys),
+        Command::Erase { pending: true, .. } => Some(Job::ErasePending),
         _ => None,
     }
 }
 
-/// Records a job's run through the sidecar's own database role; a run that
-/// cannot be recorded is said so, and the job's alert will notice.
-async fn record_job(job: Job, config: &ConfigArgs, started_at: chrono::DateTime<chrono::Utc>, exit_code: u8) {
-    let recorded = async {
-        let (settings, secrets) = config.load()?;
-        let (Some(_), Some(url)) = (&settings.database, &secrets.database_url) else {
-            anyhow::bail!("recording a job's run needs [database] and PW_DATABASE_URL");
-        };
-        let database = db::Database::connect_lazy(url, 1)?;
-        operations::record_run(&database, job, started_at, exit_code).await?;
-        Ok(())
-    };
-    if let Err(error) = recorded.await {
-        eprintln!("kms-sidecar: the {} run was not recorded: {error:#}", job.as_str());
-    }
+/// Records a job's run on the operator's connection (`DATABASE_URL`, which
+/// every job's unit has), never the serving sidecar's role.
+async fn record_job(job: Job, started_at: chrono::DateTime<chrono::Utc>, exit_code: u8) -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("recording the run needs the operator's DATABASE_URL"))?;
+    operations::record_run(&mut connect(&url).await?, job, started_at, exit_code).await?;
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
     kms_sidecar::tls::ensure_provider();
-    let command = Cli::parse().command;
+    let command = match Cli::try_parse() {
+        Ok(cli) => cli.command,
+        // Not clap's own 2 for a usage error: 2 means a run with findings.
+        Err(error) if error.use_stderr() => {
+            let _ = error.print();
+            return ExitCode::from(64);
+        }
+        Err(help_or_version) => {
+            let _ = help_or_version.print();
+            return ExitCode::SUCCESS;
+        }
+    };
     let job = scheduled_job(&command);
     let started_at = chrono::Utc::now();
     let result = match command {
@@ -230,12 +234,16 @@ async fn main() -> ExitCode {
         }
         Command::Erase { config, database_url, user, pending: _ } => erase(config, &database_url, user).await,
     };
-    let exit_code = Outcome::exit_code(&result);
+    let mut exit_code = Outcome::exit_code(&result);
     if let Err(error) = &result {
         eprintln!("kms-sidecar: {error:#}");
     }
-    if let Some((job, config)) = job {
-        record_job(job, &config, started_at, exit_code).await;
+    if let Some(job) = job {
+        // A run nobody can see is a failed run: its findings would reach no alert.
+        if let Err(error) = record_job(job, started_at, exit_code).await {
+            eprintln!("kms-sidecar: the {} run was not recorded: {error:#}", job.as_str());
+            exit_code = 1;
+        }
     }
     // 2: something to look at (the job's alert fires on it), as opposed to a failure to run.
     ExitCode::from(exit_code)

@@ -22,6 +22,7 @@ pub enum Job {
     Reconcile,
     PurgeIdempotencyKeys,
     AuditCheckpoint,
+    AuditVerify,
     RotateKeys,
     ErasePending,
 }
@@ -32,6 +33,7 @@ impl Job {
             Self::Reconcile => "reconcile",
             Self::PurgeIdempotencyKeys => "purge_idempotency_keys",
             Self::AuditCheckpoint => "audit_checkpoint",
+            Self::AuditVerify => "audit_verify",
             Self::RotateKeys => "rotate_keys",
             Self::ErasePending => "erase_pending",
         }
@@ -39,21 +41,21 @@ impl Job {
 }
 
 /// Records a finished run with the command's exit code (0 clean, 2 findings,
-/// 1 failed), for `parker_wallet_job_*` and the alerts on them.
+/// 1 failed), for `parker_wallet_job_*` and the alerts on them. On the
+/// operator's connection: the serving sidecar's role may not record runs.
 pub async fn record_run(
-    database: &Database,
+    conn: &mut sqlx::PgConnection,
     job: Job,
     started_at: DateTime<Utc>,
     exit_code: u8,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = database.as_system().await?;
     sqlx::query("SELECT wallet_internal.record_job_run($1, $2, $3)")
         .bind(job.as_str())
         .bind(started_at)
         .bind(i32::from(exit_code))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// The database's figures as metric families; an error when the database did
@@ -61,6 +63,8 @@ pub async fn record_run(
 pub async fn figures(database: &Database, policy: &BookingSettings) -> Result<Vec<Family>, String> {
     let read = async {
         let mut tx = database.as_system().await?;
+        // The server stops the scan too, and the connection goes back free.
+        sqlx::query("SET LOCAL statement_timeout = 1900").execute(&mut *tx).await?;
         let rows: Vec<(String, String, f64)> =
             sqlx::query_as("SELECT metric, label, value FROM wallet_internal.operations_figures($1, $2)")
                 .bind(i32::try_from(policy.capture_window_hours).unwrap_or(i32::MAX))

@@ -40,14 +40,33 @@ impl ReadinessCache {
         ready
     }
 
+    /// `part`'s last answer however old; `None` before its first check.
+    fn last(&self, part: &'static str) -> Option<bool> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(part).map(|(_, ready)| *ready)
+    }
+
     pub async fn key_provider_ready(&self, crypto: &EnvelopeCrypto) -> bool {
-        self.cached("key_provider", crypto.provider().check()).await
+        self.cached(KEY_PROVIDER, crypto.provider().check()).await
     }
 
     pub async fn stripe_ready(&self, stripe: &dyn StripePort) -> bool {
-        self.cached("stripe", stripe.check()).await
+        self.cached(STRIPE, stripe.check()).await
+    }
+
+    /// The last answers (key provider, Stripe), without asking anyone: for
+    /// `/metrics`, which must answer even while a provider hangs.
+    pub fn last_answers(&self) -> (Option<bool>, Option<bool>) {
+        (self.last(KEY_PROVIDER), self.last(STRIPE))
     }
 }
+
+const KEY_PROVIDER: &str = "key_provider";
+const STRIPE: &str = "stripe";
+
+/// How often a background task asks again, so the answers `/metrics` reads
+/// are at most [`READINESS_TTL`] old and are recorded even when no probe waits
+/// for them.
+pub const REFRESH: Duration = Duration::from_secs(5);
 
 /// The database answers a query within a second (never cached: it is cheap).
 pub async fn database_ready(database: &Database) -> bool {

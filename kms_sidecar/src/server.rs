@@ -193,6 +193,7 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
         let switches = Arc::clone(&state.kill_switches);
         tokio::spawn(async move { switches.watch(database).await });
     }
+    tokio::spawn(routes::health::watch_readiness(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -34,6 +34,17 @@ async fn parts(state: &AppState) -> Parts {
     Parts { key_provider, database, stripe }
 }
 
+/// Asks every part again every [`crate::readiness::REFRESH`] for as long as
+/// the sidecar runs (each provider at most once per TTL, as for `/readyz`).
+pub async fn watch_readiness(state: std::sync::Arc<AppState>) {
+    let mut every = tokio::time::interval(crate::readiness::REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        parts(&state).await;
+    }
+}
+
 pub async fn readyz(state: &AppState) -> HttpResponse {
     let word = |ok: bool| if ok { "ok" } else { "error" };
     let Parts { key_provider, database, stripe } = parts(state).await;
@@ -51,8 +62,15 @@ pub async fn readyz(state: &AppState) -> HttpResponse {
 /// dependencies as the readiness checks see them, the kill switches, and the
 /// database's figures (money, jobs), which a slow database leaves out.
 pub async fn metrics(state: &AppState) -> HttpResponse {
-    let Parts { key_provider, database, stripe } = parts(state).await;
-    let up = [("key_provider", Some(key_provider)), ("database", database), ("stripe", stripe)]
+    // The providers' last answers, never a live call: a hung Stripe must not
+    // make the scrape time out and hide the very series that says so.
+    let (key_provider, stripe) = state.readiness.last_answers();
+    let database = match &state.database {
+        Some(database) => Some(database_ready(database).await),
+        None => None,
+    };
+    let stripe = stripe.filter(|_| state.stripe.is_some());
+    let up = [("key_provider", key_provider), ("database", database), ("stripe", stripe)]
         .into_iter()
         .filter_map(|(part, ready)| Some((format!("{{dependency=\"{part}\"}}"), f64::from(u8::from(ready?)))))
         .collect();
@@ -71,10 +89,22 @@ pub async fn metrics(state: &AppState) -> HttpResponse {
         Family::gauge("parker_wallet_kill_switch_thrown", "1 while an operator has the feature switched off.", thrown),
     ];
     if let Some(database) = &state.database {
-        match crate::operations::figures(database, &state.settings.bookings).await {
-            Ok(figures) => families.extend(figures),
-            Err(error) => tracing::warn!(%error, "the database's figures are left out of this scrape"),
-        }
+        let read = match crate::operations::figures(database, &state.settings.bookings).await {
+            Ok(figures) => {
+                families.extend(figures);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the database's figures are left out of this scrape");
+                false
+            }
+        };
+        // Their absence silences the money and job alerts: this says so.
+        families.push(Family::gauge(
+            "parker_wallet_database_figures_up",
+            "1 when this scrape carries the database's money and job figures.",
+            vec![(String::new(), f64::from(u8::from(read)))],
+        ));
     }
     let mut out = state.metrics.render();
     for family in &families {

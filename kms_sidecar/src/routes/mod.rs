@@ -5,7 +5,7 @@ mod bookings;
 mod caller;
 mod crypto;
 mod error;
-mod health;
+pub mod health;
 mod idempotency;
 mod phone;
 mod privacy;

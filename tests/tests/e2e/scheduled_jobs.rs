@@ -131,6 +131,9 @@ async fn each_timers_command_does_its_work_and_the_figures_add_up(template: Temp
     let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints").fetch_one(&mut admin).await?;
     assert_eq!(checkpoints, 1, "{template}");
 
+    let (code, out) = run_unit(&operated, "audit-verify")?;
+    assert_eq!(code, Some(0), "{template}: {out}");
+
     let (code, out) = run_unit(&operated, "erase-pending")?;
     assert!(matches!(code, Some(0 | 2)), "{template}: {out}");
     let erased: String = sqlx::query_scalar("SELECT state FROM erasures WHERE user_id = $1::uuid")
@@ -146,7 +149,7 @@ async fn each_timers_command_does_its_work_and_the_figures_add_up(template: Temp
 
     // What /metrics shows: every run, and the money as it happened.
     let metrics = app.sidecar.metrics().await?;
-    for job in ["reconcile", "purge_idempotency_keys", "audit_checkpoint", "rotate_keys"] {
+    for job in ["reconcile", "purge_idempotency_keys", "audit_checkpoint", "audit_verify", "rotate_keys"] {
         assert_eq!(metric(&metrics, &format!("parker_wallet_job_last_exit_code{{job=\"{job}\"}}")), 0, "{job}");
         let succeeded = metric(&metrics, &format!("parker_wallet_job_last_success_timestamp_seconds{{job=\"{job}\"}}"));
         assert!((1..u64::MAX).contains(&succeeded), "{template}: {job} {succeeded}");
@@ -188,6 +191,42 @@ async fn each_timers_command_does_its_work_and_the_figures_add_up(template: Temp
     assert_eq!(metric(&metrics, "parker_wallet_dependency_up{dependency=\"stripe\"}"), 1);
     assert_eq!(metric(&metrics, "parker_wallet_dependency_up{dependency=\"key_provider\"}"), 1);
     assert_eq!(metric(&metrics, "parker_wallet_kill_switch_thrown{feature=\"auto_booking\"}"), 0);
+    assert_eq!(metric(&metrics, "parker_wallet_database_figures_up"), 1);
+    Ok(())
+}
+
+/// What the alerts read cannot be rewritten from the serving sidecar's role
+/// (a process the socket reaches), nor from PostgREST's: only the operator's
+/// connection records a run.
+async fn only_the_operator_records_a_jobs_run(template: Template) -> anyhow::Result<()> {
+    let db = harness::TestDb::migrated_on(template).await?;
+    for role in ["parker_wallet_sidecar", "authenticated", "service_role"] {
+        let mut conn = db.superuser().await?;
+        sqlx::raw_sql(&format!("SET ROLE {role}")).execute(&mut conn).await?;
+        let silenced =
+            sqlx::query("SELECT wallet_internal.record_job_run('audit_checkpoint', now(), 0)").execute(&mut conn).await;
+        assert_eq!(silenced.as_ref().err().and_then(harness::sqlstate).as_deref(), Some("42501"), "{template}: {role}");
+        let mut conn = db.superuser().await?;
+        sqlx::raw_sql(&format!("SET ROLE {role}")).execute(&mut conn).await?;
+        let read = sqlx::query("SELECT * FROM wallet_internal.job_runs").execute(&mut conn).await;
+        assert_eq!(read.as_ref().err().and_then(harness::sqlstate).as_deref(), Some("42501"), "{template}: {role}");
+    }
+    Ok(())
+}
+
+/// A job whose run cannot be recorded, or that was started wrongly, never
+/// exits 2 (which its unit takes for a run that found something).
+#[tokio::test]
+async fn a_run_not_recorded_or_a_bad_command_line_fails_the_unit() -> anyhow::Result<()> {
+    let operated = OperatedApp::start(Template::Plain).await?;
+    // reconcile works through the sidecar's own settings; without the
+    // operator's DATABASE_URL its clean run cannot be recorded.
+    let unrecorded = operated.command(&["reconcile"])?.env_remove("DATABASE_URL").output()?;
+    let said = String::from_utf8_lossy(&unrecorded.stderr);
+    assert_eq!(unrecorded.status.code(), Some(1), "{said}");
+    assert!(said.contains("the reconcile run was not recorded"), "{said}");
+    let usage = operated.command(&["reconcile", "--no-such-flag"])?.output()?;
+    assert_eq!(usage.status.code(), Some(64), "{}", String::from_utf8_lossy(&usage.stderr));
     Ok(())
 }
 
@@ -213,4 +252,7 @@ async fn every_series_on_the_dashboard_is_exported() -> anyhow::Result<()> {
     Ok(())
 }
 
-harness::on_both_templates!(each_timers_command_does_its_work_and_the_figures_add_up);
+harness::on_both_templates!(
+    each_timers_command_does_its_work_and_the_figures_add_up,
+    only_the_operator_records_a_jobs_run
+);
