@@ -233,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
         MIX.iter().map(|(r, w)| format!("{} {w}%", r.name())).collect::<Vec<_>>().join(", ")
     );
     println!("times in ms from when each request was due; own = total minus the wait on Stripe, Duffel, KMS and the pool (Server-Timing)");
-    let mut holding = None;
+    let (mut holding, mut own_holding) = (None, None);
     for rate in rates {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -289,23 +289,32 @@ async fn main() -> anyhow::Result<()> {
                 ms(percentile(&own, 0.95)),
                 100.0 * failed as f64 / samples.len().max(1) as f64
             );
-            (percentile(&total, 0.95), failed as f64 / samples.len().max(1) as f64)
+            (percentile(&total, 0.95), percentile(&own, 0.95), failed as f64 / samples.len().max(1) as f64)
         };
         for (route, samples) in &by_route {
             row(route.name(), samples);
         }
         let all: Vec<&Sample> = samples.iter().collect();
-        let (p95, errors) = row("all", &all);
-        let holds = p95 < Duration::from_millis(200) && errors < 0.001;
-        println!("SLO (p95 < 200 ms, errors < 0.1 %) at {rate}/s: {}", if holds { "held" } else { "missed" });
+        let (p95, own_p95, errors) = row("all", &all);
+        let slo = Duration::from_millis(200);
+        let word = |held: bool| if held { "held" } else { "missed" };
+        let holds = p95 < slo && errors < 0.001;
+        let own_holds = own_p95 < slo && errors < 0.001;
+        println!(
+            "SLO (p95 < 200 ms, errors < 0.1 %) at {rate}/s: {} end to end, {} on the sidecar's own time",
+            word(holds),
+            word(own_holds)
+        );
         if holds {
             holding = Some(rate);
         }
+        if own_holds {
+            own_holding = Some(rate);
+        }
     }
     println!();
-    match holding {
-        Some(rate) => println!("highest rate that held the SLO: {rate}/s"),
-        None => println!("no rate held the SLO"),
-    }
+    let say = |rate: Option<u64>| rate.map_or("none".to_owned(), |rate| format!("{rate}/s"));
+    println!("highest rate that held the SLO end to end: {}", say(holding));
+    println!("highest rate that held it on the sidecar's own time: {}", say(own_holding));
     Ok(())
 }

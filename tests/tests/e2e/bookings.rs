@@ -114,12 +114,14 @@ impl Booker {
         Ok(())
     }
 
-    /// `kms-sidecar reconcile` as an operator's cron would run it.
+    /// `kms-sidecar reconcile` as its timer runs it (the operator's
+    /// `DATABASE_URL` records the run).
     async fn reconcile(&self) -> anyhow::Result<(bool, String)> {
         let output = tokio::process::Command::new(std::env::var("PW_SIDECAR_BIN")?)
             .args(["reconcile", "--min-age-secs", "0", "--config"])
             .arg(self.sidecar().dir().join("sidecar.toml"))
             .envs(self.config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("DATABASE_URL", self.db.url(harness::OPERATOR)?)
             .output()
             .await?;
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

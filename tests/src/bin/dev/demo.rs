@@ -374,9 +374,11 @@ pub async fn walk(keep: bool) -> Result<()> {
         doc["bookings"][0]["passengers"],
     );
 
-    step("kms-sidecar reconcile (cron): nothing left unsettled");
+    step("kms-sidecar reconcile (its timer's job): nothing left unsettled; the run recorded for /metrics");
     let wallet_config = wallet.dir().join("sidecar.toml").display().to_string();
-    run_sidecar(&["reconcile", "--config", &wallet_config, "--min-age-secs", "0"], &config.env)?;
+    // As the job's unit runs it: the sidecar's settings, and the operator's DATABASE_URL to record the run.
+    let job_env = [config.env.as_slice(), migrate_env.as_slice()].concat();
+    run_sidecar(&["reconcile", "--config", &wallet_config, "--min-age-secs", "0"], &job_env)?;
 
     step("Signed audit checkpoint (KMS Sign, moto here), then the owner drops Ada's newest audit row: audit-verify reports it, and the row edited above");
     let emulators = harness::Emulators::from_env()?;
