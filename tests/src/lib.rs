@@ -1121,3 +1121,25 @@ macro_rules! on_both_templates {
         }
     };
 }
+
+/// `deno run` of `tests/edge/<script>` with the Edge Functions' import map
+/// (supabase/functions/deno.json) and only the permissions a function needs:
+/// the sidecar's socket, `PW_SIDECAR_SOCKET` and the variables in `env`.
+pub fn deno_edge(script: &str, socket: &Path, env: &[&str]) -> Result<std::process::Command> {
+    let deno = format!("{}/.bin/deno", std::env::var("PW_NODE_MODULES")?);
+    let socket = socket.display().to_string();
+    let mut allowed_env = vec!["PW_SIDECAR_SOCKET"];
+    allowed_env.extend(env);
+    let mut command = std::process::Command::new(deno);
+    command
+        .args(["run", "--quiet", "--no-prompt"])
+        .arg(format!("--config={}", crate_dir().join("../supabase/functions/deno.json").display()))
+        .arg(format!("--allow-env={}", allowed_env.join(",")))
+        .arg(format!("--allow-net=unix:{socket},sidecar:80"))
+        .arg(format!("--allow-read={socket}"))
+        .arg(format!("--allow-write={socket}"))
+        .arg(crate_dir().join("edge").join(script))
+        .env("PW_SIDECAR_SOCKET", &socket)
+        .env("NO_COLOR", "1");
+    Ok(command)
+}

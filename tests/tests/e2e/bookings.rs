@@ -336,27 +336,15 @@ async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_scheduled_edge_function_books_once_through_deno() -> anyhow::Result<()> {
     let b = booker(&[VISA], true).await?;
-    let deno = format!("{}/.bin/deno", std::env::var("PW_NODE_MODULES")?);
-    let script = harness::crate_dir().join("edge/invoke_book_campaign.ts");
-    let socket = b.sidecar().socket.display().to_string();
+    let socket = &b.sidecar().socket;
     let booking = b.body(&offer()).to_string();
     let key = service_key()?;
     let mut answers = Vec::new();
     // The scheduler twice, then someone with a traveler's token.
     for bearer in [key.clone(), key.clone(), b.token.clone()] {
-        let output = tokio::process::Command::new(&deno)
-            .args(["run", "--quiet", "--no-prompt", "--allow-env=PW_SIDECAR_SOCKET,SUPABASE_SERVICE_ROLE_KEY"])
-            .arg(format!("--allow-net=unix:{socket},sidecar:80"))
-            .arg(format!("--allow-read={socket}"))
-            .arg(format!("--allow-write={socket}"))
-            .arg(&script)
-            .arg(&booking)
-            .arg(&bearer)
-            .env("PW_SIDECAR_SOCKET", &socket)
-            .env("SUPABASE_SERVICE_ROLE_KEY", &key)
-            .env("NO_COLOR", "1")
-            .output()
-            .await?;
+        let mut deno = harness::deno_edge("invoke_book_campaign.ts", socket, &["SUPABASE_SERVICE_ROLE_KEY"])?;
+        deno.arg(&booking).arg(&bearer).env("SUPABASE_SERVICE_ROLE_KEY", &key);
+        let output = tokio::process::Command::from(deno).output().await?;
         assert!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
         answers.push(serde_json::from_slice::<Value>(&output.stdout)?);
     }

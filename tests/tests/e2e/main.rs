@@ -12,6 +12,7 @@ mod consents;
 mod crypto;
 mod database_crypto;
 mod database_tls;
+mod edge_functions;
 mod erasure;
 mod extension;
 mod kill_switches;

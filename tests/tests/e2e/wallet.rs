@@ -532,36 +532,33 @@ async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The documented Edge Function example, run by Deno against a real sidecar.
+/// The `manage-payment-methods` Edge Function, run by Deno against a real
+/// sidecar: the cards listed, one made the default, a route it does not have.
 #[tokio::test]
-async fn the_edge_function_example_lists_the_travelers_cards() -> anyhow::Result<()> {
+async fn the_manage_payment_methods_function_serves_the_wallet() -> anyhow::Result<()> {
     let db = seeded().await?;
     let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
-    let deno = format!("{}/.bin/deno", std::env::var("PW_NODE_MODULES")?);
-    let script = harness::crate_dir().join("edge/invoke_wallet_cards.ts");
-    let run = |token: Option<String>| {
-        let mut command = std::process::Command::new(&deno);
-        command
-            .args(["run", "--quiet", "--no-prompt", "--allow-env=PW_SIDECAR_SOCKET"])
-            .arg(format!("--allow-net=unix:{},sidecar:80", sidecar.socket.display()))
-            .arg(format!("--allow-read={}", sidecar.socket.display()))
-            .arg(format!("--allow-write={}", sidecar.socket.display()))
-            .arg(&script)
-            .env("PW_SIDECAR_SOCKET", &sidecar.socket)
-            .env("NO_COLOR", "1");
-        command.args(token);
-        command.output()
+    let run = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let output =
+            harness::deno_edge("invoke_manage_payment_methods.ts", &sidecar.socket, &[])?.args(args).output()?;
+        anyhow::ensure!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(serde_json::from_slice(&output.stdout)?)
     };
-    let output = run(Some(traveler_token(ALICE, json!({}))))?;
-    assert!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let token = traveler_token(ALICE, json!({}));
+    let answer = run(&["GET", "", &token])?;
     assert_eq!(answer["status"], 200, "{answer}");
-    let last4: Vec<&str> =
-        answer["body"]["data"].as_array().unwrap().iter().filter_map(|c| c["last4"].as_str()).collect();
+    let cards = answer["body"]["data"].as_array().unwrap();
+    let last4: Vec<&str> = cards.iter().filter_map(|c| c["last4"].as_str()).collect();
     assert_eq!(last4, ["4242", "4444", "0005"]);
 
-    let anonymous: serde_json::Value = serde_json::from_slice(&run(None)?.stdout)?;
+    let anonymous = run(&["GET", ""])?;
     assert_eq!((anonymous["status"].as_i64(), anonymous["body"]["code"].as_str()), (Some(401), Some("invalid_token")));
+    let unknown = run(&["POST", "/../../v1/crypto/decrypt", &token, "{}"])?;
+    assert_eq!(
+        (unknown["status"].as_i64(), unknown["body"]["code"].as_str()),
+        (Some(404), Some("not_found")),
+        "{unknown}"
+    );
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-// A scheduled Supabase Edge Function: books a campaign's chosen offer for the
+// Supabase Edge Function `book-campaign`, run by the scheduler: books a campaign's chosen offer for the
 // campaign's owner, with no traveler present (merchant-initiated, on the consent
 // stored in campaigns.consent_at). It calls the Parker Wallet sidecar with the
 // project's service key; the sidecar acts as the campaign's owner under RLS, and
@@ -9,8 +9,9 @@
 // by the scheduler only (the handler checks for the service key): whoever can
 // call it chooses what is booked on the owner's card.
 
-const socketPath = Deno.env.get("PW_SIDECAR_SOCKET") ?? "/run/parker-wallet/sidecar.sock";
-const sidecar = Deno.createHttpClient({ proxy: { transport: "unix", path: socketPath } });
+import { problem, Sidecar } from "@parker-wallet/sidecar";
+
+const sidecar = Sidecar.fromEnv();
 
 export interface CampaignBooking {
   campaign_id: string;
@@ -24,16 +25,12 @@ export interface CampaignBooking {
 export async function bookCampaignOffer(booking: CampaignBooking): Promise<{ status: number; body: unknown }> {
   const serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY");
   if (!serviceKey) throw new Error("SUPABASE_SERVICE_ROLE_KEY is not set");
-  const response = await fetch("http://sidecar/v1/bookings", {
-    method: "POST",
-    client: sidecar,
-    headers: {
-      authorization: `Bearer ${serviceKey}`,
-      "idempotency-key": `campaign:${booking.campaign_id}:offer:${booking.offer_id}`,
-      "content-type": "application/json",
-    },
-    body: JSON.stringify(booking),
+  const headers = new Headers({
+    authorization: `Bearer ${serviceKey}`,
+    "idempotency-key": `campaign:${booking.campaign_id}:offer:${booking.offer_id}`,
+    "content-type": "application/json",
   });
+  const response = await sidecar.fetch("POST", "/v1/bookings", headers, JSON.stringify(booking));
   // The booking (201 new, 200 the same one again) or a problem+json refusal.
   return { status: response.status, body: await response.json() };
 }
@@ -52,10 +49,7 @@ function sameSecret(a: string, b: string): boolean {
 export async function handler(req: Request): Promise<Response> {
   const serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY") ?? "";
   if (!serviceKey || !sameSecret(req.headers.get("authorization") ?? "", `Bearer ${serviceKey}`)) {
-    return Response.json(
-      { type: "about:blank", title: "Scheduler only", status: 401, code: "invalid_token" },
-      { status: 401, headers: { "content-type": "application/problem+json" } },
-    );
+    return problem(401, "invalid_token", "Scheduler only");
   }
   const { status, body } = await bookCampaignOffer(await req.json());
   return Response.json(body, { status });

@@ -1,0 +1,15 @@
+// Invokes the `manage-payment-methods` Edge Function the way Supabase would (one
+// Request in, one Response out) and prints what came back, for the Rust test.
+// Usage: deno run ... invoke_manage_payment_methods.ts METHOD PATH [token] [json body]
+import { handler } from "../../supabase/functions/manage-payment-methods/index.ts";
+
+const [method, path, token, body] = Deno.args;
+const headers: Record<string, string> = { "user-agent": "supabase-edge-runtime-test", "x-forwarded-for": "192.0.2.10" };
+if (token) headers.authorization = `Bearer ${token}`;
+const request = new Request(`http://localhost/functions/v1/manage-payment-methods${path}`, {
+  method,
+  headers,
+  body: body || undefined,
+});
+const response = await handler(request);
+console.log(JSON.stringify({ status: response.status, body: await response.json() }));
