@@ -256,11 +256,7 @@ async fn connect(database_url: &str) -> anyhow::Result<sqlx::PgConnection> {
 /// A connection for an operator command that must see every traveler's rows.
 async fn connect_operator(database_url: &str) -> anyhow::Result<sqlx::PgConnection> {
     let mut conn = connect(database_url).await?;
-    anyhow::ensure!(
-        db::passes_rls(&mut conn).await?,
-        "the operator's role must pass row-level security (BYPASSRLS, as the migrations' role has): \
-         under it, every traveler's rows are hidden"
-    );
+    anyhow::ensure!(db::passes_rls(&mut conn).await?, db::OPERATOR_UNDER_RLS);
     Ok(conn)
 }
 

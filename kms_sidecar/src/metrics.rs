@@ -30,6 +30,11 @@ impl LabelledCounter {
     }
 }
 
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
 /// Latency buckets, in seconds: fine around the 200 ms objective, up to
 /// Duffel's 30 s deadline.
 pub const LATENCY_BUCKETS: [f64; 14] =
@@ -113,10 +118,12 @@ impl HttpMetrics {
     fn render(&self, out: &mut String) {
         let series = self.routes.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let labels = |(route, method): &(&str, &str)| format!("route=\"{route}\",method=\"{method}\"");
-        out.push_str(
-            "# HELP parker_wallet_http_requests_total Requests answered, by route, method and status class.\n",
+        write_header(
+            out,
+            "parker_wallet_http_requests_total",
+            "Requests answered, by route, method and status class.",
+            "counter",
         );
-        out.push_str("# TYPE parker_wallet_http_requests_total counter\n");
         for (key, route) in &series {
             for (class, count) in route.answered.iter().enumerate() {
                 out.push_str(&format!(
@@ -127,13 +134,11 @@ impl HttpMetrics {
             }
         }
         let name = "parker_wallet_http_request_duration_seconds";
-        out.push_str(&format!("# HELP {name} Time to answer (the headers), by route and method.\n"));
-        out.push_str(&format!("# TYPE {name} histogram\n"));
+        write_header(out, name, "Time to answer (the headers), by route and method.", "histogram");
         for (key, route) in &series {
             route.latency.render(out, name, &labels(key));
         }
-        out.push_str("# HELP parker_wallet_http_requests_in_flight Requests being served.\n");
-        out.push_str("# TYPE parker_wallet_http_requests_in_flight gauge\n");
+        write_header(out, "parker_wallet_http_requests_in_flight", "Requests being served.", "gauge");
         for (key, route) in &series {
             out.push_str(&format!("parker_wallet_http_requests_in_flight{{{}}} {}\n", labels(key), route.in_flight));
         }
@@ -181,7 +186,7 @@ impl Family {
 
     pub fn render(&self, out: &mut String) {
         let Self { name, help, kind, samples } = self;
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        write_header(out, name, help, kind);
         for (labels, value) in samples {
             out.push_str(&format!("{name}{labels} {value}\n"));
         }
@@ -249,8 +254,12 @@ impl OutboundMetrics {
         for dependency in DEPENDENCIES {
             series.entry(dependency).or_default();
         }
-        out.push_str("# HELP parker_wallet_outbound_requests_total Calls to KMS, Stripe, Duffel, Twilio, and connections taken from the Postgres pool, by outcome.\n");
-        out.push_str("# TYPE parker_wallet_outbound_requests_total counter\n");
+        write_header(
+            out,
+            "parker_wallet_outbound_requests_total",
+            "Calls to KMS, Stripe, Duffel, Twilio, and connections taken from the Postgres pool, by outcome.",
+            "counter",
+        );
         for (dependency, calls) in &series {
             for (count, outcome) in calls.outcomes.iter().zip(CallOutcome::NAMES) {
                 out.push_str(&format!(
@@ -259,10 +268,12 @@ impl OutboundMetrics {
             }
         }
         let name = "parker_wallet_outbound_request_duration_seconds";
-        out.push_str(&format!(
-            "# HELP {name} Time to an outbound call's answer; for postgres_pool, the wait for a connection.\n"
-        ));
-        out.push_str(&format!("# TYPE {name} histogram\n"));
+        write_header(
+            out,
+            name,
+            "Time to an outbound call's answer; for postgres_pool, the wait for a connection.",
+            "histogram",
+        );
         for (dependency, calls) in &series {
             calls.latency.render(out, name, &format!("dependency=\"{dependency}\""));
         }
@@ -342,7 +353,7 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            write_header(&mut out, name, help, "counter");
             for (labels, value) in samples {
                 out.push_str(&format!("{name}{labels} {value}\n"));
             }

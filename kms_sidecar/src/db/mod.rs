@@ -111,6 +111,10 @@ impl Database {
     }
 }
 
+/// Why an operator command refuses a role that RLS applies to.
+pub const OPERATOR_UNDER_RLS: &str =
+    "the operator's role must pass row-level security (BYPASSRLS, as the migrations' role has)";
+
 /// Whether the connection's role passes row-level security (superuser or
 /// BYPASSRLS). Operator commands that must see every traveler's rows check it
 /// first: under RLS they would see none and report nothing to do.

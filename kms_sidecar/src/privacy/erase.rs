@@ -323,9 +323,7 @@ pub async fn check_operator(conn: &mut PgConnection) -> Result<(), PrivacyError>
     if crate::db::passes_rls(conn).await? {
         Ok(())
     } else {
-        Err(PrivacyError::Internal(
-            "the operator's role must pass row-level security (BYPASSRLS, as the migrations' role has)".to_owned(),
-        ))
+        Err(PrivacyError::Internal(crate::db::OPERATOR_UNDER_RLS.to_owned()))
     }
 }
 

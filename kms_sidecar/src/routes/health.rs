@@ -22,26 +22,37 @@ struct Parts {
 }
 
 async fn parts(state: &AppState) -> Parts {
+    let (key_provider, stripe) = providers(state).await;
+    Parts { key_provider, database: database_part(state).await, stripe }
+}
+
+/// The key provider's and Stripe's readiness, each asked at most once per TTL.
+async fn providers(state: &AppState) -> (bool, Option<bool>) {
     let key_provider = state.readiness.key_provider_ready(&state.crypto).await;
-    let database = match &state.database {
-        Some(database) => Some(database_ready(database).await),
-        None => None,
-    };
     let stripe = match &state.stripe {
         Some(stripe) => Some(state.readiness.stripe_ready(stripe.as_ref()).await),
         None => None,
     };
-    Parts { key_provider, database, stripe }
+    (key_provider, stripe)
 }
 
-/// Asks every part again every [`crate::readiness::REFRESH`] for as long as
-/// the sidecar runs (each provider at most once per TTL, as for `/readyz`).
+/// The database's readiness, asked now (it is cheap); `None` without one.
+async fn database_part(state: &AppState) -> Option<bool> {
+    match &state.database {
+        Some(database) => Some(database_ready(database).await),
+        None => None,
+    }
+}
+
+/// Asks the providers again every [`crate::readiness::REFRESH`] for as long as
+/// the sidecar runs (each at most once per TTL, as for `/readyz`), so that
+/// `/metrics` reads answers no older than the TTL.
 pub async fn watch_readiness(state: std::sync::Arc<AppState>) {
     let mut every = tokio::time::interval(crate::readiness::REFRESH);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        parts(&state).await;
+        providers(&state).await;
     }
 }
 
@@ -65,11 +76,7 @@ pub async fn metrics(state: &AppState) -> HttpResponse {
     // The providers' last answers, never a live call: a hung Stripe must not
     // make the scrape time out and hide the very series that says so.
     let (key_provider, stripe) = state.readiness.last_answers();
-    let database = match &state.database {
-        Some(database) => Some(database_ready(database).await),
-        None => None,
-    };
-    let stripe = stripe.filter(|_| state.stripe.is_some());
+    let database = database_part(state).await;
     let up = [("key_provider", key_provider), ("database", database), ("stripe", stripe)]
         .into_iter()
         .filter_map(|(part, ready)| Some((format!("{{dependency=\"{part}\"}}"), f64::from(u8::from(ready?)))))

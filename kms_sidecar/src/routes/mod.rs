@@ -5,7 +5,7 @@ mod bookings;
 mod caller;
 mod crypto;
 mod error;
-pub mod health;
+pub(crate) mod health;
 mod idempotency;
 mod phone;
 mod privacy;
