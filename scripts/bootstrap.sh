@@ -58,11 +58,14 @@ install_python_emulators() {
   mark_done venv "$want"
 }
 
-# Deno runs the Edge Function examples; murmurhash-js is what Parker Flight's
-# TypeScript buckets users with, for the cross-check of wallet.flag_enabled;
-# playwright-core drives Debian's Chromium in the card-saving browser test.
+# Deno runs the Edge Functions and bundles the reference page (its first
+# `deno bundle` fetches esbuild from npm: done here, once); murmurhash-js is
+# what Parker Flight's TypeScript buckets users with, for the cross-check of
+# wallet.flag_enabled; playwright-core drives Debian's Chromium in the browser
+# tests, where @axe-core/playwright checks the page against WCAG 2.1.
 install_node_packages() {
   local want="deno@$DENO_VERSION murmurhash-js@$MURMURHASH_JS_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION"
+  want="$want @axe-core/playwright@$AXE_PLAYWRIGHT_VERSION"
   step_done node "$want" && [ -x "$PW_NODE/node_modules/.bin/deno" ] && return 0
   have npm || die "npm not found: install Node.js and npm first"
   say "installing $want from npm"
@@ -71,6 +74,12 @@ install_node_packages() {
   (cd "$PW_NODE" && npm install --silent --no-audit --no-fund $want >/dev/null) \
     || die "npm install $want failed: is the npm registry reachable?"
   "$PW_NODE/node_modules/.bin/deno" --version >/dev/null || die "deno was installed but does not run"
+  local probe
+  probe=$(mktemp -d)
+  echo 'document.title = "bundled";' >"$probe/probe.ts"
+  NO_COLOR=1 "$PW_NODE/node_modules/.bin/deno" bundle --quiet --platform=browser --output="$probe/probe.js" "$probe/probe.ts" \
+    || die "deno bundle does not work (it fetches esbuild from npm on first use)"
+  rm -rf "$probe"
   mark_done node "$want"
 }
 

@@ -71,6 +71,13 @@ enum Command {
         #[arg(long)]
         min_age_secs: Option<i64>,
     },
+    /// Print the TypeScript the Edge Functions import (supabase/functions/_shared/api.ts):
+    /// the API's request and answer types and one client function per route,
+    /// generated from the sidecar's own types. With --schema, their JSON Schema.
+    ApiTypes {
+        #[arg(long)]
+        schema: bool,
+    },
     /// Delete the stored answers of expired Idempotency-Keys (kept 24 hours).
     PurgeIdempotencyKeys {
         #[command(flatten)]
@@ -233,6 +240,14 @@ async fn main() -> ExitCode {
             audit_redact(config, &database_url, user_id, &reason).await
         }
         Command::Erase { config, database_url, user, pending: _ } => erase(config, &database_url, user).await,
+        Command::ApiTypes { schema } => {
+            let printed = if schema {
+                serde_json::to_string_pretty(&kms_sidecar::routes::api::json_schema()).map(|text| text + "\n")
+            } else {
+                Ok(kms_sidecar::routes::api::typescript())
+            };
+            printed.map(|text| print!("{text}")).map_err(anyhow::Error::from).map(Outcome::from)
+        }
     };
     let mut exit_code = Outcome::exit_code(&result);
     if let Err(error) = &result {

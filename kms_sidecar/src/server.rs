@@ -220,12 +220,7 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let state = Arc::clone(&state);
                     async move {
-                        let presented = request
-                            .headers()
-                            .get(hyper::header::AUTHORIZATION)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.strip_prefix("Bearer "))
-                            .unwrap_or("");
+                        let presented = presented_service_token(request.headers());
                         let expected = state.service_token.as_ref().map(|t| t.expose_secret().as_bytes().to_vec()).unwrap_or_default();
                         if expected.is_empty() || !constant_time_eq(presented.as_bytes(), &expected) {
                             state.metrics.http.tokens_refused.add("service_token");
@@ -250,6 +245,21 @@ pub async fn serve(state: Arc<AppState>, shutdown: impl std::future::Future<Outp
         tracing::warn!(?grace, "requests still running after the grace period; closing them");
     }
     Ok(())
+}
+
+/// The header that carries the service token on the TCP port, so that
+/// `Authorization` stays free for the traveler's token.
+pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// The service token a TCP request presents: in its own header, or, for a
+/// scraper that can set only `Authorization` (Prometheus), as its bearer
+/// token; such a request then carries no traveler.
+fn presented_service_token(headers: &hyper::HeaderMap) -> &str {
+    let header = |name| headers.get(name).and_then(|v: &hyper::header::HeaderValue| v.to_str().ok());
+    match header(SERVICE_TOKEN_HEADER) {
+        Some(token) => token,
+        None => header(hyper::header::AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or(""),
+    }
 }
 
 /// Serves one connection on its own task, watched for graceful shutdown.

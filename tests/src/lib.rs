@@ -42,6 +42,7 @@ pub mod duffel_fake;
 pub mod fake_http;
 pub mod stripe_proxy;
 pub mod twilio_fake;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -955,17 +956,35 @@ pub async fn card_saved_through_stripe(
     let intent = setup_intent(sidecar, token).await?;
     anyhow::ensure!(intent.status == StatusCode::OK, "{}", intent.text);
     let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
-    let secret = intent.json["client_secret"].as_str().unwrap_or_default().to_owned();
+    let secret = intent.json["client_secret"].as_str().unwrap_or_default();
+    confirm_setup_intent(localstripe, &id, secret, number).await?;
+    Ok(id)
+}
+
+/// Stripe.js's part of saving a card: `number` into a PaymentMethod, and the
+/// SetupIntent `id` confirmed with it (3-D Secure completed when asked).
+pub async fn confirm_setup_intent(localstripe: &str, id: &str, secret: &str, number: &str) -> Result<()> {
     let pm = localstripe_card(localstripe, number).await?;
     let path = format!("/v1/setup_intents/{id}/confirm");
     let mut confirmed =
-        localstripe_post(localstripe, &path, &[("payment_method", &pm), ("client_secret", &secret)]).await?;
+        localstripe_post(localstripe, &path, &[("payment_method", &pm), ("client_secret", secret)]).await?;
     if confirmed.json["status"] == "requires_action" {
         // A card that always asks for 3-D Secure: the traveler completes it, as Stripe.js would.
-        confirmed = localstripe_post(localstripe, &path, &[("client_secret", &secret)]).await?;
+        confirmed = localstripe_post(localstripe, &path, &[("client_secret", secret)]).await?;
     }
     anyhow::ensure!(confirmed.json["status"] == "succeeded", "{}", confirmed.text);
-    Ok(id)
+    Ok(())
+}
+
+/// The project's service role key (what Supabase gives server-side code), signed
+/// with the tests' JWT secret.
+pub fn service_role_key() -> Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({ "role": "service_role", "iss": "supabase", "iat": now, "exp": now + 600 }),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )?)
 }
 
 /// The consent text the tests' travelers tick when they save a card.
@@ -1120,26 +1139,4 @@ macro_rules! on_both_templates {
             )*
         }
     };
-}
-
-/// `deno run` of `tests/edge/<script>` with the Edge Functions' import map
-/// (supabase/functions/deno.json) and only the permissions a function needs:
-/// the sidecar's socket, `PW_SIDECAR_SOCKET` and the variables in `env`.
-pub fn deno_edge(script: &str, socket: &Path, env: &[&str]) -> Result<std::process::Command> {
-    let deno = format!("{}/.bin/deno", std::env::var("PW_NODE_MODULES")?);
-    let socket = socket.display().to_string();
-    let mut allowed_env = vec!["PW_SIDECAR_SOCKET"];
-    allowed_env.extend(env);
-    let mut command = std::process::Command::new(deno);
-    command
-        .args(["run", "--quiet", "--no-prompt"])
-        .arg(format!("--config={}", crate_dir().join("../supabase/functions/deno.json").display()))
-        .arg(format!("--allow-env={}", allowed_env.join(",")))
-        .arg(format!("--allow-net=unix:{socket},sidecar:80"))
-        .arg(format!("--allow-read={socket}"))
-        .arg(format!("--allow-write={socket}"))
-        .arg(crate_dir().join("edge").join(script))
-        .env("PW_SIDECAR_SOCKET", &socket)
-        .env("NO_COLOR", "1");
-    Ok(command)
 }

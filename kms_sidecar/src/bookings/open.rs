@@ -13,8 +13,9 @@ use crate::domain::Money;
 /// What fingerprints a booking request (with the traveler and the body).
 const ROUTE: &str = "POST /v1/bookings";
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BookingRequest")]
 pub struct NewBooking {
     pub campaign_id: uuid::Uuid,
     pub offer_id: String,

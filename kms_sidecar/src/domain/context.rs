@@ -56,8 +56,9 @@ pub struct EncryptionContext {
 
 /// The JSON shape clients send; unknown fields are refused, so a typo never
 /// silently changes what a ciphertext is bound to.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EncryptionContextInput")]
 pub struct ContextInput {
     pub user_id: String,
     pub table: String,

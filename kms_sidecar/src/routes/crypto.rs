@@ -22,9 +22,10 @@ pub enum Operation {
     Rewrap,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CryptoRequest {
+pub(super) struct CryptoRequest {
+    /// Standard base64.
     data: String,
     context: ContextInput,
 }

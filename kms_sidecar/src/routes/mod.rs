@@ -1,6 +1,7 @@
 //! The HTTP surface. `dispatch` is the router: it checks the caller's class,
 //! reads the body within the size limit and hands over to one route module.
 
+pub mod api;
 mod bookings;
 mod caller;
 mod crypto;
@@ -75,6 +76,7 @@ enum Route<'p> {
     Bookings,
     Booking(&'p str),
     BookingResume(&'p str),
+    Profile,
     PhoneVerification,
     PhoneVerificationCheck,
     PrivacyExport,
@@ -95,6 +97,7 @@ impl<'p> Route<'p> {
             "/v1/wallet/setup-intents" => Self::WalletSetupIntents,
             "/v1/webhooks/stripe" => Self::StripeWebhook,
             "/v1/bookings" => Self::Bookings,
+            "/v1/profile" => Self::Profile,
             "/v1/profile/phone/verification" => Self::PhoneVerification,
             "/v1/profile/phone/verification/check" => Self::PhoneVerificationCheck,
             "/v1/privacy/export" => Self::PrivacyExport,
@@ -137,6 +140,7 @@ impl<'p> Route<'p> {
             Self::Bookings => "/v1/bookings",
             Self::Booking(_) => "/v1/bookings/{id}",
             Self::BookingResume(_) => "/v1/bookings/{id}/resume",
+            Self::Profile => "/v1/profile",
             Self::PhoneVerification => "/v1/profile/phone/verification",
             Self::PhoneVerificationCheck => "/v1/profile/phone/verification/check",
             Self::PrivacyExport => "/v1/privacy/export",
@@ -159,6 +163,7 @@ impl<'p> Route<'p> {
             | Self::Bookings
             | Self::Booking(_)
             | Self::BookingResume(_)
+            | Self::Profile
             | Self::PhoneVerification
             | Self::PhoneVerificationCheck
             | Self::PrivacyExport
@@ -190,6 +195,7 @@ pub fn served() -> Vec<(&'static str, &'static str)> {
         (Route::Bookings, "POST"),
         (Route::Booking(id), "GET"),
         (Route::BookingResume(id), "POST"),
+        (Route::Profile, "GET"),
         (Route::PhoneVerification, "POST"),
         (Route::PhoneVerificationCheck, "POST"),
         (Route::PrivacyExport, "GET"),
@@ -331,6 +337,11 @@ async fn route(
             Ok(answer_response(bookings::resume(state, request, parse_id(id)?).await?, false))
         }
         (Method::GET, Route::PrivacyExport) => privacy::export(state, request).await,
+        (Method::GET, Route::Profile) => {
+            let call = wallet::authenticate(state, &request)?;
+            let _admission = admit(state, call.actor.traveler.user_id).await?;
+            Ok(answer_response(wallet::show_profile(&call).await?, false))
+        }
         (Method::DELETE, Route::PrivacyAccount) => {
             let call = wallet::authenticate(state, &request)?;
             if call.idempotency_key.is_none() {

@@ -2,6 +2,7 @@
 //! number with a code sent by SMS. The rules and limits are in `phone`.
 
 use hyper::StatusCode;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -11,15 +12,19 @@ use super::{answer, parse_json, Answer};
 use crate::domain::{PhoneNumber, VerificationCode};
 use crate::phone::PhoneVerification;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct StartVerification {
+#[schemars(rename = "PhoneVerificationRequest")]
+pub(super) struct StartVerification {
+    /// E.164, e.g. `+33612345678`.
     phone_number: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CheckCode {
+#[schemars(rename = "PhoneCodeRequest")]
+pub(super) struct CheckCode {
+    /// The code the traveler received by SMS.
     code: String,
 }
 

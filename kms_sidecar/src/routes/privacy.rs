@@ -12,6 +12,7 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc::Receiver;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -68,9 +69,11 @@ pub async fn export(state: &Arc<AppState>, request: Request<Incoming>) -> Result
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EraseAccount {
+#[schemars(rename = "EraseAccountRequest")]
+pub(super) struct EraseAccount {
+    /// Exactly `erase my account`.
     confirmation: String,
 }
 

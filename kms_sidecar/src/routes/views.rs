@@ -2,6 +2,7 @@
 //! place: the API's shape, serialised with serde from these types only.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
@@ -9,7 +10,7 @@ use uuid::Uuid;
 use crate::bookings::store::{Booking, HistoryEntry};
 use crate::phone::{Started, Verified};
 use crate::privacy::erase::Erasure;
-use crate::wallet::{Card, Consent, NewSetupIntent, Receipt};
+use crate::wallet::{Card, Consent, NewSetupIntent, Profile, Receipt};
 
 /// A client secret in a body: shown to the traveler's device, never by `Debug`.
 fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
@@ -24,13 +25,13 @@ fn expose_optional<S: Serializer>(secret: &Option<SecretString>, serializer: S) 
 }
 
 /// `{"data": ...}`: the envelope of the wallet and booking answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Data<T> {
     pub data: T,
 }
 
 /// A saved card: never its ciphertext, never its number.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CardView {
     pub id: Uuid,
     pub brand: Option<String>,
@@ -45,7 +46,7 @@ pub struct CardView {
     pub off_session_consent: Option<CardConsentView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CardConsentView {
     pub text_version: String,
     pub granted_at: DateTime<Utc>,
@@ -73,7 +74,7 @@ impl From<Card> for CardView {
 }
 
 /// A consent record: granted, and withdrawn when it was.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ConsentView {
     pub id: Uuid,
     pub kind: String,
@@ -91,7 +92,7 @@ impl From<Consent> for ConsentView {
 }
 
 /// An account's erasure: where it stands.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ErasureView {
     pub state: String,
     pub requested_at: DateTime<Utc>,
@@ -106,7 +107,7 @@ impl From<Erasure> for ErasureView {
 
 /// `POST /v1/profile/phone/verification`: a code on its way (`pending`), or
 /// the number already verified (`approved`, nothing sent).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PhoneVerificationView {
     pub verification_id: Option<Uuid>,
     pub phone_number: String,
@@ -126,7 +127,7 @@ impl From<Started> for PhoneVerificationView {
 }
 
 /// `POST /v1/profile/phone/verification/check`: the phone is verified.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PhoneVerifiedView {
     pub phone_number: String,
     pub phone_verified: bool,
@@ -143,12 +144,34 @@ impl From<Verified> for PhoneVerifiedView {
     }
 }
 
+/// `GET /v1/profile`: the traveler's profile as the app greets them, and
+/// how complete it is (one recommendation per missing field, in order).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProfileView {
+    pub first_name: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_verified: bool,
+    /// 0..100.
+    pub completeness_score: i32,
+    pub missing_fields: Vec<String>,
+    pub recommendations: Vec<String>,
+}
+
+impl From<Profile> for ProfileView {
+    fn from(profile: Profile) -> Self {
+        let Profile { first_name, phone_number, phone_verified, completeness_score, missing_fields, recommendations } =
+            profile;
+        Self { first_name, phone_number, phone_verified, completeness_score, missing_fields, recommendations }
+    }
+}
+
 /// `POST /v1/wallet/setup-intents`: what Stripe.js needs to collect a card.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SetupIntentView {
     pub setup_intent_id: String,
     /// Handed to the traveler's device; a stored (replayable) answer has it redacted.
     #[serde(serialize_with = "expose")]
+    #[schemars(with = "String")]
     pub client_secret: SecretString,
     pub customer_id: String,
 }
@@ -164,13 +187,13 @@ impl From<&NewSetupIntent> for SetupIntentView {
 }
 
 /// `DELETE /v1/wallet/payment-methods/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DeletedView {
     pub deleted: Uuid,
 }
 
 /// `POST /v1/webhooks/stripe`: what Stripe hears back.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct WebhookReceiptView {
     pub received: bool,
     pub duplicate: bool,
@@ -184,21 +207,21 @@ impl From<Receipt> for WebhookReceiptView {
 }
 
 /// The card a booking charges (or charged): which one, and which attempt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct BookingCardView {
     pub brand: Option<String>,
     pub last4: String,
     pub attempt: i16,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct FailureView {
     pub code: String,
     pub reason: Option<String>,
 }
 
 /// One state the booking entered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct HistoryView {
     pub state: String,
     pub failure_code: Option<String>,
@@ -208,16 +231,17 @@ pub struct HistoryView {
 
 /// While 3-D Secure is pending: what Stripe.js on the traveler's device needs
 /// to confirm the PaymentIntent with the booking's card.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct AuthenticationView {
     pub payment_intent_id: String,
     #[serde(serialize_with = "expose_optional")]
+    #[schemars(with = "Option<String>")]
     pub client_secret: Option<SecretString>,
     pub payment_method: Option<String>,
 }
 
 /// A booking as the API shows it (never the sealed passengers).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct BookingView {
     pub id: Uuid,
     pub state: String,
@@ -287,20 +311,20 @@ impl BookingView {
 }
 
 /// `POST /v1/crypto/*`: the output bytes, standard base64.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CryptoView {
     pub data: String,
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct HealthView {
     pub status: &'static str,
     pub version: &'static str,
 }
 
 /// `GET /readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ReadinessView {
     pub status: &'static str,
     pub key_provider: ProviderView,
@@ -312,7 +336,7 @@ pub struct ReadinessView {
     pub stripe: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ProviderView {
     pub name: &'static str,
     pub status: &'static str,

@@ -4,12 +4,13 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
+use schemars::JsonSchema;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::caller::{caller_headers, CallerHeaders};
 use super::error::ApiError;
-use super::views::{CardView, ConsentView, Data, DeletedView, SetupIntentView};
+use super::views::{CardView, ConsentView, Data, DeletedView, ProfileView, SetupIntentView};
 use super::{answer, parse_json, Answer};
 use crate::auth::JwtVerifier;
 use crate::domain::{Actor, ConsentVersion};
@@ -34,22 +35,32 @@ pub fn authenticate<'s>(state: &'s AppState, request: &Request<Incoming>) -> Res
 }
 
 /// `GET /v1/wallet/payment-methods`: the traveler's cards, default first.
+pub async fn show_profile(call: &WalletCall<'_>) -> Result<Answer, ApiError> {
+    let profile = call.wallet.profile(&call.actor).await?;
+    answer(StatusCode::OK, &Data { data: ProfileView::from(profile) })
+}
+
 pub async fn list_payment_methods(call: &WalletCall<'_>) -> Result<Answer, ApiError> {
     let cards = call.wallet.cards(&call.actor).await?;
     answer(StatusCode::OK, &Data { data: cards.into_iter().map(CardView::from).collect::<Vec<_>>() })
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/wallet/payment-methods`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AddCard {
+#[schemars(rename = "AddPaymentMethodRequest")]
+pub(super) struct AddCard {
+    /// A SetupIntent of this traveler's that Stripe.js confirmed.
     setup_intent_id: String,
     /// The traveler ticked the consent to off-session charges, shown this text.
     off_session_consent: Option<ConsentInput>,
 }
 
-#[derive(Deserialize)]
+/// The consent text the traveler agreed to, by its version.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ConsentInput {
+#[schemars(rename = "CardConsentRequest")]
+pub(super) struct ConsentInput {
     text_version: String,
 }
 

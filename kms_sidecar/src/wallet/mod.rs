@@ -11,11 +11,13 @@ pub mod cards;
 pub mod consents;
 pub mod customers;
 pub mod events;
+pub mod profile;
 pub mod setup_intents;
 
 pub use cards::{Card, SavedCard};
 pub use consents::Consent;
 pub use events::Receipt;
+pub use profile::Profile;
 pub use setup_intents::NewSetupIntent;
 
 use crate::crypto::{CryptoError, EnvelopeCrypto};

@@ -51,7 +51,8 @@ const NEXT_USERS_SQL: &str = "SELECT coalesce(array_agg(id ORDER BY id), '{}') F
   (SELECT id FROM auth.users WHERE id > $1 ORDER BY id LIMIT $2) AS next";
 
 thread_local! {
-    static PLANS: RefCell<Option<(OwnedPreparedStatement, OwnedPreparedStatement)>> = const { RefCell::new(None) };
+    static FACTS_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+    static UPSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
 
 fn month_day(value: Option<i32>) -> u32 {
@@ -99,34 +100,58 @@ fn score_users(
     Ok(scored)
 }
 
-/// Runs `work` with the two prepared statements, preparing them on first use.
+type PlanCache = std::thread::LocalKey<RefCell<Option<OwnedPreparedStatement>>>;
+
+/// `cache`'s statement, prepared on first use in this backend. Each statement
+/// is cached on its own: reading a score (any caller, under RLS) prepares only
+/// the facts query, never the upsert, whose check of `auth.users` needs rights
+/// only the scorer has (preparing it failed for the sidecar's role).
+fn prepared(
+    client: &mut SpiClient<'_>,
+    cache: &'static PlanCache,
+    sql: &str,
+    types: &[PgOid],
+) -> Result<OwnedPreparedStatement, pgrx::spi::Error> {
+    match cache.with(|plan| plan.borrow_mut().take()) {
+        Some(plan) => Ok(plan),
+        None => Ok(client.prepare_mut(sql, types)?.keep()),
+    }
+}
+
+fn keep(cache: &'static PlanCache, plan: OwnedPreparedStatement) {
+    cache.with(|cached| cached.borrow_mut().replace(plan));
+}
+
+fn facts_types() -> [PgOid; 1] {
+    [PgBuiltInOids::UUIDARRAYOID.oid()]
+}
+
+/// Runs `work` with the facts query.
+fn with_facts_plan<T>(
+    work: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement) -> Result<T, pgrx::spi::Error>,
+) -> T {
+    let result = Spi::connect_mut(|client| {
+        let facts = prepared(client, &FACTS_PLAN, FACTS_SQL, &facts_types())?;
+        let value = work(client, &facts);
+        keep(&FACTS_PLAN, facts);
+        value
+    });
+    result.unwrap_or_else(|error| spi_failed(error))
+}
+
+/// Runs `work` with the facts query and the upsert.
 fn with_plans<T>(
     work: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement, &OwnedPreparedStatement) -> Result<T, pgrx::spi::Error>,
 ) -> T {
-    let cached = PLANS.with(|plans| plans.borrow_mut().take());
-    let result = Spi::connect_mut(|client| {
-        let (facts, upsert) = match cached {
-            Some(plans) => plans,
-            None => {
-                let uuid_array = PgBuiltInOids::UUIDARRAYOID.oid();
-                let int_array = PgBuiltInOids::INT4ARRAYOID.oid();
-                let text_array = PgBuiltInOids::TEXTARRAYOID.oid();
-                (
-                    client.prepare_mut(FACTS_SQL, &[uuid_array])?.keep(),
-                    client.prepare_mut(UPSERT_SQL, &[uuid_array, int_array, int_array, text_array, text_array])?.keep(),
-                )
-            }
-        };
-        let value = work(client, &facts, &upsert)?;
-        Ok::<_, pgrx::spi::Error>((value, (facts, upsert)))
-    });
-    match result {
-        Ok((value, plans)) => {
-            PLANS.with(|cache| cache.borrow_mut().replace(plans));
-            value
-        }
-        Err(error) => spi_failed(error),
-    }
+    with_facts_plan(|client, facts| {
+        let (uuid_array, int_array, text_array) =
+            (PgBuiltInOids::UUIDARRAYOID.oid(), PgBuiltInOids::INT4ARRAYOID.oid(), PgBuiltInOids::TEXTARRAYOID.oid());
+        let types = [uuid_array, int_array, int_array, text_array, text_array];
+        let upsert = prepared(client, &UPSERT_PLAN, UPSERT_SQL, &types)?;
+        let value = work(client, facts, &upsert);
+        keep(&UPSERT_PLAN, upsert);
+        value
+    })
 }
 
 /// Scores `users` and stores the results in `profile_completion_tracking`.
@@ -154,7 +179,7 @@ fn profile_completeness(
     user_id: pgrx::Uuid,
 ) -> TableIterator<'static, (name!(score, i32), name!(missing_fields, Vec<String>), name!(recommendations, Vec<String>))>
 {
-    let completion = with_plans(|client, facts, _| {
+    let completion = with_facts_plan(|client, facts| {
         let scored = score_users(client, facts, &[user_id])?;
         Ok(scored.first().map(|(_, c)| *c).unwrap_or(Completion { score: 0, missing_mask: 0 }))
     });

@@ -1,7 +1,16 @@
-// The one client every Parker Wallet Edge Function uses to reach the sidecar:
-// over its Unix socket (self-hosted Supabase, the socket volume shared), with
-// the caller's own headers passed on, and the sidecar's problem+json refusals
-// turned into one typed error carrying the stable `code`.
+// The one client every Parker Wallet Edge Function uses to reach the sidecar.
+// One function per route (`sidecar.api.*`), typed with the request and
+// response types generated from the sidecar's own (./api.ts); a refusal,
+// always problem+json, becomes one typed error carrying the stable `code`.
+//
+// Two transports: the Unix socket (self-hosted Supabase, the socket's volume
+// shared with the functions' container), or the loopback TCP port where a
+// socket cannot be shared, with the service token in its own header so that
+// `Authorization` still carries the traveler's token.
+
+import { type Answer, sidecarRoutes, type SidecarRoutes } from "./api.ts";
+
+export type * from "./api.ts";
 
 /** RFC 9457 problem details, as the sidecar answers every refusal. */
 export interface Problem {
@@ -15,7 +24,11 @@ export interface Problem {
 
 /** A refusal from the sidecar: `code` is stable (docs/sidecar.md lists them). */
 export class SidecarError extends Error {
-  constructor(readonly status: number, readonly problem: Problem) {
+  constructor(
+    readonly status: number,
+    readonly problem: Problem,
+    readonly retryAfter: string | null = null,
+  ) {
     super(`${problem.code}: ${problem.detail ?? problem.title}`);
     this.name = "SidecarError";
   }
@@ -24,6 +37,9 @@ export class SidecarError extends Error {
     return this.problem.code;
   }
 }
+
+/** The header that carries the service token on the TCP port. */
+export const SERVICE_TOKEN_HEADER = "x-service-token";
 
 /** The headers worth passing on: who asks (the traveler's JWT), from where
  * (for the audit trail), and the retry key. Nothing else crosses. */
@@ -46,39 +62,146 @@ export function problem(status: number, code: string, title: string): Response {
   });
 }
 
+/** How requests reach the sidecar. */
+export interface Transport {
+  fetch(method: string, path: string, headers: Headers, body: BodyInit | null): Promise<Response>;
+}
+
+/** The sidecar's Unix socket. */
+export function socketTransport(socketPath: string): Transport {
+  const client = Deno.createHttpClient({ proxy: { transport: "unix", path: socketPath } });
+  return {
+    fetch: (method, path, headers, body) => fetch(`http://sidecar${path}`, { method, client, headers, body }),
+  };
+}
+
+/** The sidecar's loopback TCP port (`[tcp]` in its settings), with its service token. */
+export function tcpTransport(baseUrl: string, serviceToken: string): Transport {
+  const base = new URL(baseUrl);
+  if (!["127.0.0.1", "[::1]", "localhost"].includes(base.hostname)) {
+    throw new Error(`PW_SIDECAR_URL must be a loopback address, not ${base.hostname}`);
+  }
+  return {
+    fetch: (method, path, headers, body) => {
+      const sent = new Headers(headers);
+      sent.set(SERVICE_TOKEN_HEADER, serviceToken);
+      return fetch(new URL(path, base), { method, headers: sent, body });
+    },
+  };
+}
+
 export class Sidecar {
-  readonly #client: Deno.HttpClient;
+  /** One function per sidecar route, typed. */
+  readonly api: SidecarRoutes;
 
-  constructor(socketPath: string) {
-    this.#client = Deno.createHttpClient({ proxy: { transport: "unix", path: socketPath } });
+  constructor(readonly transport: Transport) {
+    this.api = sidecarRoutes(
+      (method, path, caller, body) => this.#send(method, path, caller, body),
+      (method, path, caller) => this.#stream(method, path, caller),
+    );
   }
 
-  /** The socket named by PW_SIDECAR_SOCKET, or the default path. */
+  /** PW_SIDECAR_URL and PW_SIDECAR_SERVICE_TOKEN (TCP) when set, else the
+   * socket named by PW_SIDECAR_SOCKET (or the default path). */
   static fromEnv(): Sidecar {
-    return new Sidecar(Deno.env.get("PW_SIDECAR_SOCKET") ?? "/run/parker-wallet/sidecar.sock");
+    const url = Deno.env.get("PW_SIDECAR_URL");
+    if (url) {
+      const token = Deno.env.get("PW_SIDECAR_SERVICE_TOKEN");
+      if (!token) throw new Error("PW_SIDECAR_SERVICE_TOKEN is required with PW_SIDECAR_URL");
+      return new Sidecar(tcpTransport(url, token));
+    }
+    return new Sidecar(socketTransport(Deno.env.get("PW_SIDECAR_SOCKET") ?? "/run/parker-wallet/sidecar.sock"));
   }
 
-  /** The sidecar's answer as it is (status, headers, body), for a function
-   * that passes it on unchanged. */
-  fetch(method: string, path: string, headers: Headers, body?: BodyInit | null): Promise<Response> {
-    return fetch(`http://sidecar${path}`, { method, client: this.#client, headers, body: body ?? undefined });
+  /** A JSON route: its answer, or a [`SidecarError`] for a refusal. Bytes
+   * (a webhook's) go as they are, with the caller's content type. */
+  async #send<T>(method: string, path: string, caller: Headers, body?: unknown): Promise<Answer<T>> {
+    const headers = new Headers(caller);
+    let sent: BodyInit | null = null;
+    if (body instanceof Uint8Array) {
+      sent = body as Uint8Array<ArrayBuffer>;
+    } else if (body !== undefined) {
+      headers.set("content-type", "application/json");
+      sent = JSON.stringify(body);
+    }
+    const response = await this.transport.fetch(method, path, headers, sent);
+    if (!response.ok) throw await refusal(response);
+    return {
+      status: response.status,
+      body: (await response.json()) as T,
+      replayed: response.headers.get("idempotent-replayed") === "true",
+    };
   }
 
-  /** The sidecar's JSON answer, or a [`SidecarError`] for a refusal. */
-  async json<T>(method: string, path: string, headers: Headers, body?: unknown): Promise<T> {
-    const sent = new Headers(headers);
-    if (body !== undefined) sent.set("content-type", "application/json");
-    const response = await this.fetch(method, path, sent, body === undefined ? null : JSON.stringify(body));
-    const answer = await response.json();
-    if (!response.ok) throw new SidecarError(response.status, answer as Problem);
-    return answer as T;
+  /** A streamed route (the export): the response, its body unread. */
+  async #stream(method: string, path: string, caller: Headers): Promise<Response> {
+    const response = await this.transport.fetch(method, path, caller, null);
+    if (!response.ok) throw await refusal(response);
+    return response;
   }
 }
 
-/** Passes the sidecar's answer on as it is: its errors are already problem+json. */
-export function relay(upstream: Response): Response {
-  const headers = new Headers({ "content-type": upstream.headers.get("content-type") ?? "application/json" });
-  const retryAfter = upstream.headers.get("retry-after");
-  if (retryAfter) headers.set("retry-after", retryAfter);
-  return new Response(upstream.body, { status: upstream.status, headers });
+async function refusal(response: Response): Promise<SidecarError> {
+  const text = await response.text();
+  let body: Problem;
+  try {
+    body = JSON.parse(text) as Problem;
+  } catch {
+    body = { type: "about:blank", title: "The sidecar answered without a problem body", status: response.status, code: "internal" };
+  }
+  return new SidecarError(response.status, body, response.headers.get("retry-after"));
+}
+
+/** A function's answer from the sidecar's: the same status, body and replay
+ * flag; a refusal as the same problem+json (with its Retry-After). */
+export async function respond<T>(call: Promise<Answer<T>>): Promise<Response> {
+  try {
+    const answer = await call;
+    const headers = new Headers({ "cache-control": "no-store" });
+    if (answer.replayed) headers.set("idempotent-replayed", "true");
+    return Response.json(answer.body, { status: answer.status, headers });
+  } catch (error) {
+    if (error instanceof SidecarError) return refused(error);
+    throw error;
+  }
+}
+
+/** A sidecar refusal passed on: the same problem+json, with its Retry-After. */
+export function refused(error: SidecarError): Response {
+  const headers = new Headers({ "content-type": "application/problem+json", "cache-control": "no-store" });
+  if (error.retryAfter) headers.set("retry-after", error.retryAfter);
+  return new Response(JSON.stringify(error.problem), { status: error.status, headers });
+}
+
+/** The path segments after the function's own name (`/functions/v1/<name>/a/b` → `["a", "b"]`). */
+export function segmentsAfter(name: string, url: string): string[] {
+  const segments = new URL(url).pathname.split("/").filter(Boolean);
+  const at = segments.indexOf(name);
+  return at < 0 ? segments : segments.slice(at + 1);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `text` is a row id (checked here, so nothing else reaches the sidecar's path). */
+export function isUuid(text: string | undefined): text is string {
+  return text !== undefined && UUID.test(text);
+}
+
+/** Calls the sidecar with the request's JSON body; a body that is not JSON is
+ * refused here, as the sidecar would (400 `invalid_request`). */
+export async function withJsonBody<T>(req: Request, call: (body: T) => Promise<Answer<unknown>>): Promise<Response> {
+  let body: T;
+  try {
+    body = (await req.json()) as T;
+  } catch {
+    return problem(400, "invalid_request", "The body is not JSON");
+  }
+  return respond(call(body));
+}
+
+/** 401 unless the request carries a bearer token (the sidecar verifies it). */
+export function requireToken(req: Request): Response | null {
+  return req.headers.get("authorization")?.startsWith("Bearer ")
+    ? null
+    : problem(401, "invalid_token", "Invalid or missing traveler token");
 }

@@ -9,30 +9,28 @@
 // by the scheduler only (the handler checks for the service key): whoever can
 // call it chooses what is booked on the owner's card.
 
-import { problem, Sidecar } from "@parker-wallet/sidecar";
+import {
+  type Answer,
+  type BookingRequest,
+  type BookingView,
+  type Data,
+  problem,
+  Sidecar,
+  withJsonBody,
+} from "@parker-wallet/sidecar";
 
 const sidecar = Sidecar.fromEnv();
 
-export interface CampaignBooking {
-  campaign_id: string;
-  offer_id: string;
-  passengers: Record<string, unknown>[];
-  amount: number; // minor units, as Stripe counts them
-  currency: string;
-  route?: string;
-}
-
-export async function bookCampaignOffer(booking: CampaignBooking): Promise<{ status: number; body: unknown }> {
+/** Books `booking` for its campaign's owner: the booking (201 new, 200 the
+ * same one again), or a `SidecarError` for a refusal. */
+export function bookCampaignOffer(booking: BookingRequest): Promise<Answer<Data<BookingView>>> {
   const serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY");
   if (!serviceKey) throw new Error("SUPABASE_SERVICE_ROLE_KEY is not set");
-  const headers = new Headers({
+  const caller = new Headers({
     authorization: `Bearer ${serviceKey}`,
     "idempotency-key": `campaign:${booking.campaign_id}:offer:${booking.offer_id}`,
-    "content-type": "application/json",
   });
-  const response = await sidecar.fetch("POST", "/v1/bookings", headers, JSON.stringify(booking));
-  // The booking (201 new, 200 the same one again) or a problem+json refusal.
-  return { status: response.status, body: await response.json() };
+  return sidecar.api.createBooking(caller, booking);
 }
 
 /** Constant-time comparison, so the check does not leak the key by timing. */
@@ -51,8 +49,7 @@ export async function handler(req: Request): Promise<Response> {
   if (!serviceKey || !sameSecret(req.headers.get("authorization") ?? "", `Bearer ${serviceKey}`)) {
     return problem(401, "invalid_token", "Scheduler only");
   }
-  const { status, body } = await bookCampaignOffer(await req.json());
-  return Response.json(body, { status });
+  return await withJsonBody(req, bookCampaignOffer);
 }
 
 if (import.meta.main) {

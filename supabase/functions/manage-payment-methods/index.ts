@@ -12,35 +12,51 @@
 //   POST   /manage-payment-methods/{id}/consent     consent to off-session charges {text_version}
 //   DELETE /manage-payment-methods/{id}/consent     withdraw that consent
 
-import { forwarded, problem, relay, Sidecar } from "@parker-wallet/sidecar";
+import {
+  type AddPaymentMethodRequest,
+  type CardConsentRequest,
+  forwarded,
+  isUuid,
+  problem,
+  requireToken,
+  respond,
+  segmentsAfter,
+  Sidecar,
+  withJsonBody,
+} from "@parker-wallet/sidecar";
 
 const sidecar = Sidecar.fromEnv();
-const CARD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** The sidecar route for a request to this function, or null. */
-export function sidecarRoute(method: string, url: string): string | null {
-  const segments = new URL(url).pathname.split("/").filter(Boolean);
-  const at = segments.indexOf("manage-payment-methods");
-  const [first, second, ...rest] = at < 0 ? segments : segments.slice(at + 1);
-  if (rest.length > 0) return null;
-  const base = "/v1/wallet/payment-methods";
-  if (first === undefined) return method === "GET" || method === "POST" ? base : null;
-  if (first === "setup-intents") return method === "POST" && second === undefined ? "/v1/wallet/setup-intents" : null;
-  if (!CARD_ID.test(first)) return null;
-  if (second === undefined) return method === "DELETE" ? `${base}/${first}` : null;
-  if (second === "default") return method === "POST" ? `${base}/${first}/default` : null;
-  if (second === "consent") return method === "POST" || method === "DELETE" ? `${base}/${first}/consent` : null;
-  return null;
+export function handler(req: Request): Promise<Response> | Response {
+  const refused = requireToken(req);
+  if (refused) return refused;
+  const api = sidecar.api;
+  const caller = forwarded(req);
+  const [first, second, ...rest] = segmentsAfter("manage-payment-methods", req.url);
+  const route = `${req.method} ${first === undefined ? "" : isUuid(first) ? "{id}" : first}${second ? `/${second}` : ""}`;
+  if (rest.length > 0) return notFound();
+  switch (route) {
+    case "GET ":
+      return respond(api.listPaymentMethods(caller));
+    case "POST ":
+      return withJsonBody(req, (body: AddPaymentMethodRequest) => api.addPaymentMethod(caller, body));
+    case "POST setup-intents":
+      return respond(api.createSetupIntent(caller));
+    case "POST {id}/default":
+      return respond(api.makeDefaultPaymentMethod(caller, first));
+    case "DELETE {id}":
+      return respond(api.deletePaymentMethod(caller, first));
+    case "POST {id}/consent":
+      return withJsonBody(req, (body: CardConsentRequest) => api.consentToOffSessionCharges(caller, first, body));
+    case "DELETE {id}/consent":
+      return respond(api.withdrawOffSessionConsent(caller, first));
+    default:
+      return notFound();
+  }
 }
 
-export async function handler(req: Request): Promise<Response> {
-  if (!req.headers.get("authorization")) return problem(401, "invalid_token", "Invalid or missing traveler token");
-  const route = sidecarRoute(req.method, req.url);
-  if (route === null) return problem(404, "not_found", "No such wallet route");
-  const headers = forwarded(req);
-  const hasBody = req.method === "POST" && req.body !== null;
-  if (hasBody) headers.set("content-type", "application/json");
-  return relay(await sidecar.fetch(req.method, route, headers, hasBody ? await req.text() : null));
+function notFound(): Response {
+  return problem(404, "not_found", "No such wallet route");
 }
 
 if (import.meta.main) {

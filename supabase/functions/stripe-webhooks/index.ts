@@ -4,7 +4,7 @@
 // sidecar alone holds the webhook secrets. Deploy with verify_jwt = false
 // (Stripe sends no Supabase token; supabase/config.toml).
 
-import { problem, relay, Sidecar } from "@parker-wallet/sidecar";
+import { problem, respond, Sidecar } from "@parker-wallet/sidecar";
 
 const sidecar = Sidecar.fromEnv();
 
@@ -18,7 +18,7 @@ export async function handler(req: Request): Promise<Response> {
   });
   // Bytes, not text: nothing may re-encode what Stripe signed.
   const body = new Uint8Array(await req.arrayBuffer());
-  return relay(await sidecar.fetch("POST", "/v1/webhooks/stripe", headers, body));
+  return respond(sidecar.api.receiveStripeEvent(headers, body));
 }
 
 if (import.meta.main) {

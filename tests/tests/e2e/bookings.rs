@@ -7,6 +7,7 @@ use std::sync::Arc;
 use harness::duffel_fake::FakeDuffel;
 use harness::fake_http::Fault;
 use harness::stripe_proxy::StripeProxy;
+use harness::web::{EdgeGateway, GatewaySettings, SidecarLink};
 use harness::{
     assert_booking_in_audit_chain, call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators,
     Response, Sidecar, SidecarConfig, TestDb,
@@ -299,19 +300,11 @@ async fn refusals_name_their_reason_and_charge_nothing() -> anyhow::Result<()> {
 }
 
 /// The project's service key, as Supabase signs it (no audience, no subject).
-fn service_key() -> anyhow::Result<String> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({ "role": "service_role", "iss": "supabase", "iat": now, "exp": now + 600 }),
-        &jsonwebtoken::EncodingKey::from_secret(harness::JWT_SECRET.as_bytes()),
-    )?)
-}
 
 #[tokio::test]
 async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
     let b = booker(&[VISA], true).await?;
-    let service_key = service_key()?;
+    let service_key = harness::service_role_key()?;
     let booked =
         call(b.sidecar(), "POST", "/v1/bookings", &service_key, Some("cron-1"), Some(b.body(&offer()))).await?;
     assert_eq!(
@@ -336,23 +329,29 @@ async fn the_service_key_books_for_the_campaigns_owner() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_scheduled_edge_function_books_once_through_deno() -> anyhow::Result<()> {
     let b = booker(&[VISA], true).await?;
-    let socket = &b.sidecar().socket;
-    let booking = b.body(&offer()).to_string();
-    let key = service_key()?;
+    let key = harness::service_role_key()?;
+    let gateway = EdgeGateway::start(GatewaySettings {
+        sidecar: SidecarLink::Socket(&b.sidecar().socket),
+        localstripe: b.localstripe.clone(),
+        demo_token: None,
+        service_key: Some(key.clone()),
+        port: 0,
+    })
+    .await?;
+    let booking = b.body(&offer()).to_string().into_bytes();
     let mut answers = Vec::new();
     // The scheduler twice, then someone with a traveler's token.
     for bearer in [key.clone(), key.clone(), b.token.clone()] {
-        let mut deno = harness::deno_edge("invoke_book_campaign.ts", socket, &["SUPABASE_SERVICE_ROLE_KEY"])?;
-        deno.arg(&booking).arg(&bearer).env("SUPABASE_SERVICE_ROLE_KEY", &key);
-        let output = tokio::process::Command::from(deno).output().await?;
-        assert!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
-        answers.push(serde_json::from_slice::<Value>(&output.stdout)?);
+        let headers = [("authorization", format!("Bearer {bearer}")), ("content-type", "application/json".into())];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        answers.push(gateway.request("POST", "/functions/v1/book-campaign", &headers, booking.clone()).await?);
     }
-    assert_eq!((answers[0]["status"].as_i64(), answers[1]["status"].as_i64()), (Some(201), Some(200)), "{answers:?}");
-    assert_eq!(answers[0]["body"]["data"]["state"], "captured", "{answers:?}");
-    let id = answers[0]["body"]["data"]["id"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(answers[1]["body"]["data"]["id"], id.as_str(), "the schedule firing twice books once");
-    assert_eq!(answers[2]["status"], 401, "only the scheduler may run it: {answers:?}");
+    let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!((answers[0].status, answers[1].status), (StatusCode::CREATED, StatusCode::OK), "{texts:?}");
+    assert_eq!(answers[0].json["data"]["state"], "captured", "{texts:?}");
+    let id = answers[0].json["data"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(answers[1].json["data"]["id"], id.as_str(), "the schedule firing twice books once");
+    assert_eq!(answers[2].status, StatusCode::UNAUTHORIZED, "only the scheduler may run it: {texts:?}");
     assert_eq!(b.intents(&id).await?.len(), 1);
     Ok(())
 }

@@ -35,4 +35,5 @@ mod stack;
 mod supabase_shape;
 mod twilio;
 mod wallet;
+mod wallet_page;
 mod webhooks;

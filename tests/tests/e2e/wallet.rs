@@ -532,53 +532,6 @@ async fn a_slow_stripe_is_a_504() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `manage-payment-methods` Edge Function, run by Deno against a real
-/// sidecar: the cards listed, one made the default, one deleted, no token, a
-/// route it does not have.
-#[tokio::test]
-async fn the_manage_payment_methods_function_serves_the_wallet() -> anyhow::Result<()> {
-    let db = seeded().await?;
-    let localstripe = harness::Emulators::from_env()?.localstripe_url;
-    let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?.with_stripe(&localstripe)).await?;
-    let run = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
-        let output =
-            harness::deno_edge("invoke_manage_payment_methods.ts", &sidecar.socket, &[])?.args(args).output()?;
-        anyhow::ensure!(output.status.success(), "deno failed: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(serde_json::from_slice(&output.stdout)?)
-    };
-    let token = traveler_token(ALICE, json!({}));
-    let answer = run(&["GET", "", &token])?;
-    assert_eq!(answer["status"], 200, "{answer}");
-    let cards = answer["body"]["data"].as_array().unwrap();
-    let last4: Vec<&str> = cards.iter().filter_map(|c| c["last4"].as_str()).collect();
-    assert_eq!(last4, ["4242", "4444", "0005"]);
-
-    // The last card made the default, then the first deleted, through the function.
-    let ids: Vec<&str> = cards.iter().filter_map(|c| c["id"].as_str()).collect();
-    let made_default = run(&["POST", &format!("/{}/default", ids[2]), &token, "", "fn-default"])?;
-    assert_eq!(made_default["status"], 200, "{made_default}");
-    let deleted = run(&["DELETE", &format!("/{}", ids[0]), &token, "", "fn-delete"])?;
-    assert_eq!(deleted["status"], 200, "{deleted}");
-    let after = run(&["GET", "", &token])?;
-    let left: Vec<(&str, bool)> = after["body"]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| Some((c["last4"].as_str()?, c["is_default"].as_bool()?)))
-        .collect();
-    assert_eq!(left, [("0005", true), ("4444", false)], "the default first: {after}");
-
-    let anonymous = run(&["GET", ""])?;
-    assert_eq!((anonymous["status"].as_i64(), anonymous["body"]["code"].as_str()), (Some(401), Some("invalid_token")));
-    let unknown = run(&["POST", "/../../v1/crypto/decrypt", &token, "{}"])?;
-    assert_eq!(
-        (unknown["status"].as_i64(), unknown["body"]["code"].as_str()),
-        (Some(404), Some("not_found")),
-        "{unknown}"
-    );
-    Ok(())
-}
-
 /// The whole path a traveler takes: Stripe.js in a real browser confirms the
 /// SetupIntent the sidecar created, then the card shows in the wallet.
 #[tokio::test]
