@@ -120,19 +120,20 @@ async function main() {
     await shot(page, "add-card");
     await page.click("#save-card");
     await waitForCards(page, seen.cards_while_refused + 2);
-    await page.click("button[aria-label='Make Mastercard ending 4444 the default card']");
+    const card = (last4) => page.locator("#cards .card", { hasText: `ending ${last4}` });
+    await card("4444").getByRole("button", { name: /^Make default/ }).click();
     await page.waitForFunction(() =>
       [...document.querySelectorAll("#cards .card")].some((c) => c.textContent.includes("4444") && c.querySelector(".badge.default"))
     );
     // Escape keeps the card; confirming deletes it.
-    await page.click("button[aria-label='Delete Visa ending 4242']");
+    await card("4242").getByRole("button", { name: /^Delete/ }).click();
     await page.waitForSelector("#confirm-dialog[open]");
     await axe(page, "delete_dialog");
     await shot(page, "delete-card");
     await page.keyboard.press("Escape");
     await page.waitForSelector("#confirm-dialog", { state: "detached" });
     seen.cards_after_escape = (await cardsShown(page)).length;
-    await page.click("button[aria-label='Delete Visa ending 4242']");
+    await card("4242").getByRole("button", { name: /^Delete/ }).click();
     await page.click("#confirm-dialog button[value=yes]");
     await waitForCards(page, seen.cards_while_refused + 1);
     seen.cards = await cardsShown(page);
@@ -179,6 +180,17 @@ async function main() {
     await axe(page, "authenticated");
     await shot(page, "authenticated");
     seen.script_ran = await page.evaluate(() => window.__xss === true);
+
+    // Back to the wallet: the 3-D Secure card is no longer to be charged while away.
+    await page.click("#back-to-wallet");
+    await page.waitForSelector("#cards");
+    await card("3184").getByRole("button", { name: /^Stop automatic charges/ }).click();
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll("#cards .card")].some((c) =>
+        c.textContent.includes("3184") && c.textContent.includes("Not used for automatic bookings")
+      )
+    );
+    seen.withdrawn = true;
   } finally {
     await browser.close();
   }

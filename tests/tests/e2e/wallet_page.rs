@@ -117,11 +117,12 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
         saved,
         [
             ("4444".to_owned(), true, version.to_owned()),
-            ("3184".to_owned(), false, harness::CARD_CONSENT_VERSION.to_owned())
+            ("3184".to_owned(), false, String::new())
         ],
-        "4242 saved by keyboard then deleted, 4444 saved and made the default: {seen}"
+        "4242 saved by keyboard then deleted, 4444 saved and made the default, 3184's consent withdrawn: {seen}"
     );
     assert_eq!(seen["cards_after_escape"], 3, "Escape keeps the card");
+    assert_eq!(seen["withdrawn"], true, "{seen}");
 
     // The phone, from the profile's recommendation.
     assert!(seen["score_after_phone"].as_i64() > seen["score_with_card"].as_i64(), "{seen}");

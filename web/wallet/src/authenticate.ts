@@ -12,7 +12,7 @@ import { loadStripe } from "./stripe.ts";
 export async function authenticationPage(functions: Functions, config: PageConfig, bookingId: string): Promise<void> {
   const details = h("div", { id: "booking" }, h("p", {}, "Loading your booking…"));
   const outcome = h("div", { id: "outcome", role: "status" });
-  page("Complete authentication", details, outcome);
+  page("Complete authentication", details, outcome, h("p", {}, h("a", { href: "/", id: "back-to-wallet" }, "Back to your wallet")));
   try {
     const { data: booking } = await functions.showBooking(bookingId);
     replace(details, facts(booking));

@@ -7,5 +7,5 @@ export const CARD_CONSENT_VERSION = "card-mit-2026-12";
 
 export const CARD_CONSENT_TEXT =
   "I authorise Parker Flight to charge this card, without asking me each time, " +
-  "for flights booked for me by my booking campaigns, within the price limits I set. " +
+  "for flights booked for me by the booking campaigns I have set up and consented to. " +
   "I can withdraw this at any time from my wallet.";

@@ -8,6 +8,7 @@ import type {
   BookingView,
   CardConsentView,
   CardView,
+  ConsentView,
   Data,
   DeletedView,
   PhoneVerificationView,
@@ -53,6 +54,10 @@ export class Functions {
 
   deletePaymentMethod(cardId: string): Promise<DeletedView> {
     return this.#call("DELETE", `manage-payment-methods/${encodeURIComponent(cardId)}`, undefined, true);
+  }
+
+  withdrawConsent(cardId: string): Promise<Data<ConsentView>> {
+    return this.#call("DELETE", `manage-payment-methods/${encodeURIComponent(cardId)}/consent`, undefined, true);
   }
 
   showProfile(): Promise<Data<ProfileView>> {

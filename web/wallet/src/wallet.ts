@@ -57,9 +57,15 @@ function cardItem(card: CardView, functions: Functions, refresh: () => Promise<v
       !card.is_default && h("button", {
         type: "button",
         class: "secondary",
-        "aria-label": `Make ${name} the default card`,
+        "aria-label": `Make default: ${name}`,
         onclick: act(() => functions.makeDefault(card.id), `${name} is now the default card`),
       }, "Make default"),
+      card.off_session_consent && h("button", {
+        type: "button",
+        class: "secondary",
+        "aria-label": `Stop automatic charges: ${name}`,
+        onclick: act(() => functions.withdrawConsent(card.id), `${name} will no longer be charged automatically`),
+      }, "Stop automatic charges"),
       h("button", {
         type: "button",
         class: "danger",
