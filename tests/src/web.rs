@@ -168,8 +168,11 @@ impl EdgeGateway {
         self.request(method, path, &headers, body).await
     }
 
-    /// Whether the gateway is still running (it must outlive every request).
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// Leaves the gateway running after this process ends (the demo's
+    /// `--keep`): its pid, and the directory of its bundle, for the stack to
+    /// stop and remove.
+    pub fn detach(self) -> (Option<u32>, PathBuf) {
+        let this = std::mem::ManuallyDrop::new(self);
+        (this.child.id(), this._bundle.path().to_owned())
     }
 }

@@ -115,10 +115,7 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
         page_consent.split("CARD_CONSENT_VERSION = \"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
     assert_eq!(
         saved,
-        [
-            ("4444".to_owned(), true, version.to_owned()),
-            ("3184".to_owned(), false, String::new())
-        ],
+        [("4444".to_owned(), true, version.to_owned()), ("3184".to_owned(), false, String::new())],
         "4242 saved by keyboard then deleted, 4444 saved and made the default, 3184's consent withdrawn: {seen}"
     );
     assert_eq!(seen["cards_after_escape"], 3, "Escape keeps the card");

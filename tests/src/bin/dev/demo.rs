@@ -7,14 +7,16 @@
 //! end-to-end tests use (tokens, the card saved as Stripe.js saves it, the
 //! wallet sidecar's settings).
 //!
-//! With `keep`, the wallet sidecar is left running with the stack (its pid in
-//! the stack's `sidecar.pid.extra`, its directory in `dirs.extra`, which
-//! `stack down` stops and removes).
+//! With `keep`, the wallet sidecar and the reference wallet page (with the Edge
+//! Functions, under Deno) are left running with the stack (their pids in the
+//! stack's `sidecar.pid.extra`, their directories in `dirs.extra`, which
+//! `stack down` stops and removes), and the page's local URL is printed.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Context, Result};
+use harness::web::{EdgeGateway, GatewaySettings, SidecarLink};
 use harness::{
     call, card_saved_through_stripe, localstripe_get, localstripe_post, own_uid, traveler_token_signed, Response,
     Sidecar, SidecarConfig,
@@ -230,6 +232,10 @@ pub async fn walk(keep: bool) -> Result<()> {
     config.settings.keys.local_key_file = Some(format!("{stack_dir}/local-keyring").into());
     config.env.push(("PW_DATABASE_URL".into(), format!("postgres://pw_demo_sidecar@{host}:{port}/{DB}")));
     config.env.push(("PW_LOG".into(), "warn".into()));
+    // The 3-D Secure email links to the reference page, served below.
+    let page_port = harness::free_port()?;
+    config.settings.bookings.authentication_url =
+        format!("http://127.0.0.1:{page_port}/bookings/{{booking_id}}/authenticate");
     let wallet = Sidecar::start_with(config.clone()).await?;
     // Ada's access token, as Supabase Auth signs it (HS256, the project's secret).
     let ada = traveler_token_signed(&jwt_secret, ADA, json!({ "email": "ada@example.com" }));
@@ -476,6 +482,31 @@ SELECT wallet.sidecar_health() ->> 'ready' AS sidecar_ready;
            FROM wallet.rls_report(ARRAY['public'])",
     )?;
 
+    step("The reference wallet page and the Edge Functions, served by Deno (web/serve.ts)");
+    let page = EdgeGateway::start(GatewaySettings {
+        sidecar: SidecarLink::Socket(&wallet.socket),
+        localstripe: localstripe.clone(),
+        demo_token: Some(ada.clone()),
+        service_key: None,
+        port: page_port,
+    })
+    .await?;
+    let home = page.request("GET", "/", &[], Vec::new()).await?;
+    let csp = home.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("(none)");
+    println!("GET / -> {}\nContent-Security-Policy: {csp}", home.status);
+    let cards = page.call("GET", "/functions/v1/manage-payment-methods", &ada, None, None).await?;
+    let count = cards.json["data"].as_array().map_or(0, Vec::len);
+    println!("GET /functions/v1/manage-payment-methods as Ada -> {} ({count} card(s))", cards.status);
+    let profile = page.call("GET", "/functions/v1/profile", &ada, None, None).await?;
+    println!(
+        "GET /functions/v1/profile as Ada -> {} (score {})",
+        profile.status, profile.json["data"]["completeness_score"]
+    );
+    ensure!(
+        home.status.is_success() && cards.status.is_success() && profile.status.is_success(),
+        "the page or a function failed"
+    );
+
     step("Sidecar health over its Unix socket");
     let stream = tokio::net::UnixStream::connect(env("PW_SIDECAR_SOCKET")?).await?;
     println!("{}", harness::send(stream, "GET", "/healthz", None).await?.text);
@@ -490,7 +521,13 @@ SELECT wallet.sidecar_health() ->> 'ready' AS sidecar_ready;
         };
         append("sidecar.pid.extra", pid.to_string())?;
         append("dirs.extra", wallet_dir.display().to_string())?;
-        println!("\npsql:     psql -h {host} -p {port} -U postgres {DB}");
+        let (page_pid, page_dir) = page.detach();
+        if let Some(pid) = page_pid {
+            append("sidecar.pid.extra", pid.to_string())?;
+        }
+        append("dirs.extra", page_dir.display().to_string())?;
+        println!("\nwallet page: http://127.0.0.1:{page_port}/  (\"Sign in as the demo traveler\" signs in as Ada, for an hour)");
+        println!("psql:     psql -h {host} -p {port} -U postgres {DB}");
         println!("sidecar:  curl --unix-socket {} http://sidecar/healthz", env("PW_SIDECAR_SOCKET")?);
     }
     Ok(())
