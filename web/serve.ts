@@ -45,14 +45,20 @@ export interface PageSettings {
  * script or style, nothing framed, no plugins. */
 export function contentSecurityPolicy(stripeJsUrl: string): string {
   const stripe = new URL(stripeJsUrl).origin;
+  // Stripe.js calls Stripe's API and frames its own pages (Elements, 3-D
+  // Secure) on origins of its own, as Stripe's CSP guide lists them; the
+  // emulator serves all of it from the script's origin.
+  const real = stripe === "https://js.stripe.com";
+  const connect = real ? [stripe, "https://api.stripe.com"] : [stripe];
+  const frames = real ? [stripe, "https://hooks.stripe.com"] : [stripe];
   return [
     "default-src 'none'",
     `script-src 'self' ${stripe}`,
     "style-src 'self'",
     "img-src 'self' data:",
     "font-src 'self'",
-    `connect-src 'self' ${stripe}`,
-    `frame-src ${stripe}`,
+    `connect-src 'self' ${connect.join(" ")}`,
+    `frame-src ${frames.join(" ")}`,
     "form-action 'self'",
     "base-uri 'none'",
     "frame-ancestors 'none'",
@@ -60,7 +66,11 @@ export function contentSecurityPolicy(stripeJsUrl: string): string {
   ].join("; ");
 }
 
-export function gateway(settings: PageSettings): (req: Request) => Promise<Response> {
+const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+export function gateway(
+  settings: PageSettings,
+): (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
   const security = {
     "content-security-policy": contentSecurityPolicy(settings.stripeJsUrl),
     "x-content-type-options": "nosniff",
@@ -70,15 +80,25 @@ export function gateway(settings: PageSettings): (req: Request) => Promise<Respo
   const file = async (path: string | URL, type: string) =>
     new Response(await Deno.readFile(path), { headers: { ...security, "content-type": type, "cache-control": "no-cache" } });
 
-  return async (req: Request): Promise<Response> => {
-    const url = new URL(req.url);
+  return async (incoming: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> => {
+    const url = new URL(incoming.url);
+    // Loopback names only: a page elsewhere that rebinds its own name to this
+    // address (DNS rebinding) is not served, so it cannot take the demo token.
+    if (!LOOPBACK_NAMES.has(url.hostname)) return new Response("Unknown host", { status: 421, headers: security });
+    // The audit trail's address is the peer's, as a gateway sets it, never the caller's claim.
+    const headers = new Headers(incoming.headers);
+    headers.set("x-forwarded-for", info.remoteAddr.hostname);
+    const req = new Request(incoming, { headers });
     const [first, second, name] = url.pathname.split("/").filter(Boolean);
     if (first === "functions" && second === "v1") {
-      const handler = FUNCTIONS[name ?? ""];
+      const handler = name !== undefined && Object.hasOwn(FUNCTIONS, name) ? FUNCTIONS[name] : undefined;
       if (!handler) return Response.json({ code: "not_found", title: "No such function" }, { status: 404 });
       return await handler(req);
     }
     if (req.method === "POST" && url.pathname === "/demo/session" && settings.demoToken) {
+      // Same-origin only: another site's page cannot ask for the token.
+      const origin = req.headers.get("origin");
+      if (origin !== null && origin !== url.origin) return new Response("Forbidden", { status: 403, headers: security });
       return Response.json({ access_token: settings.demoToken }, { headers: { "cache-control": "no-store" } });
     }
     if (req.method !== "GET") return new Response("Not found", { status: 404, headers: security });

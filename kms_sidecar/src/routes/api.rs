@@ -12,8 +12,8 @@ use super::crypto::CryptoRequest;
 use super::phone::{CheckCode, StartVerification};
 use super::privacy::EraseAccount;
 use super::views::{
-    BookingView, CardView, ConsentView, CryptoView, DeletedView, ErasureView, HealthView, PhoneVerificationView,
-    PhoneVerifiedView, ProfileView, ReadinessView, SetupIntentView, WebhookReceiptView,
+    BookingView, CardView, ConsentView, CryptoView, DeletedView, ErasureView, PhoneVerificationView, PhoneVerifiedView,
+    ProfileView, SetupIntentView, WebhookReceiptView,
 };
 use super::wallet::{AddCard, ConsentInput};
 use crate::bookings::open::NewBooking;
@@ -76,7 +76,11 @@ pub struct ApiRoute {
 }
 
 /// Every route a client calls (the Edge Functions' and the database's), in
-/// the router's order. `/metrics` is Prometheus text, for operators only.
+/// the router's order. Not the probes (`/healthz`, `/readyz`: a 503 there is a
+/// readiness report, not a refusal) nor `/metrics` (Prometheus text): they are
+/// for operators' tools, not clients.
+pub const OPERATORS_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 pub fn catalogue() -> Vec<ApiRoute> {
     use AnswerBody::{Json as Answers, Stream};
     use RequestBody::{Json, None, Raw};
@@ -89,8 +93,6 @@ pub fn catalogue() -> Vec<ApiRoute> {
         answer,
     };
     vec![
-        route("health", "GET", "/healthz", "The process is up.", None, Answers(of::<HealthView>())),
-        route("readiness", "GET", "/readyz", "Keys, database and Stripe answer.", None, Answers(of::<ReadinessView>())),
         route(
             "encrypt",
             "POST",
@@ -246,9 +248,9 @@ pub fn catalogue() -> Vec<ApiRoute> {
     ]
 }
 
-/// The JSON Schema of every request and answer type, by name: answers as
-/// serde writes them, requests as serde reads them.
-pub fn definitions() -> Map<String, Value> {
+/// The JSON Schema of every (answer, request) type, by name: answers as serde
+/// writes them, requests as serde reads them.
+fn definitions_by_direction() -> (Map<String, Value>, Map<String, Value>) {
     let mut answers = SchemaSettings::draft2020_12().for_serialize().into_generator();
     let mut requests = SchemaSettings::draft2020_12().for_deserialize().into_generator();
     for route in catalogue() {
@@ -259,8 +261,14 @@ pub fn definitions() -> Map<String, Value> {
             (answer.register)(&mut answers);
         }
     }
-    let mut all = answers.definitions().clone();
-    all.extend(requests.definitions().clone());
+    (answers.definitions().clone(), requests.definitions().clone())
+}
+
+/// Every request and answer type's schema, by name (a unit test holds the
+/// two sets' names apart, so neither hides the other).
+pub fn definitions() -> Map<String, Value> {
+    let (mut all, requests) = definitions_by_direction();
+    all.extend(requests);
     all
 }
 
@@ -311,6 +319,11 @@ export interface Answer<T> {
   replayed: boolean;
 }
 
+/** A request's JSON exactly as the app sent it, passed on unchanged (see withJsonBody). */
+export type JsonBytes<T> = Uint8Array<ArrayBuffer> & { readonly json?: T };
+/** A request body: the value, or its JSON as received. */
+export type Json<T> = T | JsonBytes<T>;
+
 /** Sends one request and reads its JSON answer (see _shared/sidecar.ts). */
 export type Send = <T>(method: string, path: string, caller: Headers, body?: unknown) => Promise<Answer<T>>;
 /** Sends one request and hands back the streamed response. */
@@ -344,7 +357,7 @@ fn client_function(route: &ApiRoute) -> String {
     let body = match &route.request {
         RequestBody::None => "",
         RequestBody::Json(t) => {
-            parameters.push(format!("body: {}", t.typescript));
+            parameters.push(format!("body: Json<{}>", t.typescript));
             ", body"
         }
         RequestBody::Raw => {
@@ -486,7 +499,7 @@ mod tests {
     fn the_catalogue_is_the_router_s_routes() {
         let mut served: Vec<(String, String)> = super::super::served()
             .into_iter()
-            .filter(|(path, _)| *path != "/metrics")
+            .filter(|(path, _)| !OPERATORS_ROUTES.contains(path))
             .map(|(path, method)| (path.to_owned(), method.to_owned()))
             .collect();
         let mut catalogued: Vec<(String, String)> =
@@ -513,6 +526,13 @@ mod tests {
         assert!(card.contains("  off_session_consent: CardConsentView | null;\n"), "{card}");
         let booking = declaration("BookingView", &definitions["BookingView"]);
         assert!(booking.contains("  authentication?: AuthenticationView | null;\n"), "{booking}");
+    }
+
+    #[test]
+    fn requests_and_answers_have_distinct_names() {
+        let (answers, requests) = definitions_by_direction();
+        let shared: Vec<&String> = answers.keys().filter(|name| requests.contains_key(*name)).collect();
+        assert!(shared.is_empty(), "one name for a request and an answer type: {shared:?}");
     }
 
     #[test]

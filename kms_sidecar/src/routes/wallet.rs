@@ -34,12 +34,13 @@ pub fn authenticate<'s>(state: &'s AppState, request: &Request<Incoming>) -> Res
     Ok(WalletCall { actor: Actor { traveler, meta }, wallet, idempotency_key })
 }
 
-/// `GET /v1/wallet/payment-methods`: the traveler's cards, default first.
+/// `GET /v1/profile`.
 pub async fn show_profile(call: &WalletCall<'_>) -> Result<Answer, ApiError> {
     let profile = call.wallet.profile(&call.actor).await?;
     answer(StatusCode::OK, &Data { data: ProfileView::from(profile) })
 }
 
+/// `GET /v1/wallet/payment-methods`: the traveler's cards, default first.
 pub async fn list_payment_methods(call: &WalletCall<'_>) -> Result<Answer, ApiError> {
     let cards = call.wallet.cards(&call.actor).await?;
     answer(StatusCode::OK, &Data { data: cards.into_iter().map(CardView::from).collect::<Vec<_>>() })

@@ -25,7 +25,7 @@ const PROFILE_SELECT: &str = "
 impl Wallet<'_> {
     /// The profile (empty until the traveler writes one) and its completion.
     pub async fn profile(&self, actor: &Actor) -> Result<Profile, WalletError> {
-        let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
+        let mut tx = self.database.snapshot_as_traveler(&actor.traveler, &actor.meta).await?;
         let profile = sqlx::query_as(PROFILE_SELECT).bind(actor.traveler.user_id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Ok(profile)

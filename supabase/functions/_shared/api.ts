@@ -14,6 +14,11 @@ export interface Answer<T> {
   replayed: boolean;
 }
 
+/** A request's JSON exactly as the app sent it, passed on unchanged (see withJsonBody). */
+export type JsonBytes<T> = Uint8Array<ArrayBuffer> & { readonly json?: T };
+/** A request body: the value, or its JSON as received. */
+export type Json<T> = T | JsonBytes<T>;
+
 /** Sends one request and reads its JSON answer (see _shared/sidecar.ts). */
 export type Send = <T>(method: string, path: string, caller: Headers, body?: unknown) => Promise<Answer<T>>;
 /** Sends one request and hands back the streamed response. */
@@ -159,12 +164,6 @@ export interface FailureView {
   reason: string | null;
 }
 
-/** `GET /healthz`. */
-export interface HealthView {
-  status: string;
-  version: string;
-}
-
 /** One state the booking entered. */
 export interface HistoryView {
   at: string;
@@ -215,21 +214,6 @@ export interface ProfileView {
   recommendations: string[];
 }
 
-export interface ProviderView {
-  name: string;
-  status: string;
-}
-
-/** `GET /readyz`. */
-export interface ReadinessView {
-  /** `ok` or `error`; absent when the sidecar has no `[database]`. */
-  database?: string | null;
-  key_provider: ProviderView;
-  status: string;
-  /** `ok` or `error`; absent when the sidecar has no `[stripe]`. */
-  stripe?: string | null;
-}
-
 /** `POST /v1/wallet/setup-intents`: what Stripe.js needs to collect a card. */
 export interface SetupIntentView {
   /** Handed to the traveler's device; a stored (replayable) answer has it redacted. */
@@ -248,20 +232,16 @@ export interface WebhookReceiptView {
 /** One function per sidecar route; `caller` carries the traveler's headers. */
 export function sidecarRoutes(send: Send, stream: Stream) {
   return {
-    /** `GET /healthz`: The process is up. */
-    health: (caller: Headers) => send<HealthView>("GET", "/healthz", caller),
-    /** `GET /readyz`: Keys, database and Stripe answer. */
-    readiness: (caller: Headers) => send<ReadinessView>("GET", "/readyz", caller),
     /** `POST /v1/crypto/encrypt`: Seal a value for its record. */
-    encrypt: (caller: Headers, body: CryptoRequest) => send<CryptoView>("POST", "/v1/crypto/encrypt", caller, body),
+    encrypt: (caller: Headers, body: Json<CryptoRequest>) => send<CryptoView>("POST", "/v1/crypto/encrypt", caller, body),
     /** `POST /v1/crypto/decrypt`: Open a sealed value of the caller's own. */
-    decrypt: (caller: Headers, body: CryptoRequest) => send<CryptoView>("POST", "/v1/crypto/decrypt", caller, body),
+    decrypt: (caller: Headers, body: Json<CryptoRequest>) => send<CryptoView>("POST", "/v1/crypto/decrypt", caller, body),
     /** `POST /v1/crypto/rewrap`: Re-seal a value under the current key. */
-    rewrap: (caller: Headers, body: CryptoRequest) => send<CryptoView>("POST", "/v1/crypto/rewrap", caller, body),
+    rewrap: (caller: Headers, body: Json<CryptoRequest>) => send<CryptoView>("POST", "/v1/crypto/rewrap", caller, body),
     /** `GET /v1/wallet/payment-methods`: The traveler's cards, default first. */
     listPaymentMethods: (caller: Headers) => send<Data<CardView[]>>("GET", "/v1/wallet/payment-methods", caller),
     /** `POST /v1/wallet/payment-methods`: Save the card a confirmed SetupIntent collected. */
-    addPaymentMethod: (caller: Headers, body: AddPaymentMethodRequest) => send<Data<CardView>>("POST", "/v1/wallet/payment-methods", caller, body),
+    addPaymentMethod: (caller: Headers, body: Json<AddPaymentMethodRequest>) => send<Data<CardView>>("POST", "/v1/wallet/payment-methods", caller, body),
     /** `POST /v1/wallet/setup-intents`: A SetupIntent for Stripe.js to collect a card. */
     createSetupIntent: (caller: Headers) => send<SetupIntentView>("POST", "/v1/wallet/setup-intents", caller),
     /** `DELETE /v1/wallet/payment-methods/{id}`: Delete a card (detached at Stripe too). */
@@ -269,13 +249,13 @@ export function sidecarRoutes(send: Send, stream: Stream) {
     /** `POST /v1/wallet/payment-methods/{id}/default`: Make a card the default. */
     makeDefaultPaymentMethod: (caller: Headers, id: string) => send<Data<CardView>>("POST", `/v1/wallet/payment-methods/${encodeURIComponent(id)}/default`, caller),
     /** `POST /v1/wallet/payment-methods/{id}/consent`: Record the traveler's consent to charges while away. */
-    consentToOffSessionCharges: (caller: Headers, id: string, body: CardConsentRequest) => send<Data<ConsentView>>("POST", `/v1/wallet/payment-methods/${encodeURIComponent(id)}/consent`, caller, body),
+    consentToOffSessionCharges: (caller: Headers, id: string, body: Json<CardConsentRequest>) => send<Data<ConsentView>>("POST", `/v1/wallet/payment-methods/${encodeURIComponent(id)}/consent`, caller, body),
     /** `DELETE /v1/wallet/payment-methods/{id}/consent`: Withdraw that consent. */
     withdrawOffSessionConsent: (caller: Headers, id: string) => send<Data<ConsentView>>("DELETE", `/v1/wallet/payment-methods/${encodeURIComponent(id)}/consent`, caller),
     /** `POST /v1/webhooks/stripe`: A Stripe event, its body and Stripe-Signature unchanged. */
     receiveStripeEvent: (caller: Headers, body: Uint8Array<ArrayBuffer>) => send<WebhookReceiptView>("POST", "/v1/webhooks/stripe", caller, body),
     /** `POST /v1/bookings`: Book a campaign's offer on the traveler's card. */
-    createBooking: (caller: Headers, body: BookingRequest) => send<Data<BookingView>>("POST", "/v1/bookings", caller, body),
+    createBooking: (caller: Headers, body: Json<BookingRequest>) => send<Data<BookingView>>("POST", "/v1/bookings", caller, body),
     /** `GET /v1/bookings/{id}`: A booking, with what Stripe.js needs while 3-D Secure is pending. */
     showBooking: (caller: Headers, id: string) => send<Data<BookingView>>("GET", `/v1/bookings/${encodeURIComponent(id)}`, caller),
     /** `POST /v1/bookings/{id}/resume`: Carry on after 3-D Secure. */
@@ -283,13 +263,13 @@ export function sidecarRoutes(send: Send, stream: Stream) {
     /** `GET /v1/profile`: How complete the traveler's profile is, and what to add. */
     showProfile: (caller: Headers) => send<Data<ProfileView>>("GET", "/v1/profile", caller),
     /** `POST /v1/profile/phone/verification`: Send a code to a phone number. */
-    startPhoneVerification: (caller: Headers, body: PhoneVerificationRequest) => send<Data<PhoneVerificationView>>("POST", "/v1/profile/phone/verification", caller, body),
+    startPhoneVerification: (caller: Headers, body: Json<PhoneVerificationRequest>) => send<Data<PhoneVerificationView>>("POST", "/v1/profile/phone/verification", caller, body),
     /** `POST /v1/profile/phone/verification/check`: Check the code: the phone is verified. */
-    checkPhoneCode: (caller: Headers, body: PhoneCodeRequest) => send<Data<PhoneVerifiedView>>("POST", "/v1/profile/phone/verification/check", caller, body),
+    checkPhoneCode: (caller: Headers, body: Json<PhoneCodeRequest>) => send<Data<PhoneVerifiedView>>("POST", "/v1/profile/phone/verification/check", caller, body),
     /** `GET /v1/privacy/export`: Everything held about the traveler (GDPR art. 15 and 20), streamed. */
     exportData: (caller: Headers) => stream("GET", "/v1/privacy/export", caller),
     /** `DELETE /v1/privacy/account`: Erase the account (GDPR art. 17). */
-    eraseAccount: (caller: Headers, body: EraseAccountRequest) => send<Data<ErasureView>>("DELETE", "/v1/privacy/account", caller, body),
+    eraseAccount: (caller: Headers, body: Json<EraseAccountRequest>) => send<Data<ErasureView>>("DELETE", "/v1/privacy/account", caller, body),
   };
 }
 

@@ -8,7 +8,7 @@
 // socket cannot be shared, with the service token in its own header so that
 // `Authorization` still carries the traveler's token.
 
-import { type Answer, sidecarRoutes, type SidecarRoutes } from "./api.ts";
+import { type Answer, type JsonBytes, sidecarRoutes, type SidecarRoutes } from "./api.ts";
 
 export type * from "./api.ts";
 
@@ -71,7 +71,8 @@ export interface Transport {
 export function socketTransport(socketPath: string): Transport {
   const client = Deno.createHttpClient({ proxy: { transport: "unix", path: socketPath } });
   return {
-    fetch: (method, path, headers, body) => fetch(`http://sidecar${path}`, { method, client, headers, body }),
+    fetch: (method, path, headers, body) =>
+      fetch(`http://sidecar${path}`, { method, client, headers, body, redirect: "error" }),
   };
 }
 
@@ -85,7 +86,8 @@ export function tcpTransport(baseUrl: string, serviceToken: string): Transport {
     fetch: (method, path, headers, body) => {
       const sent = new Headers(headers);
       sent.set(SERVICE_TOKEN_HEADER, serviceToken);
-      return fetch(new URL(path, base), { method, headers: sent, body });
+      // Never followed: a redirect would carry the service token elsewhere.
+      return fetch(new URL(path, base), { method, headers: sent, body, redirect: "error" });
     },
   };
 }
@@ -113,13 +115,14 @@ export class Sidecar {
     return new Sidecar(socketTransport(Deno.env.get("PW_SIDECAR_SOCKET") ?? "/run/parker-wallet/sidecar.sock"));
   }
 
-  /** A JSON route: its answer, or a [`SidecarError`] for a refusal. Bytes
-   * (a webhook's) go as they are, with the caller's content type. */
+  /** A JSON route: its answer, or a [`SidecarError`] for a refusal. Bytes (a
+   * request's own JSON, a webhook's body) go as they are, never re-encoded. */
   async #send<T>(method: string, path: string, caller: Headers, body?: unknown): Promise<Answer<T>> {
     const headers = new Headers(caller);
     let sent: BodyInit | null = null;
     if (body instanceof Uint8Array) {
       sent = body as Uint8Array<ArrayBuffer>;
+      if (!headers.has("content-type")) headers.set("content-type", "application/json");
     } else if (body !== undefined) {
       headers.set("content-type", "application/json");
       sent = JSON.stringify(body);
@@ -166,9 +169,19 @@ export async function respond<T>(call: Promise<Answer<T>>): Promise<Response> {
   }
 }
 
+/** Refusals of the function itself, not of the traveler: a wrong service
+ * token or an unmapped uid is the deployment's fault, and says nothing to the
+ * app but that the wallet is unavailable. */
+const DEPLOYMENT_REFUSALS = new Set(["invalid_service_token", "caller_not_allowed"]);
+
 /** A sidecar refusal passed on: the same problem+json, with its Retry-After. */
 export function refused(error: SidecarError): Response {
   const headers = new Headers({ "content-type": "application/problem+json", "cache-control": "no-store" });
+  if (DEPLOYMENT_REFUSALS.has(error.code)) {
+    console.error(`the sidecar refused this function: ${error.code} (check PW_SIDECAR_SERVICE_TOKEN or [callers])`);
+    const body: Problem = { type: "about:blank", title: "The wallet is unavailable", status: 502, code: "sidecar_unavailable" };
+    return new Response(JSON.stringify(body), { status: 502, headers });
+  }
   if (error.retryAfter) headers.set("retry-after", error.retryAfter);
   return new Response(JSON.stringify(error.problem), { status: error.status, headers });
 }
@@ -187,16 +200,22 @@ export function isUuid(text: string | undefined): text is string {
   return text !== undefined && UUID.test(text);
 }
 
-/** Calls the sidecar with the request's JSON body; a body that is not JSON is
- * refused here, as the sidecar would (400 `invalid_request`). */
-export async function withJsonBody<T>(req: Request, call: (body: T) => Promise<Answer<unknown>>): Promise<Response> {
-  let body: T;
+/** Calls the sidecar with the request's JSON body, passed on byte for byte (no
+ * re-encoding: the sidecar's own parser decides, as it would for a direct
+ * call); `parsed` is there for a function that needs a field. A body that is
+ * not JSON is refused here (400 `invalid_request`). */
+export async function withJsonBody<T>(
+  req: Request,
+  call: (body: JsonBytes<T>, parsed: T) => Promise<Answer<unknown>>,
+): Promise<Response> {
+  const bytes = new Uint8Array(await req.arrayBuffer());
+  let parsed: T;
   try {
-    body = (await req.json()) as T;
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as T;
   } catch {
     return problem(400, "invalid_request", "The body is not JSON");
   }
-  return respond(call(body));
+  return await respond(call(bytes as JsonBytes<T>, parsed));
 }
 
 /** 401 unless the request carries a bearer token (the sidecar verifies it). */

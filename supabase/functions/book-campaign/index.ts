@@ -14,6 +14,7 @@ import {
   type BookingRequest,
   type BookingView,
   type Data,
+  type JsonBytes,
   problem,
   Sidecar,
   withJsonBody,
@@ -21,16 +22,19 @@ import {
 
 const sidecar = Sidecar.fromEnv();
 
-/** Books `booking` for its campaign's owner: the booking (201 new, 200 the
- * same one again), or a `SidecarError` for a refusal. */
-export function bookCampaignOffer(booking: BookingRequest): Promise<Answer<Data<BookingView>>> {
+/** Books `booking` (its JSON, as received) for its campaign's owner: the
+ * booking (201 new, 200 the same one again), or a `SidecarError` for a refusal. */
+export function bookCampaignOffer(
+  body: JsonBytes<BookingRequest>,
+  booking: BookingRequest,
+): Promise<Answer<Data<BookingView>>> {
   const serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY");
   if (!serviceKey) throw new Error("SUPABASE_SERVICE_ROLE_KEY is not set");
   const caller = new Headers({
     authorization: `Bearer ${serviceKey}`,
     "idempotency-key": `campaign:${booking.campaign_id}:offer:${booking.offer_id}`,
   });
-  return sidecar.api.createBooking(caller, booking);
+  return sidecar.api.createBooking(caller, body);
 }
 
 /** Constant-time comparison, so the check does not leak the key by timing. */

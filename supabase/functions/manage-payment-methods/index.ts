@@ -39,7 +39,7 @@ export function handler(req: Request): Promise<Response> | Response {
     case "GET ":
       return respond(api.listPaymentMethods(caller));
     case "POST ":
-      return withJsonBody(req, (body: AddPaymentMethodRequest) => api.addPaymentMethod(caller, body));
+      return withJsonBody<AddPaymentMethodRequest>(req, (body) => api.addPaymentMethod(caller, body));
     case "POST setup-intents":
       return respond(api.createSetupIntent(caller));
     case "POST {id}/default":
@@ -47,7 +47,7 @@ export function handler(req: Request): Promise<Response> | Response {
     case "DELETE {id}":
       return respond(api.deletePaymentMethod(caller, first));
     case "POST {id}/consent":
-      return withJsonBody(req, (body: CardConsentRequest) => api.consentToOffSessionCharges(caller, first, body));
+      return withJsonBody<CardConsentRequest>(req, (body) => api.consentToOffSessionCharges(caller, first, body));
     case "DELETE {id}/consent":
       return respond(api.withdrawOffSessionConsent(caller, first));
     default:

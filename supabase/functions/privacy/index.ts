@@ -24,7 +24,7 @@ export async function handler(req: Request): Promise<Response> {
   const path = segmentsAfter("privacy", req.url).join("/");
   if (req.method === "GET" && path === "export") return await exportData(caller);
   if (req.method === "DELETE" && path === "account") {
-    return await withJsonBody(req, (body: EraseAccountRequest) => sidecar.api.eraseAccount(caller, body));
+    return await withJsonBody<EraseAccountRequest>(req, (body) => sidecar.api.eraseAccount(caller, body));
   }
   return problem(404, "not_found", "No such privacy route");
 }

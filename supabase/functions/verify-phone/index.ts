@@ -23,10 +23,10 @@ export function handler(req: Request): Promise<Response> | Response {
   const caller = forwarded(req);
   const path = segmentsAfter("verify-phone", req.url).join("/");
   if (req.method === "POST" && path === "") {
-    return withJsonBody(req, (body: PhoneVerificationRequest) => sidecar.api.startPhoneVerification(caller, body));
+    return withJsonBody<PhoneVerificationRequest>(req, (body) => sidecar.api.startPhoneVerification(caller, body));
   }
   if (req.method === "POST" && path === "check") {
-    return withJsonBody(req, (body: PhoneCodeRequest) => sidecar.api.checkPhoneCode(caller, body));
+    return withJsonBody<PhoneCodeRequest>(req, (body) => sidecar.api.checkPhoneCode(caller, body));
   }
   return problem(404, "not_found", "No such phone route");
 }

@@ -13,6 +13,7 @@ use harness::duffel_fake::FakeDuffel;
 use harness::twilio_fake::FakeTwilio;
 use harness::web::{EdgeGateway, GatewaySettings, SidecarLink};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NEEDS_3DS: &str = "4000002760003184";
 const PHONE: &str = "+33612345678";
@@ -73,6 +74,25 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
         port,
     })
     .await?;
+    // The demo token only to the page itself: not to another site's page, nor to
+    // a name rebound to loopback (DNS rebinding); no function by a prototype's name.
+    let status = |request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::Ok(String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned())
+    };
+    let ask = |host: &str, origin: &str, path: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Length: 0\r\nConnection: close\r\n\r\n")
+    };
+    let own = format!("127.0.0.1:{port}");
+    assert!(status(ask(&own, "", "/demo/session")).await?.contains(" 200"), "the page's own sign-in");
+    assert!(status(ask(&format!("rebound.example:{port}"), "", "/demo/session")).await?.contains(" 421"));
+    let foreign = "Origin: https://evil.example\r\n";
+    assert!(status(ask(&own, foreign, "/demo/session")).await?.contains(" 403"));
+    assert!(status(ask(&own, "", "/functions/v1/constructor")).await?.contains(" 404"));
+
     let shots = harness::crate_dir().join("../docs/screenshots");
     std::fs::create_dir_all(&shots)?;
     let output = tokio::process::Command::new("node")

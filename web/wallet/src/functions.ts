@@ -1,7 +1,8 @@
 // The page's client for Parker Wallet's Edge Functions, typed with the types
 // generated from the sidecar's own (the functions pass its answers on as they
-// are). Every write carries a fresh Idempotency-Key, so a retried click
-// never saves, deletes or resumes twice.
+// are). Every write carries an Idempotency-Key: one per traveler action,
+// which the caller passes again when it retries that action, so a retry after
+// a lost answer replays it instead of acting twice.
 
 import type {
   AddPaymentMethodRequest,
@@ -33,6 +34,11 @@ export function failure(error: unknown): string {
   return error instanceof Error ? error.message : "Something went wrong.";
 }
 
+/** A new action's Idempotency-Key. */
+export function actionKey(): string {
+  return crypto.randomUUID();
+}
+
 export class Functions {
   constructor(private readonly token: string, private readonly base = "/functions/v1") {}
 
@@ -40,49 +46,50 @@ export class Functions {
     return this.#call("GET", "manage-payment-methods");
   }
 
-  createSetupIntent(): Promise<SetupIntentView> {
-    return this.#call("POST", "manage-payment-methods/setup-intents", undefined, true);
+  createSetupIntent(key: string): Promise<SetupIntentView> {
+    return this.#call("POST", "manage-payment-methods/setup-intents", undefined, key);
   }
 
-  addPaymentMethod(body: AddPaymentMethodRequest): Promise<Data<CardView>> {
-    return this.#call("POST", "manage-payment-methods", body, true);
+  addPaymentMethod(body: AddPaymentMethodRequest, key: string): Promise<Data<CardView>> {
+    return this.#call("POST", "manage-payment-methods", body, key);
   }
 
-  makeDefault(cardId: string): Promise<Data<CardView>> {
-    return this.#call("POST", `manage-payment-methods/${encodeURIComponent(cardId)}/default`, undefined, true);
+  makeDefault(cardId: string, key: string): Promise<Data<CardView>> {
+    return this.#call("POST", `manage-payment-methods/${encodeURIComponent(cardId)}/default`, undefined, key);
   }
 
-  deletePaymentMethod(cardId: string): Promise<DeletedView> {
-    return this.#call("DELETE", `manage-payment-methods/${encodeURIComponent(cardId)}`, undefined, true);
+  deletePaymentMethod(cardId: string, key: string): Promise<DeletedView> {
+    return this.#call("DELETE", `manage-payment-methods/${encodeURIComponent(cardId)}`, undefined, key);
   }
 
-  withdrawConsent(cardId: string): Promise<Data<ConsentView>> {
-    return this.#call("DELETE", `manage-payment-methods/${encodeURIComponent(cardId)}/consent`, undefined, true);
+  withdrawConsent(cardId: string, key: string): Promise<Data<ConsentView>> {
+    return this.#call("DELETE", `manage-payment-methods/${encodeURIComponent(cardId)}/consent`, undefined, key);
   }
 
   showProfile(): Promise<Data<ProfileView>> {
     return this.#call("GET", "profile");
   }
 
-  startPhoneVerification(phoneNumber: string): Promise<Data<PhoneVerificationView>> {
-    return this.#call("POST", "verify-phone", { phone_number: phoneNumber }, true);
+  startPhoneVerification(phoneNumber: string, key: string): Promise<Data<PhoneVerificationView>> {
+    return this.#call("POST", "verify-phone", { phone_number: phoneNumber }, key);
   }
 
-  checkPhoneCode(code: string): Promise<Data<PhoneVerifiedView>> {
-    return this.#call("POST", "verify-phone/check", { code }, true);
+  checkPhoneCode(code: string, key: string): Promise<Data<PhoneVerifiedView>> {
+    return this.#call("POST", "verify-phone/check", { code }, key);
   }
 
   showBooking(bookingId: string): Promise<Data<BookingView>> {
     return this.#call("GET", `bookings/${encodeURIComponent(bookingId)}`);
   }
 
+  /** Safe to repeat: the booking itself is the record of where it stands. */
   resumeBooking(bookingId: string): Promise<Data<BookingView>> {
-    return this.#call("POST", `bookings/${encodeURIComponent(bookingId)}/resume`, undefined, true);
+    return this.#call("POST", `bookings/${encodeURIComponent(bookingId)}/resume`);
   }
 
-  async #call<T>(method: string, path: string, body?: unknown, write = false): Promise<T> {
+  async #call<T>(method: string, path: string, body?: unknown, key?: string): Promise<T> {
     const headers = new Headers({ authorization: `Bearer ${this.token}` });
-    if (write) headers.set("idempotency-key", crypto.randomUUID());
+    if (key) headers.set("idempotency-key", key);
     if (body !== undefined) headers.set("content-type", "application/json");
     const response = await fetch(`${this.base}/${path}`, {
       method,

@@ -2,7 +2,7 @@
 // as something to do; the phone is verified here, in place.
 
 import { announce, h, replace } from "./dom.ts";
-import { failure, type Functions } from "./functions.ts";
+import { actionKey, failure, type Functions } from "./functions.ts";
 
 const PHONE_FIELDS = new Set(["phone_number", "phone_verified"]);
 
@@ -56,7 +56,7 @@ function phoneForm(functions: Functions, refresh: () => Promise<void>): HTMLElem
         event.preventDefault();
         error.textContent = "";
         try {
-          const { data } = await functions.startPhoneVerification(number.value.trim());
+          const { data } = await functions.startPhoneVerification(number.value.trim(), actionKey());
           if (data.status === "approved") {
             announce("Your phone is verified");
             await refresh();
@@ -96,7 +96,7 @@ function codeForm(functions: Functions, refresh: () => Promise<void>, phoneNumbe
         event.preventDefault();
         error.textContent = "";
         try {
-          await functions.checkPhoneCode(code.value.trim());
+          await functions.checkPhoneCode(code.value.trim(), actionKey());
           announce("Your phone is verified");
           await refresh();
         } catch (e) {

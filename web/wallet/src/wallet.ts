@@ -6,7 +6,7 @@ import type { PageConfig } from "./config.ts";
 import { CARD_CONSENT_TEXT, CARD_CONSENT_VERSION } from "./consent.ts";
 import { announce, h, replace } from "./dom.ts";
 import { cardName, expiry } from "./format.ts";
-import { type CardView, failure, type Functions } from "./functions.ts";
+import { actionKey, type CardView, failure, type Functions } from "./functions.ts";
 import { loadStripe } from "./stripe.ts";
 
 export async function walletSection(
@@ -31,10 +31,12 @@ export async function walletSection(
 
 function cardItem(card: CardView, functions: Functions, refresh: () => Promise<void>, error: HTMLElement): HTMLElement {
   const name = cardName(card);
-  const act = (work: () => Promise<unknown>, done: string) => async () => {
+  // One key per click: a retry of the same click is a new click here, and
+  // these actions are no-ops the second time.
+  const act = (work: (key: string) => Promise<unknown>, done: string) => async () => {
     error.textContent = "";
     try {
-      await work();
+      await work(actionKey());
       announce(done);
       await refresh();
     } catch (e) {
@@ -58,13 +60,13 @@ function cardItem(card: CardView, functions: Functions, refresh: () => Promise<v
         type: "button",
         class: "secondary",
         "aria-label": `Make default: ${name}`,
-        onclick: act(() => functions.makeDefault(card.id), `${name} is now the default card`),
+        onclick: act((key) => functions.makeDefault(card.id, key), `${name} is now the default card`),
       }, "Make default"),
       card.off_session_consent && h("button", {
         type: "button",
         class: "secondary",
         "aria-label": `Stop automatic charges: ${name}`,
-        onclick: act(() => functions.withdrawConsent(card.id), `${name} will no longer be charged automatically`),
+        onclick: act((key) => functions.withdrawConsent(card.id, key), `${name} will no longer be charged automatically`),
       }, "Stop automatic charges"),
       h("button", {
         type: "button",
@@ -72,7 +74,7 @@ function cardItem(card: CardView, functions: Functions, refresh: () => Promise<v
         "aria-label": `Delete ${name}`,
         onclick: async () => {
           if (await confirmed(`Delete ${name}? It will no longer be used for bookings.`, "Delete card")) {
-            await act(() => functions.deletePaymentMethod(card.id), `${name} deleted`)();
+            await act((key) => functions.deletePaymentMethod(card.id, key), `${name} deleted`)();
           }
         },
       }, "Delete")),
@@ -127,9 +129,12 @@ async function openAddCard(
       h("button", { type: "button", class: "secondary", id: "cancel-card", onclick: close }, "Cancel")),
   );
   replace(container, form);
+  // Saving this card is one action: a retry after a lost answer replays it.
+  const key = actionKey();
+  let confirmedAtStripe = false;
   try {
     const stripe = await loadStripe(config.stripe_js_url, config.stripe_publishable_key);
-    const intent = await functions.createSetupIntent();
+    const intent = await functions.createSetupIntent(`${key}:setup-intent`);
     const card = stripe.elements().create("card");
     card.mount(mountPoint);
     save.disabled = false;
@@ -146,15 +151,18 @@ async function openAddCard(
       consent.removeAttribute("aria-invalid");
       save.disabled = true;
       try {
-        const confirmed = await stripe.confirmCardSetup(intent.client_secret, { payment_method: { card } });
-        if (confirmed.error || !confirmed.setupIntent) {
-          error.textContent = confirmed.error?.message ?? "Your card could not be saved.";
-          return;
+        if (!confirmedAtStripe) {
+          const confirmed = await stripe.confirmCardSetup(intent.client_secret, { payment_method: { card } });
+          if (confirmed.error || !confirmed.setupIntent) {
+            error.textContent = confirmed.error?.message ?? "Your card could not be saved.";
+            return;
+          }
+          confirmedAtStripe = true;
         }
         const { data: saved } = await functions.addPaymentMethod({
           setup_intent_id: intent.setup_intent_id,
           off_session_consent: { text_version: CARD_CONSENT_VERSION },
-        });
+        }, `${key}:save`);
         card.destroy();
         announce(`${saved.brand ?? "Card"} ending ${saved.last4 ?? ""} saved`);
         await refresh();
