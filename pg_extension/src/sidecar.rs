@@ -2,7 +2,17 @@
 //! backend: blocking, bounded by a deadline, and polling a caller-supplied
 //! interrupt check between short reads, so a hung sidecar never hangs a query
 //! past its timeout or past a cancel.
+//!
+//! Each backend keeps one connection open between calls (keep-alive): a
+//! connect and close cost about as much as the call itself. The connection is
+//! the backend's alone (a backend is one process, one thread) and is taken
+//! out while a call is on it, so a call cut short (timeout, cancel, error)
+//! drops it rather than leaving an answer in flight for the next call to read.
+//! A kept connection the sidecar closed while it was idle (a restart, its idle
+//! timeout) is replaced once, when nothing of the answer had arrived: the
+//! crypto routes have no side effects, so asking again is safe.
 
+use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -36,9 +46,24 @@ impl std::fmt::Display for SidecarError {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The sidecar will close the connection after this answer.
+    pub closing: bool,
 }
 
-/// Sends one request and reads the whole answer (the connection is closed after it).
+thread_local! {
+    /// The backend's idle connection to the sidecar, and the socket it is to.
+    static IDLE: RefCell<Option<(PathBuf, UnixStream)>> = const { RefCell::new(None) };
+}
+
+/// How one exchange on a connection ended, when it did not answer.
+enum Failure {
+    /// The connection was closed before any of the answer arrived.
+    ClosedBeforeAnswer(std::io::Error),
+    Other(SidecarError),
+}
+
+/// Sends one request and reads the whole answer, on the backend's kept
+/// connection when it has one (see the module's notes).
 pub fn request(
     socket: &Path,
     method: &str,
@@ -48,9 +73,36 @@ pub fn request(
     timeout: Duration,
     mut check_interrupts: impl FnMut(),
 ) -> Result<Response, SidecarError> {
+    let message = message(method, path, headers, body.unwrap_or_default())?;
     let deadline = Instant::now() + timeout;
     let unreachable =
         |e: std::io::Error| SidecarError::Unreachable { socket: socket.to_owned(), reason: e.to_string() };
+    let kept = IDLE.with(|idle| idle.borrow_mut().take()).filter(|(path, _)| path == socket);
+    if let Some((_, stream)) = kept {
+        match exchange(&stream, &message, deadline, timeout, &mut check_interrupts) {
+            Ok(response) => return Ok(keep(socket, stream, response)),
+            // Closed while idle: ask again on a new connection.
+            Err(Failure::ClosedBeforeAnswer(_)) => {}
+            Err(Failure::Other(error)) => return Err(error),
+        }
+    }
+    let stream = UnixStream::connect(socket).map_err(unreachable)?;
+    match exchange(&stream, &message, deadline, timeout, &mut check_interrupts) {
+        Ok(response) => Ok(keep(socket, stream, response)),
+        Err(Failure::ClosedBeforeAnswer(error)) => Err(unreachable(error)),
+        Err(Failure::Other(error)) => Err(error),
+    }
+}
+
+/// Keeps `stream` for the next call, unless the sidecar said it closes it.
+fn keep(socket: &Path, stream: UnixStream, response: Response) -> Response {
+    if !response.closing {
+        IDLE.with(|idle| idle.borrow_mut().replace((socket.to_owned(), stream)));
+    }
+    response
+}
+
+fn message(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Vec<u8>, SidecarError> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: sidecar\r\nContent-Type: application/json\r\n");
     for (name, value) in headers {
         // A header must not be able to end itself and start another.
@@ -59,42 +111,64 @@ pub fn request(
         }
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let body = body.unwrap_or_default();
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
-    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut message = head.into_bytes();
     message.extend_from_slice(body);
-    stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1)))).map_err(unreachable)?;
-    stream.write_all(&message).map_err(|e| match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => SidecarError::Timeout { after: timeout },
-        _ => unreachable(e),
-    })?;
+    Ok(message)
+}
 
+/// One request and its answer on `stream`, by `deadline`.
+fn exchange(
+    mut stream: &UnixStream,
+    message: &[u8],
+    deadline: Instant,
+    timeout: Duration,
+    check_interrupts: &mut impl FnMut(),
+) -> Result<Response, Failure> {
+    let other = |e: std::io::Error| Failure::Other(SidecarError::Protocol(format!("the connection failed: {e}")));
+    let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    stream.set_write_timeout(Some(remaining)).map_err(other)?;
+    if let Err(e) = stream.write_all(message) {
+        return Err(match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Failure::Other(SidecarError::Timeout { after: timeout }),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::NotConnected => {
+                Failure::ClosedBeforeAnswer(e)
+            }
+            _ => other(e),
+        });
+    }
     let mut received = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(SidecarError::Timeout { after: timeout });
+            return Err(Failure::Other(SidecarError::Timeout { after: timeout }));
         }
-        stream.set_read_timeout(Some(remaining.min(POLL_INTERVAL))).map_err(unreachable)?;
+        stream.set_read_timeout(Some(remaining.min(POLL_INTERVAL))).map_err(other)?;
         match stream.read(&mut chunk) {
-            Ok(0) => break,
+            Ok(0) if received.is_empty() => {
+                return Err(Failure::ClosedBeforeAnswer(ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(0) => {
+                return Err(Failure::Other(SidecarError::Protocol("connection closed mid-answer".into())));
+            }
             Ok(n) => {
                 received.extend_from_slice(&chunk[..n]);
                 if received.len() > MAX_RESPONSE_BYTES {
-                    return Err(SidecarError::Protocol("answer too large".into()));
+                    return Err(Failure::Other(SidecarError::Protocol("answer too large".into())));
                 }
-                if let Some(response) = parse_response(&received)? {
+                if let Some(response) = parse_response(&received).map_err(Failure::Other)? {
                     return Ok(response);
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-            Err(e) => return Err(unreachable(e)),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && received.is_empty() => {
+                return Err(Failure::ClosedBeforeAnswer(e));
+            }
+            Err(e) => return Err(other(e)),
         }
         check_interrupts();
     }
-    parse_response(&received)?.ok_or_else(|| SidecarError::Protocol("connection closed mid-answer".into()))
 }
 
 /// A complete response, `None` while more bytes are needed.
@@ -111,17 +185,19 @@ pub fn parse_response(bytes: &[u8]) -> Result<Option<Response>, SidecarError> {
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse::<u16>().ok())
         .ok_or_else(|| SidecarError::Protocol(format!("status line {status_line:?}")))?;
-    let content_length = lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .map(|(_, value)| value.trim().parse::<usize>().map_err(|_| SidecarError::Protocol("content-length".into())))
+    let fields: Vec<(&str, &str)> =
+        lines.filter_map(|line| line.split_once(':')).map(|(name, value)| (name.trim(), value.trim())).collect();
+    let field = |wanted: &str| fields.iter().find(|(name, _)| name.eq_ignore_ascii_case(wanted)).map(|(_, v)| *v);
+    let content_length = field("content-length")
+        .map(|value| value.parse::<usize>().map_err(|_| SidecarError::Protocol("content-length".into())))
         .transpose()?
         .ok_or_else(|| SidecarError::Protocol("no content-length".into()))?;
+    let closing = field("connection").is_some_and(|value| value.eq_ignore_ascii_case("close"));
     let body_start = header_end + 4;
     if bytes.len() < body_start + content_length {
         return Ok(None);
     }
-    Ok(Some(Response { status, body: bytes[body_start..body_start + content_length].to_vec() }))
+    Ok(Some(Response { status, body: bytes[body_start..body_start + content_length].to_vec(), closing }))
 }
 
 #[cfg(test)]
@@ -133,7 +209,9 @@ mod tests {
     #[test]
     fn parses_complete_and_partial_answers() {
         let full = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(full).unwrap(), Some(Response { status: 200, body: b"{}".to_vec() }));
+        assert_eq!(parse_response(full).unwrap(), Some(Response { status: 200, body: b"{}".to_vec(), closing: false }));
+        let closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse_response(closing).unwrap().is_some_and(|r| r.closing));
         assert_eq!(parse_response(&full[..full.len() - 1]).unwrap(), None);
         assert_eq!(parse_response(b"HTTP/1.1 200").unwrap(), None);
         assert!(parse_response(b"garbage\r\n\r\n").is_err());
@@ -160,6 +238,76 @@ mod tests {
             request(Path::new("/nonexistent/s.sock"), "GET", "/healthz", &[], None, Duration::from_secs(1), || {})
                 .unwrap_err();
         assert!(matches!(error, SidecarError::Unreachable { .. }));
+    }
+
+    /// A sidecar that answers `answers` requests per connection, then closes
+    /// it, for `connections` connections; counts the connections it accepted.
+    fn keep_alive_sidecar(name: &str, connections: usize, answers: usize) -> (PathBuf, std::thread::JoinHandle<usize>) {
+        let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kept.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut accepted = 0;
+            for stream in listener.incoming().take(connections) {
+                let mut stream = stream.unwrap();
+                accepted += 1;
+                for _ in 0..answers {
+                    let mut request = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).unwrap() == 0 {
+                            return accepted;
+                        }
+                        request.push(byte[0]);
+                    }
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+                }
+            }
+            accepted
+        });
+        (path, server)
+    }
+
+    #[test]
+    fn one_connection_serves_many_calls() {
+        let (path, server) = keep_alive_sidecar("many", 1, 3);
+        for _ in 0..3 {
+            let answer = request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap();
+            assert_eq!(answer.body, b"{}");
+        }
+        IDLE.with(|idle| idle.borrow_mut().take());
+        assert_eq!(server.join().unwrap(), 1, "three calls, one connection");
+    }
+
+    #[test]
+    fn a_connection_closed_while_idle_is_replaced_once() {
+        // The sidecar answers once per connection and then closes it.
+        let (path, server) = keep_alive_sidecar("closed", 2, 1);
+        request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let again = request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap();
+        assert_eq!(again.status, 200, "asked again on a new connection");
+        IDLE.with(|idle| idle.borrow_mut().take());
+        assert_eq!(server.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_call_cut_short_leaves_no_connection_behind() {
+        let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}-cut", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cut.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let _keep = std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(1));
+            drop(held);
+        });
+        let error = request(&path, "GET", "/healthz", &[], None, Duration::from_millis(100), || {}).unwrap_err();
+        assert_eq!(error, SidecarError::Timeout { after: Duration::from_millis(100) });
+        assert!(IDLE.with(|idle| idle.borrow().is_none()), "a late answer must never be read as the next call's");
     }
 
     #[test]

@@ -1,0 +1,1 @@
+SELECT length(record) FROM bench_record;
