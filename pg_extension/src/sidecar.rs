@@ -8,9 +8,11 @@
 //! the backend's alone (a backend is one process, one thread) and is taken
 //! out while a call is on it, so a call cut short (timeout, cancel, error)
 //! drops it rather than leaving an answer in flight for the next call to read.
-//! A kept connection the sidecar closed while it was idle (a restart, its idle
-//! timeout) is replaced once, when nothing of the answer had arrived: the
-//! crypto routes have no side effects, so asking again is safe.
+//! A kept connection the sidecar closed while it was idle (a restart) is
+//! replaced once, and only when the request provably never reached it: the
+//! write failed (a closed Unix socket refuses it at once) or the connection
+//! was reset before any of the answer. A sidecar that read the request and
+//! then closed is an error, never a second try.
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -57,8 +59,8 @@ thread_local! {
 
 /// How one exchange on a connection ended, when it did not answer.
 enum Failure {
-    /// The connection was closed before any of the answer arrived.
-    ClosedBeforeAnswer(std::io::Error),
+    /// The request never reached the sidecar: the connection was already closed.
+    NotDelivered(std::io::Error),
     Other(SidecarError),
 }
 
@@ -79,17 +81,18 @@ pub fn request(
         |e: std::io::Error| SidecarError::Unreachable { socket: socket.to_owned(), reason: e.to_string() };
     let kept = IDLE.with(|idle| idle.borrow_mut().take()).filter(|(path, _)| path == socket);
     if let Some((_, stream)) = kept {
-        match exchange(&stream, &message, deadline, timeout, &mut check_interrupts) {
+        match exchange(socket, &stream, &message, deadline, timeout, &mut check_interrupts) {
             Ok(response) => return Ok(keep(socket, stream, response)),
-            // Closed while idle: ask again on a new connection.
-            Err(Failure::ClosedBeforeAnswer(_)) => {}
+            // Closed while idle, and the request never reached it: ask again, on time only.
+            Err(Failure::NotDelivered(_)) if Instant::now() < deadline => {}
+            Err(Failure::NotDelivered(_)) => return Err(SidecarError::Timeout { after: timeout }),
             Err(Failure::Other(error)) => return Err(error),
         }
     }
     let stream = UnixStream::connect(socket).map_err(unreachable)?;
-    match exchange(&stream, &message, deadline, timeout, &mut check_interrupts) {
+    match exchange(socket, &stream, &message, deadline, timeout, &mut check_interrupts) {
         Ok(response) => Ok(keep(socket, stream, response)),
-        Err(Failure::ClosedBeforeAnswer(error)) => Err(unreachable(error)),
+        Err(Failure::NotDelivered(error)) => Err(unreachable(error)),
         Err(Failure::Other(error)) => Err(error),
     }
 }
@@ -119,21 +122,22 @@ fn message(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> R
 
 /// One request and its answer on `stream`, by `deadline`.
 fn exchange(
+    socket: &Path,
     mut stream: &UnixStream,
     message: &[u8],
     deadline: Instant,
     timeout: Duration,
     check_interrupts: &mut impl FnMut(),
 ) -> Result<Response, Failure> {
-    let other = |e: std::io::Error| Failure::Other(SidecarError::Protocol(format!("the connection failed: {e}")));
+    let other = |e: std::io::Error| {
+        Failure::Other(SidecarError::Unreachable { socket: socket.to_owned(), reason: e.to_string() })
+    };
     let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     stream.set_write_timeout(Some(remaining)).map_err(other)?;
     if let Err(e) = stream.write_all(message) {
         return Err(match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => Failure::Other(SidecarError::Timeout { after: timeout }),
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::NotConnected => {
-                Failure::ClosedBeforeAnswer(e)
-            }
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::NotConnected => Failure::NotDelivered(e),
             _ => other(e),
         });
     }
@@ -146,9 +150,7 @@ fn exchange(
         }
         stream.set_read_timeout(Some(remaining.min(POLL_INTERVAL))).map_err(other)?;
         match stream.read(&mut chunk) {
-            Ok(0) if received.is_empty() => {
-                return Err(Failure::ClosedBeforeAnswer(ErrorKind::UnexpectedEof.into()));
-            }
+            // The sidecar read the request, then closed: it may have acted on it.
             Ok(0) => {
                 return Err(Failure::Other(SidecarError::Protocol("connection closed mid-answer".into())));
             }
@@ -162,8 +164,9 @@ fn exchange(
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            // Linux resets a connection closed with our request unread in it.
             Err(e) if e.kind() == ErrorKind::ConnectionReset && received.is_empty() => {
-                return Err(Failure::ClosedBeforeAnswer(e));
+                return Err(Failure::NotDelivered(e));
             }
             Err(e) => return Err(other(e)),
         }
@@ -187,17 +190,27 @@ pub fn parse_response(bytes: &[u8]) -> Result<Option<Response>, SidecarError> {
         .ok_or_else(|| SidecarError::Protocol(format!("status line {status_line:?}")))?;
     let fields: Vec<(&str, &str)> =
         lines.filter_map(|line| line.split_once(':')).map(|(name, value)| (name.trim(), value.trim())).collect();
-    let field = |wanted: &str| fields.iter().find(|(name, _)| name.eq_ignore_ascii_case(wanted)).map(|(_, v)| *v);
-    let content_length = field("content-length")
+    let content_length = fields
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| *value)
         .map(|value| value.parse::<usize>().map_err(|_| SidecarError::Protocol("content-length".into())))
         .transpose()?
         .ok_or_else(|| SidecarError::Protocol("no content-length".into()))?;
-    let closing = field("connection").is_some_and(|value| value.eq_ignore_ascii_case("close"));
     let body_start = header_end + 4;
-    if bytes.len() < body_start + content_length {
+    let end = body_start + content_length;
+    if bytes.len() < end {
         return Ok(None);
     }
-    Ok(Some(Response { status, body: bytes[body_start..body_start + content_length].to_vec(), closing }))
+    // Closing when the sidecar says so in any `Connection` value, or when
+    // bytes follow the answer (nothing may be read as the next call's).
+    let closing = fields
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        || bytes.len() > end;
+    Ok(Some(Response { status, body: bytes[body_start..end].to_vec(), closing }))
 }
 
 #[cfg(test)]
@@ -212,6 +225,11 @@ mod tests {
         assert_eq!(parse_response(full).unwrap(), Some(Response { status: 200, body: b"{}".to_vec(), closing: false }));
         let closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n";
         assert!(parse_response(closing).unwrap().is_some_and(|r| r.closing));
+        let listed =
+            b"HTTP/1.1 200 OK\r\nConnection: upgrade\r\nconnection: keep-alive, Close\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse_response(listed).unwrap().is_some_and(|r| r.closing), "any close token");
+        let extra = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1";
+        assert!(parse_response(extra).unwrap().is_some_and(|r| r.closing), "bytes after the answer");
         assert_eq!(parse_response(&full[..full.len() - 1]).unwrap(), None);
         assert_eq!(parse_response(b"HTTP/1.1 200").unwrap(), None);
         assert!(parse_response(b"garbage\r\n\r\n").is_err());
@@ -240,8 +258,9 @@ mod tests {
         assert!(matches!(error, SidecarError::Unreachable { .. }));
     }
 
-    /// A sidecar that answers `answers` requests per connection, then closes
-    /// it, for `connections` connections; counts the connections it accepted.
+    /// A sidecar that answers `answers` requests per connection (each answer
+    /// numbered, so a desync shows), then closes it, for `connections`
+    /// connections; counts the connections it accepted.
     fn keep_alive_sidecar(name: &str, connections: usize, answers: usize) -> (PathBuf, std::thread::JoinHandle<usize>) {
         let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -249,11 +268,11 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
-            let mut accepted = 0;
+            let (mut accepted, mut answered) = (0, 0);
             for stream in listener.incoming().take(connections) {
                 let mut stream = stream.unwrap();
                 accepted += 1;
-                for _ in 0..answers {
+                for _ in 0..answers.max(1) {
                     let mut request = Vec::new();
                     let mut byte = [0u8; 1];
                     while !request.ends_with(b"\r\n\r\n") {
@@ -262,7 +281,13 @@ mod tests {
                         }
                         request.push(byte[0]);
                     }
-                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+                    if answers == 0 {
+                        break; // read the request, then hang up without answering
+                    }
+                    answered += 1;
+                    let body = format!("{answered}");
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    stream.write_all(format!("{head}{body}").as_bytes()).unwrap();
                 }
             }
             accepted
@@ -273,9 +298,10 @@ mod tests {
     #[test]
     fn one_connection_serves_many_calls() {
         let (path, server) = keep_alive_sidecar("many", 1, 3);
-        for _ in 0..3 {
+        for n in 1..=3 {
             let answer = request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap();
-            assert_eq!(answer.body, b"{}");
+            assert_eq!(answer.body, n.to_string().as_bytes(), "each call reads its own answer");
+            assert!(IDLE.with(|idle| idle.borrow().is_some()), "kept for the next call");
         }
         IDLE.with(|idle| idle.borrow_mut().take());
         assert_eq!(server.join().unwrap(), 1, "three calls, one connection");
@@ -286,11 +312,22 @@ mod tests {
         // The sidecar answers once per connection and then closes it.
         let (path, server) = keep_alive_sidecar("closed", 2, 1);
         request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap();
+        assert!(IDLE.with(|idle| idle.borrow().is_some()), "kept after the first answer");
         std::thread::sleep(Duration::from_millis(50));
         let again = request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap();
         assert_eq!(again.status, 200, "asked again on a new connection");
         IDLE.with(|idle| idle.borrow_mut().take());
         assert_eq!(server.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_request_read_and_dropped_is_not_sent_again() {
+        // The sidecar reads each request and hangs up: it may have acted on it.
+        let (path, server) = keep_alive_sidecar("dropped", 2, 0);
+        let error = request(&path, "GET", "/healthz", &[], None, Duration::from_secs(2), || {}).unwrap_err();
+        assert!(matches!(error, SidecarError::Protocol(_)), "{error:?}");
+        drop(UnixStream::connect(&path)); // lets the fake's second accept end
+        assert_eq!(server.join().unwrap(), 2, "one request connection, then ours: no second try");
     }
 
     #[test]
