@@ -88,7 +88,8 @@ export function gateway(
     // The audit trail's address is the peer's, as a gateway sets it, never the caller's claim.
     const headers = new Headers(incoming.headers);
     headers.set("x-forwarded-for", info.remoteAddr.hostname);
-    const req = new Request(incoming, { headers });
+    // A new request, not a copy of the incoming one: a copy would take its abort signal too.
+    const req = new Request(incoming.url, { method: incoming.method, headers, body: incoming.body });
     const [first, second, name] = url.pathname.split("/").filter(Boolean);
     if (first === "functions" && second === "v1") {
       const handler = name !== undefined && Object.hasOwn(FUNCTIONS, name) ? FUNCTIONS[name] : undefined;
