@@ -51,8 +51,11 @@ async function cardsShown(page) {
   return page.$$eval("#cards .card-title", (titles) => titles.map((t) => t.textContent));
 }
 
+/** Waits for the wallet to show `count` cards, and for the profile's refresh
+ * that follows a wallet change to land (it re-renders that section). */
 async function waitForCards(page, count) {
   await page.waitForFunction((n) => document.querySelectorAll("#cards .card").length === n, count, { timeout: 20000 });
+  await page.waitForLoadState("networkidle");
 }
 
 async function main() {
@@ -125,6 +128,7 @@ async function main() {
     await page.waitForFunction(() =>
       [...document.querySelectorAll("#cards .card")].some((c) => c.textContent.includes("4444") && c.querySelector(".badge.default"))
     );
+    await page.waitForLoadState("networkidle");
     // Escape keeps the card; confirming deletes it.
     await card("4242").getByRole("button", { name: /^Delete/ }).click();
     await page.waitForSelector("#confirm-dialog[open]");
