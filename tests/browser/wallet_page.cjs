@@ -89,6 +89,9 @@ async function main() {
     seen.greeting = await page.textContent("#greeting").catch(() => null);
     seen.score_before = Number(await page.getAttribute("#completion", "value"));
     seen.recommendations = await page.$$eval("#recommendations li", (items) => items.map((i) => i.textContent));
+    seen.expired_flagged = await page.$$eval("#cards .card", (cards) =>
+      cards.filter((c) => c.querySelector(".badge.expired")).map((c) => c.querySelector(".card-title").firstChild.textContent)
+    );
 
     // A card by keyboard alone: the consent box first left unticked.
     await page.focus("body");

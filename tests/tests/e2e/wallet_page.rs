@@ -45,8 +45,18 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
         .await?;
     tx.commit().await?;
 
-    // A booking waiting for 3-D Secure, on a card that asks for it.
+    // A booking waiting for 3-D Secure, on a card that asks for it; and a card
+    // that expired, which the page must flag.
     app.saved_card(&traveler, NEEDS_3DS).await?;
+    sqlx::query(
+        "INSERT INTO payment_methods (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data,
+                                      brand, last4, exp_month, exp_year, created_at)
+         SELECT user_id, stripe_customer_id, 'pm_expired_page', '\\x02', 'visa', '0005', 1, 2020, now() - interval '2 days'
+           FROM wallet_customers WHERE user_id = $1::uuid",
+    )
+    .bind(&traveler.id)
+    .execute(&mut app.db.admin().await?)
+    .await?;
     let campaign = app.consented_campaign(&traveler, "Lisbon in spring").await?;
     let booking = json!({ "campaign_id": campaign, "offer_id": format!("off_{}", uuid::Uuid::new_v4().simple()),
                           "amount": 42_000, "currency": "eur", "route": "LIS-JFK",
@@ -119,7 +129,12 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
     // The PSD2 consent: refused unticked (focus sent to the box), recorded with its version when ticked.
     assert!(seen["consent_refused"].as_str().is_some_and(|m| m.contains("Tick the box")), "{seen}");
     assert_eq!(seen["focus_after_refusal"], "card-consent");
-    assert_eq!(seen["cards_while_refused"], 1, "nothing saved without the consent: {seen}");
+    assert_eq!(seen["cards_while_refused"], 2, "nothing saved without the consent: {seen}");
+    assert_eq!(
+        seen["expired_flagged"],
+        json!(["Visa ending 0005"]),
+        "the expired card, and only it, is flagged: {seen}"
+    );
     let cards = app.traveler(&traveler).get("/v1/wallet/payment-methods").await?;
     let saved: Vec<(String, bool, String)> = cards.json["data"]
         .as_array()
@@ -135,10 +150,14 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
         page_consent.split("CARD_CONSENT_VERSION = \"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
     assert_eq!(
         saved,
-        [("4444".to_owned(), true, version.to_owned()), ("3184".to_owned(), false, String::new())],
+        [
+            ("4444".to_owned(), true, version.to_owned()),
+            ("3184".to_owned(), false, String::new()),
+            ("0005".to_owned(), false, String::new())
+        ],
         "4242 saved by keyboard then deleted, 4444 saved and made the default, 3184's consent withdrawn: {seen}"
     );
-    assert_eq!(seen["cards_after_escape"], 3, "Escape keeps the card");
+    assert_eq!(seen["cards_after_escape"], 4, "Escape keeps the card");
     assert_eq!(seen["withdrawn"], true, "{seen}");
 
     // The phone, from the profile's recommendation.
