@@ -258,15 +258,32 @@ mod tests {
         assert!(matches!(error, SidecarError::Unreachable { .. }));
     }
 
+    /// A listening socket of this test's own (`name`), in a fresh place.
+    fn test_socket(name: &str) -> (PathBuf, UnixListener) {
+        let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sidecar.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        (path, listener)
+    }
+
+    /// A sidecar that accepts one connection and never answers, holding it for `hold`.
+    fn silent_sidecar(name: &str, hold: Duration) -> PathBuf {
+        let (path, listener) = test_socket(name);
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(hold);
+            drop(held);
+        });
+        path
+    }
+
     /// A sidecar that answers `answers` requests per connection (each answer
     /// numbered, so a desync shows), then closes it, for `connections`
     /// connections; counts the connections it accepted.
     fn keep_alive_sidecar(name: &str, connections: usize, answers: usize) -> (PathBuf, std::thread::JoinHandle<usize>) {
-        let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("kept.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
+        let (path, listener) = test_socket(name);
         let server = std::thread::spawn(move || {
             let (mut accepted, mut answered) = (0, 0);
             for stream in listener.incoming().take(connections) {
@@ -332,16 +349,7 @@ mod tests {
 
     #[test]
     fn a_call_cut_short_leaves_no_connection_behind() {
-        let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}-cut", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cut.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        let _keep = std::thread::spawn(move || {
-            let held: Vec<_> = listener.incoming().take(1).collect();
-            std::thread::sleep(Duration::from_secs(1));
-            drop(held);
-        });
+        let path = silent_sidecar("cut", Duration::from_secs(1));
         let error = request(&path, "GET", "/healthz", &[], None, Duration::from_millis(100), || {}).unwrap_err();
         assert_eq!(error, SidecarError::Timeout { after: Duration::from_millis(100) });
         assert!(IDLE.with(|idle| idle.borrow().is_none()), "a late answer must never be read as the next call's");
@@ -349,16 +357,7 @@ mod tests {
 
     #[test]
     fn a_silent_sidecar_times_out_and_interrupts_are_polled() {
-        let dir = std::env::temp_dir().join(format!("pw-sidecar-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("silent.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        let _keep = std::thread::spawn(move || {
-            let held: Vec<_> = listener.incoming().take(1).collect();
-            std::thread::sleep(Duration::from_secs(2));
-            drop(held);
-        });
+        let path = silent_sidecar("silent", Duration::from_secs(2));
         let mut polls = 0;
         let started = Instant::now();
         let error =
@@ -366,6 +365,5 @@ mod tests {
         assert_eq!(error, SidecarError::Timeout { after: Duration::from_millis(300) });
         assert!(started.elapsed() < Duration::from_millis(900));
         assert!(polls >= 3, "interrupts polled {polls} times");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -161,6 +161,20 @@ impl TestAppBuilder {
     }
 }
 
+/// A booking request for `campaign`'s `offer_id`, as the scheduler sends it:
+/// 420.00 EUR, LIS-JFK, one passenger with everything Duffel asks for.
+pub fn booking_request(campaign: &str, offer_id: &str) -> Value {
+    serde_json::json!({
+        "campaign_id": campaign,
+        "offer_id": offer_id,
+        "amount": 42_000,
+        "currency": "eur",
+        "route": "LIS-JFK",
+        "passengers": [{ "id": "pas_1", "given_name": "Ada", "family_name": "Lovelace", "born_on": "1990-12-10",
+                         "title": "ms", "gender": "f", "email": "ada@example.com", "phone_number": "+442080160508" }],
+    })
+}
+
 /// One request as a traveler; `key` adds an `Idempotency-Key`.
 pub struct TravelerRequest<'a> {
     sidecar: &'a Sidecar,

@@ -50,7 +50,8 @@ fn repo_dir() -> PathBuf {
     crate_dir().join("..")
 }
 
-fn deno() -> Result<PathBuf> {
+/// The project's Deno (installed by scripts/bootstrap.sh).
+pub fn deno() -> Result<PathBuf> {
     Ok(PathBuf::from(std::env::var("PW_NODE_MODULES").context("PW_NODE_MODULES (scripts/lib.sh sets it)")?)
         .join(".bin/deno"))
 }

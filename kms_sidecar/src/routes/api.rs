@@ -382,26 +382,33 @@ fn client_function(route: &ApiRoute) -> String {
 /// `export interface Name { ... }` for an object, `export type Name = ...` otherwise.
 fn declaration(name: &str, schema: &Value) -> String {
     let doc = schema.get("description").and_then(Value::as_str).map(doc_comment).unwrap_or_default();
-    match schema.get("properties").and_then(Value::as_object) {
-        Some(properties) => {
-            let required: Vec<&str> = schema
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+    match schema.as_object().and_then(fields) {
+        Some(fields) => {
             let mut out = format!("{doc}export interface {name} {{\n");
-            for (field, field_schema) in properties {
+            for (field, field_schema) in fields {
                 if let Some(text) = field_schema.get("description").and_then(Value::as_str) {
                     out.push_str(&indent(&doc_comment(text)));
                 }
-                let optional = if required.contains(&field.as_str()) { "" } else { "?" };
-                out.push_str(&format!("  {field}{optional}: {};\n", typescript_of(field_schema)));
+                out.push_str(&format!("  {field}: {};\n", typescript_of(field_schema)));
             }
             out.push_str("}\n");
             out
         }
         None => format!("{doc}export type {name} = {};\n", typescript_of(schema)),
     }
+}
+
+/// An object schema's properties, each named as TypeScript declares it (`name?`
+/// when not required), with its schema; `None` for a schema without properties.
+fn fields(object: &Map<String, Value>) -> Option<Vec<(String, &Value)>> {
+    let properties = object.get("properties").and_then(Value::as_object)?;
+    let required: Vec<&str> = object
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let optional = |field: &str| if required.contains(&field) { "" } else { "?" };
+    Some(properties.iter().map(|(field, schema)| (format!("{field}{}", optional(field)), schema)).collect())
 }
 
 fn doc_comment(text: &str) -> String {
@@ -466,20 +473,10 @@ fn single(kind: &str, object: &Map<String, Value>) -> String {
                 format!("{item}[]")
             }
         }
-        "object" => match object.get("properties").and_then(Value::as_object) {
-            Some(properties) => {
-                let required: Vec<&str> = object
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .map(|r| r.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let fields: Vec<String> = properties
-                    .iter()
-                    .map(|(field, schema)| {
-                        let optional = if required.contains(&field.as_str()) { "" } else { "?" };
-                        format!("{field}{optional}: {}", typescript_of(schema))
-                    })
-                    .collect();
+        "object" => match fields(object) {
+            Some(fields) => {
+                let fields: Vec<String> =
+                    fields.iter().map(|(field, schema)| format!("{field}: {}", typescript_of(schema))).collect();
                 format!("{{ {} }}", fields.join("; "))
             }
             None => match object.get("additionalProperties") {

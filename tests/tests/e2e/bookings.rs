@@ -85,15 +85,7 @@ impl Booker {
     }
 
     fn body(&self, offer_id: &str) -> Value {
-        json!({
-            "campaign_id": self.campaign,
-            "offer_id": offer_id,
-            "amount": 42_000,
-            "currency": "eur",
-            "route": "LIS-JFK",
-            "passengers": [{ "id": "pas_1", "given_name": "Ada", "family_name": "Lovelace", "born_on": "1990-12-10",
-                             "title": "ms", "gender": "f", "email": "ada@example.com", "phone_number": "+442080160508" }],
-        })
+        harness::app::booking_request(&self.campaign, offer_id)
     }
 
     async fn book(&self, key: &str, body: &Value) -> anyhow::Result<Response> {

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use harness::app::TestApp;
+use harness::app::{booking_request, TestApp};
 use harness::duffel_fake::FakeDuffel;
 use harness::twilio_fake::FakeTwilio;
 use harness::web::{EdgeGateway, GatewaySettings, SidecarLink};
@@ -57,7 +57,7 @@ fn every_function_type_checks_lints_clean_and_is_declared() -> anyhow::Result<()
     let page = web.join("wallet");
     runs.push((vec!["check".into(), format!("--config={page_config}"), "src/main.ts".into()], &page));
     runs.push((vec!["lint".into()], &page));
-    let deno = format!("{}/.bin/deno", std::env::var("PW_NODE_MODULES")?);
+    let deno = harness::web::deno()?;
     for (args, dir) in runs {
         let output = Command::new(&deno).args(&args).current_dir(dir).env("NO_COLOR", "1").output()?;
         assert!(
@@ -211,11 +211,7 @@ async fn every_function_serves_its_routes_against_the_sidecar() -> anyhow::Resul
 
     // The scheduler books; the traveler reads the booking.
     let campaign = app.consented_campaign(&traveler, "Lisbon in spring").await?;
-    let booking = json!({ "campaign_id": campaign, "offer_id": format!("off_{}", uuid::Uuid::new_v4().simple()),
-                          "amount": 42_000, "currency": "eur", "route": "LIS-JFK",
-                          "passengers": [{ "id": "pas_1", "given_name": "Ada", "family_name": "Lovelace",
-                                           "born_on": "1990-12-10", "title": "ms", "gender": "f",
-                                           "email": "ada@example.com", "phone_number": "+442080160508" }] });
+    let booking = booking_request(&campaign, &format!("off_{}", uuid::Uuid::new_v4().simple()));
     let scheduler = format!("Bearer {service_key}");
     let booked = gateway
         .request(

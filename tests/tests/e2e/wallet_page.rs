@@ -8,7 +8,7 @@
 //! and a hostile name shown as text with nothing executed under the CSP.
 //! Screenshots of each page land in docs/screenshots/.
 
-use harness::app::TestApp;
+use harness::app::{booking_request, TestApp};
 use harness::duffel_fake::FakeDuffel;
 use harness::twilio_fake::FakeTwilio;
 use harness::web::{EdgeGateway, GatewaySettings, SidecarLink};
@@ -58,11 +58,7 @@ async fn a_traveler_uses_the_wallet_page_in_chromium() -> anyhow::Result<()> {
     .execute(&mut app.db.admin().await?)
     .await?;
     let campaign = app.consented_campaign(&traveler, "Lisbon in spring").await?;
-    let booking = json!({ "campaign_id": campaign, "offer_id": format!("off_{}", uuid::Uuid::new_v4().simple()),
-                          "amount": 42_000, "currency": "eur", "route": "LIS-JFK",
-                          "passengers": [{ "id": "pas_1", "given_name": "Ada", "family_name": "Lovelace",
-                                           "born_on": "1990-12-10", "title": "ms", "gender": "f",
-                                           "email": "ada@example.com", "phone_number": "+442080160508" }] });
+    let booking = booking_request(&campaign, &format!("off_{}", uuid::Uuid::new_v4().simple()));
     let booked = app.traveler(&traveler).key("page-3ds").post("/v1/bookings", booking).await?;
     assert_eq!(booked.json["data"]["state"], "requires_authentication", "{}", booked.text);
     let booking_id = booked.json["data"]["id"].as_str().unwrap_or_default().to_owned();

@@ -12,13 +12,10 @@ export async function homePage(functions: Functions, config: PageConfig): Promis
   const wallet = h("section", { class: "panel", "aria-labelledby": "wallet-heading" });
   page("Your profile and wallet", profile, wallet);
   const refreshProfile = () => loading(profile, "profile-heading", "Your profile", profileSection(functions, refreshProfile));
+  const loadWallet = () => loading(wallet, "wallet-heading", "Your cards", walletSection(functions, config, refreshWallet));
   // A card added or removed moves the profile's score too.
-  const refreshWallet = (): Promise<void> =>
-    loading(wallet, "wallet-heading", "Your cards", walletSection(functions, config, refreshWallet)).then(refreshProfile);
-  await Promise.all([
-    refreshProfile(),
-    loading(wallet, "wallet-heading", "Your cards", walletSection(functions, config, refreshWallet)),
-  ]);
+  const refreshWallet = (): Promise<void> => loadWallet().then(refreshProfile);
+  await Promise.all([refreshProfile(), loadWallet()]);
 }
 
 /** Fills a section once its content has loaded; a failure is said in place. */

@@ -39,7 +39,6 @@ function phoneButton(functions: Functions, refresh: () => Promise<void>): HTMLEl
 }
 
 function phoneForm(functions: Functions, refresh: () => Promise<void>): HTMLElement {
-  const error = h("p", { class: "error", role: "alert" });
   const number = h("input", {
     id: "phone-number",
     type: "tel",
@@ -47,67 +46,72 @@ function phoneForm(functions: Functions, refresh: () => Promise<void>): HTMLElem
     required: true,
     "aria-describedby": "phone-number-hint",
   });
-  const form = h(
-    "form",
-    {
-      id: "phone-form",
-      "aria-label": "Verify your phone",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.textContent = "";
-        try {
-          const { data } = await functions.startPhoneVerification(number.value.trim(), actionKey());
-          if (data.status === "approved") {
-            announce("Your phone is verified");
-            await refresh();
-            return;
-          }
-          replace(form, codeForm(functions, refresh, data.phone_number));
-        } catch (e) {
-          error.textContent = failure(e);
-        }
-      },
+  const form: HTMLElement = oneFieldForm({
+    id: "phone-form",
+    name: "Verify your phone",
+    label: h("label", { for: "phone-number" }, "Mobile number"),
+    hint: h("p", { id: "phone-number-hint", class: "card-meta" }, "International format, for example +33612345678"),
+    input: number,
+    submit: "Send me a code",
+    onSubmit: async () => {
+      const { data } = await functions.startPhoneVerification(number.value.trim(), actionKey());
+      if (data.status === "approved") {
+        announce("Your phone is verified");
+        await refresh();
+        return;
+      }
+      replace(form, codeForm(functions, refresh, data.phone_number));
     },
-    h("div", { class: "field" },
-      h("label", { for: "phone-number" }, "Mobile number"),
-      h("p", { id: "phone-number-hint", class: "card-meta" }, "International format, for example +33612345678"),
-      number),
-    error,
-    h("div", { class: "actions" }, h("button", { type: "submit" }, "Send me a code")),
-  );
-  queueMicrotask(() => number.focus());
+  });
   return form;
 }
 
 function codeForm(functions: Functions, refresh: () => Promise<void>, phoneNumber: string): HTMLElement {
-  const error = h("p", { class: "error", role: "alert" });
-  const code = h("input", {
-    id: "phone-code",
-    inputmode: "numeric",
-    autocomplete: "one-time-code",
-    required: true,
+  const code = h("input", { id: "phone-code", inputmode: "numeric", autocomplete: "one-time-code", required: true });
+  return oneFieldForm({
+    id: "phone-code-form",
+    name: "Enter the code",
+    label: h("label", { for: "phone-code" }, `The code we sent to ${phoneNumber}`),
+    input: code,
+    submit: "Verify",
+    onSubmit: async () => {
+      await functions.checkPhoneCode(code.value.trim(), actionKey());
+      announce("Your phone is verified");
+      await refresh();
+    },
   });
-  const form = h(
+}
+
+/** A form of one field and a submit button, focused when shown; a failure of
+ * `onSubmit` is said under the field. */
+function oneFieldForm(form: {
+  id: string;
+  name: string;
+  label: HTMLElement;
+  hint?: HTMLElement;
+  input: HTMLInputElement;
+  submit: string;
+  onSubmit: () => Promise<void>;
+}): HTMLElement {
+  const error = h("p", { class: "error", role: "alert" });
+  queueMicrotask(() => form.input.focus());
+  return h(
     "form",
     {
-      id: "phone-code-form",
-      "aria-label": "Enter the code",
+      id: form.id,
+      "aria-label": form.name,
       onsubmit: async (event: Event) => {
         event.preventDefault();
         error.textContent = "";
         try {
-          await functions.checkPhoneCode(code.value.trim(), actionKey());
-          announce("Your phone is verified");
-          await refresh();
+          await form.onSubmit();
         } catch (e) {
           error.textContent = failure(e);
         }
       },
     },
-    h("div", { class: "field" }, h("label", { for: "phone-code" }, `The code we sent to ${phoneNumber}`), code),
+    h("div", { class: "field" }, form.label, form.hint, form.input),
     error,
-    h("div", { class: "actions" }, h("button", { type: "submit" }, "Verify")),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, form.submit)),
   );
-  queueMicrotask(() => code.focus());
-  return form;
 }
