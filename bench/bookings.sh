@@ -11,6 +11,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 seconds=${BENCH_SECONDS:-3}
 # The harness builds the test template and roles on first use (scripts/templates.sh).
-bench_stack_up booking-bench
+bench_stack_up --release-extension booking-bench
 
 BENCH_SECONDS=$seconds "$CARGO_TARGET_DIR/release/booking-bench"

@@ -29,6 +29,8 @@ for clients in 1 8; do
   read -r base_tps base_latency < <(pgbench_tps "$clients" "$PW_ROOT/bench/sql/select_record.sql")
   read -r tps latency < <(pgbench_tps "$clients" "$PW_ROOT/bench/sql/decrypt.sql")
   printf '%-52s %10s %10s %8s\n' "SELECT length(record) (baseline), $clients clients" "$base_tps" "$base_latency" "1.00x"
-  printf '%-52s %10s %10s %8s\n' "SELECT wallet.decrypt(...), $clients clients" "$tps" "$latency" \
-    "$(awk -v a="$tps" -v b="$base_tps" 'BEGIN { printf "%.2fx", a / b }')"
+  decrypt_ratio=$(awk -v a="$tps" -v b="$base_tps" 'BEGIN { printf "%.2fx", a / b }')
+  printf '%-52s %10s %10s %8s\n' "SELECT wallet.decrypt(...), $clients clients" "$tps" "$latency" "$decrypt_ratio"
+  bench_summary "SELECT wallet.decrypt(...), $clients client(s)" "$tps/s vs $base_tps/s plain one-row SELECT" \
+    "$decrypt_ratio" "$([ "$clients" = 1 ] && echo '≥ 0.7x' || echo '(no target)')"
 done

@@ -12,6 +12,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-bench_stack_up load-test
+bench_stack_up --release-extension load-test
 printf 'machine: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 "$CARGO_TARGET_DIR/release/load-test"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of the extension against baselines measured in the same run, on a
-# throwaway cluster. Prints a table; no number here is asserted anywhere.
+# throwaway cluster: the audit trigger (1 client; 2 clients over 10k travelers
+# and over one), completion tracking and its backfill, RLS on 1M cards. Prints
+# a table; no number here is asserted anywhere.
 #
 #   bench/run.sh                 defaults: 10 s per pgbench run, 2 rounds
 #   BENCH_SECONDS=30 BENCH_ROUNDS=3 bench/run.sh
@@ -15,54 +17,68 @@ bench_stack_up --release-extension
 
 db=bench
 stack_database "$db" migrated >/dev/null
-say "loading fixtures (2M travelers, 1M of them with a profile)"
+say "loading fixtures (2M travelers, 1M of them with a profile; 1M cards)"
 stack_psql -d "$db" -f "$bench_dir/sql/setup.sql" >/dev/null
+stack_psql -d "$db" -f "$bench_dir/sql/rls_setup.sql" >/dev/null
 
 # Requests carry PostgREST's headers, so every variant does the full work.
 export PGOPTIONS='-c request.headers={"x-forwarded-for":"203.0.113.7,10.0.0.1","user-agent":"parker-bench/1.0"}'
 
-tps() { # script -> transactions per second of one pgbench run
-  local out
-  out=$("$PG_BIN/pgbench" -n -M prepared -c 1 -j 1 -T "$seconds" -f "$bench_dir/sql/$1" \
+tps() { # clients script [pgbench option...] -> transactions per second of one pgbench run
+  local clients=$1 script=$2 out
+  shift 2
+  out=$("$PG_BIN/pgbench" -n -M prepared -c "$clients" -j "$clients" -T "$seconds" "$@" -f "$bench_dir/sql/$script" \
       -h "$PW_PGHOST" -p "$PW_PGPORT" -U postgres "$db" 2>&1) \
-    || { echo "$out" >&2; die "pgbench $1 failed (output above)"; }
+    || { echo "$out" >&2; die "pgbench $script failed (output above)"; }
   echo "$out" | awk '/^tps = / { printf "%.0f", $3 }'
 }
-triggers() { # enable|disable trigger...
-  local action=$1; shift
+triggers() { # table enable|disable trigger...
+  local table=$1 action=$2; shift 2
   for trigger in "$@"; do
-    stack_psql -d "$db" -c "ALTER TABLE traveler_profiles ${action^^} TRIGGER $trigger"
+    stack_psql -d "$db" -c "ALTER TABLE $table ${action^^} TRIGGER $trigger"
   done
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 
 declare -A runs
+# variant name -> runs[$name,none|ours|plpgsql] with the same statement
+audit_variants() { # name table clients script [pgbench option...]
+  local name=$1 table=$2; shift 2
+  triggers "$table" disable parker_wallet_audit bench_plpgsql_audit
+  runs[$name,none]+="$(tps "$@") "
+  triggers "$table" enable parker_wallet_audit
+  runs[$name,ours]+="$(tps "$@") "
+  triggers "$table" disable parker_wallet_audit
+  triggers "$table" enable bench_plpgsql_audit
+  runs[$name,plpgsql]+="$(tps "$@") "
+  triggers "$table" disable bench_plpgsql_audit
+}
 say "audit trigger: $rounds round(s) of ${seconds}s per variant and statement"
-triggers disable traveler_profiles_completion
+triggers traveler_profiles disable traveler_profiles_completion
 for round in $(seq "$rounds"); do
-  for statement in insert update; do
-    triggers disable parker_wallet_audit bench_plpgsql_audit
-    runs[$statement,none]+="$(tps "$statement.sql") "
-    triggers enable parker_wallet_audit
-    runs[$statement,ours]+="$(tps "$statement.sql") "
-    triggers disable parker_wallet_audit
-    triggers enable bench_plpgsql_audit
-    runs[$statement,plpgsql]+="$(tps "$statement.sql") "
-    triggers disable bench_plpgsql_audit
-  done
+  audit_variants insert traveler_profiles 1 insert.sql
+  audit_variants update traveler_profiles 1 update.sql
+  audit_variants insert2 campaigns 2 insert_campaign.sql -D travelers=10000
+  audit_variants insert2one campaigns 2 insert_campaign.sql -D travelers=1
   say "round $round done"
 done
 
 say "completion tracking: single-profile UPDATE with and without the trigger"
 for round in $(seq "$rounds"); do
-  triggers disable traveler_profiles_completion
-  runs[completion,off]+="$(tps update.sql) "
-  triggers enable traveler_profiles_completion
-  runs[completion,on]+="$(tps update.sql) "
+  triggers traveler_profiles disable traveler_profiles_completion
+  runs[completion,off]+="$(tps 1 update.sql) "
+  triggers traveler_profiles enable traveler_profiles_completion
+  runs[completion,on]+="$(tps 1 update.sql) "
 done
 
-say "completion backfill of 1M profiles: ours vs one set-based SQL statement"
+say "RLS: a traveler's cards out of 1M, as authenticated under RLS and as the owner with a WHERE"
+for round in $(seq "$rounds"); do
+  runs[rls,none]+="$(tps 1 rls_none.sql) "
+  runs[rls,ours]+="$(tps 1 rls_own.sql) "
+done
+
+say "completion backfill of 2M travelers: ours vs one set-based SQL statement"
 seconds_of() { # sql -> wall-clock seconds
   local start end
   start=$(date +%s.%N)
@@ -77,17 +93,30 @@ backfill_sql=$(seconds_of "SELECT bench_sql_refresh_all()")
 tracked=$(stack_psql -d "$db" -Atc "SELECT count(*) FROM profile_completion_tracking")
 
 m() { echo "${runs[$1]}" | tr ' ' '\n' | grep . | median; }
-printf '\n%-44s %12s %10s\n' "benchmark (median of $rounds x ${seconds}s, 1 client)" "rows/s" "ratio"
-for statement in insert update; do
-  none=$(m "$statement,none"); ours=$(m "$statement,ours"); plpgsql=$(m "$statement,plpgsql")
-  printf '%-44s %12s %10s\n' "$statement: no audit trigger (a)" "$none" "1.00"
-  printf '%-44s %12s %10s\n' "$statement: parker_wallet audit trigger (b)" "$ours" "$(ratio "$ours" "$none")"
-  printf '%-44s %12s %10s\n' "$statement: PL/pgSQL audit trigger (c)" "$plpgsql" "$(ratio "$plpgsql" "$none")"
-  printf '%-44s %12s %10s\n' "$statement: (b) / (c)" "" "$(ratio "$ours" "$plpgsql")"
+row() { printf '%-58s %12s %10s\n' "$@"; }
+printf '\n'
+row "benchmark (median of $rounds x ${seconds}s)" "rows/s" "ratio"
+for variant in "insert:INSERT, 1 client" "update:UPDATE, 1 client" \
+               "insert2:INSERT, 2 clients, 10k travelers" "insert2one:INSERT, 2 clients, one traveler"; do
+  name=${variant%%:*} label=${variant#*:}
+  none=$(m "$name,none"); ours=$(m "$name,ours"); plpgsql=$(m "$name,plpgsql")
+  row "$label: no audit trigger (a)" "$none" "1.00"
+  row "$label: parker_wallet audit trigger (b)" "$ours" "$(ratio "$ours" "$none")"
+  row "$label: PL/pgSQL audit trigger (c)" "$plpgsql" "$(ratio "$plpgsql" "$none")"
+  row "$label: (b) / (c)" "" "$(ratio "$ours" "$plpgsql")"
+  bench_summary "audit trigger, $label" "$ours/s vs $none/s without" "$(ratio "$ours" "$none")x" \
+    "$([ "$name" = insert2one ] && echo '≥ 0.5x' || echo '≥ 0.7x')"
 done
 off=$(m completion,off); on=$(m completion,on)
-printf '%-44s %12s %10s\n' "profile update, no completion trigger" "$off" "1.00"
-printf '%-44s %12s %10s\n' "profile update, completion trigger" "$on" "$(ratio "$on" "$off")"
-printf '\n%-44s %12s %10s\n' "backfill of $tracked travelers" "seconds" "ratio"
-printf '%-44s %12s %10s\n' "set-based SQL statement (baseline)" "$backfill_sql" "1.00"
-printf '%-44s %12s %10s\n' "CALL wallet.refresh_all_completion()" "$backfill_ours" "$(ratio "$backfill_ours" "$backfill_sql")"
+row "profile update, no completion trigger" "$off" "1.00"
+row "profile update, completion trigger" "$on" "$(ratio "$on" "$off")"
+none=$(m rls,none); ours=$(m rls,ours)
+row "own cards of 1M: table owner, explicit WHERE (baseline)" "$none" "1.00"
+row "own cards of 1M: authenticated under RLS" "$ours" "$(ratio "$ours" "$none")"
+bench_summary "RLS own-rows SELECT on 1M cards, 1 client" "$ours/s vs $none/s without RLS" "$(ratio "$ours" "$none")x" "keep (≈ 1x)"
+printf '\n'
+row "backfill of $tracked travelers" "seconds" "ratio"
+row "set-based SQL statement (baseline)" "$backfill_sql" "1.00"
+row "CALL wallet.refresh_all_completion()" "$backfill_ours" "$(ratio "$backfill_ours" "$backfill_sql")"
+bench_summary "completion backfill, $tracked travelers" "${backfill_ours} s vs ${backfill_sql} s set-based SQL" \
+  "$(ratio "$backfill_ours" "$backfill_sql")x" "≤ 1.2x"

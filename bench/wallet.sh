@@ -10,6 +10,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 seconds=${BENCH_SECONDS:-3}
-bench_stack_up wallet-bench
+bench_stack_up --release-extension wallet-bench
 
 BENCH_SECONDS=$seconds "$CARGO_TARGET_DIR/release/wallet-bench"

@@ -142,6 +142,12 @@ supabase_database() { # name [migrated]
   fi
 }
 
+# One row of the summary `bench/all.sh` prints (what, measured, ratio to its
+# baseline, target), when it collects them; nothing otherwise.
+bench_summary() {
+  if [ -n "${BENCH_SUMMARY:-}" ]; then printf '%s|%s|%s|%s\n' "$@" >> "$BENCH_SUMMARY"; fi
+}
+
 # For benchmarks: release builds of the sidecar and of the named benchmark
 # binaries (the stack then runs that sidecar), and a throwaway stack for this
 # run (its stack.env sourced), torn down on exit. With --release-extension the
@@ -165,7 +171,8 @@ bench_stack_up() { # [--release-extension] [BENCH_BIN...]
   bench_stack_dir=$(mktemp -d /tmp/parker-wallet-bench.XXXXXX)
   # shellcheck disable=SC2064 # expanded now, on purpose: the directory is fixed
   trap "\"\$PW_ROOT/scripts/stack.sh\" down \"$bench_stack_dir\"$restore" EXIT INT TERM
-  # Benchmarks measure the plain cluster: no Supabase-shaped one to start.
-  PW_SUPABASE_CLUSTER=0 "$PW_ROOT/scripts/stack.sh" up "$bench_stack_dir" >/dev/null
+  # Benchmarks measure the plain cluster: no Supabase-shaped one to start. It
+  # counts statements (pg_stat_statements) for the benchmarks that report them.
+  PW_SUPABASE_CLUSTER=0 PW_STATEMENT_STATS=1 "$PW_ROOT/scripts/stack.sh" up "$bench_stack_dir" >/dev/null
   set -a; source "$bench_stack_dir/stack.env"; set +a
 }

@@ -64,6 +64,10 @@ $$;
 CREATE TRIGGER bench_plpgsql_audit AFTER INSERT OR UPDATE OR DELETE ON traveler_profiles
   FOR EACH ROW EXECUTE FUNCTION bench_plpgsql_audit();
 ALTER TABLE traveler_profiles DISABLE TRIGGER bench_plpgsql_audit;
+-- Campaigns: many rows per traveler, for the concurrent INSERTs.
+CREATE TRIGGER bench_plpgsql_audit AFTER INSERT OR UPDATE OR DELETE ON campaigns
+  FOR EACH ROW EXECUTE FUNCTION bench_plpgsql_audit();
+ALTER TABLE campaigns DISABLE TRIGGER bench_plpgsql_audit;
 
 -- The completion baseline: the same score computed by one set-based SQL statement.
 CREATE FUNCTION bench_sql_refresh_all() RETURNS void LANGUAGE sql AS $$

@@ -1,7 +1,10 @@
 //! What the benchmark binaries share: run an operation from N concurrent
-//! clients for a while, and print throughput and latency percentiles.
+//! clients for a while, and print throughput and latency percentiles; split a
+//! sidecar call's time into the sidecar's own and its outbound waits.
 
 use std::time::{Duration, Instant};
+
+use crate::Response;
 
 /// One client's operation, called back to back.
 pub type Operation =
@@ -17,15 +20,69 @@ pub fn print_row(label: &str, result: &Figures) {
     println!("{label:<52} {:>10.0} {:>10} {:>10}", result.ops_per_sec, result.p50.as_micros(), result.p99.as_micros());
 }
 
+/// The `q` quantile (0..1) of `samples`, which it sorts.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort_unstable();
+    samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default()
+}
+
 fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Figures { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
+    Figures {
+        ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: quantile(&mut latencies, 0.50),
+        p99: quantile(&mut latencies, 0.99),
+    }
+}
+
+/// The outbound wait a sidecar answer reports (`Server-Timing: outbound;dur=<ms>`,
+/// the sidecar's `server_timing` setting): Stripe, Duffel, KMS and the wait for a
+/// pooled connection.
+pub fn outbound(response: &Response) -> Duration {
+    let header = response.headers.get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ms = header.split("dur=").nth(1).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Duration::from_secs_f64(ms / 1000.0)
+}
+
+/// Whole and own times of one route's calls: own = whole less the outbound wait.
+#[derive(Debug, Default, Clone)]
+pub struct OwnTimes {
+    pub whole: Vec<Duration>,
+    pub own: Vec<Duration>,
+}
+
+impl OwnTimes {
+    /// Records a call that took `whole`, as `response` reports its waits.
+    pub fn add(&mut self, whole: Duration, response: &Response) {
+        self.whole.push(whole);
+        self.own.push(whole.saturating_sub(outbound(response)));
+    }
+
+    /// Own time's p50 and p95.
+    pub fn own_p50_p95(&mut self) -> (Duration, Duration) {
+        (quantile(&mut self.own, 0.50), quantile(&mut self.own, 0.95))
+    }
+
+    /// One row: calls, own p50 and p95, whole p95 (µs), own p95 against `floor`'s.
+    pub fn print(&mut self, label: &str, floor: Duration) {
+        let (own50, own95) = self.own_p50_p95();
+        let whole95 = quantile(&mut self.whole, 0.95);
+        println!(
+            "{label:<44} {:>6} {:>10} {:>10} {:>10} {:>9.1}x",
+            self.own.len(),
+            own50.as_micros(),
+            own95.as_micros(),
+            whole95.as_micros(),
+            own95.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+        );
+    }
+
+    /// The header of [`OwnTimes::print`]'s rows.
+    pub fn print_header(title: &str) {
+        println!(
+            "{title:<44} {:>6} {:>10} {:>10} {:>10} {:>10}",
+            "calls", "own p50 µs", "own p95 µs", "all p95 µs", "own/floor"
+        );
+    }
 }
 
 /// `clients` tasks, each running `operation` back to back for `duration`.
@@ -54,4 +111,15 @@ where
         all.extend(task.await??);
     }
     Ok(figures(all, started.elapsed()))
+}
+
+/// One row of the summary `bench/all.sh` prints (what, measured, ratio to its
+/// baseline, target), appended to the file `BENCH_SUMMARY` names; nothing
+/// when it is unset.
+pub fn summary(what: &str, measured: &str, ratio: &str, target: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("BENCH_SUMMARY") else { return Ok(()) };
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(file, "{what}|{measured}|{ratio}|{target}")?;
+    Ok(())
 }

@@ -3,7 +3,11 @@
 //! capture) made directly against localstripe and the Duffel fake. Measured:
 //! `POST /v1/bookings` through a sidecar, which adds the state writes, history,
 //! locks, RLS, the sealed passengers and the Radar metadata queries. 1 and 8
-//! concurrent clients. Run by bench/bookings.sh; prints a table, asserts nothing.
+//! concurrent clients. Then, at 1 client, the saga's own time (each call less
+//! the outbound waits its `Server-Timing` reports: Stripe, Duffel, KMS, the
+//! pool) against `GET /healthz`, and the statements and transactions it sends
+//! per booking (pg_stat_statements, when the cluster preloads it). Run by
+//! bench/bookings.sh; prints tables, asserts nothing.
 
 // Test code: a failed unwrap is a failed test (or benchmark), with its message.
 #![allow(clippy::unwrap_used)]
@@ -11,9 +15,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use harness::bench::{print_row, run, Figures, Operation};
+use harness::bench::{print_row, quantile, run, summary, Figures, Operation, OwnTimes};
 use harness::duffel_fake::{FakeDuffel, DUFFEL_TOKEN};
 use harness::{
     call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar, TestDb, STRIPE_KEY,
@@ -39,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let duffel = FakeDuffel::start().await?;
     let mut config = wallet_sidecar_config(&db)?.with_stripe(&emulators.localstripe_url).with_duffel(&duffel.url);
     config.settings.database = Some(DatabaseSettings { max_connections: 16 });
+    config.settings.server_timing = true;
     config.env.push(("PW_LOG".into(), "warn".into()));
     let sidecar = Arc::new(Sidecar::start_with(config).await?);
     wallet_card(&sidecar, &token, &emulators.localstripe_url, "4242424242424242").await?;
@@ -148,5 +153,77 @@ async fn main() -> anyhow::Result<()> {
             (saga.p50.as_secs_f64() - bare.p50.as_secs_f64()) * 1000.0
         );
     }
+
+    println!();
+    OwnTimes::print_header(&format!("the saga's own time, 1 client, {} s per row", duration.as_secs()));
+    let mut floor = OwnTimes::default();
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        let begun = Instant::now();
+        let answer = sidecar.request("GET", "/healthz", None).await?;
+        floor.add(begun.elapsed(), &answer);
+    }
+    let floor_p95 = quantile(&mut floor.own, 0.95);
+    floor.print("baseline: GET /healthz (the socket's floor)", floor_p95);
+    let counting = statement_counts_reset(&mut admin).await;
+    let mut own = OwnTimes::default();
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let body = json!({ "campaign_id": campaign, "offer_id": format!("off_own{n}"), "amount": 42_000,
+                           "currency": "eur", "route": "LIS-JFK", "passengers": passengers() });
+        let begun = Instant::now();
+        let booked = call(&sidecar, "POST", "/v1/bookings", &token, Some(&format!("own-{n}")), Some(body)).await?;
+        anyhow::ensure!(booked.json["data"]["state"] == "captured", "{}", booked.text);
+        own.add(begun.elapsed(), &booked);
+    }
+    let bookings = own.own.len().max(1) as f64;
+    own.print("POST /v1/bookings (the saga)", floor_p95);
+    println!("own = the call's time less the sidecar's outbound waits; target own p95 ≤ 10000 µs");
+    let counted = match counting {
+        Ok(()) => {
+            let (statements, transactions) = statement_counts(&mut admin).await?;
+            let counted = format!(
+                "{:.1} statements, {:.1} transactions per booking",
+                statements as f64 / bookings,
+                transactions as f64 / bookings
+            );
+            println!("per booking: {counted} (statements sent to PostgreSQL; transactions BEGIN ... COMMIT)");
+            counted
+        }
+        Err(error) => {
+            println!("per booking: statements not counted ({error})");
+            "statements not counted".to_owned()
+        }
+    };
+    let (own50, own95) = own.own_p50_p95();
+    let one_client = rows.iter().find(|(clients, _, _)| *clients == 1);
+    let ratio = one_client.map(|(_, bare, saga)| saga.p50.as_secs_f64() / bare.p50.as_secs_f64().max(1e-9));
+    summary(
+        "booking saga's own time, 1 client",
+        &format!("own p50 {} µs, p95 {} µs; {counted}", own50.as_micros(), own95.as_micros()),
+        &format!("{:.2}x the bare calls' p50", ratio.unwrap_or(0.0)),
+        "own p95 ≤ 10000 µs",
+    )?;
     Ok(())
+}
+
+/// Starts counting the sidecar's statements: pg_stat_statements installed and reset.
+async fn statement_counts_reset(admin: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut *admin).await?;
+    sqlx::query("SELECT pg_stat_statements_reset()").execute(&mut *admin).await?;
+    Ok(())
+}
+
+/// Top-level statements (each a round trip) and explicit transactions the
+/// sidecar's roles sent to this database since the reset; not this connection's.
+async fn statement_counts(admin: &mut sqlx::PgConnection) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(calls) FILTER (WHERE query = 'BEGIN'), 0)::bigint
+           FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)",
+    )
+    .fetch_one(admin)
+    .await?)
 }

@@ -11,58 +11,13 @@
 
 use std::time::{Duration, Instant};
 
+use harness::bench::{quantile, summary, OwnTimes};
 use harness::{
-    call, confirm_setup_intent, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Response,
-    Sidecar, TestDb,
+    call, confirm_setup_intent, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar,
+    TestDb,
 };
 use kms_sidecar::config::DatabaseSettings;
 use serde_json::json;
-
-/// Own and whole times of one route's calls.
-#[derive(Default)]
-struct Samples {
-    whole: Vec<Duration>,
-    own: Vec<Duration>,
-}
-
-impl Samples {
-    /// Records a call that took `whole`, of which the sidecar waited `outbound`.
-    fn add(&mut self, whole: Duration, response: &Response) {
-        self.whole.push(whole);
-        self.own.push(whole.saturating_sub(outbound(response)));
-    }
-
-    fn print(&mut self, label: &str, floor: Duration) {
-        let (own50, own95) = percentiles(&mut self.own);
-        let (_, whole95) = percentiles(&mut self.whole);
-        println!(
-            "{label:<44} {:>6} {:>10} {:>10} {:>10} {:>9.1}x",
-            self.own.len(),
-            own50.as_micros(),
-            own95.as_micros(),
-            whole95.as_micros(),
-            own95.as_secs_f64() / floor.as_secs_f64().max(1e-9)
-        );
-    }
-}
-
-/// The outbound wait the sidecar reports (`outbound;dur=<ms>`).
-fn outbound(response: &Response) -> Duration {
-    let header = response.headers.get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let ms = header.split("dur=").nth(1).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    Duration::from_secs_f64(ms / 1000.0)
-}
-
-fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort_unstable();
-    let at = |q: f64| {
-        samples
-            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    (at(0.50), at(0.95))
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -85,26 +40,18 @@ async fn main() -> anyhow::Result<()> {
         format!("bench-{n}")
     };
 
-    println!(
-        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>10}",
-        format!("1 client, {} s per row", duration.as_secs()),
-        "calls",
-        "own p50 µs",
-        "own p95 µs",
-        "all p95 µs",
-        "own/floor"
-    );
-    let mut floor = Samples::default();
+    OwnTimes::print_header(&format!("1 client, {} s per row", duration.as_secs()));
+    let mut floor = OwnTimes::default();
     let until = Instant::now() + duration;
     while Instant::now() < until {
         let begun = Instant::now();
         let answer = sidecar.request("GET", "/healthz", None).await?;
         floor.add(begun.elapsed(), &answer);
     }
-    let floor_p95 = percentiles(&mut floor.own).1;
+    let floor_p95 = quantile(&mut floor.own, 0.95);
     floor.print("baseline: GET /healthz (the socket's floor)", floor_p95);
 
-    let mut list = Samples::default();
+    let mut list = OwnTimes::default();
     let until = Instant::now() + duration;
     while Instant::now() < until {
         let begun = Instant::now();
@@ -114,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     }
     list.print("GET /v1/wallet/payment-methods", floor_p95);
 
-    let mut default = Samples::default();
+    let mut default = OwnTimes::default();
     let until = Instant::now() + duration;
     let mut cards = [first.as_str(), second.as_str()].into_iter().cycle();
     while Instant::now() < until {
@@ -128,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     default.print("POST .../{id}/default", floor_p95);
 
     // A SetupIntent, Stripe.js's part (not measured), the card saved, then deleted.
-    let (mut setup, mut add, mut delete) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut setup, mut add, mut delete) = (OwnTimes::default(), OwnTimes::default(), OwnTimes::default());
     let until = Instant::now() + duration;
     while Instant::now() < until {
         let begun = Instant::now();
@@ -153,6 +100,21 @@ async fn main() -> anyhow::Result<()> {
     setup.print("POST /v1/wallet/setup-intents", floor_p95);
     add.print("POST /v1/wallet/payment-methods", floor_p95);
     delete.print("DELETE /v1/wallet/payment-methods/{id}", floor_p95);
+    for (route, times) in [
+        ("list", &mut list),
+        ("default", &mut default),
+        ("setup intent", &mut setup),
+        ("add", &mut add),
+        ("delete", &mut delete),
+    ] {
+        let (own50, own95) = times.own_p50_p95();
+        summary(
+            &format!("wallet route {route}: the sidecar's own time, 1 client"),
+            &format!("p50 {} µs, p95 {} µs", own50.as_micros(), own95.as_micros()),
+            &format!("{:.1}x GET /healthz p95", own95.as_secs_f64() / floor_p95.as_secs_f64().max(1e-9)),
+            "p95 ≤ 5000 µs",
+        )?;
+    }
     println!("\nown = the call's time less the sidecar's outbound wait (Stripe, pooled connection); target own p95 ≤ 5000 µs");
     Ok(())
 }

@@ -138,13 +138,18 @@ impl Cluster<'_> {
     }
 
     fn start(&self) -> Result<()> {
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=200 -c parker_wallet.sidecar_socket={}",
             self.port,
             self.socket_dir().display(),
             self.sidecar_socket.display()
         );
+        // Benchmarks count the statements a request sends (the plain cluster only:
+        // the Supabase-shaped one preloads supautils from its own configuration).
+        if self.prefix.is_empty() && std::env::var_os("PW_STATEMENT_STATS").is_some_and(|v| v == "1") {
+            options.push_str(" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top");
+        }
         let log = self.dir.join(format!("{}postgres.log", self.prefix));
         let status = self
             .owner

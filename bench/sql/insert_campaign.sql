@@ -1,0 +1,2 @@
+\set n random(1, :travelers)
+INSERT INTO campaigns (user_id, name) VALUES (bench_uid(:n), 'Lisbon');
