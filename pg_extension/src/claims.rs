@@ -24,8 +24,13 @@ pub fn parse_object(raw: Option<&str>) -> Option<Map<String, Value>> {
 /// The user id of a request: the `sub` claim when it is a UUID, else the legacy
 /// `request.jwt.claim.sub` setting (older PostgREST), as Supabase's `auth.uid()` reads them.
 pub fn subject(claims_json: Option<&str>, legacy_sub: Option<&str>) -> Option<uuid::Uuid> {
+    subject_of(parse_object(claims_json).as_ref(), legacy_sub)
+}
+
+/// [`subject`] of claims already parsed.
+pub fn subject_of(claims: Option<&Map<String, Value>>, legacy_sub: Option<&str>) -> Option<uuid::Uuid> {
     let from_legacy = || non_empty(legacy_sub).and_then(|sub| uuid::Uuid::parse_str(sub).ok());
-    let from_claims = || match parse_object(claims_json)?.get("sub")? {
+    let from_claims = || match claims?.get("sub")? {
         Value::String(sub) => uuid::Uuid::parse_str(sub.trim()).ok(),
         _ => None,
     };
@@ -35,7 +40,12 @@ pub fn subject(claims_json: Option<&str>, legacy_sub: Option<&str>) -> Option<uu
 /// The `iss` claim: who issued the token (Supabase Auth, or the sidecar's own
 /// `parker-wallet/...` authorities when it acts for a traveler).
 pub fn issuer(claims_json: Option<&str>) -> Option<String> {
-    match parse_object(claims_json)?.get("iss")? {
+    issuer_of(parse_object(claims_json).as_ref())
+}
+
+/// [`issuer`] of claims already parsed.
+pub fn issuer_of(claims: Option<&Map<String, Value>>) -> Option<String> {
+    match claims?.get("iss")? {
         Value::String(iss) if !iss.trim().is_empty() => Some(iss.trim().to_owned()),
         _ => None,
     }
@@ -44,9 +54,13 @@ pub fn issuer(claims_json: Option<&str>) -> Option<String> {
 /// One request header by name (case-insensitive, as HTTP header names are).
 /// Only string values count.
 pub fn header(headers_json: Option<&str>, name: &str) -> Option<String> {
-    let headers = parse_object(headers_json)?;
+    header_of(parse_object(headers_json).as_ref(), name)
+}
+
+/// [`header`] of headers already parsed.
+pub fn header_of(headers: Option<&Map<String, Value>>, name: &str) -> Option<String> {
     let wanted = name.trim();
-    headers.iter().find_map(|(key, value)| match value {
+    headers?.iter().find_map(|(key, value)| match value {
         Value::String(text) if key.eq_ignore_ascii_case(wanted) => Some(text.clone()),
         _ => None,
     })

@@ -118,8 +118,9 @@ GRANT EXECUTE ON FUNCTION wallet.uid(), wallet.jwt(), wallet.request_header(text
   wallet.check_notification_preferences(jsonb, boolean) TO PUBLIC;
 
 ALTER FUNCTION wallet.audit_trigger() OWNER TO parker_wallet_auditor;
-ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off;
+-- No other setting on the audit trigger: its statement is generic and planned
+-- without sequential scans by the library itself (pg/generic_plan.rs).
+ALTER FUNCTION wallet.audit_trigger() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 GRANT EXECUTE ON FUNCTION wallet.audit_row_hash(bytea, uuid, uuid, bigint, text, text, uuid, text, text, text, text, bigint)
   TO parker_wallet_auditor;
 GRANT EXECUTE ON FUNCTION wallet.audit_row_hash_v2(bytea, uuid, uuid, bigint, text, text, uuid, text, bigint, bytea),

@@ -39,8 +39,10 @@ pub(in crate::bookings) async fn run_steps(
     lease: &mut Lease,
     mut fresh: bool,
 ) -> Result<Booking, BookingError> {
+    // Read once: each step answers the row as it wrote it, so the next step
+    // starts from that without reading it back.
+    let mut booking = read(ports, actor, id).await?;
     loop {
-        let booking = read(ports, actor, id).await?;
         let next = match booking.state() {
             State::Authorizing => authorize(ports, actor, &booking, fresh).await?,
             State::Ordering => order(ports, actor, &booking, fresh, lease).await?,
@@ -54,7 +56,8 @@ pub(in crate::bookings) async fn run_steps(
             | State::Refunded
             | State::Declined => return Ok(booking),
         };
-        tracing::info!(booking = %id, from = booking.state.as_str(), to = next.as_str(), "booking moved");
+        tracing::info!(booking = %id, from = booking.state.as_str(), to = next.state.as_str(), "booking moved");
+        booking = next;
         fresh = true;
     }
 }
@@ -74,14 +77,14 @@ pub(in crate::bookings) async fn record(
     outcome: Outcome,
     backup_available: bool,
     facts: Facts,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let made_order = facts.duffel_order_id.clone().map(|id| (id, facts.booking_reference.clone()));
     let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     match store::record(&mut tx, booking, &outcome, backup_available, facts).await {
-        Ok(to) => {
+        Ok(written) => {
             tx.commit().await?;
-            ports.metrics.booking_entered(to.as_str());
-            Ok(to)
+            ports.metrics.booking_entered(written.state().as_str());
+            Ok(written)
         }
         // The row moved under us (a lost lock): an order Duffel made is kept
         // all the same, so the reconciler finds it without searching.

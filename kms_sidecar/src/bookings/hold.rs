@@ -36,7 +36,11 @@ impl BookingLocks {
 /// Who drives: a request waits its turn; the reconciler skips busy bookings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
+    /// A request naming a booking by id: 404 unless it is the caller's.
     Request,
+    /// The request that opened the booking (or found it by its key), as its
+    /// caller: known to be theirs, so not read first.
+    Opener,
     Reconciler,
 }
 
@@ -68,8 +72,10 @@ impl Hold {
         driver: Driver,
     ) -> Result<Option<Self>, BookingError> {
         let (queued, wait) = match driver {
-            Driver::Request => {
-                flow::read(ports, actor, id).await?;
+            Driver::Request | Driver::Opener => {
+                if driver == Driver::Request {
+                    flow::read(ports, actor, id).await?;
+                }
                 let queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id))
                     .await
                     .map_err(|_| BookingError::InProgress)?;
@@ -79,7 +85,7 @@ impl Hold {
         };
         match ports.database.lease(&lease_key(id), Some(wait)).await? {
             Some(lease) => Ok(Some(Self { lease, _queued: queued })),
-            None if driver == Driver::Request => Err(BookingError::InProgress),
+            None if driver != Driver::Reconciler => Err(BookingError::InProgress),
             None => Ok(None),
         }
     }

@@ -136,15 +136,16 @@ pub struct Outbox {
     pub payload: serde_json::Value,
 }
 
-/// Moves `booking` from its state by `outcome`, storing `facts`. Refuses an
-/// outcome the saga does not allow there, and a row that moved meanwhile.
+/// Moves `booking` from its state by `outcome`, storing `facts`; answers the
+/// row as written. Refuses an outcome the saga does not allow there, and a row
+/// that moved meanwhile.
 pub async fn record(
     tx: &mut PgConnection,
     booking: &Booking,
     outcome: &Outcome,
     backup_available: bool,
     facts: Facts,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let from = booking.state();
     let transition = saga::next(from, outcome, backup_available).ok_or_else(|| {
         BookingError::Internal(format!("booking {}: {outcome:?} cannot happen in {}", booking.id, from.as_str()))
@@ -153,7 +154,7 @@ pub async fn record(
     let reconcile_from = (to == State::NeedsReconciliation).then(|| from.as_str());
     let (failure_code, failure_reason) = facts.failure.unzip();
     let card = transition.try_backup_card.then_some(facts.next_card).flatten();
-    let result = sqlx::query(
+    let written: Option<Booking> = sqlx::query_as(&format!(
         "UPDATE public.booking_charges
             SET state = $3, reconcile_from = $4,
                 stripe_payment_intent_id = coalesce($5, stripe_payment_intent_id),
@@ -161,8 +162,9 @@ pub async fn record(
                 duffel_order_id = coalesce($7, duffel_order_id),
                 duffel_booking_reference = coalesce($8, duffel_booking_reference),
                 failure_code = $9, failure_reason = $10
-          WHERE id = $1 AND state = $2",
-    )
+          WHERE id = $1 AND state = $2
+      RETURNING {COLUMNS}"
+    ))
     .bind(booking.id)
     .bind(from.as_str())
     .bind(to.as_str())
@@ -173,26 +175,27 @@ pub async fn record(
     .bind(facts.booking_reference)
     .bind(failure_code)
     .bind(failure_reason)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if result.rows_affected() != 1 {
+    let Some(mut written) = written else {
         return Err(BookingError::InProgress);
-    }
+    };
     // The decline above is in the history with its PaymentIntent; the next
     // card gets a PaymentIntent of its own.
     if let Some(card) = card {
-        sqlx::query(
+        written = sqlx::query_as(&format!(
             "UPDATE public.booking_charges
                 SET card_attempt = card_attempt + 1, payment_method_id = $2, stripe_payment_method_id = $3,
                     card_brand = $4, card_last4 = $5, stripe_payment_intent_id = NULL
-              WHERE id = $1",
-        )
+              WHERE id = $1
+          RETURNING {COLUMNS}"
+        ))
         .bind(booking.id)
         .bind(card.id)
         .bind(&card.stripe_payment_method_id)
         .bind(&card.brand)
         .bind(&card.last4)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
     }
     if let Some(message) = facts.outbox.filter(|_| to == State::RequiresAuthentication) {
@@ -207,28 +210,33 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
     }
-    Ok(to)
+    Ok(written)
 }
 
-/// Chooses the first card of a booking (the default), before Stripe is asked.
+/// Chooses the first card of a booking (the default), before Stripe is asked;
+/// answers the row as it stands then (as another holder left it, if one chose first).
 pub async fn choose_first_card(
     tx: &mut PgConnection,
     booking: &Booking,
     card: &UsableCard,
-) -> Result<(), BookingError> {
-    sqlx::query(
+) -> Result<Booking, BookingError> {
+    let chosen: Option<Booking> = sqlx::query_as(&format!(
         "UPDATE public.booking_charges
             SET card_attempt = 1, payment_method_id = $2, stripe_payment_method_id = $3, card_brand = $4, card_last4 = $5
-          WHERE id = $1 AND state = 'authorizing' AND card_attempt = 0",
-    )
+          WHERE id = $1 AND state = 'authorizing' AND card_attempt = 0
+      RETURNING {COLUMNS}"
+    ))
     .bind(booking.id)
     .bind(card.id)
     .bind(&card.stripe_payment_method_id)
     .bind(&card.brand)
     .bind(&card.last4)
-    .execute(tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(())
+    match chosen {
+        Some(chosen) => Ok(chosen),
+        None => load(tx, booking.id).await,
+    }
 }
 
 /// Keeps the order Duffel made for a booking whose row moved meanwhile.

@@ -46,8 +46,16 @@ impl Database {
         };
         let mut tx = tx?;
         let wait = wait.map(|wait| wait.saturating_sub(started.elapsed()));
-        // A server-side idle timeout would free the lock behind the holder's back.
-        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await?;
+        // A server-side idle timeout would free the lock behind the holder's
+        // back; the lock's own wait is the caller's (no wait: only tried).
+        let lock_timeout = wait.map(|wait| format!("{}ms", wait.as_millis().max(1)));
+        sqlx::query(
+            "SELECT set_config('idle_in_transaction_session_timeout', '0', true),
+                    set_config('lock_timeout', coalesce($1, current_setting('lock_timeout')), true)",
+        )
+        .bind(lock_timeout)
+        .execute(&mut *tx)
+        .await?;
         let held = match wait {
             None => {
                 sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
@@ -55,10 +63,7 @@ impl Database {
                     .fetch_one(&mut *tx)
                     .await?
             }
-            Some(wait) => {
-                sqlx::query(&format!("SET LOCAL lock_timeout = '{}ms'", wait.as_millis().max(1)))
-                    .execute(&mut *tx)
-                    .await?;
+            Some(_) => {
                 match sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
                     .bind(key)
                     .execute(&mut *tx)

@@ -100,7 +100,7 @@ pub async fn create(state: &Arc<AppState>, request: Request<Incoming>) -> Result
     let booking = detached(state, move |state| async move {
         // The place is the task's: a client that hangs up does not free it early.
         let _admission = admission;
-        let booking = crate::bookings::drive(ports_of(&state)?, &task_actor, id, Driver::Request).await?;
+        let booking = crate::bookings::drive(ports_of(&state)?, &task_actor, id, Driver::Opener).await?;
         booking.ok_or(ApiError::Booking(crate::bookings::BookingError::InProgress))
     })
     .await?;

@@ -118,7 +118,7 @@ impl Wallet<'_> {
         let user_id = actor.traveler.user_id;
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
         lock_wallet(&mut tx, user_id).await?;
-        card_by_id(&mut tx, user_id, card_id).await?;
+        // No card by that id: the read below says so and nothing is committed.
         sqlx::query(
             "UPDATE public.payment_methods SET is_default = false WHERE user_id = $1 AND is_default AND id <> $2",
         )

@@ -5,17 +5,17 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier, OwnedPreparedStatement};
+use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
 use pgrx::{datum::DatumWithOid, PgOid, PgRelation};
 
-use super::identity::{current_claims, current_subject, request_header};
+use super::generic_plan::GenericPlan;
+use super::identity::{current_issuer, current_subject, request_header};
 use super::{raise, spi_failed};
 use crate::audit::{
     actor, bounded_user_agent, client_ip, personal_digest, place_digest, redacted_columns, redaction_overlay,
     row_hash_v2, AuditRow, ChainScan, ClientIp, Finding, Head, RedactionEntry, RedactionRecord, HASH_V1, REDACT_ACTION,
     SYSTEM_ACTOR,
 };
-use crate::claims;
 
 /// The trigger's name on every audited table.
 const AUDIT_TRIGGER: &str = "parker_wallet_audit";
@@ -36,18 +36,18 @@ macro_rules! next_link {
     };
 }
 
-/// The audited change as jsonb, redacted ($7), with its address and link.
-/// $1/$2 old/new row (the table's row type), $8 address text, $9 use the
-/// connection's address, $12 the actor, $13 the row's salt. (The sub-select is never flattened, so
+/// The audited change as jsonb, redacted (`{overlay}`: see [`overlay_sql`]), with its address and link.
+/// $1/$2 old/new row (the table's row type), $7 address text, $8 use the
+/// connection's address, $11 the actor, $12 the row's salt. (The sub-select is never flattened, so
 /// each jsonb is built once.)
 macro_rules! audited_change {
     () => {
         concat!(
-            "FROM (SELECT r.created_at, r.raw_old || $7 AS old_data, r.raw_new || $7 AS new_data,
+            "FROM (SELECT r.created_at, r.raw_old{overlay} AS old_data, r.raw_new{overlay} AS new_data,
                           r.raw_old, r.raw_new, r.ip, r.actor, r.chain_seq, r.prev_hash
                      FROM (SELECT now() AS created_at, to_jsonb($1) AS raw_old, to_jsonb($2) AS raw_new,
-                                  CASE WHEN $9 THEN inet_client_addr() ELSE $8::inet END AS ip,
-                                  $12::text AS actor, ",
+                                  CASE WHEN $8 THEN inet_client_addr() ELSE $7::inet END AS ip,
+                                  $11::text AS actor, ",
             next_link!("$5"),
             " OFFSET 0) AS r
                   ) AS v
@@ -57,18 +57,18 @@ macro_rules! audited_change {
 }
 
 /// Writes one audit row: links it to the user's previous row and hashes it.
-/// $3 action, $4 table name, $5 user id, $6 record id, $10 user agent, $11 the
+/// $3 action, $4 table name, $5 user id, $6 record id, $9 user agent, $10 the
 /// row's id, and the parameters of [`audited_change`]. An UPDATE that changed
 /// nothing writes nothing.
 const AUDIT_INSERT_SQL: &str = concat!(
     "INSERT INTO public.traveler_data_audit
        (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
         ip_address, user_agent, created_at, prev_hash, row_hash, hash_version, actor, personal_salt)
-     SELECT $11, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at, v.prev_hash,
-            wallet.audit_row_hash_v2(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.actor, ",
+     SELECT $10, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $9, v.created_at, v.prev_hash,
+            wallet.audit_row_hash_v2(v.prev_hash, $10, $5, v.chain_seq, $3, $4, $6, v.actor, ",
     audit_chain::micros!("v.created_at"),
-    ", wallet.audit_personal_digest($13, v.old_data::text, v.new_data::text, v.ip::text, $10)),
-            2, v.actor, $13 ",
+    ", wallet.audit_personal_digest($12, v.old_data::text, v.new_data::text, v.ip::text, $9)),
+            2, v.actor, $12 ",
     audited_change!()
 );
 
@@ -79,10 +79,10 @@ const AUDIT_INSERT_V1_SQL: &str = concat!(
     "INSERT INTO public.traveler_data_audit
        (id, user_id, chain_seq, action, table_name, record_id, old_data, new_data,
         ip_address, user_agent, created_at, prev_hash, row_hash)
-     SELECT $11, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $10, v.created_at,
+     SELECT $10, $5, v.chain_seq, $3, $4, $6, v.old_data, v.new_data, v.ip, $9, v.created_at,
             v.prev_hash,
-            wallet.audit_row_hash(v.prev_hash, $11, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
-                                  v.new_data::text, v.ip::text, $10, ",
+            wallet.audit_row_hash(v.prev_hash, $10, $5, v.chain_seq, $3, $4, $6, v.old_data::text,
+                                  v.new_data::text, v.ip::text, $9, ",
     audit_chain::micros!("v.created_at"),
     ") ",
     audited_change!()
@@ -108,7 +108,7 @@ fn audit_table_has_v2() -> bool {
 /// Who is making this change (see [`crate::audit::actor`]); without claims, the
 /// database role that made it (the role before any definer function's).
 fn current_actor() -> String {
-    actor(current_subject(), claims::issuer(current_claims().as_deref()).as_deref()).unwrap_or_else(|| {
+    actor(current_subject(), current_issuer().as_deref()).unwrap_or_else(|| {
         // SAFETY: plain catalog lookups; noerr = true returns NULL for a dropped role.
         let name = unsafe {
             let name = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), true);
@@ -118,9 +118,22 @@ fn current_actor() -> String {
     })
 }
 
+/// A prepared audit insert's key: the table (its row parameters are typed per
+/// table), the format, and the trigger's redacted columns (part of the statement).
+type PlanKey = (pg_sys::Oid, bool, Vec<String>);
+
 thread_local! {
-    /// Prepared audit inserts by table: the row parameters are typed per table.
-    static AUDIT_PLANS: RefCell<HashMap<(pg_sys::Oid, bool), OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    static AUDIT_PLANS: RefCell<HashMap<PlanKey, GenericPlan>> = RefCell::new(HashMap::new());
+}
+
+/// The redaction as SQL to append to each row's jsonb: a constant of the
+/// statement, so no row builds or parses it; nothing when no column is redacted.
+fn overlay_sql(redacted: &[String]) -> String {
+    if redacted.is_empty() {
+        String::new()
+    } else {
+        format!(" || {}::jsonb", quote_literal(redaction_overlay(redacted)))
+    }
 }
 
 fn as_uuid_bytes(id: pgrx::Uuid) -> [u8; 16] {
@@ -178,31 +191,30 @@ fn audit_trigger<'a>(
     let second_format = audit_table_has_v2();
     // Only the second format records who acted.
     let acted_by = second_format.then(current_actor);
-    let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&(relid, second_format)));
-    let result = Spi::connect_mut(|client| {
-        let plan = match plan {
-            Some(plan) => plan,
-            None => {
-                let row = PgOid::from(row_type);
-                let types = [
-                    row,
-                    row,
-                    PgBuiltInOids::TEXTOID.oid(),
-                    PgBuiltInOids::TEXTOID.oid(),
-                    PgBuiltInOids::UUIDOID.oid(),
-                    PgBuiltInOids::UUIDOID.oid(),
-                    PgBuiltInOids::JSONBOID.oid(),
-                    PgBuiltInOids::TEXTOID.oid(),
-                    PgBuiltInOids::BOOLOID.oid(),
-                    PgBuiltInOids::TEXTOID.oid(),
-                    PgBuiltInOids::UUIDOID.oid(),
-                    PgBuiltInOids::TEXTOID.oid(),
-                    PgBuiltInOids::BYTEAOID.oid(),
-                ];
-                let sql = if second_format { AUDIT_INSERT_SQL } else { AUDIT_INSERT_V1_SQL };
-                client.prepare_mut(sql, &types)?.keep()
-            }
-        };
+    let key = (relid, second_format, redact);
+    let plan = AUDIT_PLANS.with(|plans| plans.borrow_mut().remove(&key));
+    // The plan is out of the cache while it runs: a nested audited write (a
+    // trigger on the audit table's own writes) prepares its own.
+    let plan = Spi::connect_mut(|_client| {
+        let mut plan = plan.unwrap_or_else(|| {
+            let row = PgOid::from(row_type);
+            let types = [
+                row,
+                row,
+                PgBuiltInOids::TEXTOID.oid(),
+                PgBuiltInOids::TEXTOID.oid(),
+                PgBuiltInOids::UUIDOID.oid(),
+                PgBuiltInOids::UUIDOID.oid(),
+                PgBuiltInOids::TEXTOID.oid(),
+                PgBuiltInOids::BOOLOID.oid(),
+                PgBuiltInOids::TEXTOID.oid(),
+                PgBuiltInOids::UUIDOID.oid(),
+                PgBuiltInOids::TEXTOID.oid(),
+                PgBuiltInOids::BYTEAOID.oid(),
+            ];
+            let sql = if second_format { AUDIT_INSERT_SQL } else { AUDIT_INSERT_V1_SQL };
+            GenericPlan::prepare(&sql.replace("{overlay}", &overlay_sql(&key.2)), &types)
+        });
         // SAFETY: each row datum is passed with its table's row type.
         let (old_arg, new_arg) = unsafe {
             (
@@ -216,15 +228,13 @@ fn audit_trigger<'a>(
                 },
             )
         };
-        let overlay = pgrx::JsonB(serde_json::from_str(&redaction_overlay(&redact)).unwrap_or(serde_json::Value::Null));
-        let args = [
+        plan.execute(&[
             old_arg,
             new_arg,
             action.into(),
             table_name.as_str().into(),
             pgrx::Uuid::from_bytes(user_id).into(),
             record_id.into(),
-            overlay.into(),
             ip_text.into(),
             from_connection.into(),
             user_agent.into(),
@@ -233,14 +243,10 @@ fn audit_trigger<'a>(
             acted_by.into(),
             // The salt that keeps the personal digest from confirming guesses once redacted.
             uuid::Uuid::new_v4().as_bytes().as_slice().into(),
-        ];
-        client.update(&plan, None, &args)?;
-        Ok::<_, pgrx::spi::Error>(plan)
+        ]);
+        plan
     });
-    match result {
-        Ok(plan) => AUDIT_PLANS.with(|plans| plans.borrow_mut().insert((relid, second_format), plan)),
-        Err(error) => spi_failed(error),
-    };
+    AUDIT_PLANS.with(|plans| plans.borrow_mut().insert(key, plan));
     Ok(None)
 }
 

@@ -1,6 +1,9 @@
 //! Who is asking: `wallet.uid()`, `wallet.jwt()`, `wallet.request_header(name)`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
+use std::rc::Rc;
+use std::thread::LocalKey;
 
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgXactCallbackEvent};
@@ -10,13 +13,51 @@ use super::settings::{setting_text, PIN_JWT_SUBJECT};
 use crate::claims;
 use crate::subject_pin::{decide, PinDecision};
 
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// One setting's JSON object, parsed, with the raw text it was parsed from.
+type Parsed = Option<(Vec<u8>, Rc<Option<JsonObject>>)>;
+
 thread_local! {
     /// The subject pinned in the current transaction; cleared when it ends.
     static PINNED_SUBJECT: Cell<Option<uuid::Uuid>> = const { Cell::new(None) };
+    /// The claims and the headers as last parsed: every row an audited
+    /// statement writes reads them, and they change per request, not per row.
+    static CLAIMS: RefCell<Parsed> = const { RefCell::new(None) };
+    static HEADERS: RefCell<Parsed> = const { RefCell::new(None) };
 }
 
-pub(crate) fn current_claims() -> Option<String> {
-    setting_text(c"request.jwt.claims")
+/// The JSON object setting `name` holds (None when unset, empty or not an
+/// object), parsed again only when its text changed since the last call.
+fn parsed_setting(name: &CStr, memo: &'static LocalKey<RefCell<Parsed>>) -> Rc<Option<JsonObject>> {
+    // SAFETY: GetConfigOption returns NULL or a pointer into the setting's
+    // current value, valid until it changes; it is read (and copied) at once.
+    let raw = unsafe {
+        let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!value.is_null()).then(|| CStr::from_ptr(value))
+    };
+    let Some(raw) = raw else { return Rc::new(None) };
+    memo.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some((text, parsed)) = memo.as_ref() {
+            if text.as_slice() == raw.to_bytes() {
+                return Rc::clone(parsed);
+            }
+        }
+        let parsed = Rc::new(claims::parse_object(Some(&raw.to_string_lossy())));
+        *memo = Some((raw.to_bytes().to_vec(), Rc::clone(&parsed)));
+        parsed
+    })
+}
+
+/// The verified JWT claims of this transaction, parsed.
+pub(crate) fn current_claims() -> Rc<Option<JsonObject>> {
+    parsed_setting(c"request.jwt.claims", &CLAIMS)
+}
+
+/// The issuer of this transaction's claims (see [`claims::issuer`]).
+pub(crate) fn current_issuer() -> Option<String> {
+    claims::issuer_of(current_claims().as_ref().as_ref())
 }
 
 /// The traveler's user id from the verified JWT claims PostgREST (or the sidecar)
@@ -29,7 +70,8 @@ fn uid() -> Option<pgrx::Uuid> {
 
 /// [`uid`] for Rust callers.
 pub(crate) fn current_subject() -> Option<uuid::Uuid> {
-    let subject = claims::subject(current_claims().as_deref(), setting_text(c"request.jwt.claim.sub").as_deref());
+    let subject =
+        claims::subject_of(current_claims().as_ref().as_ref(), setting_text(c"request.jwt.claim.sub").as_deref());
     if PIN_JWT_SUBJECT.get() {
         match decide(PINNED_SUBJECT.get(), subject) {
             PinDecision::Keep => {}
@@ -52,14 +94,14 @@ pub(crate) fn current_subject() -> Option<uuid::Uuid> {
 /// The verified JWT claims of this request as jsonb; NULL when absent or malformed.
 #[pg_extern(stable, parallel_safe)]
 fn jwt() -> Option<JsonB> {
-    claims::parse_object(current_claims().as_deref()).map(|object| JsonB(object.into()))
+    current_claims().as_ref().clone().map(|object| JsonB(object.into()))
 }
 
 /// One header of the HTTP request PostgREST is serving (case-insensitive name);
 /// NULL when absent.
 #[pg_extern(stable, parallel_safe)]
 pub(crate) fn request_header(name: &str) -> Option<String> {
-    claims::header(setting_text(c"request.headers").as_deref(), name)
+    claims::header_of(parsed_setting(c"request.headers", &HEADERS).as_ref().as_ref(), name)
 }
 
 /// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);

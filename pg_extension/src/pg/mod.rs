@@ -4,6 +4,7 @@ pub mod audit;
 pub mod completion;
 pub mod crypto;
 pub mod flags;
+mod generic_plan;
 pub mod identity;
 pub mod preferences;
 pub mod rls;

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{decline_reason, failure, outcome_of_intent};
 use crate::bookings::flow::record;
-use crate::bookings::saga::{idempotency_key, Outcome, State};
+use crate::bookings::saga::{idempotency_key, Outcome};
 use crate::bookings::store::{self, Booking, Facts, Outbox};
 use crate::bookings::{Actor, BookingError, Ports};
 use crate::config::BookingSettings;
@@ -20,45 +20,37 @@ pub(in crate::bookings) async fn authorize(
     actor: &Actor,
     booking: &Booking,
     fresh: bool,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let user_id = booking.user_id;
-    let (customer, cards, account_age_days, first_booking, campaign_consent) = {
-        let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        let customer = customer_of(&mut tx, user_id).await?;
-        let cards = store::usable_cards(&mut tx, user_id).await?;
-        // Consent withdrawn since the booking opened stops a charge not yet asked for.
-        let campaign_consent: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM public.campaigns WHERE id = $1 AND user_id = $2 AND consent_at IS NOT NULL)",
-        )
-        .bind(booking.campaign_id)
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        // Both as of the booking's creation, so a retry sends Stripe the same
-        // request (another body under the same idempotency key is refused).
-        let age: Option<i32> = sqlx::query_scalar("SELECT wallet_internal.account_age_days($1::date)")
-            .bind(booking.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
-        let first: bool = sqlx::query_scalar(
-            "SELECT NOT EXISTS (SELECT FROM public.booking_charges WHERE user_id = $1 AND state = 'captured' AND created_at < $2)",
-        )
-        .bind(user_id)
-        .bind(booking.created_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        (customer, cards, age, first, campaign_consent)
-    };
+    // One transaction reads what the step needs and chooses the first card.
+    let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
+    let customer = customer_of(&mut tx, user_id).await?;
+    let cards = store::usable_cards(&mut tx, user_id).await?;
+    // Consent withdrawn since the booking opened stops a charge not yet asked
+    // for. The Radar facts are as of the booking's creation, so a retry sends
+    // Stripe the same request (another body under the same key is refused).
+    let (campaign_consent, account_age_days, first_booking): (bool, Option<i32>, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT FROM public.campaigns WHERE id = $1 AND user_id = $2 AND consent_at IS NOT NULL),
+                wallet_internal.account_age_days($3::date),
+                NOT EXISTS (SELECT FROM public.booking_charges
+                             WHERE user_id = $2 AND state = 'captured' AND created_at < $3)",
+    )
+    .bind(booking.campaign_id)
+    .bind(user_id)
+    .bind(booking.created_at)
+    .fetch_one(&mut *tx)
+    .await?;
     let asked_before = !fresh && booking.card_attempt != 0;
     // The campaign's consent, and the chosen card's (`cards` holds only cards
     // whose consent is in force; none is chosen before the first attempt).
     let consent_in_force = campaign_consent
         && (booking.card_attempt == 0 || cards.iter().any(|card| Some(card.id) == booking.payment_method_id));
     if !consent_in_force && !asked_before {
+        tx.commit().await?;
         return consent_withdrawn(ports, actor, booking).await;
     }
     let (Some(customer), Some(first_card)) = (customer, cards.first()) else {
+        tx.commit().await?;
         let facts =
             Facts { failure: failure("no_usable_card", "the traveler has no usable card on file"), ..Facts::default() };
         return record(
@@ -74,14 +66,11 @@ pub(in crate::bookings) async fn authorize(
     // The card is chosen and stored before Stripe hears of it; a card chosen
     // under an earlier lease may have reached Stripe.
     let booking = if booking.card_attempt == 0 {
-        let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        store::choose_first_card(&mut tx, booking, first_card).await?;
-        let chosen = store::load(&mut tx, booking.id).await?;
-        tx.commit().await?;
-        chosen
+        store::choose_first_card(&mut tx, booking, first_card).await?
     } else {
         booking.clone()
     };
+    tx.commit().await?;
     let attempt = booking.card_attempt;
     let payment_method = booking.stripe_payment_method_id.clone().unwrap_or_default();
     let attempt_tag = format!("{}:{attempt}", booking.id);
@@ -163,7 +152,7 @@ pub(in crate::bookings) async fn authorize(
 
 /// Declines a booking whose consent to off-session charges (the campaign's
 /// or the chosen card's) was withdrawn before its authorization was asked for.
-async fn consent_withdrawn(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<State, BookingError> {
+async fn consent_withdrawn(ports: Ports<'_>, actor: &Actor, booking: &Booking) -> Result<Booking, BookingError> {
     let facts = Facts {
         failure: failure("consent_withdrawn", "the traveler withdrew a consent to off-session charges"),
         ..Facts::default()

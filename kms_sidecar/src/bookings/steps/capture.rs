@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{failure, intent_of};
 use crate::bookings::flow::record;
-use crate::bookings::saga::{idempotency_key, Outcome, State};
+use crate::bookings::saga::{idempotency_key, Outcome};
 use crate::bookings::store::{Booking, Facts};
 use crate::bookings::{Actor, BookingError, Ports};
 use crate::stripe::{IntentStatus, StripeError};
@@ -16,7 +16,7 @@ pub(in crate::bookings) async fn capture(
     actor: &Actor,
     booking: &Booking,
     fresh: bool,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let intent = intent_of(booking)?;
     let key = idempotency_key(booking.id, "capture", booking.card_attempt as u8);
     if !fresh {

@@ -3,7 +3,7 @@
 
 use super::failure;
 use crate::bookings::flow::record;
-use crate::bookings::saga::{Outcome, State};
+use crate::bookings::saga::Outcome;
 use crate::bookings::store::{Booking, Facts};
 use crate::bookings::{Actor, BookingError, Ports};
 use crate::db::Lease;
@@ -17,7 +17,7 @@ pub(in crate::bookings) async fn order(
     booking: &Booking,
     fresh: bool,
     lease: &mut Lease,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let confirmed = |order: DuffelOrder| Facts {
         duffel_order_id: Some(order.id),
         booking_reference: order.booking_reference,

@@ -3,7 +3,7 @@
 
 use super::{cancel_intent, failure, intent_of};
 use crate::bookings::flow::record;
-use crate::bookings::saga::{idempotency_key, Outcome, State};
+use crate::bookings::saga::{idempotency_key, Outcome};
 use crate::bookings::store::{Booking, Facts};
 use crate::bookings::{Actor, BookingError, Ports};
 use crate::stripe::{IntentStatus, StripeError};
@@ -13,7 +13,7 @@ pub(in crate::bookings) async fn void(
     ports: Ports<'_>,
     actor: &Actor,
     booking: &Booking,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let keep = || Facts { failure: booking.failure(), ..Facts::default() };
     let Some(intent) = booking.stripe_payment_intent_id.as_deref() else {
         return record(ports, actor, booking, Outcome::Released, false, keep()).await;
@@ -39,7 +39,7 @@ pub(in crate::bookings) async fn refund(
     ports: Ports<'_>,
     actor: &Actor,
     booking: &Booking,
-) -> Result<State, BookingError> {
+) -> Result<Booking, BookingError> {
     let keep = Facts { failure: booking.failure(), ..Facts::default() };
     let intent = intent_of(booking)?;
     let key = idempotency_key(booking.id, "refund", booking.card_attempt as u8);
