@@ -87,14 +87,17 @@ pub async fn open(ports: Ports<'_>, actor: &Actor, key: &str, body: &[u8]) -> Re
         .await?;
         return Err(if unconsented { BookingError::CardConsentRequired } else { BookingError::NoUsableCard });
     }
+    // Committed before the passengers are sealed: sealing may wait on KMS (a
+    // data key not yet cached), which must not hold a pooled connection.
+    tx.commit().await?;
 
-    // Checked and written in one transaction (the checks above hold for the insert).
     let passengers = zeroize::Zeroizing::new(
         serde_json::to_vec(&input.passengers).map_err(|e| BookingError::InvalidRequest(e.to_string()))?,
     );
     // The row id is chosen here: the sealed passengers are bound to it.
     let id = uuid::Uuid::new_v4();
     let sealed = ports.crypto.encrypt(&passengers, &PASSENGERS.context(user_id, id)).await?;
+    let mut tx = ports.database.as_traveler(&actor.traveler, &actor.meta).await?;
     // Under the erasure's lock, in the transaction that inserts: an erasure
     // request waits for this booking and then sees it (money in flight).
     crate::db::lock_traveler(&mut tx, "erasure", user_id).await?;

@@ -118,9 +118,11 @@ impl Wallet<'_> {
         let user_id = actor.traveler.user_id;
         let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
         lock_wallet(&mut tx, user_id).await?;
-        // No card by that id: the read below says so and nothing is committed.
+        // No card by that id: nothing changes, and the read below says so.
         sqlx::query(
-            "UPDATE public.payment_methods SET is_default = false WHERE user_id = $1 AND is_default AND id <> $2",
+            "UPDATE public.payment_methods SET is_default = false
+              WHERE user_id = $1 AND is_default AND id <> $2
+                AND EXISTS (SELECT FROM public.payment_methods WHERE user_id = $1 AND id = $2)",
         )
         .bind(user_id)
         .bind(card_id)

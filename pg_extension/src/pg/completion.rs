@@ -14,7 +14,10 @@ use crate::preferences;
 
 /// The facts behind a score, one row per user of `$from` (a relation with
 /// a `user_id` column), as of `current_date`. A user without a profile still
-/// gets a row.
+/// gets a row. Each user's profile is looked up by its key (a lateral
+/// sub-select the planner cannot flatten): a generic plan does not know how
+/// many users come, and a merge join would read the profiles from the first
+/// one for every batch.
 macro_rules! facts_sql {
     ($from:literal) => {
         concat!(
@@ -29,7 +32,10 @@ macro_rules! facts_sql {
                     extract(day FROM current_date)::int
                FROM ",
             $from,
-            " LEFT JOIN public.traveler_profiles p ON p.user_id = u.user_id"
+            " LEFT JOIN LATERAL (SELECT p.first_name, p.last_name, p.date_of_birth, p.phone_number,
+                                         p.phone_verified, p.notification_preferences
+                                    FROM public.traveler_profiles p
+                                   WHERE p.user_id = u.user_id OFFSET 0) AS p ON true"
         )
     };
 }
@@ -159,6 +165,9 @@ fn with_facts_plan<T>(
 
 /// Stores `scored` in `profile_completion_tracking`; how many were given.
 fn store_scores(client: &mut SpiClient<'_>, scored: &[(pgrx::Uuid, Completion)]) -> Result<usize, pgrx::spi::Error> {
+    if scored.is_empty() {
+        return Ok(0);
+    }
     let (uuid_array, int_array, text_array) =
         (PgBuiltInOids::UUIDARRAYOID.oid(), PgBuiltInOids::INT4ARRAYOID.oid(), PgBuiltInOids::TEXTARRAYOID.oid());
     with_statement(

@@ -63,6 +63,44 @@ async fn a_traveler_lists_only_their_cards_default_first_expired_flagged() -> an
     Ok(())
 }
 
+/// The claims and headers reach the database as one simple query with literal
+/// text (no bind parameters): quotes and backslashes a traveler chose must
+/// arrive unchanged, and nothing they hold can end the literal.
+#[tokio::test]
+async fn claims_and_headers_with_quotes_and_backslashes_arrive_unchanged() -> anyhow::Result<()> {
+    let db = seeded().await?;
+    let sidecar = Sidecar::start_with(wallet_sidecar_config(&db)?).await?;
+    let name = r#"O'Brien \' \"x\"'); DROP TABLE payment_methods; --"#;
+    let token = traveler_token(ALICE, json!({ "user_metadata": { "full_name": name } }));
+    let agent = r#"it's \ an "agent"', true); --"#;
+    let card: String =
+        sqlx::query_scalar("SELECT id::text FROM payment_methods WHERE stripe_payment_method_id = 'pm_a_new'")
+            .fetch_one(&mut db.admin().await?)
+            .await?;
+    let bearer = format!("Bearer {token}");
+    let made_default = sidecar
+        .request_with(
+            "POST",
+            &format!("/v1/wallet/payment-methods/{card}/default"),
+            &[("authorization", &bearer), ("user-agent", agent)],
+            None,
+        )
+        .await?;
+    assert_eq!(made_default.status, StatusCode::OK, "{}", made_default.text);
+    let (recorded_agent, actor, cards): (Option<String>, Option<String>, i64) = sqlx::query_as(
+        "SELECT a.user_agent, a.actor, (SELECT count(*) FROM payment_methods)
+           FROM traveler_data_audit a
+          WHERE a.table_name = 'payment_methods' AND a.action = 'UPDATE' AND a.record_id = $1::uuid",
+    )
+    .bind(&card)
+    .fetch_one(&mut db.admin().await?)
+    .await?;
+    assert_eq!(recorded_agent.as_deref(), Some(agent), "the header as sent");
+    assert_eq!(actor, Some(format!("user:{ALICE}")), "the claims as sent");
+    assert_eq!(cards, 4, "nothing but the default changed");
+    Ok(())
+}
+
 #[tokio::test]
 async fn bad_tokens_are_401_with_a_stable_code() -> anyhow::Result<()> {
     let db = seeded().await?;

@@ -28,7 +28,10 @@ pub(in crate::bookings) async fn capture(
     }
     let mut last_error = String::new();
     for pause_ms in [0_u64, 250, 1000] {
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        // Not even a zero sleep on the first try: a timer rounds it up to a tick.
+        if pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
         match ports.stripe.capture_payment_intent(intent, &key).await {
             Ok(view) if view.status == IntentStatus::Succeeded => {
                 return record(ports, actor, booking, Outcome::Captured, false, Facts::default()).await
