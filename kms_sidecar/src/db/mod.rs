@@ -42,11 +42,10 @@ impl Database {
         Ok(Self { pool, leases })
     }
 
-    /// A transaction on a pooled connection, begun by `begin` (BEGIN and the
-    /// settings it runs under, one round trip); the wait for the connection is
+    /// A transaction on a pooled connection; the wait for the connection is
     /// counted as the `postgres_pool` dependency.
-    async fn begin(&self, begin: String) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        timed("postgres_pool", self.pool.begin_with(begin), |begun| match begun {
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        timed("postgres_pool", self.pool.begin(), |begun| match begun {
             Ok(_) => CallOutcome::Ok,
             Err(sqlx::Error::PoolTimedOut) => CallOutcome::Timeout,
             Err(_) => CallOutcome::Failed,
@@ -61,7 +60,9 @@ impl Database {
     /// A transaction as `parker_wallet_sidecar` acting for no traveler: RLS shows it
     /// nothing; it can only call the functions granted to the role.
     pub async fn as_system(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin(format!("BEGIN; SELECT {AS_SIDECAR}")).await
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT set_config('role', 'parker_wallet_sidecar', true)").execute(&mut *tx).await?;
+        Ok(tx)
     }
 
     /// A transaction acting for `traveler`, as role `parker_wallet_sidecar`.
@@ -70,7 +71,8 @@ impl Database {
         traveler: &Traveler,
         meta: &RequestMeta,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin(acting_for("BEGIN", traveler, meta)?).await
+        let tx = self.begin().await?;
+        Self::act_for(tx, traveler, meta).await
     }
 
     /// The same, reading one REPEATABLE READ snapshot and writing nothing.
@@ -79,51 +81,34 @@ impl Database {
         traveler: &Traveler,
         meta: &RequestMeta,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin(acting_for("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", traveler, meta)?).await
+        let mut tx = self.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        Self::act_for(tx, traveler, meta).await
     }
-}
 
-/// The role every sidecar transaction runs as (for the rest of the transaction).
-const AS_SIDECAR: &str = "set_config('role', 'parker_wallet_sidecar', true)";
-
-/// `begin`, then the settings that make the transaction act for `traveler`
-/// (the sidecar's role, the traveler's verified claims, the caller's headers),
-/// as one simple query: a transaction starts in one round trip, not two.
-fn acting_for(begin: &str, traveler: &Traveler, meta: &RequestMeta) -> Result<String, sqlx::Error> {
-    let mut headers = serde_json::Map::new();
-    if let Some(forwarded) = &meta.forwarded_for {
-        headers.insert("x-forwarded-for".into(), json!(forwarded));
-    }
-    if let Some(agent) = &meta.user_agent {
-        headers.insert("user-agent".into(), json!(agent));
-    }
-    Ok(format!(
-        "{begin}; SELECT {AS_SIDECAR}, set_config('request.jwt.claims', {}, true), set_config('request.headers', {}, true)",
-        sql_literal(&traveler.claims.to_string())?,
-        sql_literal(&serde_json::Value::Object(headers).to_string())?
-    ))
-}
-
-/// `text` as an SQL string literal, read the same whatever the server's
-/// `standard_conforming_strings`: an escape string (`E'...'`) with its
-/// backslashes and quotes doubled. Claims and headers carry text a traveler
-/// chose (names, user agents), so nothing else may end the literal. A NUL,
-/// which no PostgreSQL text can hold (and JSON text never does), is refused.
-fn sql_literal(text: &str) -> Result<String, sqlx::Error> {
-    if text.contains('\0') {
-        return Err(sqlx::Error::Protocol("a NUL character cannot be sent as SQL text".into()));
-    }
-    let mut literal = String::with_capacity(text.len() + 4);
-    literal.push_str("E'");
-    for c in text.chars() {
-        match c {
-            '\\' => literal.push_str("\\\\"),
-            '\'' => literal.push_str("''"),
-            c => literal.push(c),
+    async fn act_for(
+        mut tx: Transaction<'static, Postgres>,
+        traveler: &Traveler,
+        meta: &RequestMeta,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut headers = serde_json::Map::new();
+        if let Some(forwarded) = &meta.forwarded_for {
+            headers.insert("x-forwarded-for".into(), json!(forwarded));
         }
+        if let Some(agent) = &meta.user_agent {
+            headers.insert("user-agent".into(), json!(agent));
+        }
+        sqlx::query(
+            "SELECT set_config('role', 'parker_wallet_sidecar', true),
+                    set_config('request.jwt.claims', $1, true),
+                    set_config('request.headers', $2, true)",
+        )
+        .bind(traveler.claims.to_string())
+        .bind(serde_json::Value::Object(headers).to_string())
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx)
     }
-    literal.push('\'');
-    Ok(literal)
 }
 
 /// Why an operator command refuses a role that RLS applies to.
@@ -148,26 +133,4 @@ pub async fn lock_traveler(tx: &mut sqlx::PgConnection, scope: &str, user_id: uu
         .execute(tx)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_double_quotes_and_backslashes_and_refuse_nul() {
-        assert_eq!(sql_literal("plain").unwrap(), "E'plain'");
-        assert_eq!(sql_literal(r"O'Brien \' ; DROP").unwrap(), r"E'O''Brien \\'' ; DROP'");
-        assert_eq!(sql_literal(r#"{"name":"a\"b"}"#).unwrap(), r#"E'{"name":"a\\"b"}'"#);
-        assert!(sql_literal("a\0b").is_err());
-    }
-
-    #[test]
-    fn a_traveler_transaction_begins_and_acts_in_one_statement_text() {
-        let traveler = Traveler::acting_for(uuid::Uuid::nil(), "parker-wallet/test");
-        let meta = RequestMeta { forwarded_for: Some("203.0.113.7".into()), user_agent: Some("it's \\ me".into()) };
-        let sql = acting_for("BEGIN", &traveler, &meta).unwrap();
-        assert!(sql.starts_with("BEGIN; SELECT set_config('role', 'parker_wallet_sidecar', true), "), "{sql}");
-        assert!(sql.contains(r"it''s \\\\ me"), "{sql}");
-    }
 }

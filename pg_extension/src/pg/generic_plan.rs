@@ -76,9 +76,12 @@ impl GenericPlan {
     /// connection.
     pub fn execute(&mut self, args: &[DatumWithOid<'_>]) {
         if self.stale {
-            // SAFETY: the plan was kept by `keep_prepared` and is freed once.
-            unsafe { pg_sys::SPI_freeplan(self.plan.as_ptr()) };
-            self.plan = keep_prepared(&self.sql, &self.types);
+            // The new plan first: if preparing raises, the old one is still
+            // ours to free (once, when this value is dropped).
+            let fresh = keep_prepared(&self.sql, &self.types);
+            let stale = std::mem::replace(&mut self.plan, fresh);
+            // SAFETY: the stale plan was kept by `keep_prepared` and nothing refers to it now.
+            unsafe { pg_sys::SPI_freeplan(stale.as_ptr()) };
             (self.planned, self.stale) = (false, false);
         }
         let arguments_fit = args.len() == self.types.len()

@@ -63,9 +63,8 @@ async fn a_traveler_lists_only_their_cards_default_first_expired_flagged() -> an
     Ok(())
 }
 
-/// The claims and headers reach the database as one simple query with literal
-/// text (no bind parameters): quotes and backslashes a traveler chose must
-/// arrive unchanged, and nothing they hold can end the literal.
+/// Quotes and backslashes a traveler chose (in their token's metadata, in a
+/// header) reach the database unchanged, as settings, and change nothing else.
 #[tokio::test]
 async fn claims_and_headers_with_quotes_and_backslashes_arrive_unchanged() -> anyhow::Result<()> {
     let db = seeded().await?;
