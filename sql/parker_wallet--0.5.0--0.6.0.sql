@@ -5,8 +5,8 @@
 --   scans, by itself (pg/generic_plan.rs); the function-level plan_cache_mode
 --   and enable_seqscan settings cost every audited row a save and a restore.
 -- * In the library: the redaction is a constant of the trigger's statement,
---   the request's claims and headers are parsed once per request rather than
---   once per row, and the completion backfill reads a batch in one statement.
+--   and the request's claims and headers are parsed once per request rather
+--   than once per row.
 \echo Use "ALTER EXTENSION parker_wallet UPDATE TO '0.6.0'" to load this file. \quit
 
 ALTER FUNCTION wallet.audit_trigger() RESET plan_cache_mode;

@@ -91,21 +91,7 @@ impl Completion {
     pub fn recommendations(&self) -> Vec<String> {
         self.missing().map(|c| c.recommendation.to_owned()).collect()
     }
-
-    /// The missing fields and their recommendations, each list joined by
-    /// [`LIST_SEPARATOR`]: one text per row, which SQL splits back with
-    /// `string_to_array` (a batch of rows cannot carry lists of varying length).
-    pub fn joined(&self) -> (String, String) {
-        let separator = LIST_SEPARATOR.to_string();
-        let fields: Vec<&str> = self.missing().map(|c| c.field).collect();
-        let recommendations: Vec<&str> = self.missing().map(|c| c.recommendation).collect();
-        (fields.join(&separator), recommendations.join(&separator))
-    }
 }
-
-/// Joins lists in [`Completion::joined`]: the ASCII unit separator, which no
-/// criterion's text holds (a unit test checks).
-pub const LIST_SEPARATOR: char = '\u{1f}';
 
 fn present(text: &Option<String>) -> bool {
     text.as_deref().is_some_and(|t| !t.trim().is_empty())
@@ -176,21 +162,6 @@ mod tests {
         fields.sort_unstable();
         fields.dedup();
         assert_eq!(fields.len(), CRITERIA.len());
-    }
-
-    #[test]
-    fn joined_lists_split_back_into_the_same_items() {
-        for criterion in &CRITERIA {
-            assert!(!criterion.field.contains(LIST_SEPARATOR) && !criterion.recommendation.contains(LIST_SEPARATOR));
-        }
-        let mut facts = complete();
-        facts.first_name = None;
-        facts.card_expiries.clear();
-        let result = score(&facts, TODAY);
-        let (fields, recommendations) = result.joined();
-        assert_eq!(fields.split(LIST_SEPARATOR).collect::<Vec<_>>(), result.missing_fields());
-        assert_eq!(recommendations.split(LIST_SEPARATOR).collect::<Vec<_>>(), result.recommendations());
-        assert_eq!(score(&complete(), TODAY).joined(), (String::new(), String::new()), "nothing missing: empty");
     }
 
     #[test]

@@ -3,60 +3,42 @@
 
 use std::cell::RefCell;
 
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 
 use super::preferences::time_zone_known;
 use super::{raise, spi_failed};
-use crate::completion::{score, Completion, ProfileFacts, Ymd};
+use crate::completion::{score, Completion, ProfileFacts, Ymd, CRITERIA};
 use crate::preferences;
 
-/// The facts behind a score, one row per user of `$from` (a relation with
-/// a `user_id` column), as of `current_date`. A user without a profile still
-/// gets a row. Each user's profile is looked up by its key (a lateral
-/// sub-select the planner cannot flatten): a generic plan does not know how
-/// many users come, and a merge join would read the profiles from the first
-/// one for every batch.
-macro_rules! facts_sql {
-    ($from:literal) => {
-        concat!(
-            "SELECT u.user_id, p.first_name, p.last_name,
-                    extract(year FROM p.date_of_birth)::int, extract(month FROM p.date_of_birth)::int,
-                    extract(day FROM p.date_of_birth)::int,
-                    p.phone_number, coalesce(p.phone_verified, false),
-                    CASE WHEN p.notification_preferences <> '{}'::jsonb THEN p.notification_preferences::text END,
-                    ARRAY(SELECT pm.exp_year::int * 100 + pm.exp_month::int FROM public.payment_methods pm
-                           WHERE pm.user_id = u.user_id AND pm.exp_year IS NOT NULL AND pm.exp_month IS NOT NULL),
-                    extract(year FROM current_date)::int, extract(month FROM current_date)::int,
-                    extract(day FROM current_date)::int
-               FROM ",
-            $from,
-            " LEFT JOIN LATERAL (SELECT p.first_name, p.last_name, p.date_of_birth, p.phone_number,
-                                         p.phone_verified, p.notification_preferences
-                                    FROM public.traveler_profiles p
-                                   WHERE p.user_id = u.user_id OFFSET 0) AS p ON true"
-        )
-    };
-}
+/// The facts behind a score, one row per user of `$1` (a uuid[]), as of
+/// `current_date`. A user without a profile still gets a row.
+const FACTS_SQL: &str = "
+SELECT u.user_id, p.first_name, p.last_name,
+       extract(year FROM p.date_of_birth)::int, extract(month FROM p.date_of_birth)::int,
+       extract(day FROM p.date_of_birth)::int,
+       p.phone_number, coalesce(p.phone_verified, false),
+       CASE WHEN p.notification_preferences <> '{}'::jsonb THEN p.notification_preferences::text END,
+       ARRAY(SELECT pm.exp_year::int * 100 + pm.exp_month::int FROM public.payment_methods pm
+              WHERE pm.user_id = u.user_id AND pm.exp_year IS NOT NULL AND pm.exp_month IS NOT NULL),
+       extract(year FROM current_date)::int, extract(month FROM current_date)::int,
+       extract(day FROM current_date)::int
+  FROM unnest($1::uuid[]) AS u(user_id)
+  LEFT JOIN public.traveler_profiles p ON p.user_id = u.user_id";
 
-/// The facts of the users in `$1` (a uuid[]).
-const FACTS_SQL: &str = facts_sql!("unnest($1::uuid[]) AS u(user_id)");
-
-/// The facts of the next `$2` users after `$1`, in id order: a backfill batch
-/// picks its users and reads their facts in one statement.
-const FACTS_AFTER_SQL: &str =
-    facts_sql!("(SELECT id AS user_id FROM auth.users WHERE id > $1 ORDER BY id LIMIT $2) AS u");
-
-/// Stores scores for many users at once: $1 users, $2 scores, $3 missing
-/// fields and $4 recommendations, each row's list joined by the unit separator
-/// (`Completion::joined`). Users deleted meanwhile (a cascade in progress) are
-/// skipped.
+/// Stores scores for many users at once: $1 users, $2 scores, $3 missing masks,
+/// $4 criterion fields, $5 recommendations (in criterion order). Users deleted
+/// meanwhile (a cascade in progress) are skipped.
 const UPSERT_SQL: &str = "
 INSERT INTO public.profile_completion_tracking
        (user_id, completeness_score, missing_fields, recommendations, last_calculated)
-SELECT t.user_id, t.score, string_to_array(t.missing, E'\\x1f'), string_to_array(t.recommended, E'\\x1f'), now()
-  FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS t(user_id, score, missing, recommended)
+SELECT t.user_id, t.score,
+       ARRAY(SELECT f.field FROM unnest($4::text[]) WITH ORDINALITY AS f(field, i)
+              WHERE t.mask & (1 << (f.i::int - 1)) <> 0 ORDER BY f.i),
+       ARRAY(SELECT r.text FROM unnest($5::text[]) WITH ORDINALITY AS r(text, i)
+              WHERE t.mask & (1 << (r.i::int - 1)) <> 0 ORDER BY r.i),
+       now()
+  FROM unnest($1::uuid[], $2::int[], $3::int[]) AS t(user_id, score, mask)
  WHERE EXISTS (SELECT FROM auth.users WHERE id = t.user_id)
     ON CONFLICT (user_id) DO UPDATE
    SET completeness_score = EXCLUDED.completeness_score,
@@ -64,9 +46,12 @@ SELECT t.user_id, t.score, string_to_array(t.missing, E'\\x1f'), string_to_array
        recommendations = EXCLUDED.recommendations,
        last_calculated = EXCLUDED.last_calculated";
 
+/// The next users to backfill, in id order after $1.
+const NEXT_USERS_SQL: &str = "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM
+  (SELECT id FROM auth.users WHERE id > $1 ORDER BY id LIMIT $2) AS next";
+
 thread_local! {
     static FACTS_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
-    static FACTS_AFTER_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
     static UPSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
 
@@ -74,15 +59,14 @@ fn month_day(value: Option<i32>) -> u32 {
     value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
 }
 
-/// Scores the users a facts statement (`facts_sql!`) reads with `args` (as of
-/// the database's `current_date`).
+/// Scores `users` (as of the database's `current_date`).
 fn score_users(
     client: &mut SpiClient<'_>,
     facts_plan: &OwnedPreparedStatement,
-    args: &[DatumWithOid<'_>],
+    users: &[pgrx::Uuid],
 ) -> Result<Vec<(pgrx::Uuid, Completion)>, pgrx::spi::Error> {
-    let mut scored = Vec::new();
-    for row in client.update(facts_plan, None, args)? {
+    let mut scored = Vec::with_capacity(users.len());
+    for row in client.update(facts_plan, None, &[users.to_vec().into()])? {
         let Some(user_id) = row.get::<pgrx::Uuid>(1)? else { continue };
         let date_of_birth = match (row.get::<i32>(4)?, row.get::<i32>(5)?, row.get::<i32>(6)?) {
             (Some(year), month, day) => Some((year, month_day(month), month_day(day))),
@@ -138,67 +122,54 @@ fn keep(cache: &'static PlanCache, plan: OwnedPreparedStatement) {
     cache.with(|cached| cached.borrow_mut().replace(plan));
 }
 
-/// Runs `work` with the statement `cache` holds (prepared from `sql` and
-/// `types` on first use).
-fn with_statement<T>(
-    client: &mut SpiClient<'_>,
-    cache: &'static PlanCache,
-    sql: &str,
-    types: &[PgOid],
-    work: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement) -> Result<T, pgrx::spi::Error>,
-) -> Result<T, pgrx::spi::Error> {
-    let plan = prepared(client, cache, sql, types)?;
-    let value = work(client, &plan);
-    keep(cache, plan);
-    value
+fn facts_types() -> [PgOid; 1] {
+    [PgBuiltInOids::UUIDARRAYOID.oid()]
 }
 
-/// Runs `work` with the facts statement of a list of users.
+/// Runs `work` with the facts query.
 fn with_facts_plan<T>(
     work: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement) -> Result<T, pgrx::spi::Error>,
 ) -> T {
-    Spi::connect_mut(|client| {
-        with_statement(client, &FACTS_PLAN, FACTS_SQL, &[PgBuiltInOids::UUIDARRAYOID.oid()], work)
-    })
-    .unwrap_or_else(|error| spi_failed(error))
+    let result = Spi::connect_mut(|client| {
+        let facts = prepared(client, &FACTS_PLAN, FACTS_SQL, &facts_types())?;
+        let value = work(client, &facts);
+        keep(&FACTS_PLAN, facts);
+        value
+    });
+    result.unwrap_or_else(|error| spi_failed(error))
 }
 
-/// Stores `scored` in `profile_completion_tracking`; how many were given.
-fn store_scores(client: &mut SpiClient<'_>, scored: &[(pgrx::Uuid, Completion)]) -> Result<usize, pgrx::spi::Error> {
-    if scored.is_empty() {
-        return Ok(0);
-    }
-    let (uuid_array, int_array, text_array) =
-        (PgBuiltInOids::UUIDARRAYOID.oid(), PgBuiltInOids::INT4ARRAYOID.oid(), PgBuiltInOids::TEXTARRAYOID.oid());
-    with_statement(
-        client,
-        &UPSERT_PLAN,
-        UPSERT_SQL,
-        &[uuid_array, int_array, text_array, text_array],
-        |client, upsert| {
-            let (missing, recommended): (Vec<String>, Vec<String>) = scored.iter().map(|(_, c)| c.joined()).unzip();
-            let args = [
-                scored.iter().map(|(u, _)| *u).collect::<Vec<_>>().into(),
-                scored.iter().map(|(_, c)| c.score).collect::<Vec<_>>().into(),
-                missing.into(),
-                recommended.into(),
-            ];
-            client.update(upsert, None, &args)?;
-            Ok(scored.len())
-        },
-    )
+/// Runs `work` with the facts query and the upsert.
+fn with_plans<T>(
+    work: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement, &OwnedPreparedStatement) -> Result<T, pgrx::spi::Error>,
+) -> T {
+    with_facts_plan(|client, facts| {
+        let (uuid_array, int_array, text_array) =
+            (PgBuiltInOids::UUIDARRAYOID.oid(), PgBuiltInOids::INT4ARRAYOID.oid(), PgBuiltInOids::TEXTARRAYOID.oid());
+        let types = [uuid_array, int_array, int_array, text_array, text_array];
+        let upsert = prepared(client, &UPSERT_PLAN, UPSERT_SQL, &types)?;
+        let value = work(client, facts, &upsert);
+        keep(&UPSERT_PLAN, upsert);
+        value
+    })
 }
 
 /// Scores `users` and stores the results in `profile_completion_tracking`.
 fn refresh_users(users: &[pgrx::Uuid]) -> usize {
-    Spi::connect_mut(|client| {
-        let scored =
-            with_statement(client, &FACTS_PLAN, FACTS_SQL, &[PgBuiltInOids::UUIDARRAYOID.oid()], |client, facts| {
-                score_users(client, facts, &[users.to_vec().into()])
-            })?;
-        store_scores(client, &scored)
+    with_plans(|client, facts, upsert| {
+        let scored = score_users(client, facts, users)?;
+        let fields: Vec<&str> = CRITERIA.iter().map(|c| c.field).collect();
+        let recommendations: Vec<&str> = CRITERIA.iter().map(|c| c.recommendation).collect();
+        let args = [
+            scored.iter().map(|(u, _)| *u).collect::<Vec<_>>().into(),
+            scored.iter().map(|(_, c)| c.score).collect::<Vec<_>>().into(),
+            scored.iter().map(|(_, c)| c.missing_mask).collect::<Vec<_>>().into(),
+            fields.into(),
+            recommendations.into(),
+        ];
+        client.update(upsert, None, &args)?;
+        Ok(scored.len())
     })
-    .unwrap_or_else(|error| spi_failed(error))
 }
 
 /// Score (0..100), missing fields and one recommendation per missing field.
@@ -209,7 +180,7 @@ fn profile_completeness(
 ) -> TableIterator<'static, (name!(score, i32), name!(missing_fields, Vec<String>), name!(recommendations, Vec<String>))>
 {
     let completion = with_facts_plan(|client, facts| {
-        let scored = score_users(client, facts, &[vec![user_id].into()])?;
+        let scored = score_users(client, facts, &[user_id])?;
         Ok(scored.first().map(|(_, c)| *c).unwrap_or(Completion { score: 0, missing_mask: 0 }))
     });
     TableIterator::once((completion.score, completion.missing_fields(), completion.recommendations()))
@@ -239,18 +210,12 @@ fn refresh_completion_batch(
     after: pgrx::Uuid,
     batch_size: i32,
 ) -> TableIterator<'static, (name!(last_user_id, Option<pgrx::Uuid>), name!(refreshed, i32))> {
-    let types = [PgBuiltInOids::UUIDOID.oid(), PgBuiltInOids::INT8OID.oid()];
-    let args = [after.into(), i64::from(batch_size.max(1)).into()];
-    let scored = Spi::connect_mut(|client| {
-        let scored = with_statement(client, &FACTS_AFTER_PLAN, FACTS_AFTER_SQL, &types, |client, facts| {
-            score_users(client, facts, &args)
-        })?;
-        store_scores(client, &scored)?;
-        Ok::<_, pgrx::spi::Error>(scored)
-    })
-    .unwrap_or_else(|error| spi_failed(error));
-    let last = scored.iter().map(|(user, _)| *user).max_by_key(|user| *user.as_bytes());
-    TableIterator::once((last, i32::try_from(scored.len()).unwrap_or(i32::MAX)))
+    let users =
+        Spi::get_one_with_args::<Vec<pgrx::Uuid>>(NEXT_USERS_SQL, &[after.into(), i64::from(batch_size.max(1)).into()])
+            .unwrap_or_else(|e| spi_failed(e))
+            .unwrap_or_default();
+    let refreshed = if users.is_empty() { 0 } else { refresh_users(&users) };
+    TableIterator::once((users.last().copied(), i32::try_from(refreshed).unwrap_or(i32::MAX)))
 }
 
 // The backfill commits after each batch, so a million travelers never sit in one
