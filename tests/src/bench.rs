@@ -113,6 +113,21 @@ where
     Ok(figures(all, started.elapsed()))
 }
 
+/// The transport's floor: `GET /healthz` on `sidecar`'s socket, back to back
+/// for `duration`, printed as the first row; its own-time p95.
+pub async fn healthz_floor(sidecar: &crate::Sidecar, duration: Duration) -> anyhow::Result<Duration> {
+    let mut floor = OwnTimes::default();
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        let begun = Instant::now();
+        let answer = sidecar.request("GET", "/healthz", None).await?;
+        floor.add(begun.elapsed(), &answer);
+    }
+    let floor_p95 = quantile(&mut floor.own, 0.95);
+    floor.print("baseline: GET /healthz (the socket's floor)", floor_p95);
+    Ok(floor_p95)
+}
+
 /// One row of the summary `bench/all.sh` prints (what, measured, ratio to its
 /// baseline, target), appended to the file `BENCH_SUMMARY` names; nothing
 /// when it is unset.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::bench::{print_row, quantile, run, summary, Figures, Operation, OwnTimes};
+use harness::bench::{healthz_floor, print_row, run, summary, Figures, Operation, OwnTimes};
 use harness::duffel_fake::{FakeDuffel, DUFFEL_TOKEN};
 use harness::{
     call, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar, TestDb, STRIPE_KEY,
@@ -156,15 +156,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     OwnTimes::print_header(&format!("the saga's own time, 1 client, {} s per row", duration.as_secs()));
-    let mut floor = OwnTimes::default();
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        let begun = Instant::now();
-        let answer = sidecar.request("GET", "/healthz", None).await?;
-        floor.add(begun.elapsed(), &answer);
-    }
-    let floor_p95 = quantile(&mut floor.own, 0.95);
-    floor.print("baseline: GET /healthz (the socket's floor)", floor_p95);
+    let floor_p95 = healthz_floor(&sidecar, duration).await?;
     let counting = statement_counts_reset(&mut admin).await;
     let mut own = OwnTimes::default();
     let until = Instant::now() + duration;

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::bench::{quantile, summary, OwnTimes};
+use harness::bench::{healthz_floor, summary, OwnTimes};
 use harness::{
     call, confirm_setup_intent, new_traveler, traveler_token, wallet_card, wallet_sidecar_config, Emulators, Sidecar,
     TestDb,
@@ -41,15 +41,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     OwnTimes::print_header(&format!("1 client, {} s per row", duration.as_secs()));
-    let mut floor = OwnTimes::default();
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        let begun = Instant::now();
-        let answer = sidecar.request("GET", "/healthz", None).await?;
-        floor.add(begun.elapsed(), &answer);
-    }
-    let floor_p95 = quantile(&mut floor.own, 0.95);
-    floor.print("baseline: GET /healthz (the socket's floor)", floor_p95);
+    let floor_p95 = healthz_floor(&sidecar, duration).await?;
 
     let mut list = OwnTimes::default();
     let until = Instant::now() + duration;
