@@ -16,12 +16,7 @@ clients=${2:-1}
 shift $(($# < 2 ? $# : 2))
 seconds=${BENCH_SECONDS:-10}
 
-if ! have perf; then
-  [ "$(id -u)" = 0 ] || die "perf is missing: install Debian's linux-perf (as root)"
-  say "installing Debian's linux-perf"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null \
-    || die "apt-get install linux-perf failed"
-fi
+install_apt_packages linux-perf
 bench_stack_up --release-extension
 
 db=bench

@@ -16,20 +16,6 @@ mkdir -p "$STAMPS"
 step_done() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 mark_done() { printf '%s' "$2" >"$STAMPS/$1"; }
 
-install_apt_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "missing Debian packages (${missing[*]}) and not root: run as root or install them"
-  say "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed: is the Debian package mirror reachable?"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed (see the output above)"
-}
-
 install_cargo_pgrx() {
   have cargo || die "cargo not found: install the Rust toolchain (rustup) first"
   if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
@@ -125,7 +111,7 @@ install_promtool() {
   mark_done promtool "$want"
 }
 
-install_apt_packages
+install_apt_packages "${APT_PACKAGES[@]}"
 install_promtool
 install_supautils
 install_cargo_pgrx

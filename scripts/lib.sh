@@ -142,6 +142,21 @@ supabase_database() { # name [migrated]
   fi
 }
 
+# Installs the Debian packages named that are missing (as root).
+install_apt_packages() { # package...
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing Debian packages (${missing[*]}) and not root: run as root or install them"
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed: is the Debian package mirror reachable?"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed (see the output above)"
+}
+
 # One row of the summary `bench/all.sh` prints (what, measured, ratio to its
 # baseline, target), when it collects them; nothing otherwise.
 bench_summary() {

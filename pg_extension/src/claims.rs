@@ -23,12 +23,7 @@ pub fn parse_object(raw: Option<&str>) -> Option<Map<String, Value>> {
 
 /// The user id of a request: the `sub` claim when it is a UUID, else the legacy
 /// `request.jwt.claim.sub` setting (older PostgREST), as Supabase's `auth.uid()` reads them.
-pub fn subject(claims_json: Option<&str>, legacy_sub: Option<&str>) -> Option<uuid::Uuid> {
-    subject_of(parse_object(claims_json).as_ref(), legacy_sub)
-}
-
-/// [`subject`] of claims already parsed.
-pub fn subject_of(claims: Option<&Map<String, Value>>, legacy_sub: Option<&str>) -> Option<uuid::Uuid> {
+pub fn subject(claims: Option<&Map<String, Value>>, legacy_sub: Option<&str>) -> Option<uuid::Uuid> {
     let from_legacy = || non_empty(legacy_sub).and_then(|sub| uuid::Uuid::parse_str(sub).ok());
     let from_claims = || match claims?.get("sub")? {
         Value::String(sub) => uuid::Uuid::parse_str(sub.trim()).ok(),
@@ -39,12 +34,7 @@ pub fn subject_of(claims: Option<&Map<String, Value>>, legacy_sub: Option<&str>)
 
 /// The `iss` claim: who issued the token (Supabase Auth, or the sidecar's own
 /// `parker-wallet/...` authorities when it acts for a traveler).
-pub fn issuer(claims_json: Option<&str>) -> Option<String> {
-    issuer_of(parse_object(claims_json).as_ref())
-}
-
-/// [`issuer`] of claims already parsed.
-pub fn issuer_of(claims: Option<&Map<String, Value>>) -> Option<String> {
+pub fn issuer(claims: Option<&Map<String, Value>>) -> Option<String> {
     match claims?.get("iss")? {
         Value::String(iss) if !iss.trim().is_empty() => Some(iss.trim().to_owned()),
         _ => None,
@@ -53,12 +43,7 @@ pub fn issuer_of(claims: Option<&Map<String, Value>>) -> Option<String> {
 
 /// One request header by name (case-insensitive, as HTTP header names are).
 /// Only string values count.
-pub fn header(headers_json: Option<&str>, name: &str) -> Option<String> {
-    header_of(parse_object(headers_json).as_ref(), name)
-}
-
-/// [`header`] of headers already parsed.
-pub fn header_of(headers: Option<&Map<String, Value>>, name: &str) -> Option<String> {
+pub fn header(headers: Option<&Map<String, Value>>, name: &str) -> Option<String> {
     let wanted = name.trim();
     headers?.iter().find_map(|(key, value)| match value {
         Value::String(text) if key.eq_ignore_ascii_case(wanted) => Some(text.clone()),
@@ -75,22 +60,22 @@ mod tests {
     #[test]
     fn subject_from_postgrest_claims() {
         let claims = format!(r#"{{"sub":"{ALICE}","role":"authenticated"}}"#);
-        assert_eq!(subject(Some(&claims), None).unwrap().to_string(), ALICE);
+        assert_eq!(subject(parse_object(Some(&claims)).as_ref(), None).unwrap().to_string(), ALICE);
     }
 
     #[test]
     fn subject_accepts_upper_case_and_padding() {
         let claims = format!(r#"{{"sub":" {} "}}"#, ALICE.to_uppercase());
-        assert_eq!(subject(Some(&claims), None).unwrap().to_string(), ALICE);
+        assert_eq!(subject(parse_object(Some(&claims)).as_ref(), None).unwrap().to_string(), ALICE);
     }
 
     #[test]
     fn legacy_claim_setting_wins_like_supabase() {
         let other = "00000000-0000-4000-8000-000000000001";
         let claims = format!(r#"{{"sub":"{ALICE}"}}"#);
-        assert_eq!(subject(Some(&claims), Some(other)).unwrap().to_string(), other);
+        assert_eq!(subject(parse_object(Some(&claims)).as_ref(), Some(other)).unwrap().to_string(), other);
         // ...but an empty legacy value (left by set_config) is absent.
-        assert_eq!(subject(Some(&claims), Some("")).unwrap().to_string(), ALICE);
+        assert_eq!(subject(parse_object(Some(&claims)).as_ref(), Some("")).unwrap().to_string(), ALICE);
     }
 
     #[test]
@@ -112,18 +97,21 @@ mod tests {
             Some(r#"{"sub":["6f9619ff-8b86-d011-b42d-00c04fc964ff"]}"#),
             Some("{\"sub\":\"6f9619ff-8b86-d011-b42d-00c04fc964ff'; drop table x;--\"}"),
         ] {
-            assert_eq!(subject(raw, None), None, "{raw:?}");
+            assert_eq!(subject(parse_object(raw).as_ref(), None), None, "{raw:?}");
         }
     }
 
     #[test]
     fn headers_are_case_insensitive_and_strings_only() {
         let headers = r#"{"user-agent":"Mozilla/5.0","x-forwarded-for":"203.0.113.7, 10.0.0.1","x-n":3}"#;
-        assert_eq!(header(Some(headers), "User-Agent").as_deref(), Some("Mozilla/5.0"));
-        assert_eq!(header(Some(headers), "x-forwarded-for").as_deref(), Some("203.0.113.7, 10.0.0.1"));
-        assert_eq!(header(Some(headers), "x-n"), None);
-        assert_eq!(header(Some(headers), "missing"), None);
-        assert_eq!(header(Some("not json"), "user-agent"), None);
+        assert_eq!(header(parse_object(Some(headers)).as_ref(), "User-Agent").as_deref(), Some("Mozilla/5.0"));
+        assert_eq!(
+            header(parse_object(Some(headers)).as_ref(), "x-forwarded-for").as_deref(),
+            Some("203.0.113.7, 10.0.0.1")
+        );
+        assert_eq!(header(parse_object(Some(headers)).as_ref(), "x-n"), None);
+        assert_eq!(header(parse_object(Some(headers)).as_ref(), "missing"), None);
+        assert_eq!(header(parse_object(Some("not json")).as_ref(), "user-agent"), None);
         assert_eq!(header(None, "user-agent"), None);
     }
 }

@@ -57,6 +57,19 @@ impl OwnTimes {
         self.own.push(whole.saturating_sub(outbound(response)));
     }
 
+    /// Times `call` (it starts when awaited), records it and answers it; a
+    /// refusal is an error.
+    pub async fn measure(
+        &mut self,
+        call: impl std::future::Future<Output = anyhow::Result<Response>>,
+    ) -> anyhow::Result<Response> {
+        let begun = Instant::now();
+        let response = call.await?;
+        anyhow::ensure!(response.status.is_success(), "{}", response.text);
+        self.add(begun.elapsed(), &response);
+        Ok(response)
+    }
+
     /// Own time's p50 and p95.
     pub fn own_p50_p95(&mut self) -> (Duration, Duration) {
         (quantile(&mut self.own, 0.50), quantile(&mut self.own, 0.95))
@@ -119,9 +132,7 @@ pub async fn healthz_floor(sidecar: &crate::Sidecar, duration: Duration) -> anyh
     let mut floor = OwnTimes::default();
     let until = Instant::now() + duration;
     while Instant::now() < until {
-        let begun = Instant::now();
-        let answer = sidecar.request("GET", "/healthz", None).await?;
-        floor.add(begun.elapsed(), &answer);
+        floor.measure(sidecar.request("GET", "/healthz", None)).await?;
     }
     let floor_p95 = quantile(&mut floor.own, 0.95);
     floor.print("baseline: GET /healthz (the socket's floor)", floor_p95);

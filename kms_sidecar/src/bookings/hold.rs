@@ -71,11 +71,11 @@ impl Hold {
         id: uuid::Uuid,
         driver: Driver,
     ) -> Result<Option<Self>, BookingError> {
+        if driver == Driver::Request {
+            flow::read(ports, actor, id).await?;
+        }
         let (queued, wait) = match driver {
             Driver::Request | Driver::Opener => {
-                if driver == Driver::Request {
-                    flow::read(ports, actor, id).await?;
-                }
                 let queued = tokio::time::timeout(REQUEST_WAIT, ports.locks.hold(id))
                     .await
                     .map_err(|_| BookingError::InProgress)?;

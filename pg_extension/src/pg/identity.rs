@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgXactCallbackEvent};
 
 use super::raise;
-use super::settings::{setting_text, PIN_JWT_SUBJECT};
+use super::settings::{setting_text, with_setting, PIN_JWT_SUBJECT};
 use crate::claims;
 use crate::subject_pin::{decide, PinDecision};
 
@@ -30,23 +30,19 @@ thread_local! {
 /// The JSON object setting `name` holds (None when unset, empty or not an
 /// object), parsed again only when its text changed since the last call.
 fn parsed_setting(name: &CStr, memo: &'static LocalKey<RefCell<Parsed>>) -> Rc<Option<JsonObject>> {
-    // SAFETY: GetConfigOption returns NULL or a pointer into the setting's
-    // current value, valid until it changes; it is read (and copied) at once.
-    let raw = unsafe {
-        let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
-        (!value.is_null()).then(|| CStr::from_ptr(value))
-    };
-    let Some(raw) = raw else { return Rc::new(None) };
-    memo.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        if let Some((text, parsed)) = memo.as_ref() {
-            if text.as_slice() == raw.to_bytes() {
-                return Rc::clone(parsed);
+    with_setting(name, |raw| {
+        let Some(raw) = raw else { return Rc::new(None) };
+        memo.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            if let Some((text, parsed)) = memo.as_ref() {
+                if text.as_slice() == raw.to_bytes() {
+                    return Rc::clone(parsed);
+                }
             }
-        }
-        let parsed = Rc::new(claims::parse_object(Some(&raw.to_string_lossy())));
-        *memo = Some((raw.to_bytes().to_vec(), Rc::clone(&parsed)));
-        parsed
+            let parsed = Rc::new(claims::parse_object(Some(&raw.to_string_lossy())));
+            *memo = Some((raw.to_bytes().to_vec(), Rc::clone(&parsed)));
+            parsed
+        })
     })
 }
 
@@ -57,7 +53,7 @@ pub(crate) fn current_claims() -> Rc<Option<JsonObject>> {
 
 /// The issuer of this transaction's claims (see [`claims::issuer`]).
 pub(crate) fn current_issuer() -> Option<String> {
-    claims::issuer_of(current_claims().as_ref().as_ref())
+    claims::issuer(current_claims().as_ref().as_ref())
 }
 
 /// The traveler's user id from the verified JWT claims PostgREST (or the sidecar)
@@ -71,7 +67,7 @@ fn uid() -> Option<pgrx::Uuid> {
 /// [`uid`] for Rust callers.
 pub(crate) fn current_subject() -> Option<uuid::Uuid> {
     let subject =
-        claims::subject_of(current_claims().as_ref().as_ref(), setting_text(c"request.jwt.claim.sub").as_deref());
+        claims::subject(current_claims().as_ref().as_ref(), setting_text(c"request.jwt.claim.sub").as_deref());
     if PIN_JWT_SUBJECT.get() {
         match decide(PINNED_SUBJECT.get(), subject) {
             PinDecision::Keep => {}
@@ -101,7 +97,7 @@ fn jwt() -> Option<JsonB> {
 /// NULL when absent.
 #[pg_extern(stable, parallel_safe)]
 pub(crate) fn request_header(name: &str) -> Option<String> {
-    claims::header_of(parsed_setting(c"request.headers", &HEADERS).as_ref().as_ref(), name)
+    claims::header(parsed_setting(c"request.headers", &HEADERS).as_ref().as_ref(), name)
 }
 
 /// SQL behaviour of these wrappers, inside a real backend (`cargo pgrx test`);

@@ -46,17 +46,20 @@ pub fn register() {
     );
 }
 
-/// The text of a setting, or `None` when it was never set (custom settings such as
-/// `request.jwt.claims` need not exist).
-pub fn setting_text(name: &CStr) -> Option<String> {
-    // SAFETY: GetConfigOption returns NULL or a pointer into the GUC's current value,
-    // valid until the setting changes; we copy it out at once.
-    unsafe {
+/// `read` of a setting's current value, or of `None` when it was never set
+/// (custom settings such as `request.jwt.claims` need not exist). The value
+/// is borrowed for `read` only: it is valid until the setting changes.
+pub fn with_setting<T>(name: &CStr, read: impl FnOnce(Option<&CStr>) -> T) -> T {
+    // SAFETY: GetConfigOption returns NULL or a pointer into the GUC's current
+    // value, valid until the setting changes, which nothing does during `read`.
+    let value = unsafe {
         let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
-        if value.is_null() {
-            None
-        } else {
-            Some(CStr::from_ptr(value).to_string_lossy().into_owned())
-        }
-    }
+        (!value.is_null()).then(|| CStr::from_ptr(value))
+    };
+    read(value)
+}
+
+/// The text of a setting, or `None` when it was never set.
+pub fn setting_text(name: &CStr) -> Option<String> {
+    with_setting(name, |value| value.map(|v| v.to_string_lossy().into_owned()))
 }

@@ -89,11 +89,8 @@ async fn main() -> anyhow::Result<()> {
     let mut own = OwnTimes::default();
     let until = Instant::now() + duration;
     while Instant::now() < until {
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        let begun = Instant::now();
-        let booked = book(n).await?;
+        let booked = own.measure(book(counter.fetch_add(1, Ordering::Relaxed))).await?;
         anyhow::ensure!(booked.json["data"]["state"] == "captured", "{}", booked.text);
-        own.add(begun.elapsed(), &booked);
     }
     let bookings = own.own.len().max(1) as f64;
     own.print("POST /v1/bookings (the saga)", floor_p95);

@@ -46,10 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let mut list = OwnTimes::default();
     let until = Instant::now() + duration;
     while Instant::now() < until {
-        let begun = Instant::now();
-        let answer = call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None).await?;
-        anyhow::ensure!(answer.status.is_success(), "{}", answer.text);
-        list.add(begun.elapsed(), &answer);
+        list.measure(call(&sidecar, "GET", "/v1/wallet/payment-methods", &token, None, None)).await?;
     }
     list.print("GET /v1/wallet/payment-methods", floor_p95);
 
@@ -59,10 +56,7 @@ async fn main() -> anyhow::Result<()> {
     while Instant::now() < until {
         let card = cards.next().unwrap_or_default();
         let path = format!("/v1/wallet/payment-methods/{card}/default");
-        let begun = Instant::now();
-        let answer = call(&sidecar, "POST", &path, &token, Some(&key()), None).await?;
-        anyhow::ensure!(answer.status.is_success(), "{}", answer.text);
-        default.add(begun.elapsed(), &answer);
+        default.measure(call(&sidecar, "POST", &path, &token, Some(&key()), None)).await?;
     }
     default.print("POST .../{id}/default", floor_p95);
 
@@ -70,24 +64,17 @@ async fn main() -> anyhow::Result<()> {
     let (mut setup, mut add, mut delete) = (OwnTimes::default(), OwnTimes::default(), OwnTimes::default());
     let until = Instant::now() + duration;
     while Instant::now() < until {
-        let begun = Instant::now();
-        let intent = call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(&key()), None).await?;
-        anyhow::ensure!(intent.status.is_success(), "{}", intent.text);
-        setup.add(begun.elapsed(), &intent);
+        let intent =
+            setup.measure(call(&sidecar, "POST", "/v1/wallet/setup-intents", &token, Some(&key()), None)).await?;
         let id = intent.json["setup_intent_id"].as_str().unwrap_or_default().to_owned();
         let secret = intent.json["client_secret"].as_str().unwrap_or_default().to_owned();
         confirm_setup_intent(&localstripe, &id, &secret, "4000000000000077").await?;
         let body = json!({ "setup_intent_id": id, "off_session_consent": { "text_version": "card-mit-bench" } });
-        let begun = Instant::now();
-        let added = call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(&key()), Some(body)).await?;
-        anyhow::ensure!(added.status.is_success(), "{}", added.text);
-        add.add(begun.elapsed(), &added);
+        let added =
+            add.measure(call(&sidecar, "POST", "/v1/wallet/payment-methods", &token, Some(&key()), Some(body))).await?;
         let card = added.json["data"]["id"].as_str().unwrap_or_default().to_owned();
         let path = format!("/v1/wallet/payment-methods/{card}");
-        let begun = Instant::now();
-        let deleted = call(&sidecar, "DELETE", &path, &token, Some(&key()), None).await?;
-        anyhow::ensure!(deleted.status.is_success(), "{}", deleted.text);
-        delete.add(begun.elapsed(), &deleted);
+        delete.measure(call(&sidecar, "DELETE", &path, &token, Some(&key()), None)).await?;
     }
     setup.print("POST /v1/wallet/setup-intents", floor_p95);
     add.print("POST /v1/wallet/payment-methods", floor_p95);
