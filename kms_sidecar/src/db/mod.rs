@@ -72,7 +72,19 @@ impl Database {
         meta: &RequestMeta,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let tx = self.begin().await?;
-        Self::act_for(tx, traveler, meta).await
+        Self::act_for(tx, traveler, meta, None).await
+    }
+
+    /// The same, holding the traveler's `scope` lock ([`lock_traveler`]) from
+    /// its first statement: a round trip fewer for each change that takes it.
+    pub async fn as_traveler_locked(
+        &self,
+        traveler: &Traveler,
+        meta: &RequestMeta,
+        scope: &str,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let tx = self.begin().await?;
+        Self::act_for(tx, traveler, meta, Some(scope)).await
     }
 
     /// The same, reading one REPEATABLE READ snapshot and writing nothing.
@@ -83,13 +95,14 @@ impl Database {
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        Self::act_for(tx, traveler, meta).await
+        Self::act_for(tx, traveler, meta, None).await
     }
 
     async fn act_for(
         mut tx: Transaction<'static, Postgres>,
         traveler: &Traveler,
         meta: &RequestMeta,
+        lock_scope: Option<&str>,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut headers = serde_json::Map::new();
         if let Some(forwarded) = &meta.forwarded_for {
@@ -98,15 +111,20 @@ impl Database {
         if let Some(agent) = &meta.user_agent {
             headers.insert("user-agent".into(), json!(agent));
         }
-        sqlx::query(
-            "SELECT set_config('role', 'parker_wallet_sidecar', true),
-                    set_config('request.jwt.claims', $1, true),
-                    set_config('request.headers', $2, true)",
-        )
-        .bind(traveler.claims.to_string())
-        .bind(serde_json::Value::Object(headers).to_string())
-        .execute(&mut *tx)
-        .await?;
+        let settings = "SELECT set_config('role', 'parker_wallet_sidecar', true),
+                               set_config('request.jwt.claims', $1, true),
+                               set_config('request.headers', $2, true)";
+        let statement = match lock_scope {
+            None => settings.to_owned(),
+            Some(_) => format!("{settings}, {}", traveler_lock("$3", "$4")),
+        };
+        let mut query = sqlx::query(&statement)
+            .bind(traveler.claims.to_string())
+            .bind(serde_json::Value::Object(headers).to_string());
+        if let Some(scope) = lock_scope {
+            query = query.bind(scope).bind(traveler.user_id);
+        }
+        query.execute(&mut *tx).await?;
         Ok(tx)
     }
 }
@@ -127,10 +145,28 @@ pub async fn passes_rls(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Err
 /// A transaction lock on one traveler's `scope` (`wallet`, `phone`...): their
 /// requests in that scope queue, other travelers' do not.
 pub async fn lock_traveler(tx: &mut sqlx::PgConnection, scope: &str, user_id: uuid::Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('parker_wallet.' || $1 || ':' || $2::text, 0))")
-        .bind(scope)
-        .bind(user_id)
-        .execute(tx)
-        .await?;
+    sqlx::query(&format!("SELECT {}", traveler_lock("$1", "$2"))).bind(scope).bind(user_id).execute(tx).await?;
     Ok(())
+}
+
+/// The lock of one traveler's scope, its two parameters as the statement numbers them.
+fn traveler_lock(scope: &str, user_id: &str) -> String {
+    format!("pg_advisory_xact_lock(hashtextextended('parker_wallet.' || {scope} || ':' || {user_id}::text, 0))")
+}
+
+/// A [`BeforeCommit`] write under way.
+pub type Writing<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
+
+/// What a change's caller writes in the change's own transaction, just before
+/// it commits: kept exactly when the change is (a route's idempotent answer),
+/// without a transaction of its own.
+pub trait BeforeCommit<T: ?Sized>: Send + Sync {
+    fn write<'a>(&'a self, tx: &'a mut sqlx::PgConnection, outcome: &'a T) -> Writing<'a>;
+}
+
+/// Nothing to write.
+impl<T: ?Sized + Sync> BeforeCommit<T> for () {
+    fn write<'a>(&'a self, _: &'a mut sqlx::PgConnection, _: &'a T) -> Writing<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -3,7 +3,8 @@
 //! ([`crate::idempotency`]):
 //! - first use: the request runs and its answer is stored (4xx included; a
 //!   5xx, a 429, a 409 `money_in_flight` or a 403 `reauthentication_required`
-//!   frees the key so a retry can run);
+//!   frees the key so a retry can run). A wallet change stores its answer in
+//!   its own transaction, so the change and its answer are kept together;
 //! - same key, same request: the stored answer is replayed;
 //! - same key, another request: 422 `idempotency_key_reused`;
 //! - same key while the first still runs: 409 `idempotency_in_progress`;
@@ -13,41 +14,102 @@
 //! Stored answers carry no client secret (`stripe::redact_client_secrets`):
 //! a replay that needs one fetches it again (`wallet::with_client_secret`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use hyper::StatusCode;
 
 use super::error::ApiError;
 use super::wallet::WalletCall;
 use super::Answer;
+use crate::db::{BeforeCommit, Writing};
 
 /// Longer than any request may run (Stripe and KMS time out well before).
 const ABANDONED_AFTER: &str = "2 minutes";
 
+/// A key this request claimed. Work that changes the database stores its
+/// answer in its own last transaction ([`ClaimedKey::keeping`]); other work's
+/// answer is stored after it, in a transaction of its own.
+pub struct ClaimedKey {
+    user_id: uuid::Uuid,
+    key: String,
+    /// The answer was written in the work's transaction (kept if it committed).
+    answered: AtomicBool,
+}
+
+impl ClaimedKey {
+    /// Writes `answer` as the key's stored answer (client secrets redacted).
+    async fn complete(&self, tx: &mut sqlx::PgConnection, (status, body): &Answer) -> Result<(), sqlx::Error> {
+        let mut body = body.clone();
+        crate::stripe::redact_client_secrets(&mut body);
+        sqlx::query(
+            "UPDATE public.idempotency_keys SET state = 'completed', response_status = $3, response_body = $4
+              WHERE user_id = $1 AND key = $2",
+        )
+        .bind(self.user_id)
+        .bind(&self.key)
+        .bind(status.as_u16() as i16)
+        .bind(body)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A [`BeforeCommit`] that stores the answer `view` makes of the outcome,
+    /// when there is a claimed key; nothing when there is none.
+    pub fn keeping<T, F>(key: Option<&Self>, view: F) -> KeepAnswer<'_, F>
+    where
+        F: Fn(&T) -> Result<Answer, ApiError> + Send + Sync,
+    {
+        KeepAnswer { key, view }
+    }
+}
+
+/// See [`ClaimedKey::keeping`].
+pub struct KeepAnswer<'k, F> {
+    key: Option<&'k ClaimedKey>,
+    view: F,
+}
+
+impl<T: Sync, F> BeforeCommit<T> for KeepAnswer<'_, F>
+where
+    F: Fn(&T) -> Result<Answer, ApiError> + Send + Sync,
+{
+    fn write<'a>(&'a self, tx: &'a mut sqlx::PgConnection, outcome: &'a T) -> Writing<'a> {
+        Box::pin(async move {
+            let Some(key) = self.key else { return Ok(()) };
+            // A view that cannot be made is stored by `run`, after the work, as it fails.
+            let Ok(answer) = (self.view)(outcome) else { return Ok(()) };
+            key.complete(tx, &answer).await?;
+            key.answered.store(true, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+}
+
 /// Runs `work` at most once per (traveler, key); returns its answer and whether
-/// it is a replay.
+/// it is a replay. `work` is handed the claimed key, if the request has one.
 pub async fn run(
     call: &WalletCall<'_>,
     route: &str,
     body: &[u8],
-    work: impl std::future::Future<Output = Result<Answer, ApiError>>,
+    work: impl AsyncFnOnce(Option<&ClaimedKey>) -> Result<Answer, ApiError>,
 ) -> Result<(Answer, bool), ApiError> {
     let Some(key) = call.idempotency_key.as_deref() else {
-        return Ok((work.await?, false));
+        return Ok((work(None).await?, false));
     };
     let user_id = call.actor.traveler.user_id;
     let print = crate::idempotency::fingerprint(route, user_id, body);
     let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;
-    sqlx::query(&format!(
-        "DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2
-            AND (expires_at < now() OR (state = 'in_progress' AND created_at < now() - interval '{ABANDONED_AFTER}'))"
+    // One statement claims a new key, or takes over an expired or abandoned one.
+    let claimed = sqlx::query(&format!(
+        "INSERT INTO public.idempotency_keys AS held (user_id, key, route, request_fingerprint, state)
+         VALUES ($1, $2, $3, $4, 'in_progress')
+         ON CONFLICT (user_id, key) DO UPDATE
+            SET route = excluded.route, request_fingerprint = excluded.request_fingerprint, state = 'in_progress',
+                response_status = NULL, response_body = NULL, created_at = DEFAULT, expires_at = DEFAULT
+          WHERE held.expires_at < now()
+             OR (held.state = 'in_progress' AND held.created_at < now() - interval '{ABANDONED_AFTER}')"
     ))
-    .bind(user_id)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?;
-    let claimed = sqlx::query(
-        "INSERT INTO public.idempotency_keys (user_id, key, route, request_fingerprint, state)
-         VALUES ($1, $2, $3, $4, 'in_progress') ON CONFLICT (user_id, key) DO NOTHING",
-    )
     .bind(user_id)
     .bind(key)
     .bind(route)
@@ -80,13 +142,14 @@ pub async fn run(
     }
     tx.commit().await?;
 
-    let outcome = work.await;
-    let stored: Option<(StatusCode, serde_json::Value)> = match &outcome {
-        Ok((status, body)) => {
-            let mut body = body.clone();
-            crate::stripe::redact_client_secrets(&mut body);
-            Some((*status, body))
-        }
+    let claim = ClaimedKey { user_id, key: key.to_owned(), answered: AtomicBool::new(false) };
+    let outcome = work(Some(&claim)).await;
+    // Its answer is stored already: the work's transaction committed with it.
+    if outcome.is_ok() && claim.answered.load(Ordering::Relaxed) {
+        return outcome.map(|answer| (answer, false));
+    }
+    let stored: Option<Answer> = match &outcome {
+        Ok(answer) => Some(answer.clone()),
         Err(error) => {
             let problem = error.as_problem();
             // "Not now" frees the key for a retry (a 5xx, a 429, money in
@@ -102,18 +165,7 @@ pub async fn run(
     };
     let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;
     match stored {
-        Some((status, body)) => {
-            sqlx::query(
-                "UPDATE public.idempotency_keys SET state = 'completed', response_status = $3, response_body = $4
-                  WHERE user_id = $1 AND key = $2",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(status.as_u16() as i16)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
-        }
+        Some(answer) => claim.complete(&mut tx, &answer).await?,
         None => {
             sqlx::query("DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2")
                 .bind(user_id)

@@ -351,7 +351,7 @@ async fn route(
             let body = read_body(request, limit).await?;
             let name = format!("{method} {path}");
             let (answer, replayed) =
-                idempotency::run(&call, &name, &body, privacy::erase_account(&call, &body)).await?;
+                idempotency::run(&call, &name, &body, async |_| privacy::erase_account(&call, &body).await).await?;
             Ok(answer_response(answer, replayed))
         }
         (Method::POST, route @ (Route::PhoneVerification | Route::PhoneVerificationCheck)) => {
@@ -363,9 +363,9 @@ async fn route(
             let name = format!("{method} {path}");
             let (answer, replayed) = match route {
                 Route::PhoneVerification => {
-                    idempotency::run(&call, &name, &body, phone::start(&call, phone, &body)).await?
+                    idempotency::run(&call, &name, &body, async |_| phone::start(&call, phone, &body).await).await?
                 }
-                _ => idempotency::run(&call, &name, &body, phone::check(&call, phone, &body)).await?,
+                _ => idempotency::run(&call, &name, &body, async |_| phone::check(&call, phone, &body).await).await?,
             };
             Ok(answer_response(answer, replayed))
         }
@@ -390,26 +390,44 @@ async fn route(
             let (answer, replayed) = match (&method, route) {
                 (&Method::GET, Route::WalletCards) => (wallet::list_payment_methods(&call).await?, false),
                 (&Method::POST, Route::WalletSetupIntents) => {
-                    match idempotency::run(&call, &name, &body, wallet::create_setup_intent(&call)).await? {
+                    match idempotency::run(&call, &name, &body, async |_| wallet::create_setup_intent(&call).await)
+                        .await?
+                    {
                         (answer, true) => (wallet::with_client_secret(&call, answer).await?, true),
                         fresh => fresh,
                     }
                 }
                 (&Method::POST, Route::WalletCards) => {
-                    idempotency::run(&call, &name, &body, wallet::add_payment_method(&call, &body)).await?
+                    idempotency::run(&call, &name, &body, async |key| {
+                        wallet::add_payment_method(&call, &body, key).await
+                    })
+                    .await?
                 }
                 (&Method::POST, Route::WalletCardDefault(id)) => {
-                    idempotency::run(&call, &name, &body, wallet::make_default(&call, parse_id(id)?)).await?
+                    let id = parse_id(id)?;
+                    idempotency::run(&call, &name, &body, async |key| wallet::make_default(&call, id, key).await)
+                        .await?
                 }
                 (&Method::POST, Route::WalletCardConsent(id)) => {
-                    idempotency::run(&call, &name, &body, wallet::consent_to_card(&call, parse_id(id)?, &body)).await?
+                    let id = parse_id(id)?;
+                    idempotency::run(&call, &name, &body, async |key| {
+                        wallet::consent_to_card(&call, id, &body, key).await
+                    })
+                    .await?
                 }
                 (&Method::DELETE, Route::WalletCardConsent(id)) => {
-                    let withdraw = wallet::withdraw_card_consent(&call, parse_id(id)?);
-                    idempotency::run(&call, &name, &body, withdraw).await?
+                    let id = parse_id(id)?;
+                    idempotency::run(&call, &name, &body, async |key| {
+                        wallet::withdraw_card_consent(&call, id, key).await
+                    })
+                    .await?
                 }
                 (&Method::DELETE, Route::WalletCard(id)) => {
-                    idempotency::run(&call, &name, &body, wallet::delete_payment_method(&call, parse_id(id)?)).await?
+                    let id = parse_id(id)?;
+                    idempotency::run(&call, &name, &body, async |key| {
+                        wallet::delete_payment_method(&call, id, key).await
+                    })
+                    .await?
                 }
                 _ => return Err(ApiError::MethodNotAllowed),
             };

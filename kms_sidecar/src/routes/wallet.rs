@@ -10,12 +10,13 @@ use serde::Deserialize;
 
 use super::caller::{caller_headers, CallerHeaders};
 use super::error::ApiError;
+use super::idempotency::ClaimedKey;
 use super::views::{CardView, ConsentView, Data, DeletedView, ProfileView, SetupIntentView};
 use super::{answer, parse_json, Answer};
 use crate::auth::JwtVerifier;
 use crate::domain::{Actor, ConsentVersion};
 use crate::state::AppState;
-use crate::wallet::Wallet;
+use crate::wallet::{Card, Consent, SavedCard, Wallet};
 
 /// A wallet request: the verified traveler and how they asked, the wallet, and
 /// the request's `Idempotency-Key`, if any.
@@ -73,43 +74,71 @@ impl ConsentInput {
 
 /// `POST /v1/wallet/payment-methods {setup_intent_id}`: 201 with a new card,
 /// 200 when the same card was saved again.
-pub async fn add_payment_method(call: &WalletCall<'_>, body: &[u8]) -> Result<Answer, ApiError> {
+pub async fn add_payment_method(
+    call: &WalletCall<'_>,
+    body: &[u8],
+    key: Option<&ClaimedKey>,
+) -> Result<Answer, ApiError> {
     // Unconfigured first, as it always was: a 503 frees an Idempotency-Key, a 400 is kept.
     if call.wallet.stripe.is_none() {
         return Err(ApiError::NotConfigured);
     }
     let input: AddCard = parse_json(body)?;
     let consent = input.off_session_consent.as_ref().map(ConsentInput::version).transpose()?;
-    let saved = call.wallet.add_card(&call.actor, &input.setup_intent_id, consent.as_ref()).await?;
-    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
-    answer(status, &Data { data: CardView::from(saved.card) })
+    let view = |saved: &SavedCard| {
+        let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
+        answer(status, &Data { data: CardView::from(saved.card.clone()) })
+    };
+    let keep = ClaimedKey::keeping(key, view);
+    view(&call.wallet.add_card(&call.actor, &input.setup_intent_id, consent.as_ref(), &keep).await?)
 }
 
 /// `POST /v1/wallet/payment-methods/{id}/default`.
-pub async fn make_default(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
-    let card = call.wallet.make_default(&call.actor, card_id).await?;
-    answer(StatusCode::OK, &Data { data: CardView::from(card) })
+pub async fn make_default(
+    call: &WalletCall<'_>,
+    card_id: uuid::Uuid,
+    key: Option<&ClaimedKey>,
+) -> Result<Answer, ApiError> {
+    let view = |card: &Card| answer(StatusCode::OK, &Data { data: CardView::from(card.clone()) });
+    view(&call.wallet.make_default(&call.actor, card_id, &ClaimedKey::keeping(key, view)).await?)
 }
 
 /// `POST /v1/wallet/payment-methods/{id}/consent {text_version}`: 201 with the
 /// new consent, 200 with the one already in force.
-pub async fn consent_to_card(call: &WalletCall<'_>, card_id: uuid::Uuid, body: &[u8]) -> Result<Answer, ApiError> {
+pub async fn consent_to_card(
+    call: &WalletCall<'_>,
+    card_id: uuid::Uuid,
+    body: &[u8],
+    key: Option<&ClaimedKey>,
+) -> Result<Answer, ApiError> {
     let input: ConsentInput = parse_json(body)?;
-    let (consent, created) = call.wallet.consent_to_card(&call.actor, card_id, &input.version()?).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    answer(status, &Data { data: ConsentView::from(consent) })
+    let view = |(consent, created): &(Consent, bool)| {
+        let status = if *created { StatusCode::CREATED } else { StatusCode::OK };
+        answer(status, &Data { data: ConsentView::from(consent.clone()) })
+    };
+    let keep = ClaimedKey::keeping(key, view);
+    view(&call.wallet.consent_to_card(&call.actor, card_id, &input.version()?, &keep).await?)
 }
 
 /// `DELETE /v1/wallet/payment-methods/{id}/consent`: the consent withdrawn.
-pub async fn withdraw_card_consent(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
-    let consent = call.wallet.withdraw_card_consent(&call.actor, card_id).await?;
-    answer(StatusCode::OK, &Data { data: ConsentView::from(consent) })
+pub async fn withdraw_card_consent(
+    call: &WalletCall<'_>,
+    card_id: uuid::Uuid,
+    key: Option<&ClaimedKey>,
+) -> Result<Answer, ApiError> {
+    let view = |consent: &Consent| answer(StatusCode::OK, &Data { data: ConsentView::from(consent.clone()) });
+    view(&call.wallet.withdraw_card_consent(&call.actor, card_id, &ClaimedKey::keeping(key, view)).await?)
 }
 
 /// `DELETE /v1/wallet/payment-methods/{id}`.
-pub async fn delete_payment_method(call: &WalletCall<'_>, card_id: uuid::Uuid) -> Result<Answer, ApiError> {
-    call.wallet.delete_card(&call.actor, card_id).await?;
-    answer(StatusCode::OK, &DeletedView { deleted: card_id })
+pub async fn delete_payment_method(
+    call: &WalletCall<'_>,
+    card_id: uuid::Uuid,
+    key: Option<&ClaimedKey>,
+) -> Result<Answer, ApiError> {
+    let view = |_: &()| answer(StatusCode::OK, &DeletedView { deleted: card_id });
+    call.wallet.delete_card(&call.actor, card_id, &ClaimedKey::keeping(key, view)).await?;
+    view(&())
 }
 
 /// `POST /v1/wallet/setup-intents`: a SetupIntent (off-session use) for the

@@ -5,8 +5,9 @@
 
 use super::consents::record_card_consent;
 use super::customers::customer_of;
-use super::{lock_wallet, Wallet, WalletError};
+use super::{Wallet, WalletError};
 use crate::crypto::EnvelopeCrypto;
+use crate::db::BeforeCommit;
 use crate::domain::sealed::CARD_METADATA;
 use crate::domain::{Actor, ConsentVersion};
 use crate::stripe::{CardDetails, StripeError, StripePort};
@@ -88,6 +89,7 @@ impl Wallet<'_> {
         actor: &Actor,
         setup_intent_id: &str,
         consent: Option<&ConsentVersion>,
+        before_commit: &dyn BeforeCommit<SavedCard>,
     ) -> Result<SavedCard, WalletError> {
         let (traveler, meta) = (&actor.traveler, &actor.meta);
         let stripe = self.stripe()?;
@@ -101,23 +103,29 @@ impl Wallet<'_> {
         // Another customer's SetupIntent, or none at all, is "not found": no leak.
         let customer = customer.ok_or(WalletError::SetupIntentNotFound)?;
         let details = card_of_setup_intent(stripe, &customer, setup_intent_id).await?;
-        let mut tx = self.database.as_traveler(traveler, meta).await?;
+        let mut tx = self.locked(actor).await?;
         let stored = store_card(self.crypto, &mut tx, traveler.user_id, &customer, &details).await?;
         if let Some(version) = consent {
             record_card_consent(&mut tx, traveler.user_id, stored.id, version).await?;
         }
-        let card = card_by_id(&mut tx, traveler.user_id, stored.id).await?;
+        let saved =
+            SavedCard { card: card_by_id(&mut tx, traveler.user_id, stored.id).await?, created: stored.created };
+        before_commit.write(&mut tx, &saved).await?;
         tx.commit().await?;
         detach_replaced(stripe, stored.replaced).await;
-        Ok(SavedCard { card, created: stored.created })
+        Ok(saved)
     }
 
     /// Makes one card the default. Under the wallet lock, in one transaction:
     /// never zero or two defaults.
-    pub async fn make_default(&self, actor: &Actor, card_id: uuid::Uuid) -> Result<Card, WalletError> {
+    pub async fn make_default(
+        &self,
+        actor: &Actor,
+        card_id: uuid::Uuid,
+        before_commit: &dyn BeforeCommit<Card>,
+    ) -> Result<Card, WalletError> {
         let user_id = actor.traveler.user_id;
-        let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        lock_wallet(&mut tx, user_id).await?;
+        let mut tx = self.locked(actor).await?;
         // No card by that id: nothing changes, and the read below says so.
         sqlx::query(
             "UPDATE public.payment_methods SET is_default = false
@@ -136,17 +144,22 @@ impl Wallet<'_> {
         .execute(&mut *tx)
         .await?;
         let card = card_by_id(&mut tx, user_id, card_id).await?;
+        before_commit.write(&mut tx, &card).await?;
         tx.commit().await?;
         Ok(card)
     }
 
     /// Detaches the card at Stripe, deletes it, and promotes the most recently
     /// added remaining card if it was the default.
-    pub async fn delete_card(&self, actor: &Actor, card_id: uuid::Uuid) -> Result<(), WalletError> {
+    pub async fn delete_card(
+        &self,
+        actor: &Actor,
+        card_id: uuid::Uuid,
+        before_commit: &dyn BeforeCommit<()>,
+    ) -> Result<(), WalletError> {
         let user_id = actor.traveler.user_id;
         let stripe = self.stripe()?;
-        let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        lock_wallet(&mut tx, user_id).await?;
+        let mut tx = self.locked(actor).await?;
         let payment_method: String = sqlx::query_scalar(
             "SELECT stripe_payment_method_id FROM public.payment_methods WHERE user_id = $1 AND id = $2",
         )
@@ -161,6 +174,7 @@ impl Wallet<'_> {
             Err(other) => return Err(other.into()),
         }
         remove_card(&mut tx, user_id, card_id).await?;
+        before_commit.write(&mut tx, &()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -205,9 +219,9 @@ pub(super) struct StoredCard {
     pub created: bool,
 }
 
-/// Stores `card` for the traveler under the wallet lock: the same payment method
-/// or the same card (fingerprint) updates its row, else a new row (default when
-/// the traveler has none).
+/// Stores `card` for the traveler, under the wallet lock the caller holds: the
+/// same payment method or the same card (fingerprint) updates its row, else a
+/// new row (default when the traveler has none).
 pub(super) async fn store_card(
     crypto: &EnvelopeCrypto,
     tx: &mut sqlx::PgConnection,
@@ -216,7 +230,6 @@ pub(super) async fn store_card(
     card: &CardDetails,
 ) -> Result<StoredCard, WalletError> {
     let payment_method = &card.payment_method_id;
-    lock_wallet(&mut *tx, user_id).await?;
     let existing: Option<(uuid::Uuid, String)> = sqlx::query_as(
         "SELECT id, stripe_payment_method_id FROM public.payment_methods
           WHERE user_id = $1 AND (stripe_payment_method_id = $2 OR card_fingerprint = $3)

@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{lock_wallet, Wallet, WalletError};
+use super::{Wallet, WalletError};
+use crate::db::BeforeCommit;
 use crate::domain::{Actor, ConsentVersion};
 
 /// A consent record as the traveler may see it.
@@ -94,21 +95,26 @@ impl Wallet<'_> {
         actor: &Actor,
         card_id: uuid::Uuid,
         version: &ConsentVersion,
+        before_commit: &dyn BeforeCommit<(Consent, bool)>,
     ) -> Result<(Consent, bool), WalletError> {
         let user_id = actor.traveler.user_id;
-        let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        lock_wallet(&mut tx, user_id).await?;
+        let mut tx = self.locked(actor).await?;
         own_card(&mut tx, user_id, card_id).await?;
         let recorded = record_card_consent(&mut tx, user_id, card_id, version).await?;
+        before_commit.write(&mut tx, &recorded).await?;
         tx.commit().await?;
         Ok(recorded)
     }
 
     /// The traveler withdraws it: no new off-session charge on that card.
-    pub async fn withdraw_card_consent(&self, actor: &Actor, card_id: uuid::Uuid) -> Result<Consent, WalletError> {
+    pub async fn withdraw_card_consent(
+        &self,
+        actor: &Actor,
+        card_id: uuid::Uuid,
+        before_commit: &dyn BeforeCommit<Consent>,
+    ) -> Result<Consent, WalletError> {
         let user_id = actor.traveler.user_id;
-        let mut tx = self.database.as_traveler(&actor.traveler, &actor.meta).await?;
-        lock_wallet(&mut tx, user_id).await?;
+        let mut tx = self.locked(actor).await?;
         own_card(&mut tx, user_id, card_id).await?;
         let withdrawn: Option<Consent> = sqlx::query_as(WITHDRAW_CARD_CONSENT)
             .bind(user_id)
@@ -117,6 +123,7 @@ impl Wallet<'_> {
             .fetch_optional(&mut *tx)
             .await?;
         let withdrawn = withdrawn.ok_or(WalletError::ConsentNotFound)?;
+        before_commit.write(&mut tx, &withdrawn).await?;
         tx.commit().await?;
         Ok(withdrawn)
     }

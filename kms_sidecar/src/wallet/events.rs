@@ -149,6 +149,7 @@ impl Wallet<'_> {
         let applied = match effect {
             Effect::StoreCard(card) => match customer_of(&mut tx, user_id).await? {
                 Some(customer) if card.customer_id.as_deref().is_none_or(|c| c == customer) => {
+                    lock_wallet(&mut tx, user_id).await?;
                     replaced = store_card(self.crypto, &mut tx, user_id, &customer, &card).await?.replaced;
                     true
                 }

@@ -22,6 +22,7 @@ pub use setup_intents::NewSetupIntent;
 
 use crate::crypto::{CryptoError, EnvelopeCrypto};
 use crate::db::{lock_traveler, Database};
+use crate::domain::Actor;
 use crate::stripe::{StripeError, StripePort};
 
 /// Why a wallet operation did not complete. The HTTP boundary maps each to
@@ -69,7 +70,17 @@ impl<'a> Wallet<'a> {
     }
 }
 
-/// Serialises wallet changes of one traveler (default switching, adds, deletes).
+/// The lock that serialises wallet changes of one traveler (default
+/// switching, adds, deletes).
+const WALLET_LOCK: &str = "wallet";
+
 pub(crate) async fn lock_wallet(tx: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> Result<(), sqlx::Error> {
-    lock_traveler(tx, "wallet", user_id).await
+    lock_traveler(tx, WALLET_LOCK, user_id).await
+}
+
+impl Wallet<'_> {
+    /// A transaction acting for the traveler, holding their wallet lock.
+    async fn locked(&self, actor: &Actor) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.database.as_traveler_locked(&actor.traveler, &actor.meta, WALLET_LOCK).await
+    }
 }

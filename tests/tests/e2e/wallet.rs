@@ -421,6 +421,53 @@ async fn concurrent_default_switches_leave_exactly_one_default() -> anyhow::Resu
     Ok(())
 }
 
+/// A wallet change stores its answer in its own transaction: every change
+/// route's answer is stored (refusals too) and replayed as it was first given.
+#[tokio::test]
+async fn every_wallet_change_is_replayed_as_first_answered() -> anyhow::Result<()> {
+    let app = TestApp::wallet().with_stripe().start().await?;
+    let traveler = app.new_traveler().await?;
+    let emulators = harness::Emulators::from_env()?;
+    let mut cards = Vec::new();
+    for (n, number) in ["4242424242424242", "5555555555554444"].into_iter().enumerate() {
+        let intent =
+            card_saved_through_stripe(&app.sidecar, &traveler.token, &emulators.localstripe_url, number).await?;
+        let body = json!({ "setup_intent_id": intent, "off_session_consent": { "text_version": "card-mit-1" } });
+        let key = format!("add-{n}");
+        let added = app.traveler(&traveler).key(&key).post("/v1/wallet/payment-methods", body.clone()).await?;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+        let again = app.traveler(&traveler).key(&key).post("/v1/wallet/payment-methods", body).await?;
+        assert_eq!((again.status, &again.json), (added.status, &added.json), "add replayed");
+        assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.as_bytes()), Some(&b"true"[..]));
+        cards.push(added.json["data"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let second = &cards[1];
+    let consent = json!({ "text_version": "card-mit-2" });
+    let missing = uuid::Uuid::new_v4();
+    let changes: [(&str, &str, String, Option<serde_json::Value>, StatusCode); 5] = [
+        ("default", "POST", format!("/v1/wallet/payment-methods/{second}/default"), None, StatusCode::OK),
+        ("consent", "POST", format!("/v1/wallet/payment-methods/{second}/consent"), Some(consent), StatusCode::CREATED),
+        ("withdraw", "DELETE", format!("/v1/wallet/payment-methods/{second}/consent"), None, StatusCode::OK),
+        ("delete", "DELETE", format!("/v1/wallet/payment-methods/{second}"), None, StatusCode::OK),
+        ("refused", "POST", format!("/v1/wallet/payment-methods/{missing}/default"), None, StatusCode::NOT_FOUND),
+    ];
+    for (key, method, path, body, status) in changes {
+        let first = call(&app.sidecar, method, &path, &traveler.token, Some(key), body.clone()).await?;
+        assert_eq!(first.status, status, "{key}: {}", first.text);
+        let again = call(&app.sidecar, method, &path, &traveler.token, Some(key), body).await?;
+        assert_eq!((again.status, &again.json), (first.status, &first.json), "{key} replayed as first answered");
+        assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.as_bytes()), Some(&b"true"[..]), "{key}");
+        let (state, stored_status): (String, Option<i16>) =
+            sqlx::query_as("SELECT state, response_status FROM idempotency_keys WHERE user_id = $1::uuid AND key = $2")
+                .bind(&traveler.id)
+                .bind(key)
+                .fetch_one(&mut app.db.admin().await?)
+                .await?;
+        assert_eq!((state.as_str(), stored_status), ("completed", Some(status.as_u16() as i16)), "{key}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyhow::Result<()> {
     let app = std::sync::Arc::new(TestApp::wallet().with_stripe().start().await?);
@@ -484,6 +531,20 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
     assert_eq!(purged, 1);
     let fresh = app.traveler(&traveler).key("k-1").post_empty("/v1/wallet/setup-intents").await?;
     assert_ne!(fresh.json["setup_intent_id"], first.json["setup_intent_id"]);
+    // An expired key the purge has not reached yet is free too: a new run, not a replay.
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'k-1'")
+        .execute(&mut admin)
+        .await?;
+    let after_expiry = app
+        .traveler(&traveler)
+        .key("k-1")
+        .post("/v1/wallet/payment-methods", json!({ "setup_intent_id": "seti_other" }))
+        .await?;
+    assert_eq!(
+        (after_expiry.status, after_expiry.json["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("setup_intent_not_found")),
+        "the expired key's first request is forgotten"
+    );
 
     // A key a crashed sidecar left "in progress" is taken over once abandoned.
     sqlx::query(
