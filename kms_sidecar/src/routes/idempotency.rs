@@ -32,23 +32,42 @@ const ABANDONED_AFTER: &str = "2 minutes";
 pub struct ClaimedKey {
     user_id: uuid::Uuid,
     key: String,
+    /// The claim's own `created_at`: a takeover writes a later one, so a
+    /// request whose key was taken over can no longer write to it.
+    claimed_at: chrono::DateTime<chrono::Utc>,
     /// The answer was written in the work's transaction (kept if it committed).
     answered: AtomicBool,
 }
 
 impl ClaimedKey {
-    /// Writes `answer` as the key's stored answer (client secrets redacted).
-    async fn complete(&self, tx: &mut sqlx::PgConnection, (status, body): &Answer) -> Result<(), sqlx::Error> {
+    /// Writes `answer` as the key's stored answer (client secrets redacted),
+    /// while the claim is still this request's; says whether it was.
+    async fn complete(&self, tx: &mut sqlx::PgConnection, (status, body): &Answer) -> Result<bool, sqlx::Error> {
         let mut body = body.clone();
         crate::stripe::redact_client_secrets(&mut body);
-        sqlx::query(
-            "UPDATE public.idempotency_keys SET state = 'completed', response_status = $3, response_body = $4
-              WHERE user_id = $1 AND key = $2",
+        let written = sqlx::query(
+            "UPDATE public.idempotency_keys SET state = 'completed', response_status = $4, response_body = $5
+              WHERE user_id = $1 AND key = $2 AND created_at = $3 AND state = 'in_progress'",
         )
         .bind(self.user_id)
         .bind(&self.key)
+        .bind(self.claimed_at)
         .bind(status.as_u16() as i16)
         .bind(body)
+        .execute(tx)
+        .await?;
+        Ok(written.rows_affected() == 1)
+    }
+
+    /// Frees the key for a retry, while the claim is still this request's.
+    async fn release(&self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM public.idempotency_keys
+              WHERE user_id = $1 AND key = $2 AND created_at = $3 AND state = 'in_progress'",
+        )
+        .bind(self.user_id)
+        .bind(&self.key)
+        .bind(self.claimed_at)
         .execute(tx)
         .await?;
         Ok(())
@@ -74,12 +93,16 @@ impl<T: Sync, F> BeforeCommit<T> for KeepAnswer<'_, F>
 where
     F: Fn(&T) -> Result<Answer, ApiError> + Send + Sync,
 {
+    /// Fails, so the change rolls back, when there is no answer to keep with
+    /// it: a view that cannot be made, or a key another request took over
+    /// (this one waited past `ABANDONED_AFTER`, and a retry runs instead).
     fn write<'a>(&'a self, tx: &'a mut sqlx::PgConnection, outcome: &'a T) -> Writing<'a> {
         Box::pin(async move {
             let Some(key) = self.key else { return Ok(()) };
-            // A view that cannot be made is stored by `run`, after the work, as it fails.
-            let Ok(answer) = (self.view)(outcome) else { return Ok(()) };
-            key.complete(tx, &answer).await?;
+            let answer = (self.view)(outcome).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            if !key.complete(tx, &answer).await? {
+                return Err(sqlx::Error::Protocol(format!("Idempotency-Key {:?} was taken over meanwhile", key.key)));
+            }
             key.answered.store(true, Ordering::Relaxed);
             Ok(())
         })
@@ -101,24 +124,23 @@ pub async fn run(
     let print = crate::idempotency::fingerprint(route, user_id, body);
     let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;
     // One statement claims a new key, or takes over an expired or abandoned one.
-    let claimed = sqlx::query(&format!(
+    let claimed_at: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&format!(
         "INSERT INTO public.idempotency_keys AS held (user_id, key, route, request_fingerprint, state)
          VALUES ($1, $2, $3, $4, 'in_progress')
          ON CONFLICT (user_id, key) DO UPDATE
             SET route = excluded.route, request_fingerprint = excluded.request_fingerprint, state = 'in_progress',
                 response_status = NULL, response_body = NULL, created_at = DEFAULT, expires_at = DEFAULT
           WHERE held.expires_at < now()
-             OR (held.state = 'in_progress' AND held.created_at < now() - interval '{ABANDONED_AFTER}')"
+             OR (held.state = 'in_progress' AND held.created_at < now() - interval '{ABANDONED_AFTER}')
+         RETURNING created_at"
     ))
     .bind(user_id)
     .bind(key)
     .bind(route)
     .bind(&print)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(claimed_at) = claimed_at else {
         let (stored_print, state, status, stored_body): (Vec<u8>, String, Option<i16>, Option<serde_json::Value>) =
             sqlx::query_as(
                 "SELECT request_fingerprint, state, response_status, response_body
@@ -139,10 +161,10 @@ pub async fn run(
             }
             _ => Err(ApiError::IdempotencyInProgress),
         };
-    }
+    };
     tx.commit().await?;
 
-    let claim = ClaimedKey { user_id, key: key.to_owned(), answered: AtomicBool::new(false) };
+    let claim = ClaimedKey { user_id, key: key.to_owned(), claimed_at, answered: AtomicBool::new(false) };
     let outcome = work(Some(&claim)).await;
     // Its answer is stored already: the work's transaction committed with it.
     if outcome.is_ok() && claim.answered.load(Ordering::Relaxed) {
@@ -164,15 +186,13 @@ pub async fn run(
         }
     };
     let mut tx = call.wallet.database.as_traveler(&call.actor.traveler, &call.actor.meta).await?;
+    // Neither overwrites an answer the work committed before its COMMIT was
+    // lost, nor the claim of a request that took the key over.
     match stored {
-        Some(answer) => claim.complete(&mut tx, &answer).await?,
-        None => {
-            sqlx::query("DELETE FROM public.idempotency_keys WHERE user_id = $1 AND key = $2")
-                .bind(user_id)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
+        Some(answer) => {
+            claim.complete(&mut tx, &answer).await?;
         }
+        None => claim.release(&mut tx).await?,
     }
     tx.commit().await?;
     outcome.map(|answer| (answer, false))

@@ -465,6 +465,82 @@ async fn every_wallet_change_is_replayed_as_first_answered() -> anyhow::Result<(
                 .await?;
         assert_eq!((state.as_str(), stored_status), ("completed", Some(status.as_u16() as i16)), "{key}");
     }
+    // The answer was written by the change's own transaction.
+    let same_transaction: bool = sqlx::query_scalar(
+        "SELECT answer.xmin::text = consent.xmin::text
+           FROM idempotency_keys answer, consents consent
+          WHERE answer.user_id = $1::uuid AND answer.key = 'withdraw' AND consent.subject_id = $2::uuid
+            AND consent.text_version = 'card-mit-2'",
+    )
+    .bind(&traveler.id)
+    .bind(second)
+    .fetch_one(&mut app.db.admin().await?)
+    .await?;
+    assert!(same_transaction, "a withdrawal and its stored answer commit together");
+    Ok(())
+}
+
+/// A request that waited on the wallet lock past the time after which its key
+/// counts as abandoned, while a retry took the key over: the first to run
+/// deleted the card and stored 200, then the retry found no card and
+/// overwrote the stored answer with 404. Now only the claim's holder writes
+/// its answer: the stale request's change rolls back and the retry's 200 stands.
+#[tokio::test]
+async fn a_request_whose_key_was_taken_over_cannot_overwrite_the_answer() -> anyhow::Result<()> {
+    let app = std::sync::Arc::new(TestApp::wallet().with_stripe().start().await?);
+    let traveler = app.new_traveler().await?;
+    let emulators = harness::Emulators::from_env()?;
+    let intent =
+        card_saved_through_stripe(&app.sidecar, &traveler.token, &emulators.localstripe_url, "4242424242424242")
+            .await?;
+    let added =
+        app.traveler(&traveler).post("/v1/wallet/payment-methods", json!({ "setup_intent_id": intent })).await?;
+    let card = added.json["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/wallet/payment-methods/{card}");
+    let mut admin = app.db.admin().await?;
+    let wallet_lock = "hashtextextended('parker_wallet.wallet:' || $1, 0)";
+    sqlx::query(&format!("SELECT pg_advisory_lock({wallet_lock})")).bind(&traveler.id).execute(&mut admin).await?;
+    let waiting = |n: i64| {
+        let db = &app.db;
+        async move {
+            for _ in 0..200 {
+                let queued: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_locks
+                      WHERE locktype = 'advisory' AND NOT granted
+                        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                )
+                .fetch_one(&mut db.admin().await?)
+                .await?;
+                if queued >= n {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            anyhow::bail!("{n} requests never queued on the wallet lock")
+        }
+    };
+    let delete = |app: std::sync::Arc<TestApp>, token: String, path: String| {
+        tokio::spawn(async move { call(&app.sidecar, "DELETE", &path, &token, Some("k-del"), None).await })
+    };
+    let stale = delete(std::sync::Arc::clone(&app), traveler.token.clone(), path.clone());
+    waiting(1).await?;
+    // The first request has waited "too long": its key counts as abandoned.
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '10 minutes' WHERE key = 'k-del'")
+        .execute(&mut admin)
+        .await?;
+    let retry = delete(std::sync::Arc::clone(&app), traveler.token.clone(), path.clone());
+    waiting(2).await?;
+    sqlx::query(&format!("SELECT pg_advisory_unlock({wallet_lock})")).bind(&traveler.id).execute(&mut admin).await?;
+    let (stale, retry) = (stale.await??, retry.await??);
+    assert_eq!(retry.status, StatusCode::OK, "the retry deleted the card: {}", retry.text);
+    assert!(stale.status.is_server_error(), "the stale request's change rolled back: {}", stale.text);
+    let replay = call(&app.sidecar, "DELETE", &path, &traveler.token, Some("k-del"), None).await?;
+    assert_eq!((replay.status, &replay.json), (StatusCode::OK, &retry.json), "the stored answer is the retry's");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_methods WHERE id = $1::uuid")
+        .bind(&card)
+        .fetch_one(&mut admin)
+        .await?;
+    assert_eq!(left, 0);
     Ok(())
 }
 
