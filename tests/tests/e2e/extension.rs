@@ -124,8 +124,44 @@ async fn a_travelers_change_is_audited_with_their_request_and_stays_private(temp
     Ok(())
 }
 
+/// The score follows a card's expiry; a default switch does not recompute it
+/// (the trigger fires on the columns the score reads).
+async fn a_cards_expiry_moves_the_score_and_a_default_switch_leaves_it(template: Template) -> anyhow::Result<()> {
+    let db = TestDb::migrated_on(template).await?;
+    let mut admin = db.admin().await?;
+    sqlx::raw_sql(&format!(
+        "INSERT INTO auth.users (id) VALUES ('{ALICE}');
+         INSERT INTO wallet_customers (user_id, stripe_customer_id) VALUES ('{ALICE}', 'cus_a');
+         INSERT INTO payment_methods (user_id, stripe_customer_id, stripe_payment_method_id, encrypted_card_data,
+                                      exp_month, exp_year, is_default)
+              VALUES ('{ALICE}', 'cus_a', 'pm_a', '\\x02', 1, 2020, true);"
+    ))
+    .execute(&mut admin)
+    .await?;
+    let tracked =
+        "SELECT completeness_score, last_calculated FROM profile_completion_tracking WHERE user_id = $1::uuid";
+    let (expired, _): (i32, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(tracked).bind(ALICE).fetch_one(&mut admin).await?;
+    sqlx::query("UPDATE payment_methods SET exp_year = 2099 WHERE user_id = $1::uuid")
+        .bind(ALICE)
+        .execute(&mut admin)
+        .await?;
+    let (valid, calculated): (i32, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(tracked).bind(ALICE).fetch_one(&mut admin).await?;
+    assert!(valid > expired, "a valid card counts: {expired} -> {valid}");
+    sqlx::query("UPDATE payment_methods SET is_default = false WHERE user_id = $1::uuid")
+        .bind(ALICE)
+        .execute(&mut admin)
+        .await?;
+    let after_switch: (i32, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(tracked).bind(ALICE).fetch_one(&mut admin).await?;
+    assert_eq!(after_switch, (valid, calculated), "not recomputed for a default switch");
+    Ok(())
+}
+
 harness::on_both_templates!(
     flag_buckets_match_parker_flights_typescript,
     refresh_all_completion_backfills_every_traveler_in_committed_batches,
+    a_cards_expiry_moves_the_score_and_a_default_switch_leaves_it,
     a_travelers_change_is_audited_with_their_request_and_stays_private,
 );
