@@ -2,7 +2,7 @@
 -- the score is recomputed when those change, not on every UPDATE: switching
 -- the default card, or rewriting a card's ciphertext, no longer recomputes it
 -- (about a third of such an UPDATE's cost, with its triggers).
-DROP TRIGGER payment_methods_completion ON public.payment_methods;
-CREATE TRIGGER payment_methods_completion
+-- Replaced in place: no ACCESS EXCLUSIVE lock on the table, as a DROP would take.
+CREATE OR REPLACE TRIGGER payment_methods_completion
   AFTER INSERT OR DELETE OR UPDATE OF user_id, exp_month, exp_year ON public.payment_methods
   FOR EACH ROW EXECUTE FUNCTION wallet.completion_trigger();

@@ -8,8 +8,8 @@
 //! - same key, same request: the stored answer is replayed;
 //! - same key, another request: 422 `idempotency_key_reused`;
 //! - same key while the first still runs: 409 `idempotency_in_progress`;
-//! - a key left "in progress" by a crashed sidecar is taken over after
-//!   `ABANDONED_AFTER`, so a retry is never locked out for a day.
+//! - a key left "in progress" by a crashed sidecar is taken over by the same
+//!   request after `ABANDONED_AFTER`, so a retry is never locked out for a day.
 //!
 //! Stored answers carry no client secret (`stripe::redact_client_secrets`):
 //! a replay that needs one fetches it again (`wallet::with_client_secret`).
@@ -131,7 +131,8 @@ pub async fn run(
             SET route = excluded.route, request_fingerprint = excluded.request_fingerprint, state = 'in_progress',
                 response_status = NULL, response_body = NULL, created_at = DEFAULT, expires_at = DEFAULT
           WHERE held.expires_at < now()
-             OR (held.state = 'in_progress' AND held.created_at < now() - interval '{ABANDONED_AFTER}')
+             OR (held.state = 'in_progress' AND held.created_at < now() - interval '{ABANDONED_AFTER}'
+                 AND held.request_fingerprint = excluded.request_fingerprint)
          RETURNING created_at"
     ))
     .bind(user_id)
@@ -190,7 +191,12 @@ pub async fn run(
     // lost, nor the claim of a request that took the key over.
     match stored {
         Some(answer) => {
-            claim.complete(&mut tx, &answer).await?;
+            if !claim.complete(&mut tx, &answer).await? {
+                tracing::warn!(
+                    route,
+                    "an answer was not stored: its Idempotency-Key was taken over or answered meanwhile"
+                );
+            }
         }
         None => claim.release(&mut tx).await?,
     }

@@ -619,7 +619,7 @@ async fn a_live_0_1_0_database_updates_then_migrates(template: Template) -> anyh
     assert!(error.to_string().contains("parker_wallet 0.2.0 or later is needed"), "{template}: {error}");
 
     update_extension(&db, &mut conn).await?;
-    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13, 14, 15, 16, 17]);
+    assert_eq!(migrator.up(&mut conn, None).await?, [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
     let fresh = TestDb::migrated_on(template).await?;
     assert_eq!(catalog(&mut conn).await?, catalog(&mut fresh.admin().await?).await?, "{template}");
     Ok(())

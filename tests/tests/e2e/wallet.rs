@@ -532,6 +532,11 @@ async fn a_request_whose_key_was_taken_over_cannot_overwrite_the_answer() -> any
     waiting(2).await?;
     sqlx::query(&format!("SELECT pg_advisory_unlock({wallet_lock})")).bind(&traveler.id).execute(&mut admin).await?;
     let (stale, retry) = (stale.await??, retry.await??);
+    let retaken: bool =
+        sqlx::query_scalar("SELECT created_at > now() - interval '1 minute' FROM idempotency_keys WHERE key = 'k-del'")
+            .fetch_one(&mut admin)
+            .await?;
+    assert!(retaken, "the retry took the key over with a claim of its own");
     assert_eq!(retry.status, StatusCode::OK, "the retry deleted the card: {}", retry.text);
     assert!(stale.status.is_server_error(), "the stale request's change rolled back: {}", stale.text);
     let replay = call(&app.sidecar, "DELETE", &path, &traveler.token, Some("k-del"), None).await?;
@@ -622,16 +627,29 @@ async fn idempotency_keys_replay_refuse_reuse_and_serialise_duplicates() -> anyh
         "the expired key's first request is forgotten"
     );
 
-    // A key a crashed sidecar left "in progress" is taken over once abandoned.
-    sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, route, request_fingerprint, state, created_at)
-         VALUES ($1::uuid, 'k-crashed', 'POST /v1/wallet/setup-intents', '\\x00', 'in_progress', now() - interval '10 minutes')",
-    )
-    .bind(user)
-    .execute(&mut admin)
-    .await?;
+    // A key a crashed sidecar left "in progress" is taken over once abandoned,
+    // by the same request only: another is refused as a reuse.
+    let route = "POST /v1/wallet/setup-intents";
+    let same_request = kms_sidecar::idempotency::fingerprint(route, uuid::Uuid::parse_str(user)?, b"");
+    for (key, print) in [("k-crashed", same_request), ("k-crashed-other", b"\x00".to_vec())] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, route, request_fingerprint, state, created_at)
+             VALUES ($1::uuid, $2, $3, $4, 'in_progress', now() - interval '10 minutes')",
+        )
+        .bind(user)
+        .bind(key)
+        .bind(route)
+        .bind(print)
+        .execute(&mut admin)
+        .await?;
+    }
     let recovered = app.traveler(&traveler).key("k-crashed").post_empty("/v1/wallet/setup-intents").await?;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text);
+    let other = app.traveler(&traveler).key("k-crashed-other").post_empty("/v1/wallet/setup-intents").await?;
+    assert_eq!(
+        (other.status, other.json["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
+    );
     Ok(())
 }
 
