@@ -72,6 +72,15 @@ impl ConsentInput {
     }
 }
 
+/// 201 for what a request created, 200 for what it found already there.
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// `POST /v1/wallet/payment-methods {setup_intent_id}`: 201 with a new card,
 /// 200 when the same card was saved again.
 pub async fn add_payment_method(
@@ -85,10 +94,8 @@ pub async fn add_payment_method(
     }
     let input: AddCard = parse_json(body)?;
     let consent = input.off_session_consent.as_ref().map(ConsentInput::version).transpose()?;
-    let view = |saved: &SavedCard| {
-        let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
-        answer(status, &Data { data: CardView::from(saved.card.clone()) })
-    };
+    let view =
+        |saved: &SavedCard| answer(created_or_ok(saved.created), &Data { data: CardView::from(saved.card.clone()) });
     let keep = ClaimedKey::keeping(key, view);
     view(&call.wallet.add_card(&call.actor, &input.setup_intent_id, consent.as_ref(), &keep).await?)
 }
@@ -113,8 +120,7 @@ pub async fn consent_to_card(
 ) -> Result<Answer, ApiError> {
     let input: ConsentInput = parse_json(body)?;
     let view = |(consent, created): &(Consent, bool)| {
-        let status = if *created { StatusCode::CREATED } else { StatusCode::OK };
-        answer(status, &Data { data: ConsentView::from(consent.clone()) })
+        answer(created_or_ok(*created), &Data { data: ConsentView::from(consent.clone()) })
     };
     let keep = ClaimedKey::keeping(key, view);
     view(&call.wallet.consent_to_card(&call.actor, card_id, &input.version()?, &keep).await?)
