@@ -163,10 +163,3 @@ pub type Writing<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result
 pub trait BeforeCommit<T: ?Sized>: Send + Sync {
     fn write<'a>(&'a self, tx: &'a mut sqlx::PgConnection, outcome: &'a T) -> Writing<'a>;
 }
-
-/// Nothing to write.
-impl<T: ?Sized + Sync> BeforeCommit<T> for () {
-    fn write<'a>(&'a self, _: &'a mut sqlx::PgConnection, _: &'a T) -> Writing<'a> {
-        Box::pin(async { Ok(()) })
-    }
-}

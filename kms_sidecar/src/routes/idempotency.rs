@@ -42,8 +42,7 @@ pub struct ClaimedKey {
 impl ClaimedKey {
     /// Writes `answer` as the key's stored answer (client secrets redacted),
     /// while the claim is still this request's; says whether it was.
-    async fn complete(&self, tx: &mut sqlx::PgConnection, (status, body): &Answer) -> Result<bool, sqlx::Error> {
-        let mut body = body.clone();
+    async fn complete(&self, tx: &mut sqlx::PgConnection, (status, mut body): Answer) -> Result<bool, sqlx::Error> {
         crate::stripe::redact_client_secrets(&mut body);
         let written = sqlx::query(
             "UPDATE public.idempotency_keys SET state = 'completed', response_status = $4, response_body = $5
@@ -100,7 +99,7 @@ where
         Box::pin(async move {
             let Some(key) = self.key else { return Ok(()) };
             let answer = (self.view)(outcome).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            if !key.complete(tx, &answer).await? {
+            if !key.complete(tx, answer).await? {
                 return Err(sqlx::Error::Protocol(format!("Idempotency-Key {:?} was taken over meanwhile", key.key)));
             }
             key.answered.store(true, Ordering::Relaxed);
@@ -191,7 +190,7 @@ pub async fn run(
     // lost, nor the claim of a request that took the key over.
     match stored {
         Some(answer) => {
-            if !claim.complete(&mut tx, &answer).await? {
+            if !claim.complete(&mut tx, answer).await? {
                 tracing::warn!(
                     route,
                     "an answer was not stored: its Idempotency-Key was taken over or answered meanwhile"
